@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The tests talk to real Prometheus, Alertmanager, nginx, node_exporter, mtail and Docker.
+# Installs the Debian packages that bring them when run as root; otherwise stops at once
+# with the exact command to run. Never skips silently.
+set -euo pipefail
+
+# command → Debian package
+declare -A NEED=(
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager
+  [prometheus-node-exporter]=prometheus-node-exporter
+  [nginx]=nginx-light
+  [mtail]=mtail
+  [dockerd]=docker.io
+  [docker-compose]=docker-compose
+  [openssl]=openssl
+  [busybox]=busybox-static
+)
+
+missing=()
+for cmd in "${!NEED[@]}"; do
+  if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("${NEED[$cmd]}")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lookout tests need these Debian packages: $pkgs" >&2
+  echo "install them with:  sudo apt-get update && sudo apt-get install -y $pkgs" >&2
+  exit 1
+fi
+echo "installing Debian packages the tests need: $pkgs" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Debian's postinst scripts try to start services and fail quietly without systemd; the
+# tests start their own instances.
+apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

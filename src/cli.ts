@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { loadConfig, ConfigError } from './config/load.js';
+import { createLogger, errorText } from './lib/log.js';
+import { VERSION } from './version.js';
+
+/** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
+export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
+
+const USAGE = `lookout ${VERSION} — a Prometheus exporter and monitoring bundle for a few Linux servers
+
+Usage:
+  lookout serve  [--config FILE] [--web.listen-address HOST:PORT]
+  lookout check  [--config FILE]          validate the config; exit 0 good, 1 invalid, 2 could not run
+  lookout status [--config FILE]          one collection, as a table, for a terminal
+  lookout alert-test [--alertmanager URL] [--severity warning|critical]
+                                          send a synthetic alert through Alertmanager
+  lookout --version | --help
+`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      'web.listen-address': { type: 'string' },
+      alertmanager: { type: 'string' },
+      severity: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if (values.version) {
+    process.stdout.write(`lookout ${VERSION}\n`);
+    return EXIT.ok;
+  }
+  const command = positionals[0] ?? 'serve';
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+
+  switch (command) {
+    case 'check': {
+      await loadConfig(values.config);
+      process.stdout.write(`${values.config ?? 'embedded defaults'}: OK\n`);
+      return EXIT.ok;
+    }
+    case 'serve': {
+      const config = await loadConfig(values.config);
+      if (values['web.listen-address'] !== undefined) {
+        const { parseConfig } = await import('./config/load.js');
+        config.web = parseConfig(
+          { web: { listen_address: values['web.listen-address'] } },
+          '--web.listen-address',
+        ).web;
+      }
+      const { serve } = await import('./exporter/serve.js');
+      const code = await serve(config, createLogger(config.log.level));
+      // A read stuck on a hung mount keeps a libuv thread busy forever; do not wait for it.
+      process.exit(code);
+      break;
+    }
+    case 'status': {
+      const config = await loadConfig(values.config);
+      const { status } = await import('./status.js');
+      return status(config, process.stdout);
+    }
+    case 'alert-test': {
+      const { alertTest } = await import('./alerttest.js');
+      return alertTest({ alertmanager: values.alertmanager, severity: values.severity });
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(err.message + '\n');
+      process.exitCode = EXIT.invalid;
+    } else if (
+      err instanceof UsageError ||
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      process.stderr.write(`lookout: ${(err as Error).message}\n\n${USAGE}`);
+      process.exitCode = EXIT.invalid;
+    } else {
+      process.stderr.write(`lookout: ${errorText(err)}\n`);
+      process.exitCode = EXIT.failed;
+    }
+  },
+);

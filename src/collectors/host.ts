@@ -1,0 +1,11 @@
+import { collectorSchema, registerCollector } from './collector.js';
+
+// PLACEHOLDER — being written.
+registerCollector({
+  name: 'host',
+  description: 'host',
+  schema: collectorSchema({ enabled: true, interval: '15s', timeout: '5s' }, {}),
+  create() {
+    return { async update() {} };
+  },
+});

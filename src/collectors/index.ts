@@ -1,0 +1,7 @@
+// Each collector registers itself when imported; adding one is one line here.
+import './host.js';
+import './filesystem.js';
+import './processes.js';
+import './runtime.js';
+
+export { collectorDefinitions } from './collector.js';

@@ -1,0 +1,59 @@
+import { z } from 'zod';
+// Importing the collectors registers them, and with them their config blocks.
+import { collectorDefinitions } from '../collectors/index.js';
+
+export const DEFAULT_PORT = 10142;
+
+const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, {
+    message: 'expected host:port, e.g. ":10142" or "127.0.0.1:10142"',
+  })
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, {
+    message: 'port must be between 0 and 65535',
+  });
+
+const webSchema = z.strictObject({
+  listen_address: listenAddress
+    .default(`:${DEFAULT_PORT}`)
+    .describe('Address and port to serve /metrics on. An empty host listens on every address.'),
+});
+
+const pathsSchema = z.strictObject({
+  procfs: z.string().min(1).default('/proc').describe('Where the host /proc is mounted.'),
+  sysfs: z.string().min(1).default('/sys').describe('Where the host /sys is mounted.'),
+  rootfs: z
+    .string()
+    .min(1)
+    .default('/')
+    .describe('Where the host root filesystem is mounted (e.g. /host in a container).'),
+});
+
+const logSchema = z.strictObject({
+  level: z
+    .enum(['debug', 'info', 'warn', 'error'])
+    .default('info')
+    .describe('Lowest level logged.'),
+});
+
+/**
+ * The whole config schema. Built on demand because each collector file adds its own
+ * `collectors.<name>` block when it registers.
+ */
+export function configSchema() {
+  const collectors: Record<string, z.ZodType> = {};
+  for (const [name, def] of collectorDefinitions()) collectors[name] = def.schema.prefault({});
+  return z.strictObject({
+    web: webSchema.prefault({}),
+    paths: pathsSchema.prefault({}),
+    log: logSchema.prefault({}),
+    collectors: z.strictObject(collectors).prefault({}),
+  });
+}
+
+export interface Config {
+  web: z.output<typeof webSchema>;
+  paths: z.output<typeof pathsSchema>;
+  log: z.output<typeof logSchema>;
+  collectors: Record<string, { enabled: boolean; interval: number; timeout: number }>;
+}

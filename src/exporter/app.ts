@@ -1,0 +1,39 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Runner } from './runner.js';
+import { landingPage } from './landing.js';
+
+const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+/** Prometheus asks for OpenMetrics in its Accept header; anything else gets the classic format. */
+export function wantsOpenMetrics(accept: string | undefined): boolean {
+  return accept !== undefined && /application\/openmetrics-text/i.test(accept);
+}
+
+export function createApp(runner: Runner, version: string): Koa {
+  const app = new Koa();
+  const router = new Router();
+
+  router.get('/metrics', (ctx) => {
+    // Only reads text the runner prepared in the background: a scrape never waits on a collector.
+    const om = wantsOpenMetrics(ctx.get('accept') || undefined);
+    ctx.type = om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE;
+    ctx.body = runner.exposition(om ? 'openmetrics' : 'prometheus');
+  });
+
+  router.get('/healthz', (ctx) => {
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = 'ok\n';
+  });
+
+  router.get('/', (ctx) => {
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.body = landingPage(runner.states(), version);
+  });
+
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.silent = true;
+  return app;
+}
