@@ -63,6 +63,9 @@ export function parseConfig(doc: unknown, file = 'config'): Config {
 }
 
 export function parseConfigText(text: string, file = 'config'): Config {
+  // js-yaml 5 rejects a document with no content; for lookout it means "all defaults".
+  const hasContent = text.split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+  if (!hasContent) return parseConfig({}, file);
   let doc: unknown;
   try {
     doc = parseYaml(text, { filename: file });

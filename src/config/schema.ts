@@ -8,6 +8,7 @@ const listenAddress = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, {
     message: 'expected host:port, e.g. ":10142" or "127.0.0.1:10142"',
+    abort: true,
   })
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, {
     message: 'port must be between 0 and 65535',

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { ConfigError, loadConfig } from '../src/config/load.js';
+import { parseDuration } from '../src/config/duration.js';
+
+const run = promisify(execFile);
+const FIX = 'test/fixtures/config';
+
+/** Each invalid fixture and the exact lines `lookout check` must print for it. */
+const INVALID: Record<string, string[]> = {
+  'invalid-unknown-key.yml': ['web.listen_adress: unknown key; check its spelling and indentation'],
+  'invalid-duration-number.yml': [
+    'collectors.host.interval: expected a duration like "5s", got 15',
+  ],
+  'invalid-negative-interval.yml': [
+    'collectors.host.interval: expected a duration like "5s", got "-5s"',
+  ],
+  'invalid-timeout-over-interval.yml': [
+    'collectors.processes.timeout: must not be longer than the interval (10s); shorten timeout or lengthen interval',
+  ],
+  'invalid-enabled-string.yml': ['collectors.host.enabled: expected boolean, got string "yes"'],
+  'invalid-listen-address.yml': [
+    'web.listen_address: expected host:port, e.g. ":10142" or "127.0.0.1:10142"',
+  ],
+  'invalid-log-level.yml': ['log.level: expected one of "debug", "info", "warn", "error"'],
+  'invalid-yaml.yml': ['line 4, column 11: invalid YAML: bad indentation of a mapping entry'],
+  'invalid-unknown-collector.yml': [
+    'collectors.dockr: unknown key; check its spelling and indentation',
+  ],
+  'invalid-top-level-list.yml': ['(top level): expected object, got a list'],
+};
+
+describe('config validation', () => {
+  for (const [file, expected] of Object.entries(INVALID)) {
+    it(`${file} is rejected naming the field`, async () => {
+      const path = join(FIX, file);
+      await assert.rejects(loadConfig(path), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, expected, `${file}: got ${JSON.stringify(err.problems)}`);
+        return true;
+      });
+    });
+  }
+
+  it('an empty file, a comments-only file and no file all mean the embedded defaults', async () => {
+    const none = await loadConfig(undefined);
+    assert.deepEqual(await loadConfig(join(FIX, 'valid-empty.yml')), none);
+    assert.deepEqual(await loadConfig(join(FIX, 'valid-comments-only.yml')), none);
+    assert.equal(none.web.listen_address, ':10142');
+    assert.equal(none.paths.procfs, '/proc');
+    for (const name of ['host', 'filesystem', 'processes', 'runtime']) {
+      assert.equal(none.collectors[name]?.enabled, true, `${name} is on by default`);
+    }
+  });
+
+  it('the annotated example config is valid', async () => {
+    await loadConfig('lookout.example.yml');
+  });
+
+  it('parses durations the way Prometheus writes them', () => {
+    assert.equal(parseDuration('500ms'), 500);
+    assert.equal(parseDuration('15s'), 15_000);
+    assert.equal(parseDuration('1.5m'), 90_000);
+    assert.equal(parseDuration('2h'), 7_200_000);
+    assert.equal(parseDuration('15'), undefined);
+    assert.equal(parseDuration('1d'), undefined);
+  });
+});
+
+describe('lookout check (built CLI)', () => {
+  const cli = ['dist/cli.js', 'check', '--config'];
+
+  it('exits 0 for a good file', async () => {
+    const { stdout } = await run(process.execPath, [...cli, 'lookout.example.yml']);
+    assert.equal(stdout, 'lookout.example.yml: OK\n');
+  });
+
+  it('exits 1 and prints every problem, prefixed by the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lookout-config-'));
+    const file = join(dir, 'bad.yml');
+    await writeFile(
+      file,
+      'collectors:\n  host: {interval: 5, bogus: 1}\n  processes: {timeout: "20s"}\n',
+    );
+    const err = await run(process.execPath, [...cli, file]).then(
+      () => assert.fail('check must fail'),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(err.code, 1);
+    assert.deepEqual(err.stderr.trim().split('\n'), [
+      `${file}: collectors.host.interval: expected a duration like "5s", got 5`,
+      `${file}: collectors.host.bogus: unknown key; check its spelling and indentation`,
+      `${file}: collectors.processes.timeout: must not be longer than the interval (15s); shorten timeout or lengthen interval`,
+    ]);
+  });
+
+  it('a missing or unreadable file says which and how to fix it', async () => {
+    const missing = await run(process.execPath, [...cli, '/nonexistent/lookout.yml']).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal((missing as { code: number }).code, 1);
+    assert.equal(
+      (missing as { stderr: string }).stderr,
+      '/nonexistent/lookout.yml: no such file; check the --config path\n',
+    );
+
+    const dir = await mkdtemp(join(tmpdir(), 'lookout-config-'));
+    const res = await run(process.execPath, [...cli, dir]).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(
+      (res as { stderr: string }).stderr,
+      `${dir}: is a directory; point --config at a YAML file\n`,
+    );
+
+    if (process.getuid?.() !== 0) {
+      const file = join(dir, 'secret.yml');
+      await writeFile(file, '');
+      await chmod(file, 0o000);
+      const denied = await run(process.execPath, [...cli, file]).catch(
+        (e: { stderr: string }) => e,
+      );
+      assert.match((denied as { stderr: string }).stderr, /permission denied/);
+    }
+  });
+
+  it('an unknown command or flag is a usage error with exit 1', async () => {
+    const res = await run(process.execPath, ['dist/cli.js', 'frobnicate']).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal((res as { code: number }).code, 1);
+    assert.match((res as { stderr: string }).stderr, /^lookout: unknown command "frobnicate"/);
+  });
+});

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  eventually,
+  promQuery,
+  startLookout,
+  startPrometheus,
+  type Running,
+} from './helpers/procs.js';
+
+describe('a real Prometheus scraping lookout', () => {
+  let lookout: Running;
+  let prom: Running;
+  before(async () => {
+    lookout = await startLookout(
+      'collectors:\n  host: {interval: 1s, timeout: 1s}\n  filesystem: {interval: 1s, timeout: 1s}\n  processes: {interval: 1s, timeout: 1s}\n',
+    );
+    prom = await startPrometheus(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: lookout
+    static_configs:
+      - targets: ['127.0.0.1:${lookout.port}']
+`);
+  });
+  after(async () => {
+    await prom?.stop();
+    await lookout?.stop();
+  });
+
+  it('sees the target up and every host series, over OpenMetrics', async () => {
+    await eventually(
+      async () => (await promQuery(prom.url, 'up{job="lookout"} == 1')).length === 1,
+      30_000,
+      'up{job="lookout"} == 1',
+    );
+    // Prometheus 2.42 asks for OpenMetrics first, so this also proves the format parses.
+    const series = [
+      'lookout_cpu_seconds_total{mode="idle"}',
+      'lookout_cpu_count',
+      'lookout_load1',
+      'lookout_load5',
+      'lookout_load15',
+      'lookout_memory_total_bytes',
+      'lookout_memory_available_bytes',
+      'lookout_swap_total_bytes',
+      'lookout_swap_free_bytes',
+      'lookout_filesystem_size_bytes{mountpoint="/"}',
+      'lookout_filesystem_avail_bytes{mountpoint="/"}',
+      'lookout_filesystem_files{mountpoint="/"}',
+      'lookout_filesystem_files_free{mountpoint="/"}',
+      'lookout_filesystem_readonly{mountpoint="/"}',
+      'lookout_network_receive_bytes_total',
+      'lookout_network_transmit_bytes_total',
+      'lookout_boot_time_seconds',
+      'lookout_host_info',
+      'lookout_processes{state="zombie"}',
+      'lookout_process_count{name="nginx"}',
+      'lookout_top_process_resident_memory_bytes{rank="1"}',
+      'lookout_collector_success{collector="host"}',
+      'lookout_build_info',
+      'process_resident_memory_bytes',
+    ];
+    for (const s of series) {
+      const result = await eventually(
+        async () => {
+          const r = await promQuery(prom.url, s);
+          return r.length > 0 ? r : undefined;
+        },
+        15_000,
+        s,
+      );
+      assert.ok(result.length > 0, s);
+    }
+    const scrape = await promQuery(prom.url, 'scrape_samples_scraped{job="lookout"}');
+    assert.ok(Number(scrape[0]?.value[1]) > 50, 'a real number of samples per scrape');
+    const success = await promQuery(prom.url, 'min(lookout_collector_success)');
+    assert.equal(success[0]?.value[1], '1', 'every collector succeeds on a healthy host');
+  });
+});

@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { Gauge } from 'prom-client';
+import type { Collector } from '../src/collectors/collector.js';
+import { CollectorError, NothingToCollect } from '../src/collectors/collector.js';
+import { createApp } from '../src/exporter/app.js';
+import { Runner, type RunnerEntry } from '../src/exporter/runner.js';
+import { createLogger } from '../src/lib/log.js';
+
+const quiet = createLogger('error', {}, () => {});
+
+/** A collector that exports `name_value` and can be switched to throw or hang. */
+function switchable(name: string) {
+  let mode: 'ok' | 'throw' | 'hang' | 'nothing' = 'ok';
+  let calls = 0;
+  const collector: Collector = {
+    async update(registry) {
+      calls++;
+      if (mode === 'throw')
+        throw new CollectorError(`${name}: read failed`, { cause: new Error('EIO') });
+      if (mode === 'nothing') throw new NothingToCollect(`${name}: not on this host`);
+      if (mode === 'hang') return new Promise<void>(() => {});
+      new Gauge({ name: `${name}_value`, help: 'test value', registers: [registry] }).set(calls);
+    },
+  };
+  return {
+    collector,
+    set: (m: typeof mode) => (mode = m),
+    calls: () => calls,
+  };
+}
+
+function entry(name: string, collector: Collector, timeoutMs = 200): RunnerEntry {
+  return { name, description: name, collector, intervalMs: 60_000, timeoutMs };
+}
+
+function sample(text: string, series: string): string | undefined {
+  return text
+    .split('\n')
+    .find((l) => l.startsWith(series + ' '))
+    ?.split(' ')[1];
+}
+
+describe('Runner', () => {
+  it('serves every collector and marks each successful', async () => {
+    const a = switchable('a');
+    const b = switchable('b');
+    const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, '1.2.3');
+    await runner.collectOnce();
+    const text = runner.exposition('prometheus');
+    assert.equal(sample(text, 'a_value'), '1');
+    assert.equal(sample(text, 'b_value'), '1');
+    assert.equal(sample(text, 'lookout_collector_success{collector="a"}'), '1');
+    assert.match(text, /lookout_build_info\{version="1\.2\.3",nodejs_version="v\d+/);
+    await runner.stop();
+  });
+
+  it('a throwing collector shows success 0, drops its stale series and leaves the others alone', async () => {
+    const a = switchable('a');
+    const b = switchable('b');
+    const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, 'x');
+    await runner.collectOnce();
+    a.set('throw');
+    await runner.collectOnce();
+    const text = runner.exposition('prometheus');
+    assert.equal(
+      sample(text, 'a_value'),
+      undefined,
+      'a failed collector must not serve its old value',
+    );
+    assert.equal(sample(text, 'lookout_collector_success{collector="a"}'), '0');
+    assert.equal(sample(text, 'b_value'), '2');
+    assert.equal(sample(text, 'lookout_collector_success{collector="b"}'), '1');
+    const state = runner.states().find((s) => s.name === 'a');
+    assert.equal(state?.outcome, 'failed');
+    assert.equal(state?.lastError, 'a: read failed: EIO');
+    await runner.stop();
+  });
+
+  it('a collector that never returns times out, is not started again while hung, and others keep serving', async () => {
+    const hung = switchable('hung');
+    const ok = switchable('ok');
+    const runner = new Runner(
+      [entry('hung', hung.collector, 100), entry('ok', ok.collector)],
+      quiet,
+      'x',
+    );
+    hung.set('hang');
+    const started = Date.now();
+    await runner.collectOnce();
+    assert.ok(
+      Date.now() - started < 2000,
+      'collectOnce must not wait for a hung collector past its timeout',
+    );
+    let text = runner.exposition('prometheus');
+    assert.equal(sample(text, 'lookout_collector_success{collector="hung"}'), '0');
+    assert.equal(sample(text, 'ok_value'), '1');
+    assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'timeout');
+
+    await runner.collectOnce();
+    assert.equal(
+      hung.calls(),
+      1,
+      'the hung update is still in flight, so it must not be called again',
+    );
+    assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'stuck');
+    text = runner.exposition('prometheus');
+    assert.equal(sample(text, 'ok_value'), '2');
+    await runner.stop();
+  });
+
+  it('nothing to collect is its own quiet outcome', async () => {
+    const n = switchable('n');
+    n.set('nothing');
+    const lines: string[] = [];
+    const runner = new Runner(
+      [entry('n', n.collector)],
+      createLogger('info', {}, (l) => lines.push(l)),
+      'x',
+    );
+    await runner.collectOnce();
+    assert.equal(runner.states()[0]?.outcome, 'nothing');
+    assert.deepEqual(lines, [], 'nothing-to-collect is logged at debug only');
+    await runner.stop();
+  });
+
+  it('records duration and last success time', async () => {
+    const a = switchable('a');
+    const runner = new Runner([entry('a', a.collector)], quiet, 'x');
+    const before = Date.now() / 1000;
+    await runner.collectOnce();
+    const text = runner.exposition('prometheus');
+    const last = Number(
+      sample(text, 'lookout_collector_last_success_timestamp_seconds{collector="a"}'),
+    );
+    assert.ok(last >= before && last <= Date.now() / 1000 + 1, `last success ${last}`);
+    assert.ok(Number(sample(text, 'lookout_collector_duration_seconds{collector="a"}')) >= 0);
+    await runner.stop();
+  });
+});
+
+describe('HTTP /metrics while a collector hangs', () => {
+  const hung = switchable('hung');
+  const ok = switchable('ok');
+  hung.set('hang');
+  const runner = new Runner(
+    [entry('hung', hung.collector, 100), entry('ok', ok.collector)],
+    quiet,
+    '9.9.9',
+  );
+  const server = createApp(runner, '9.9.9').listen(0, '127.0.0.1');
+  after(async () => {
+    server.close();
+    await runner.stop();
+  });
+
+  it('answers at once with the other collectors, in both formats, and the landing page names the hung one', async () => {
+    await runner.collectOnce();
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(2000) });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    const text = await res.text();
+    assert.equal(sample(text, 'ok_value'), '1');
+    assert.equal(sample(text, 'lookout_collector_success{collector="hung"}'), '0');
+
+    const om = await fetch(`${base}/metrics`, {
+      headers: {
+        accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5',
+      },
+    });
+    assert.match(
+      om.headers.get('content-type') ?? '',
+      /^application\/openmetrics-text; version=1\.0\.0/,
+    );
+    const omText = await om.text();
+    assert.ok(omText.endsWith('# EOF\n'));
+    assert.doesNotMatch(omText, /\n\n/, 'OpenMetrics allows no blank lines');
+
+    const page = await (await fetch(`${base}/`)).text();
+    assert.match(page, /<td>hung<\/td><td>timeout<\/td>/);
+    assert.match(page, /timed out after 0\.1s/);
+
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    assert.equal((await fetch(`${base}/nope`)).status, 404);
+    assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+  });
+});

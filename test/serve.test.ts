@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { eventually, startLookout, type Running } from './helpers/procs.js';
+
+const run = promisify(execFile);
+
+describe('lookout serve (built, real process)', () => {
+  let lookout: Running & { configFile: string };
+  before(async () => {
+    lookout = await startLookout('collectors:\n  host: {interval: 1s, timeout: 1s}\n');
+  });
+  after(async () => {
+    await lookout.stop();
+  });
+
+  it('serves exposition that promtool accepts, with host, self and runtime series', async () => {
+    // The first refresh runs just after the port opens; wait for it rather than race it.
+    const text = await eventually(
+      async () => {
+        const t = await (await fetch(`${lookout.url}/metrics`)).text();
+        return /^lookout_collector_success\{collector="processes"\} 1$/m.test(t) ? t : undefined;
+      },
+      10_000,
+      'the first refresh of every collector',
+    );
+    for (const name of [
+      'lookout_cpu_seconds_total',
+      'lookout_memory_total_bytes',
+      'lookout_filesystem_size_bytes',
+      'lookout_processes',
+      'lookout_collector_success',
+      'lookout_build_info',
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+    ]) {
+      assert.match(text, new RegExp(`^${name}[{ ]`, 'm'), `${name} missing`);
+    }
+    const dir = lookout.dir;
+    await writeFile(join(dir, 'metrics.prom'), text);
+    // promtool lints too (it complains about e.g. counters without _total); it exits
+    // non-zero only for a parse error unless --lint is given, so check both outputs.
+    const check = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (b) => (out += b));
+      p.stderr.on('data', (b) => (out += b));
+      p.on('exit', (code) => resolve({ code, out }));
+      p.stdin.end(text);
+    });
+    assert.equal(check.code, 0, check.out);
+    assert.equal(check.out.trim(), '', `promtool check metrics lint: ${check.out}`);
+  });
+
+  it('a second lookout on the same port exits 2 with one line saying so', async () => {
+    const res = await run(process.execPath, [
+      'dist/cli.js',
+      'serve',
+      '--web.listen-address',
+      `127.0.0.1:${lookout.port}`,
+    ]).catch((e: { code: number; stderr: string }) => e);
+    assert.equal((res as { code: number }).code, 2);
+    const lines = (res as { stderr: string }).stderr.trim().split('\n');
+    const last = lines.at(-1);
+    assert.equal(
+      last,
+      `lookout: cannot listen on 127.0.0.1:${lookout.port}: is already in use; stop what listens there or pick another with --web.listen-address`,
+    );
+    assert.ok(!/\n\s+at /.test((res as { stderr: string }).stderr), 'no stack trace');
+  });
+
+  it('a bad --web.listen-address is a config error, exit 1', async () => {
+    const res = await run(process.execPath, [
+      'dist/cli.js',
+      'serve',
+      '--web.listen-address',
+      'localhost',
+    ]).catch((e: { code: number; stderr: string }) => e);
+    assert.equal((res as { code: number }).code, 1);
+    assert.equal(
+      (res as { stderr: string }).stderr,
+      '--web.listen-address: web.listen_address: expected host:port, e.g. ":10142" or "127.0.0.1:10142"\n',
+    );
+  });
+});
+
+describe('shutdown', () => {
+  it('SIGTERM stops lookout cleanly, exit 0, within a second', async () => {
+    const lookout = await startLookout('');
+    const exited = new Promise<{ code: number | null; ms: number }>((resolve) => {
+      const t0 = performance.now();
+      lookout.child.once('exit', (code) => resolve({ code, ms: performance.now() - t0 }));
+    });
+    // A keep-alive connection like Prometheus holds must not delay shutdown.
+    await (await fetch(`${lookout.url}/metrics`)).text();
+    lookout.child.kill('SIGTERM');
+    const { code, ms } = await exited;
+    assert.equal(code, 0, lookout.output());
+    assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms to exit`);
+    assert.match(lookout.output(), /msg="shutting down" signal=SIGTERM/);
+  });
+});
