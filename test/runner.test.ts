@@ -48,7 +48,7 @@ describe('Runner', () => {
     const b = switchable('b');
     const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, '1.2.3');
     await runner.collectOnce();
-    const text = runner.exposition('prometheus');
+    const text = runner.exposition('prometheus').toString();
     assert.equal(sample(text, 'a_value'), '1');
     assert.equal(sample(text, 'b_value'), '1');
     assert.equal(sample(text, 'lookout_collector_success{collector="a"}'), '1');
@@ -63,7 +63,7 @@ describe('Runner', () => {
     await runner.collectOnce();
     a.set('throw');
     await runner.collectOnce();
-    const text = runner.exposition('prometheus');
+    const text = runner.exposition('prometheus').toString();
     assert.equal(
       sample(text, 'a_value'),
       undefined,
@@ -93,7 +93,7 @@ describe('Runner', () => {
       Date.now() - started < 2000,
       'collectOnce must not wait for a hung collector past its timeout',
     );
-    let text = runner.exposition('prometheus');
+    let text = runner.exposition('prometheus').toString();
     assert.equal(sample(text, 'lookout_collector_success{collector="hung"}'), '0');
     assert.equal(sample(text, 'ok_value'), '1');
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'timeout');
@@ -105,7 +105,7 @@ describe('Runner', () => {
       'the hung update is still in flight, so it must not be called again',
     );
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'stuck');
-    text = runner.exposition('prometheus');
+    text = runner.exposition('prometheus').toString();
     assert.equal(sample(text, 'ok_value'), '2');
     await runner.stop();
   });
@@ -130,7 +130,7 @@ describe('Runner', () => {
     const runner = new Runner([entry('a', a.collector)], quiet, 'x');
     const before = Date.now() / 1000;
     await runner.collectOnce();
-    const text = runner.exposition('prometheus');
+    const text = runner.exposition('prometheus').toString();
     const last = Number(
       sample(text, 'lookout_collector_last_success_timestamp_seconds{collector="a"}'),
     );

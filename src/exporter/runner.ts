@@ -51,8 +51,8 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
-  private body = '';
-  private openMetricsBody?: string;
+  private body = Buffer.alloc(0);
+  private openMetricsBody?: Buffer;
   private stopped = false;
 
   constructor(
@@ -135,10 +135,13 @@ export class Runner {
     );
   }
 
-  /** The exposition of every collector's last good values, in the asked format. */
-  exposition(format: 'prometheus' | 'openmetrics'): string {
+  /**
+   * The exposition of every collector's last good values, in the asked format, encoded
+   * once per refresh rather than once per scrape.
+   */
+  exposition(format: 'prometheus' | 'openmetrics'): Buffer {
     if (format === 'prometheus') return this.body;
-    this.openMetricsBody ??= toOpenMetrics(this.body);
+    this.openMetricsBody ??= Buffer.from(toOpenMetrics(this.body.toString()));
     return this.openMetricsBody;
   }
 
@@ -229,7 +232,7 @@ export class Runner {
   private async rebuild(): Promise<void> {
     const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
     parts.push(await this.self.metrics());
-    this.body = parts.join('\n');
+    this.body = Buffer.from(parts.join('\n'));
     this.openMetricsBody = undefined;
   }
 }

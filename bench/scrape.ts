@@ -1,0 +1,212 @@
+/**
+ * lookout against node_exporter on this host, side by side in one run:
+ *   1. /metrics latency over N sequential scrapes each (interleaved): lookout p99 vs node_exporter p50
+ *   2. CPU with default collectors at a 15 s scrape interval, averaged over a minute
+ *   3. resident memory over a soak of 1-second scrapes (10 minutes by default), sampled
+ *      every 30 s, with where lookout's memory goes at the end
+ * lookout runs exactly as `npm start` runs it (node flags read from package.json).
+ *
+ *   npm run bench                         # the full run (~12 minutes)
+ *   BENCH_SOAK_SECONDS=60 npm run bench    # a quick look
+ */
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import {
+  freePort,
+  REPO,
+  startNodeExporter,
+  startProcess,
+  tempDir,
+  type Running,
+} from '../test/helpers/procs.js';
+
+const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
+const CPU_SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? 60);
+const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
+const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat times are in these ticks
+
+interface Target {
+  name: string;
+  proc: Running;
+}
+
+async function startLookoutAsNpmStart(): Promise<Running> {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
+    scripts: { start: string };
+  };
+  // "node --flag ... dist/cli.js serve" → the node flags npm start uses
+  const words = pkg.scripts.start.split(/\s+/);
+  const flags = words.slice(1, words.indexOf('dist/cli.js'));
+  const port = await freePort();
+  const dir = await tempDir('lookout-bench-');
+  return startProcess(
+    process.execPath,
+    [...flags, join(REPO, 'dist/cli.js'), 'serve', '--web.listen-address', `127.0.0.1:${port}`],
+    { readyPath: '/healthz', port, dir },
+  );
+}
+
+// undici's request() over a kept-alive connection: the lightest client in Node, so the
+// figures are the servers' time rather than the client's.
+async function scrape(url: string): Promise<number> {
+  const t0 = performance.now();
+  const res = await request(url, { headers: { 'accept-encoding': 'identity' } });
+  await res.body.arrayBuffer();
+  if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}`);
+  return performance.now() - t0;
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+async function cpuTicks(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mb = (b: number) => (b / 1048576).toFixed(1);
+
+async function latency(targets: Target[]) {
+  const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+  for (const t of targets) for (let i = 0; i < 20; i++) await scrape(`${t.proc.url}/metrics`); // warm-up
+  for (let i = 0; i < SCRAPES; i++) {
+    for (const t of targets) samples.get(t.name)!.push(await scrape(`${t.proc.url}/metrics`));
+  }
+  const out: Record<string, { p50: number; p90: number; p99: number; max: number }> = {};
+  for (const [name, s] of samples) {
+    s.sort((a, b) => a - b);
+    out[name] = {
+      p50: quantile(s, 0.5),
+      p90: quantile(s, 0.9),
+      p99: quantile(s, 0.99),
+      max: s.at(-1)!,
+    };
+  }
+  return out;
+}
+
+async function cpu(targets: Target[]) {
+  const before = await Promise.all(targets.map((t) => cpuTicks(t.proc.child.pid!)));
+  const t0 = performance.now();
+  for (let elapsed = 0; elapsed < CPU_SECONDS * 1000; elapsed += 15_000) {
+    await Promise.all(targets.map((t) => scrape(`${t.proc.url}/metrics`)));
+    await sleep(Math.min(15_000, CPU_SECONDS * 1000 - elapsed));
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const after = await Promise.all(targets.map((t) => cpuTicks(t.proc.child.pid!)));
+  return Object.fromEntries(
+    targets.map((t, i) => [t.name, (after[i]! - before[i]!) / CLK_TCK / wall]),
+  ) as Record<string, number>;
+}
+
+async function soak(targets: Target[]) {
+  const series = new Map<string, Array<[number, number]>>(targets.map((t) => [t.name, []]));
+  const t0 = performance.now();
+  let next = 0;
+  for (let s = 0; s < SOAK_SECONDS; s++) {
+    const tick = performance.now();
+    await Promise.all(targets.map((t) => scrape(`${t.proc.url}/metrics`)));
+    if (s >= next) {
+      for (const t of targets) series.get(t.name)!.push([s, await rssBytes(t.proc.child.pid!)]);
+      next += 30;
+    }
+    await sleep(Math.max(0, 1000 - (performance.now() - tick)));
+  }
+  for (const t of targets)
+    series
+      .get(t.name)!
+      .push([Math.round((performance.now() - t0) / 1000), await rssBytes(t.proc.child.pid!)]);
+  return series;
+}
+
+/** Least-squares slope of RSS over the second half of the soak, in MB per hour. */
+function growthMbPerHour(points: Array<[number, number]>): number {
+  const half = points.slice(Math.floor(points.length / 2));
+  const n = half.length;
+  const mx = half.reduce((a, [x]) => a + x, 0) / n;
+  const my = half.reduce((a, [, y]) => a + y, 0) / n;
+  const num = half.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const den = half.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return den === 0 ? 0 : ((num / den) * 3600) / 1048576;
+}
+
+async function whereLookoutMemoryGoes(url: string): Promise<string> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const rss = v('process_resident_memory_bytes');
+  const heapTotal = v('nodejs_heap_size_total_bytes');
+  const heapUsed = v('nodejs_heap_size_used_bytes');
+  const external = v('nodejs_external_memory_bytes');
+  return [
+    `  rss ${mb(rss)} MB = V8 heap ${mb(heapTotal)} MB (used ${mb(heapUsed)}) + external ${mb(external)} MB + code, stacks and libraries ${mb(rss - heapTotal - external)} MB`,
+    `  series served: ${text.split('\n').filter((l) => l && !l.startsWith('#')).length}, exposition ${(text.length / 1024).toFixed(1)} KiB`,
+  ].join('\n');
+}
+
+async function main() {
+  const lookout = await startLookoutAsNpmStart();
+  const node = await startNodeExporter();
+  const targets: Target[] = [
+    { name: 'lookout', proc: lookout },
+    { name: 'node_exporter', proc: node },
+  ];
+  try {
+    await sleep(2000); // let lookout's first refresh land
+    console.log(`# /metrics latency, ${SCRAPES} sequential scrapes each, interleaved`);
+    const lat = await latency(targets);
+    for (const [name, l] of Object.entries(lat)) {
+      console.log(
+        `${name.padEnd(14)} p50 ${l.p50.toFixed(2)} ms  p90 ${l.p90.toFixed(2)} ms  p99 ${l.p99.toFixed(2)} ms  max ${l.max.toFixed(2)} ms`,
+      );
+    }
+    const latRatio = lat.lookout!.p99 / lat.node_exporter!.p50;
+    console.log(
+      `ratio lookout p99 / node_exporter p50 = ${latRatio.toFixed(3)} (target ≤ 0.5) ${latRatio <= 0.5 ? 'MET' : 'MISSED'}`,
+    );
+
+    console.log(`\n# CPU, default collectors, one scrape every 15 s, over ${CPU_SECONDS} s`);
+    const c = await cpu(targets);
+    for (const [name, v] of Object.entries(c))
+      console.log(`${name.padEnd(14)} ${(v * 100).toFixed(3)} % of one core`);
+    const cpuRatio = c.lookout! / c.node_exporter!;
+    console.log(
+      `ratio lookout / node_exporter = ${cpuRatio.toFixed(3)}; lookout ≤ 1 %: ${c.lookout! <= 0.01 ? 'MET' : 'MISSED'}, below node_exporter: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
+    );
+
+    console.log(`\n# resident memory, one scrape a second for ${SOAK_SECONDS} s`);
+    const rss = await soak(targets);
+    for (const [name, points] of rss) {
+      const end = points.at(-1)![1];
+      const max = Math.max(...points.map(([, y]) => y));
+      console.log(
+        `${name.padEnd(14)} start ${mb(points[0]![1])} MB  end ${mb(end)} MB  max ${mb(max)} MB  growth (2nd half) ${growthMbPerHour(points).toFixed(2)} MB/h`,
+      );
+      console.log(`  samples: ${points.map(([s, y]) => `${s}s=${mb(y)}`).join(' ')}`);
+    }
+    const lookoutEnd = rss.get('lookout')!.at(-1)![1];
+    console.log(
+      `ratio lookout / node_exporter RSS at end = ${(lookoutEnd / rss.get('node_exporter')!.at(-1)![1]).toFixed(2)}; lookout ≤ 80 MB: ${lookoutEnd <= 80 * 1048576 ? 'MET' : 'MISSED'}`,
+    );
+    console.log('where lookout memory goes:');
+    console.log(await whereLookoutMemoryGoes(lookout.url));
+    await writeFile(
+      join(lookout.dir, 'bench.json'),
+      JSON.stringify({ lat, c, rss: Object.fromEntries(rss) }),
+    );
+  } finally {
+    await lookout.stop();
+    await node.stop();
+  }
+}
+
+await main();
