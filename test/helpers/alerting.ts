@@ -1,0 +1,233 @@
+/**
+ * Test copies of the shipped alerting config: alertmanager.yml with only addresses,
+ * paths and timings substituted, and rules/*.yml with only `for:` shortened. Everything
+ * else — routes, receivers, inhibit rules, templates, thresholds, annotations — is the
+ * file a user deploys.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { load } from 'js-yaml';
+import { REPO } from './procs.js';
+
+const run = promisify(execFile);
+
+/** Where alertmanager.yml expects things inside the Alertmanager container. */
+export const AM_SECRETS_DIR = '/etc/alertmanager/secrets/';
+export const AM_TEMPLATES_DIR = '/etc/alertmanager/templates/';
+
+type Yaml = null | boolean | number | string | Yaml[] | { [k: string]: Yaml };
+export type YamlMap = { [k: string]: Yaml };
+
+function isMap(v: Yaml | undefined): v is YamlMap {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep copy with every string passed through fn (used to rewrite path prefixes). */
+function mapStrings(v: Yaml, fn: (s: string) => string): Yaml {
+  if (typeof v === 'string') return fn(v);
+  if (Array.isArray(v)) return v.map((x) => mapStrings(x, fn));
+  if (isMap(v))
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, mapStrings(x, fn)]));
+  return v;
+}
+
+export async function loadAlertmanagerYml(): Promise<YamlMap> {
+  const doc = load(await readFile(join(REPO, 'alertmanager.yml'), 'utf8')) as Yaml;
+  if (!isMap(doc)) throw new Error('alertmanager.yml: not a mapping');
+  return doc;
+}
+
+export interface AmTestConfig {
+  /** The config text (JSON, which Alertmanager reads as YAML). */
+  text: string;
+  config: YamlMap;
+  smtpPassword: string;
+  secretsDir: string;
+}
+
+/**
+ * alertmanager.yml for a test: SMTP to the local sink (no TLS — the sink has none), the
+ * Slack webhook URL and SMTP password in secret files under dir (written the way the
+ * docs say, without a trailing newline), the repo's templates, and the given timings.
+ */
+export async function renderAlertmanagerConfig(opts: {
+  dir: string;
+  smarthost: string;
+  slackUrl: string;
+  timings?: { group_wait?: string; group_interval?: string; repeat_interval?: string };
+}): Promise<AmTestConfig> {
+  const secretsDir = join(opts.dir, 'secrets');
+  await mkdir(secretsDir, { recursive: true });
+  const smtpPassword = `pw-${process.pid}-${Date.now()}`;
+  await writeFile(join(secretsDir, 'smtp_password'), smtpPassword, { mode: 0o600 });
+  await writeFile(join(secretsDir, 'slack_webhook_url'), opts.slackUrl, { mode: 0o600 });
+
+  const shipped = await loadAlertmanagerYml();
+  const config = mapStrings(shipped, (s) =>
+    s.startsWith(AM_SECRETS_DIR)
+      ? join(secretsDir, s.slice(AM_SECRETS_DIR.length))
+      : s.startsWith(AM_TEMPLATES_DIR)
+        ? join(REPO, 'alertmanager/templates', s.slice(AM_TEMPLATES_DIR.length))
+        : s,
+  ) as YamlMap;
+  const global = config.global;
+  const route = config.route;
+  if (!isMap(global) || !isMap(route)) throw new Error('alertmanager.yml: no global or route');
+  global.smtp_smarthost = opts.smarthost;
+  global.smtp_require_tls = false;
+  Object.assign(route, opts.timings ?? {});
+  return { text: JSON.stringify(config, null, 2), config, smtpPassword, secretsDir };
+}
+
+// ---------------------------------------------------------------- durations
+
+const UNIT_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+  y: 31_536_000_000,
+};
+
+/** A Prometheus duration ("1h30m", "15m", "0s") in milliseconds. */
+export function parsePromDuration(text: string): number {
+  const re = /(\d+)(ms|s|m|h|d|w|y)/gy;
+  let total = 0;
+  let end = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    end = re.lastIndex;
+  }
+  if (text === '' || end !== text.length) throw new Error(`not a Prometheus duration: "${text}"`);
+  return total;
+}
+
+/** Milliseconds as a Prometheus duration, in whole ms ("1500ms", "2s"). */
+export function formatPromDuration(ms: number): string {
+  const whole = Math.max(0, Math.round(ms));
+  return whole % 1000 === 0 ? `${whole / 1000}s` : `${whole}ms`;
+}
+
+// ---------------------------------------------------------------- rules
+
+export interface RuleTiming {
+  file: string;
+  alert: string;
+  severity: string;
+  forOriginal: string;
+  forShortened: string;
+}
+
+/**
+ * Copies rules/*.yml to dir with every alert's `for:` passed through shorten; nothing else
+ * changes (thresholds, labels, annotations, recording rules stay as shipped). Returns the
+ * timings, so a test can print them.
+ */
+export async function copyRulesWithShortFor(
+  dir: string,
+  shorten: (ms: number) => number,
+): Promise<RuleTiming[]> {
+  const src = join(REPO, 'rules');
+  const files = (await readdir(src)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  if (files.length === 0) throw new Error(`no rule files in ${src}`);
+  await mkdir(dir, { recursive: true });
+  const timings: RuleTiming[] = [];
+  for (const file of files) {
+    const doc = load(await readFile(join(src, file), 'utf8')) as Yaml;
+    const groups = isMap(doc) ? doc.groups : undefined;
+    if (!Array.isArray(groups)) throw new Error(`${file}: no groups`);
+    for (const group of groups) {
+      const rules = isMap(group) ? group.rules : undefined;
+      if (!Array.isArray(rules)) continue;
+      for (const rule of rules) {
+        if (!isMap(rule) || typeof rule.alert !== 'string') continue;
+        const original = typeof rule.for === 'string' ? rule.for : '0s';
+        const shortened = formatPromDuration(shorten(parsePromDuration(original)));
+        rule.for = shortened;
+        const labels = rule.labels;
+        timings.push({
+          file,
+          alert: rule.alert,
+          severity: isMap(labels) && typeof labels.severity === 'string' ? labels.severity : '',
+          forOriginal: original,
+          forShortened: shortened,
+        });
+      }
+    }
+    // JSON is YAML: no re-serialisation quirks in the expressions and templates.
+    await writeFile(join(dir, file), JSON.stringify(doc, null, 2));
+  }
+  return timings;
+}
+
+// ---------------------------------------------------------------- Alertmanager API
+
+export interface AmAlert {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  startsAt: string;
+  endsAt: string;
+  status: {
+    state: 'active' | 'suppressed' | 'unprocessed';
+    inhibitedBy: string[];
+    silencedBy: string[];
+  };
+}
+
+/** GET /api/v2/alerts, optionally filtered by label matchers like 'severity="warning"'. */
+export async function amAlerts(amUrl: string, filters: string[] = []): Promise<AmAlert[]> {
+  const qs = filters.map((f) => `filter=${encodeURIComponent(f)}`).join('&');
+  const res = await fetch(`${amUrl}/api/v2/alerts${qs ? '?' + qs : ''}`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`GET ${amUrl}/api/v2/alerts: ${res.status} ${await res.text()}`);
+  return (await res.json()) as AmAlert[];
+}
+
+/** POST /api/v2/alerts (what Prometheus and `lookout alert-test` do). */
+export async function amPost(
+  amUrl: string,
+  alerts: Array<Pick<AmAlert, 'labels' | 'annotations' | 'startsAt' | 'endsAt'>>,
+): Promise<void> {
+  const res = await fetch(`${amUrl}/api/v2/alerts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(alerts),
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`POST ${amUrl}/api/v2/alerts: ${res.status} ${await res.text()}`);
+  await res.arrayBuffer();
+}
+
+// ---------------------------------------------------------------- commands
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion; a non-zero exit is a result, not a throw. */
+export async function runCommand(
+  cmd: string,
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<RunResult> {
+  try {
+    const { stdout, stderr } = await run(cmd, args, { timeout: timeoutMs, encoding: 'utf8' });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number | string; stdout?: string; stderr?: string; message: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** The built CLI, as a user runs it. */
+export function runLookout(args: string[], timeoutMs = 30_000): Promise<RunResult> {
+  return runCommand(process.execPath, [join(REPO, 'dist/cli.js'), ...args], timeoutMs);
+}
