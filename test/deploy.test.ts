@@ -122,8 +122,20 @@ describe('docker-compose.yml', () => {
     }
     for (const [name, s] of Object.entries(compose.secrets ?? {}))
       assert.ok(s.file.startsWith(USER_CREATED + '/'), `secret ${name} outside ${USER_CREATED}`);
-    const ignored = read('.gitignore').split('\n');
-    assert.ok(ignored.includes('secrets/'), '.gitignore keeps secrets/ out of git');
+  });
+
+  it('git ignores every secret file the stack reads', async () => {
+    const secrets = [
+      ...Object.values(compose.secrets ?? {}).map((s) => s.file),
+      './secrets/smtp_password',
+      './secrets/slack_webhook_url',
+    ];
+    // check-ignore exits 0 only when every path given is ignored.
+    const res = await run('git', ['check-ignore', '--no-index', ...secrets], { cwd: REPO }).catch(
+      (err: { stdout?: string }) => err,
+    );
+    const ignored = (res.stdout ?? '').split('\n').filter(Boolean);
+    assert.deepEqual(ignored.sort(), secrets.sort(), 'secret files git would commit');
   });
 
   it('lookout sees the host under the paths deploy/compose/lookout.yml names', () => {
