@@ -122,6 +122,9 @@ describe('Runner', () => {
     await runner.collectOnce();
     assert.equal(runner.states()[0]?.outcome, 'nothing');
     assert.deepEqual(lines, [], 'nothing-to-collect is logged at debug only');
+    const text = runner.exposition('prometheus').toString();
+    assert.equal(sample(text, 'lookout_collector_success{collector="n"}'), '1', 'not a failure to alert on');
+    assert.equal(sample(text, 'n_value'), undefined);
     await runner.stop();
   });
 

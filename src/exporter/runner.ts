@@ -74,7 +74,7 @@ export class Runner {
     const registers = [this.self];
     this.success = new Gauge({
       name: 'lookout_collector_success',
-      help: 'Whether the last refresh of the collector succeeded (1) or failed, timed out or found nothing to collect (0).',
+      help: 'Whether the last refresh of the collector succeeded (1; also when it found nothing to collect on this host) or failed or timed out (0).',
       labelNames: ['collector'],
       registers,
     });
@@ -221,7 +221,10 @@ export class Runner {
       slot.state.lastDurationSeconds = seconds;
       this.duration.set(labels, seconds);
     }
-    this.success.set(labels, outcome === 'ok' ? 1 : 0);
+    // "Nothing to collect" (no Docker on this host) is a correct answer, not a failure:
+    // counting it as one would page LookoutCollectorFailing on every host without Docker.
+    const succeeded = outcome === 'ok' || outcome === 'nothing';
+    this.success.set(labels, succeeded ? 1 : 0);
     if (outcome !== 'ok') {
       // Drop what this collector last served: a failed collector's old values must not look fresh.
       slot.text = '';
