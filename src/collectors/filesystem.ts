@@ -1,11 +1,214 @@
-import { collectorSchema, registerCollector } from './collector.js';
+import { readFile, statfs as fsStatfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Gauge, type Registry } from 'prom-client';
+import { z } from 'zod';
+import { duration } from '../config/duration.js';
+import type { Logger } from '../lib/log.js';
+import { errorText } from '../lib/log.js';
+import { parseMounts, type Mount } from '../lib/procfs.js';
+import {
+  CollectorError,
+  collectorSchema,
+  registerCollector,
+  type Collector,
+  type HostPaths,
+} from './collector.js';
 
-// PLACEHOLDER — being written.
+/** node_exporter's defaults, so the two agree out of the box (tmpfs stays in). */
+export const DEFAULT_MOUNT_POINTS_EXCLUDE =
+  '^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)';
+export const DEFAULT_FS_TYPES_EXCLUDE =
+  '^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$';
+
+/** statfs calls in flight at once: each holds a libuv pool thread (4 by default). */
+const STATFS_CONCURRENCY = 4;
+
+function regexSource(what: string) {
+  return z.string().refine(
+    (s) => {
+      try {
+        new RegExp(s);
+        return true;
+      } catch {
+        return false; // the refinement's message says what is wrong
+      }
+    },
+    { message: `expected a regular expression matching ${what}` },
+  );
+}
+
+export const filesystemSchema = collectorSchema(
+  { enabled: true, interval: '15s', timeout: '10s' },
+  {
+    mount_points_exclude: regexSource('mount points')
+      .default(DEFAULT_MOUNT_POINTS_EXCLUDE)
+      .describe('Mount points to leave out, a regular expression (node_exporter default).'),
+    fs_types_exclude: regexSource('filesystem types')
+      .default(DEFAULT_FS_TYPES_EXCLUDE)
+      .describe(
+        'Filesystem types to leave out, a regular expression; pseudo and container filesystems by default.',
+      ),
+    statfs_timeout: duration
+      .prefault('2s')
+      .describe(
+        'How long one mount may take to answer statfs. A mount that does not answer is reported with lookout_filesystem_device_error 1 and is not asked again until the hung call returns, so a dead NFS server cannot use up the I/O threads.',
+      ),
+  },
+);
+
+export type FilesystemConfig = z.output<typeof filesystemSchema>;
+
+/** The statfs(2) fields used here; fs.promises.statfs returns them. */
+export interface StatFsResult {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}
+export type StatFsFn = (path: string) => Promise<StatFsResult>;
+
+type Outcome =
+  { kind: 'ok'; stats: StatFsResult } | { kind: 'error'; err: unknown } | { kind: 'hung' };
+
+/** Reads the mount table of PID 1 (the host's, even when lookout runs in a container), else our own. */
+async function readMounts(procfs: string, signal: AbortSignal): Promise<Mount[]> {
+  const first = join(procfs, '1/mounts');
+  try {
+    return parseMounts(await readFile(first, { encoding: 'utf8', signal }));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM')
+      throw new CollectorError(`read ${first}`, { cause: err });
+  }
+  const fallback = join(procfs, 'self/mounts');
+  try {
+    return parseMounts(await readFile(fallback, { encoding: 'utf8', signal }));
+  } catch (err) {
+    throw new CollectorError(`read ${fallback}`, { cause: err });
+  }
+}
+
+export function createFilesystemCollector(
+  config: FilesystemConfig,
+  paths: HostPaths,
+  log: Logger,
+  statfs: StatFsFn = (path) => fsStatfs(path),
+): Collector & { stuck: ReadonlySet<string> } {
+  const mountPointsExclude = new RegExp(config.mount_points_exclude);
+  const fsTypesExclude = new RegExp(config.fs_types_exclude);
+  // Mount points whose statfs has not returned; kept across refreshes, cleared when it returns.
+  const stuck = new Set<string>();
+
+  function statfsWithTimeout(mount: Mount, signal: AbortSignal): Promise<Outcome> {
+    const path = join(paths.rootfs, mount.mountpoint);
+    const call: Promise<Outcome> = statfs(path).then(
+      (stats) => ({ kind: 'ok', stats }),
+      (err: unknown) => ({ kind: 'error', err }),
+    );
+    return new Promise<Outcome>((resolve) => {
+      let settled = false;
+      const settle = (outcome: Outcome) => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener('abort', giveUp);
+        resolve(outcome);
+        return true;
+      };
+      function giveUp() {
+        if (!settle({ kind: 'hung' })) return;
+        stuck.add(mount.mountpoint);
+        log.warn('statfs did not return; not asking this mount again until it does', {
+          mountpoint: mount.mountpoint,
+          timeout_seconds: config.statfs_timeout / 1000,
+        });
+        void call.then(() => {
+          stuck.delete(mount.mountpoint);
+          log.info('hung statfs returned', { mountpoint: mount.mountpoint });
+        });
+      }
+      const timer = setTimeout(giveUp, config.statfs_timeout);
+      signal.addEventListener('abort', giveUp, { once: true });
+      void call.then(settle);
+    });
+  }
+
+  return {
+    stuck,
+    async update(registry: Registry, { signal, log: ctxLog }) {
+      const byMountpoint = new Map<string, Mount>();
+      for (const m of await readMounts(paths.procfs, signal)) {
+        // The same mount point can be stacked (mounted twice); the last mount is the visible one.
+        byMountpoint.delete(m.mountpoint);
+        byMountpoint.set(m.mountpoint, m);
+      }
+      const mounts = [...byMountpoint.values()].filter(
+        (m) => !mountPointsExclude.test(m.mountpoint) && !fsTypesExclude.test(m.fstype),
+      );
+
+      const outcomes: Outcome[] = new Array(mounts.length);
+      let next = 0;
+      const worker = async () => {
+        while (next < mounts.length) {
+          const i = next++;
+          const mount = mounts[i]!;
+          if (stuck.has(mount.mountpoint)) outcomes[i] = { kind: 'hung' };
+          else if (signal.aborted) outcomes[i] = { kind: 'error', err: signal.reason };
+          else outcomes[i] = await statfsWithTimeout(mount, signal);
+        }
+      };
+      await Promise.all(Array.from({ length: STATFS_CONCURRENCY }, worker));
+
+      const labelNames = ['mountpoint', 'device', 'fstype'] as const;
+      const registers = [registry];
+      const gauge = (name: string, help: string) =>
+        new Gauge({ name, help, labelNames, registers });
+      const size = gauge('lookout_filesystem_size_bytes', 'Size of the filesystem.');
+      const free = gauge(
+        'lookout_filesystem_free_bytes',
+        'Free space, including blocks reserved for root.',
+      );
+      const avail = gauge(
+        'lookout_filesystem_avail_bytes',
+        'Space available to unprivileged users.',
+      );
+      const files = gauge('lookout_filesystem_files', 'Inodes of the filesystem.');
+      const filesFree = gauge('lookout_filesystem_files_free', 'Free inodes.');
+      const readonly = gauge('lookout_filesystem_readonly', 'Whether the mount is read-only (1).');
+      const deviceError = gauge(
+        'lookout_filesystem_device_error',
+        'Whether statfs failed or did not return in time for this mount (1); then no size series.',
+      );
+
+      mounts.forEach((mount, i) => {
+        const labels = { mountpoint: mount.mountpoint, device: mount.device, fstype: mount.fstype };
+        const outcome = outcomes[i]!;
+        readonly.set(labels, mount.readonly ? 1 : 0);
+        deviceError.set(labels, outcome.kind === 'ok' ? 0 : 1);
+        if (outcome.kind === 'error') {
+          ctxLog.debug('statfs failed', {
+            mountpoint: mount.mountpoint,
+            err: errorText(outcome.err),
+          });
+        }
+        if (outcome.kind !== 'ok') return;
+        const s = outcome.stats;
+        size.set(labels, s.blocks * s.bsize);
+        free.set(labels, s.bfree * s.bsize);
+        avail.set(labels, s.bavail * s.bsize);
+        files.set(labels, s.files);
+        filesFree.set(labels, s.ffree);
+      });
+    },
+  };
+}
+
 registerCollector({
   name: 'filesystem',
-  description: 'filesystem',
-  schema: collectorSchema({ enabled: true, interval: '15s', timeout: '5s' }, {}),
-  create() {
-    return { async update() {} };
-  },
+  description:
+    'Size, free space, inodes and read-only state of each mounted filesystem (lookout_filesystem_*); a hung mount is marked, not waited on',
+  schema: filesystemSchema,
+  create: (config, paths, log) => createFilesystemCollector(config, paths, log),
 });

@@ -1,11 +1,175 @@
-import { collectorSchema, registerCollector } from './collector.js';
+import { readFile } from 'node:fs/promises';
+import { machine } from 'node:os';
+import { join } from 'node:path';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { z } from 'zod';
+import {
+  CPU_MODES,
+  osPrettyName,
+  parseLoadavg,
+  parseMeminfo,
+  parseNetDev,
+  parseOsRelease,
+  parseStat,
+} from '../lib/procfs.js';
+import {
+  CollectorError,
+  collectorSchema,
+  registerCollector,
+  type Collector,
+  type HostPaths,
+} from './collector.js';
 
-// PLACEHOLDER — being written.
+function regexSource(what: string) {
+  return z.string().refine(
+    (s) => {
+      try {
+        new RegExp(s);
+        return true;
+      } catch {
+        return false; // the refinement's message says what is wrong
+      }
+    },
+    { message: `expected a regular expression matching ${what}` },
+  );
+}
+
+export const hostSchema = collectorSchema(
+  { enabled: true, interval: '15s', timeout: '5s' },
+  {
+    network: z
+      .strictObject({
+        devices_exclude: regexSource('network device names')
+          .default('^lo$')
+          .describe(
+            'Network devices (as in /proc/net/dev) to leave out, a regular expression; "^lo$" drops loopback. Use "^(lo|veth.*)$" on container hosts.',
+          ),
+      })
+      .prefault({})
+      .describe('Per-device network byte counters.'),
+  },
+);
+
+export type HostConfig = z.output<typeof hostSchema>;
+
+/** Reads one file of the host, naming it in the error. */
+async function read(path: string, signal: AbortSignal): Promise<string> {
+  try {
+    return await readFile(path, { encoding: 'utf8', signal });
+  } catch (err) {
+    throw new CollectorError(`read ${path}`, { cause: err });
+  }
+}
+
+/** os-release lives in /etc, or in /usr/lib where /etc has none (os-release(5)). */
+async function readOsRelease(rootfs: string, signal: AbortSignal): Promise<string | undefined> {
+  for (const rel of ['etc/os-release', 'usr/lib/os-release']) {
+    try {
+      return await readFile(join(rootfs, rel), { encoding: 'utf8', signal });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new CollectorError(`read ${join(rootfs, rel)}`, { cause: err });
+      }
+    }
+  }
+  return undefined;
+}
+
+export function createHostCollector(config: HostConfig, paths: HostPaths): Collector {
+  const devicesExclude = new RegExp(config.network.devices_exclude);
+  const proc = (rel: string) => join(paths.procfs, rel);
+
+  return {
+    async update(registry: Registry, { signal }) {
+      const [statText, loadText, memText, netText, hostname, kernel, osRelease] = await Promise.all(
+        [
+          read(proc('stat'), signal),
+          read(proc('loadavg'), signal),
+          read(proc('meminfo'), signal),
+          read(proc('net/dev'), signal),
+          read(proc('sys/kernel/hostname'), signal),
+          read(proc('sys/kernel/osrelease'), signal),
+          readOsRelease(paths.rootfs, signal),
+        ],
+      );
+      const stat = parseStat(statText);
+      const load = parseLoadavg(loadText);
+      const mem = parseMeminfo(memText);
+      const net = parseNetDev(netText);
+      const registers = [registry];
+
+      const cpu = new Counter({
+        name: 'lookout_cpu_seconds_total',
+        help: 'CPU time spent in each mode since boot, summed over all CPUs (guest time is inside user and nice).',
+        labelNames: ['mode'],
+        registers,
+      });
+      // A fresh registry each refresh: inc() by the absolute value read from /proc.
+      for (const mode of CPU_MODES) cpu.inc({ mode }, stat.cpu[mode]);
+
+      const gauge = (name: string, help: string, value: number | undefined) => {
+        if (value === undefined) return;
+        new Gauge({ name, help, registers }).set(value);
+      };
+      gauge('lookout_cpu_count', 'Number of online CPUs.', stat.cpuCount);
+      gauge('lookout_load1', 'Load average over 1 minute.', load.load1);
+      gauge('lookout_load5', 'Load average over 5 minutes.', load.load5);
+      gauge('lookout_load15', 'Load average over 15 minutes.', load.load15);
+
+      const memTotal = mem.get('MemTotal');
+      if (memTotal === undefined) throw new CollectorError(`${proc('meminfo')}: no MemTotal`);
+      gauge('lookout_memory_total_bytes', 'Usable RAM (MemTotal).', memTotal);
+      // MemAvailable exists since Linux 3.14; no estimate is made up where it is missing.
+      gauge(
+        'lookout_memory_available_bytes',
+        'RAM available for starting new applications without swapping (MemAvailable).',
+        mem.get('MemAvailable'),
+      );
+      gauge('lookout_swap_total_bytes', 'Swap space (SwapTotal).', mem.get('SwapTotal') ?? 0);
+      gauge('lookout_swap_free_bytes', 'Unused swap space (SwapFree).', mem.get('SwapFree') ?? 0);
+      gauge('lookout_boot_time_seconds', 'When the host booted (Unix time).', stat.bootTime);
+
+      const rx = new Counter({
+        name: 'lookout_network_receive_bytes_total',
+        help: 'Bytes received by the network device.',
+        labelNames: ['device'],
+        registers,
+      });
+      const tx = new Counter({
+        name: 'lookout_network_transmit_bytes_total',
+        help: 'Bytes transmitted by the network device.',
+        labelNames: ['device'],
+        registers,
+      });
+      for (const dev of net) {
+        if (devicesExclude.test(dev.device)) continue;
+        rx.inc({ device: dev.device }, dev.receiveBytes);
+        tx.inc({ device: dev.device }, dev.transmitBytes);
+      }
+
+      new Gauge({
+        name: 'lookout_host_info',
+        help: 'Host metadata; always 1.',
+        labelNames: ['hostname', 'kernel', 'os', 'arch'],
+        registers,
+      }).set(
+        {
+          hostname: hostname.trim(),
+          kernel: kernel.trim(),
+          os: osRelease === undefined ? 'Linux' : osPrettyName(parseOsRelease(osRelease)),
+          // uname -m of the running kernel (x86_64, aarch64), not Node's own name (x64).
+          arch: machine(),
+        },
+        1,
+      );
+    },
+  };
+}
+
 registerCollector({
   name: 'host',
-  description: 'host',
-  schema: collectorSchema({ enabled: true, interval: '15s', timeout: '5s' }, {}),
-  create() {
-    return { async update() {} };
-  },
+  description:
+    'CPU time, load, memory, swap, network bytes, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
+  schema: hostSchema,
+  create: (config, paths) => createHostCollector(config, paths),
 });

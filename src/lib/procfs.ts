@@ -1,0 +1,350 @@
+/**
+ * Pure parsers for the Linux files the host, filesystem and processes collectors read.
+ * Each takes the text of one file and returns plain values in base units (seconds,
+ * bytes); no I/O here, so every edge case is testable on a literal string.
+ */
+
+/** Thrown when a file does not have the shape the kernel documents; `code` is stable. */
+export class ProcfsParseError extends Error {
+  readonly code = 'LOOKOUT_PROCFS_PARSE';
+}
+
+/**
+ * Clock ticks per second in /proc/stat and /proc/<pid>/stat. The kernel reports these in
+ * USER_HZ, which is part of the userspace ABI and is 100 on every architecture Linux
+ * supports, whatever CONFIG_HZ the kernel was built with (sysconf(_SC_CLK_TCK) returns the
+ * same constant). node_exporter's procfs library hardcodes it the same way; asking
+ * `getconf CLK_TCK` would need a child process for a value that never changes.
+ */
+export const USER_HZ = 100;
+
+/** Aggregate CPU time since boot, summed over all CPUs, in seconds. */
+export interface CpuTimes {
+  user: number;
+  nice: number;
+  system: number;
+  idle: number;
+  iowait: number;
+  irq: number;
+  softirq: number;
+  steal: number;
+  /** Already included in `user` by the kernel; kept apart so nothing double-counts it. */
+  guest: number;
+  /** Already included in `nice` by the kernel. */
+  guestNice: number;
+}
+
+/** The CPU modes exported as `mode` labels: guest time is inside user/nice already. */
+export const CPU_MODES = [
+  'user',
+  'nice',
+  'system',
+  'idle',
+  'iowait',
+  'irq',
+  'softirq',
+  'steal',
+] as const satisfies readonly (keyof CpuTimes)[];
+
+export interface Stat {
+  /** The "cpu " line: every CPU together. */
+  cpu: CpuTimes;
+  /** Number of "cpuN" lines, i.e. online CPUs. */
+  cpuCount: number;
+  /** Boot time, Unix seconds (btime). */
+  bootTime: number;
+}
+
+const CPU_FIELDS: (keyof CpuTimes)[] = [
+  'user',
+  'nice',
+  'system',
+  'idle',
+  'iowait',
+  'irq',
+  'softirq',
+  'steal',
+  'guest',
+  'guestNice',
+];
+
+function cpuTimes(fields: string[]): CpuTimes {
+  const out = {} as CpuTimes;
+  CPU_FIELDS.forEach((name, i) => {
+    // Older kernels have fewer columns (steal since 2.6.11, guest_nice since 2.6.33).
+    const ticks = Number(fields[i] ?? 0);
+    out[name] = Number.isFinite(ticks) ? ticks / USER_HZ : 0;
+  });
+  return out;
+}
+
+/** /proc/stat */
+export function parseStat(text: string): Stat {
+  let cpu: CpuTimes | undefined;
+  let cpuCount = 0;
+  let bootTime: number | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('cpu')) {
+      const fields = line.split(/\s+/);
+      if (fields[0] === 'cpu') cpu = cpuTimes(fields.slice(1));
+      else if (/^cpu\d+$/.test(fields[0] ?? '')) cpuCount++;
+    } else if (line.startsWith('btime ')) {
+      bootTime = Number(line.slice(6).trim());
+    }
+  }
+  if (!cpu) throw new ProcfsParseError('stat: no "cpu " line');
+  if (bootTime === undefined || !Number.isFinite(bootTime))
+    throw new ProcfsParseError('stat: no "btime" line');
+  return { cpu, cpuCount, bootTime };
+}
+
+export interface LoadAvg {
+  load1: number;
+  load5: number;
+  load15: number;
+  /** Runnable scheduling entities now (the "2" of "2/85"). */
+  running: number;
+  /** Scheduling entities (threads) that exist (the "85" of "2/85"). */
+  total: number;
+}
+
+/** /proc/loadavg: "0.73 0.36 0.16 2/85 6257" */
+export function parseLoadavg(text: string): LoadAvg {
+  const f = text.trim().split(/\s+/);
+  const [load1, load5, load15] = f.slice(0, 3).map(Number);
+  const [running, total] = (f[3] ?? '').split('/').map(Number);
+  if (
+    load1 === undefined ||
+    load5 === undefined ||
+    load15 === undefined ||
+    ![load1, load5, load15].every(Number.isFinite)
+  ) {
+    throw new ProcfsParseError(`loadavg: expected three numbers, got ${JSON.stringify(text)}`);
+  }
+  return { load1, load5, load15, running: running ?? NaN, total: total ?? NaN };
+}
+
+/**
+ * /proc/meminfo as a map from field name to value. Values with a "kB" unit (which the
+ * kernel means as KiB) are converted to bytes; unitless ones (HugePages_Total) are counts.
+ */
+export function parseMeminfo(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([^:\s]+):\s+(\d+)(?:\s+(kB))?\s*$/.exec(line);
+    if (!m) continue;
+    const value = Number(m[2]);
+    out.set(m[1]!, m[3] ? value * 1024 : value);
+  }
+  return out;
+}
+
+export interface NetDevice {
+  device: string;
+  receiveBytes: number;
+  receivePackets: number;
+  receiveErrors: number;
+  receiveDrops: number;
+  transmitBytes: number;
+  transmitPackets: number;
+  transmitErrors: number;
+  transmitDrops: number;
+}
+
+/** /proc/net/dev: two header lines, then "  eth0: rx(8 columns) tx(8 columns)". */
+export function parseNetDev(text: string): NetDevice[] {
+  const out: NetDevice[] = [];
+  for (const line of text.split('\n').slice(2)) {
+    // Old kernels print "eth0:123" with no space once the counter is wide.
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const device = line.slice(0, colon).trim();
+    const n = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (!device || n.length < 16 || !n.every(Number.isFinite)) {
+      throw new ProcfsParseError(`net/dev: cannot read line ${JSON.stringify(line)}`);
+    }
+    out.push({
+      device,
+      receiveBytes: n[0]!,
+      receivePackets: n[1]!,
+      receiveErrors: n[2]!,
+      receiveDrops: n[3]!,
+      transmitBytes: n[8]!,
+      transmitPackets: n[9]!,
+      transmitErrors: n[10]!,
+      transmitDrops: n[11]!,
+    });
+  }
+  return out;
+}
+
+export interface Mount {
+  device: string;
+  mountpoint: string;
+  fstype: string;
+  options: string[];
+  readonly: boolean;
+}
+
+/** The kernel writes space, tab, newline and backslash in mount fields as \040, \011, \012, \134. */
+export function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** /proc/<pid>/mounts (fstab format): "device mountpoint fstype options dump pass". */
+export function parseMounts(text: string): Mount[] {
+  const out: Mount[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const f = line.split(' ');
+    if (f.length < 4)
+      throw new ProcfsParseError(`mounts: cannot read line ${JSON.stringify(line)}`);
+    const options = f[3]!.split(',');
+    out.push({
+      device: unescapeMountField(f[0]!),
+      mountpoint: unescapeMountField(f[1]!),
+      fstype: unescapeMountField(f[2]!),
+      options,
+      readonly: options.includes('ro'),
+    });
+  }
+  return out;
+}
+
+/** Process states as /proc/<pid>/stat writes them (see proc(5)), by name. */
+const STATE_NAMES: Readonly<Record<string, string>> = {
+  R: 'running',
+  S: 'sleeping',
+  D: 'disk_sleep',
+  Z: 'zombie',
+  T: 'stopped',
+  t: 'tracing_stop',
+  X: 'dead',
+  x: 'dead',
+  I: 'idle',
+  P: 'parked',
+  W: 'waking',
+  K: 'wakekill',
+};
+
+/** The states every host reports, so `lookout_processes{state="zombie"} 0` exists before the first zombie. */
+export const COMMON_PROCESS_STATES = [
+  'running',
+  'sleeping',
+  'disk_sleep',
+  'zombie',
+  'stopped',
+  'idle',
+] as const;
+
+/** A state letter to its name; an unknown letter is "other" so the label set stays bounded. */
+export function processStateName(letter: string): string {
+  return STATE_NAMES[letter] ?? 'other';
+}
+
+export interface PidStat {
+  pid: number;
+  /** The command name (at most 15 bytes for user processes; the kernel truncates it). */
+  comm: string;
+  /** The state letter, e.g. "S". */
+  state: string;
+  ppid: number;
+  /** CPU time in user and kernel mode, seconds. */
+  utime: number;
+  stime: number;
+  numThreads: number;
+  /** Start time after boot, seconds. */
+  startTime: number;
+  vsizeBytes: number;
+  /** Resident set size in pages; multiply by the page size for bytes. */
+  rssPages: number;
+}
+
+/**
+ * /proc/<pid>/stat. The command name sits in parentheses and may itself contain spaces and
+ * parentheses ("(my (weird) proc)"), so it ends at the LAST ")" in the line.
+ */
+export function parsePidStat(text: string): PidStat {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open)
+    throw new ProcfsParseError(`pid stat: no "(comm)" in ${JSON.stringify(text.slice(0, 80))}`);
+  const pid = Number(text.slice(0, open).trim());
+  const comm = text.slice(open + 1, close);
+  // rest[0] is field 3 of proc(5) (state), so field N is rest[N - 3].
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(' ');
+  const field = (n: number): number => Number(rest[n - 3]);
+  const state = rest[0] ?? '';
+  if (!Number.isInteger(pid) || state.length !== 1 || rest.length < 22) {
+    throw new ProcfsParseError(`pid stat: cannot read ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  return {
+    pid,
+    comm,
+    state,
+    ppid: field(4),
+    utime: field(14) / USER_HZ,
+    stime: field(15) / USER_HZ,
+    numThreads: field(20),
+    startTime: field(22) / USER_HZ,
+    vsizeBytes: field(23),
+    rssPages: field(24),
+  };
+}
+
+/** os-release(5): PRETTY_NAME, or NAME, or "Linux" as the spec says to assume. */
+export function parseOsRelease(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    let value = line.slice(eq + 1);
+    const q = value[0];
+    if ((q === '"' || q === "'") && value.endsWith(q) && value.length >= 2) {
+      value = value.slice(1, -1);
+      // Within double quotes, shell-style backslash escapes ($, ", \, `) apply.
+      if (q === '"') value = value.replace(/\\([$"\\`])/g, '$1');
+    }
+    out.set(line.slice(0, eq), value);
+  }
+  return out;
+}
+
+export function osPrettyName(osRelease: Map<string, string>): string {
+  return osRelease.get('PRETTY_NAME') || osRelease.get('NAME') || 'Linux';
+}
+
+const AT_NULL = 0;
+const AT_PAGESZ = 6;
+
+/**
+ * The page size from /proc/self/auxv (the ELF auxiliary vector: pairs of native words,
+ * type then value). Node has no getpagesize(); the kernel hands it to every process here.
+ */
+export function parseAuxvPageSize(
+  auxv: Buffer,
+  wordBytes: 4 | 8,
+  littleEndian: boolean,
+): number | undefined {
+  const read = (at: number): number =>
+    wordBytes === 8
+      ? Number(littleEndian ? auxv.readBigUInt64LE(at) : auxv.readBigUInt64BE(at))
+      : littleEndian
+        ? auxv.readUInt32LE(at)
+        : auxv.readUInt32BE(at);
+  for (let at = 0; at + 2 * wordBytes <= auxv.length; at += 2 * wordBytes) {
+    const type = read(at);
+    if (type === AT_NULL) break;
+    if (type === AT_PAGESZ) return read(at + wordBytes);
+  }
+  return undefined;
+}

@@ -1,0 +1,529 @@
+/**
+ * The host, filesystem and processes collectors against the captured /proc tree in
+ * test/fixtures/proc (exact exposition lines), the filesystem collector against real
+ * tmpfs mounts on this host, hung-mount bookkeeping, and a real lookout whose mount
+ * table blocks forever (a FIFO with no writer).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { cp, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { machine } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { Registry } from 'prom-client';
+import type { Collector, HostPaths } from '../src/collectors/collector.js';
+import {
+  createFilesystemCollector,
+  filesystemSchema,
+  type StatFsResult,
+} from '../src/collectors/filesystem.js';
+import { createHostCollector, hostSchema } from '../src/collectors/host.js';
+import { createProcessesCollector, processesSchema } from '../src/collectors/processes.js';
+import { createLogger, type Logger } from '../src/lib/log.js';
+import { REPO, eventually, startLookout, tempDir } from './helpers/procs.js';
+
+const run = promisify(execFile);
+const FIXTURES = join(REPO, 'test/fixtures');
+const fixturePaths: HostPaths = {
+  procfs: join(FIXTURES, 'proc'),
+  sysfs: '/nonexistent-sys',
+  rootfs: join(FIXTURES, 'rootfs'),
+};
+
+function quietLog(lines: string[] = []): Logger {
+  return createLogger('debug', {}, (line) => lines.push(line));
+}
+
+async function collect(collector: Collector): Promise<string> {
+  const registry = new Registry();
+  await collector.update(registry, { signal: new AbortController().signal, log: quietLog() });
+  return registry.metrics();
+}
+
+/** The sample lines (no HELP/TYPE) of the named metrics, in exposition order. */
+function samples(text: string, ...names: string[]): string {
+  return text
+    .split('\n')
+    .filter((l) => names.some((n) => l.startsWith(n + '{') || l.startsWith(n + ' ')))
+    .join('\n');
+}
+
+describe('host collector on the fixture /proc', () => {
+  test('CPU by mode summed over CPUs, load, memory, swap, boot time, network, host info', async () => {
+    const text = await collect(createHostCollector(hostSchema.parse({}), fixturePaths));
+    assert.equal(
+      samples(
+        text,
+        'lookout_cpu_seconds_total',
+        'lookout_cpu_count',
+        'lookout_load1',
+        'lookout_load5',
+        'lookout_load15',
+        'lookout_memory_total_bytes',
+        'lookout_memory_available_bytes',
+        'lookout_swap_total_bytes',
+        'lookout_swap_free_bytes',
+        'lookout_boot_time_seconds',
+        'lookout_network_receive_bytes_total',
+        'lookout_network_transmit_bytes_total',
+        'lookout_host_info',
+      ),
+      `lookout_cpu_seconds_total{mode="user"} 74.82
+lookout_cpu_seconds_total{mode="nice"} 0.12
+lookout_cpu_seconds_total{mode="system"} 54.52
+lookout_cpu_seconds_total{mode="idle"} 736.96
+lookout_cpu_seconds_total{mode="iowait"} 3.95
+lookout_cpu_seconds_total{mode="irq"} 0.07
+lookout_cpu_seconds_total{mode="softirq"} 2.01
+lookout_cpu_seconds_total{mode="steal"} 0.03
+lookout_cpu_count 2
+lookout_load1 0.73
+lookout_load5 0.36
+lookout_load15 0.16
+lookout_memory_total_bytes 25276026880
+lookout_memory_available_bytes 24928792576
+lookout_swap_total_bytes 2147479552
+lookout_swap_free_bytes 1073737728
+lookout_boot_time_seconds 1795556358
+lookout_network_receive_bytes_total{device="eth0"} 196802175
+lookout_network_receive_bytes_total{device="docker0"} 1234
+lookout_network_transmit_bytes_total{device="eth0"} 390121
+lookout_network_transmit_bytes_total{device="docker0"} 5678
+lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU/Linux 12 (bookworm)",arch="${machine()}"} 1`,
+    );
+    assert.match(text, /# TYPE lookout_cpu_seconds_total counter/);
+    assert.match(text, /# TYPE lookout_network_receive_bytes_total counter/);
+  });
+
+  test('network.devices_exclude drops matching devices', async () => {
+    const config = hostSchema.parse({ network: { devices_exclude: '^(lo|docker.*)$' } });
+    const text = await collect(createHostCollector(config, fixturePaths));
+    assert.equal(
+      samples(text, 'lookout_network_receive_bytes_total'),
+      'lookout_network_receive_bytes_total{device="eth0"} 196802175',
+    );
+  });
+
+  test('no os-release under rootfs: os="Linux"', async () => {
+    const text = await collect(
+      createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs: '/nonexistent' }),
+    );
+    assert.match(samples(text, 'lookout_host_info'), /os="Linux"/);
+  });
+
+  test('an unreadable /proc file fails the refresh and names the file', async () => {
+    const c = createHostCollector(hostSchema.parse({}), {
+      ...fixturePaths,
+      procfs: '/nonexistent-proc',
+    });
+    await assert.rejects(collect(c), {
+      code: 'LOOKOUT_COLLECTOR_FAILED',
+      message: /\/nonexistent-proc\//,
+    });
+  });
+
+  test('config: an invalid regular expression is refused', () => {
+    const r = hostSchema.safeParse({ network: { devices_exclude: '(' } });
+    assert.equal(r.success, false);
+    assert.match(r.error?.issues[0]?.message ?? '', /regular expression/);
+    assert.deepEqual(r.error?.issues[0]?.path, ['network', 'devices_exclude']);
+  });
+
+  test('config: defaults interval 15s, timeout 5s', () => {
+    const c = hostSchema.parse({});
+    assert.equal(c.interval, 15_000);
+    assert.equal(c.timeout, 5_000);
+    assert.equal(c.network.devices_exclude, '^lo$');
+  });
+});
+
+describe('processes collector on the fixture /proc', () => {
+  test('states (zeros included), watched names, top by RSS; a pid that vanished is skipped', async () => {
+    const config = processesSchema.parse({
+      watch: ['nginx', 'dockerd', 'prometheus-node-exporter', 'my (weird) proc'],
+    });
+    const text = await collect(createProcessesCollector(config, fixturePaths, 4096));
+    assert.equal(
+      samples(
+        text,
+        'lookout_processes',
+        'lookout_process_count',
+        'lookout_top_process_resident_memory_bytes',
+      ),
+      `lookout_processes{state="running"} 1
+lookout_processes{state="sleeping"} 5
+lookout_processes{state="disk_sleep"} 1
+lookout_processes{state="zombie"} 1
+lookout_processes{state="stopped"} 1
+lookout_processes{state="idle"} 1
+lookout_process_count{name="nginx"} 2
+lookout_process_count{name="dockerd"} 0
+lookout_process_count{name="prometheus-node-exporter"} 1
+lookout_process_count{name="my (weird) proc"} 1
+lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 209715200
+lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 104857600
+lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480000
+lookout_top_process_resident_memory_bytes{rank="4",name="systemd"} 13107200
+lookout_top_process_resident_memory_bytes{rank="5",name="nginx"} 10240000`,
+    );
+  });
+
+  test('top: 0 exports no top series; top: 2 exports two; page size is applied', async () => {
+    const none = await collect(
+      createProcessesCollector(processesSchema.parse({ top: 0 }), fixturePaths, 4096),
+    );
+    assert.doesNotMatch(none, /lookout_top_process_resident_memory_bytes/);
+    const two = await collect(
+      createProcessesCollector(processesSchema.parse({ top: 2 }), fixturePaths, 16384),
+    );
+    assert.equal(
+      samples(two, 'lookout_top_process_resident_memory_bytes'),
+      `lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 838860800
+lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 419430400`,
+    );
+  });
+
+  test('defaults: watch nginx and dockerd, top 5, 15s/10s', () => {
+    const c = processesSchema.parse({});
+    assert.deepEqual(c.watch, ['nginx', 'dockerd']);
+    assert.equal(c.top, 5);
+    assert.equal(c.interval, 15_000);
+    assert.equal(c.timeout, 10_000);
+    assert.equal(processesSchema.safeParse({ top: -1 }).success, false);
+    assert.equal(processesSchema.safeParse({ watch: [''] }).success, false);
+  });
+
+  test('an unreadable procfs fails the refresh', async () => {
+    const c = createProcessesCollector(
+      processesSchema.parse({}),
+      { ...fixturePaths, procfs: '/nonexistent-proc' },
+      4096,
+    );
+    await assert.rejects(collect(c), { code: 'LOOKOUT_COLLECTOR_FAILED' });
+  });
+
+  test('on this host: counts itself and the sum of states is the number of pids', async () => {
+    const text = await collect(
+      createProcessesCollector(
+        processesSchema.parse({ watch: ['node'] }),
+        { procfs: '/proc', sysfs: '/sys', rootfs: '/' },
+        4096,
+      ),
+    );
+    const node = Number(/lookout_process_count\{name="node"\} (\d+)/.exec(text)?.[1]);
+    assert.ok(node >= 1, `node processes: ${node}`);
+    const running = Number(/lookout_processes\{state="running"\} (\d+)/.exec(text)?.[1]);
+    assert.ok(running >= 1, 'this test is running');
+  });
+});
+
+const fakeStats: StatFsResult = {
+  bsize: 4096,
+  blocks: 1000,
+  bfree: 500,
+  bavail: 400,
+  files: 100,
+  ffree: 50,
+};
+
+describe('filesystem collector on the fixture mount table', () => {
+  test('dedup (last mount wins), default exclusions, escaped space, readonly, sizes', async () => {
+    const asked: string[] = [];
+    const c = createFilesystemCollector(
+      filesystemSchema.parse({}),
+      { ...fixturePaths, rootfs: '/host' },
+      quietLog(),
+      async (path) => {
+        asked.push(path);
+        return fakeStats;
+      },
+    );
+    const text = await collect(c);
+    assert.deepEqual(asked.sort(), [
+      '/host/',
+      '/host/mnt/my disk',
+      '/host/run',
+      '/host/srv/backup',
+    ]);
+    assert.equal(
+      samples(
+        text,
+        'lookout_filesystem_size_bytes',
+        'lookout_filesystem_avail_bytes',
+        'lookout_filesystem_readonly',
+        'lookout_filesystem_device_error',
+      ),
+      `lookout_filesystem_size_bytes{mountpoint="/",device="/dev/vda",fstype="ext4"} 4096000
+lookout_filesystem_size_bytes{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 4096000
+lookout_filesystem_size_bytes{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 4096000
+lookout_filesystem_size_bytes{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 4096000
+lookout_filesystem_avail_bytes{mountpoint="/",device="/dev/vda",fstype="ext4"} 1638400
+lookout_filesystem_avail_bytes{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 1638400
+lookout_filesystem_avail_bytes{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 1638400
+lookout_filesystem_avail_bytes{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 1638400
+lookout_filesystem_readonly{mountpoint="/",device="/dev/vda",fstype="ext4"} 0
+lookout_filesystem_readonly{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 0
+lookout_filesystem_readonly{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 1
+lookout_filesystem_readonly{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 1
+lookout_filesystem_device_error{mountpoint="/",device="/dev/vda",fstype="ext4"} 0
+lookout_filesystem_device_error{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 0
+lookout_filesystem_device_error{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 0
+lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 0`,
+    );
+    assert.equal(
+      samples(text, 'lookout_filesystem_files', 'lookout_filesystem_files_free'),
+      `lookout_filesystem_files{mountpoint="/",device="/dev/vda",fstype="ext4"} 100
+lookout_filesystem_files{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 100
+lookout_filesystem_files{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 100
+lookout_filesystem_files{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 100
+lookout_filesystem_files_free{mountpoint="/",device="/dev/vda",fstype="ext4"} 50
+lookout_filesystem_files_free{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 50
+lookout_filesystem_files_free{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 50
+lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 50`,
+    );
+  });
+
+  test('custom exclusions: keep /dev/shm, drop ext4', async () => {
+    const config = filesystemSchema.parse({
+      mount_points_exclude: '^/(proc|sys|dev/pts)($|/)',
+      fs_types_exclude: '^(ext4|proc|sysfs|devtmpfs|cgroup2|overlay|nsfs)$',
+    });
+    const c = createFilesystemCollector(config, fixturePaths, quietLog(), async () => fakeStats);
+    const text = await collect(c);
+    const mps = [...text.matchAll(/lookout_filesystem_device_error\{mountpoint="([^"]*)"/g)].map(
+      (m) => m[1],
+    );
+    assert.deepEqual(mps, ['/dev/shm', '/srv/backup', '/run']);
+  });
+
+  test('falls back to self/mounts when 1/mounts is missing', async () => {
+    const dir = await tempDir();
+    try {
+      await mkdir(join(dir, 'self'));
+      await writeFile(join(dir, 'self/mounts'), '/dev/sda1 /data ext4 ro 0 0\n');
+      const c = createFilesystemCollector(
+        filesystemSchema.parse({}),
+        { ...fixturePaths, procfs: dir },
+        quietLog(),
+        async () => fakeStats,
+      );
+      assert.equal(
+        samples(await collect(c), 'lookout_filesystem_readonly'),
+        'lookout_filesystem_readonly{mountpoint="/data",device="/dev/sda1",fstype="ext4"} 1',
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('no mount table at all fails the refresh, naming the file', async () => {
+    const c = createFilesystemCollector(
+      filesystemSchema.parse({}),
+      { ...fixturePaths, procfs: '/nonexistent-proc' },
+      quietLog(),
+    );
+    await assert.rejects(collect(c), { message: /nonexistent-proc\/self\/mounts/ });
+  });
+
+  test('a hung statfs marks the mount stuck, is not repeated until it returns; a failing one is an error', async () => {
+    const calls = new Map<string, number>();
+    let release!: (s: StatFsResult) => void;
+    const hung = new Promise<StatFsResult>((resolve) => (release = resolve));
+    const statfs = async (path: string): Promise<StatFsResult> => {
+      calls.set(path, (calls.get(path) ?? 0) + 1);
+      if (path === '/srv/backup') return hung;
+      if (path === '/mnt/my disk')
+        throw Object.assign(new Error('EIO: i/o error, statfs'), { code: 'EIO' });
+      return fakeStats;
+    };
+    const logLines: string[] = [];
+    const c = createFilesystemCollector(
+      filesystemSchema.parse({ statfs_timeout: '20ms' }),
+      { ...fixturePaths, rootfs: '/' },
+      quietLog(logLines),
+      statfs,
+    );
+    const errors = (text: string) => samples(text, 'lookout_filesystem_device_error');
+    const sized = (text: string) =>
+      [...text.matchAll(/lookout_filesystem_size_bytes\{mountpoint="([^"]*)"/g)].map((m) => m[1]);
+
+    const first = await collect(c);
+    assert.equal(
+      errors(first),
+      `lookout_filesystem_device_error{mountpoint="/",device="/dev/vda",fstype="ext4"} 0
+lookout_filesystem_device_error{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 1
+lookout_filesystem_device_error{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 1
+lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 0`,
+    );
+    assert.deepEqual(sized(first), ['/', '/run']);
+    assert.deepEqual([...c.stuck], ['/srv/backup']);
+    assert.ok(
+      logLines.some((l) => l.includes('statfs did not return') && l.includes('/srv/backup')),
+    );
+
+    // Still hung: not asked again, still an error; the failing mount is asked again.
+    const second = await collect(c);
+    assert.equal(calls.get('/srv/backup'), 1);
+    assert.equal(calls.get('/mnt/my disk'), 2);
+    assert.match(errors(second), /mountpoint="\/srv\/backup".*\} 1/);
+    assert.deepEqual(sized(second), ['/', '/run']);
+
+    // The hung call returns: the mount is asked again and reports sizes.
+    release(fakeStats);
+    await hung;
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([...c.stuck], []);
+    const third = await collect(c);
+    assert.equal(calls.get('/srv/backup'), 2);
+    assert.deepEqual(sized(third), ['/', '/srv/backup', '/run']);
+    assert.match(errors(third), /mountpoint="\/srv\/backup".*\} 0/);
+  });
+
+  test('defaults: node_exporter-like exclusions, statfs_timeout 2s, 15s/10s', () => {
+    const c = filesystemSchema.parse({});
+    assert.equal(c.statfs_timeout, 2000);
+    assert.equal(c.interval, 15_000);
+    assert.equal(c.timeout, 10_000);
+    const mp = new RegExp(c.mount_points_exclude);
+    const fs = new RegExp(c.fs_types_exclude);
+    for (const p of ['/dev', '/dev/shm', '/proc', '/sys/fs/cgroup', '/var/lib/docker/overlay2/x'])
+      assert.ok(mp.test(p), p);
+    for (const p of ['/', '/home', '/devices', '/var/lib/docker', '/run', '/run/user/1000'])
+      assert.ok(!mp.test(p), p);
+    for (const t of ['overlay', 'cgroup', 'cgroup2', 'squashfs', 'nsfs']) assert.ok(fs.test(t), t);
+    for (const t of ['ext4', 'xfs', 'tmpfs', 'nfs4', 'btrfs']) assert.ok(!fs.test(t), t);
+    assert.equal(filesystemSchema.safeParse({ statfs_timeout: 2 }).success, false);
+    assert.equal(filesystemSchema.safeParse({ fs_types_exclude: '[' }).success, false);
+  });
+});
+
+const isRoot = process.getuid?.() === 0;
+
+describe(
+  'filesystem collector on this host (real tmpfs mounts)',
+  { skip: !isRoot && 'needs root to mount tmpfs' },
+  () => {
+    let dir = '';
+    let rw = '';
+    let ro = '';
+    before(async () => {
+      dir = await tempDir();
+      rw = join(dir, 'my disk');
+      ro = join(dir, 'read only');
+      await mkdir(rw);
+      await mkdir(ro);
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=4m,nr_inodes=1000', 'lookout-test', rw]);
+      await run('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'lookout-test-ro', ro]);
+    });
+    after(async () => {
+      for (const m of [rw, ro]) await run('umount', [m]).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    test('a 4 MiB tmpfs at a path with a space: exact size, avail after writing 1 MiB, inodes, readonly', async () => {
+      await writeFile(join(rw, 'one-mebibyte'), Buffer.alloc(1024 * 1024, 1));
+      const c = createFilesystemCollector(
+        filesystemSchema.parse({}),
+        { procfs: '/proc', sysfs: '/sys', rootfs: '/' },
+        quietLog(),
+      );
+      const text = await collect(c);
+      const labels = `{mountpoint="${rw}",device="lookout-test",fstype="tmpfs"}`;
+      const roLabels = `{mountpoint="${ro}",device="lookout-test-ro",fstype="tmpfs"}`;
+      const lines = text.split('\n');
+      for (const want of [
+        `lookout_filesystem_size_bytes${labels} 4194304`,
+        `lookout_filesystem_avail_bytes${labels} 3145728`,
+        `lookout_filesystem_files${labels} 1000`,
+        // The root directory and the file.
+        `lookout_filesystem_files_free${labels} 998`,
+        `lookout_filesystem_readonly${labels} 0`,
+        `lookout_filesystem_device_error${labels} 0`,
+        `lookout_filesystem_size_bytes${roLabels} 1048576`,
+        `lookout_filesystem_readonly${roLabels} 1`,
+      ]) {
+        assert.ok(
+          lines.includes(want),
+          `missing ${want}\n${samples(text, 'lookout_filesystem_size_bytes')}`,
+        );
+      }
+      // The defaults exclude /proc, /sys, cgroups, /dev.
+      assert.doesNotMatch(text, /mountpoint="\/(proc|sys|dev)[/"]/);
+    });
+  },
+);
+
+describe('a real lookout whose mount table blocks forever', { skip: !isRoot && 'mkfifo' }, () => {
+  let procDir = '';
+  let lookout: Awaited<ReturnType<typeof startLookout>> | undefined;
+  before(async () => {
+    procDir = await tempDir('lookout-fifo-proc-');
+    await cp(join(FIXTURES, 'proc'), procDir, { recursive: true });
+    await rm(join(procDir, '1/mounts'));
+    // open() of a FIFO with no writer blocks in the thread pool: no AbortSignal reaches it.
+    await run('mkfifo', [join(procDir, '1/mounts')]);
+    lookout = await startLookout(`
+log: { level: info }
+paths:
+  procfs: ${JSON.stringify(procDir)}
+  rootfs: ${JSON.stringify(join(FIXTURES, 'rootfs'))}
+collectors:
+  host: { interval: 1s, timeout: 1s }
+  processes: { interval: 1s, timeout: 1s }
+  filesystem: { interval: 2s, timeout: 1s }
+`);
+  });
+  after(async () => {
+    // Let the blocked open() return (a writer appears and leaves) so lookout can exit:
+    // process exit joins libuv's threads, and one stuck in open() would never be joined.
+    await open(join(procDir, '1/mounts'), constants.O_WRONLY | constants.O_NONBLOCK).then(
+      (fh) => fh.close(),
+      (err: NodeJS.ErrnoException) => assert.equal(err.code, 'ENXIO'), // no reader left
+    );
+    const code = await lookout?.stop();
+    assert.equal(code, 0, 'lookout exits cleanly once nothing is stuck');
+    await rm(procDir, { recursive: true, force: true });
+  });
+
+  test('filesystem shows success 0 while host and processes keep serving', async () => {
+    const metrics = async () => {
+      const res = await fetch(`${lookout!.url}/metrics`, { signal: AbortSignal.timeout(2000) });
+      return res.text();
+    };
+    // Duration is set once the first refresh has ended: here by the 1s timeout.
+    const text = await eventually(
+      async () => {
+        const t = await metrics();
+        return /lookout_collector_duration_seconds\{collector="filesystem"\}/.test(t) && t;
+      },
+      10_000,
+      'the filesystem collector to time out',
+    );
+    const value = (name: string) =>
+      Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(value('lookout_collector_success{collector="filesystem"}'), 0);
+    assert.ok(value('lookout_collector_duration_seconds{collector="filesystem"}') >= 1);
+    assert.equal(value('lookout_collector_success{collector="host"}'), 1);
+    assert.equal(value('lookout_collector_success{collector="processes"}'), 1);
+    assert.equal(value('lookout_load1'), 0.73);
+    assert.equal(value('lookout_processes{state="zombie"}'), 1);
+    assert.doesNotMatch(text, /lookout_filesystem_/);
+
+    // Later refreshes are skipped while the first is still hung, and host keeps refreshing.
+    const later = await eventually(
+      async () => {
+        const t = await metrics();
+        return lookout!.output().includes('collector skipped') && t;
+      },
+      10_000,
+      'a skipped (stuck) filesystem refresh',
+    );
+    assert.match(later, /^lookout_collector_success\{collector="filesystem"\} 0$/m);
+    assert.match(later, /^lookout_collector_success\{collector="host"\} 1$/m);
+    assert.match(lookout!.output(), /collector failed.*collector=filesystem.*timed out after 1s/);
+    const page = await (await fetch(`${lookout!.url}/`)).text();
+    assert.match(page, /<td>filesystem<\/td><td>(stuck|timeout)<\/td>/);
+  });
+});
