@@ -120,6 +120,8 @@ export interface RuleTiming {
   severity: string;
   forOriginal: string;
   forShortened: string;
+  /** The summary annotation as written (a Prometheus template). */
+  summary: string;
 }
 
 /**
@@ -149,12 +151,17 @@ export async function copyRulesWithShortFor(
         const shortened = formatPromDuration(shorten(parsePromDuration(original)));
         rule.for = shortened;
         const labels = rule.labels;
+        const annotations = rule.annotations;
         timings.push({
           file,
           alert: rule.alert,
           severity: isMap(labels) && typeof labels.severity === 'string' ? labels.severity : '',
           forOriginal: original,
           forShortened: shortened,
+          summary:
+            isMap(annotations) && typeof annotations.summary === 'string'
+              ? annotations.summary
+              : '',
         });
       }
     }
@@ -162,6 +169,21 @@ export async function copyRulesWithShortFor(
     await writeFile(join(dir, file), JSON.stringify(doc, null, 2));
   }
   return timings;
+}
+
+/**
+ * Expands a summary that uses only {{ $labels.x }} (what lookout's summaries use), so a
+ * test can compute the exact subject from the rule file instead of copying its wording.
+ */
+export function expandLabels(template: string, labels: Record<string, string>): string {
+  const out = template.replace(/\{\{\s*\$labels\.(\w+)\s*\}\}/g, (_, name: string) => {
+    const v = labels[name];
+    if (v === undefined)
+      throw new Error(`summary uses $labels.${name}, not among ${Object.keys(labels)}`);
+    return v;
+  });
+  if (out.includes('{{')) throw new Error(`summary needs more than $labels to expand: ${template}`);
+  return out;
 }
 
 // ---------------------------------------------------------------- Alertmanager API
