@@ -17,6 +17,7 @@ declare -A NEED=(
   [docker-compose]=docker-compose
   [openssl]=openssl
   [busybox]=busybox-static
+  [curl]=curl
 )
 
 missing=()

@@ -20,6 +20,22 @@ Usage:
 
 class UsageError extends Error {}
 
+/**
+ * process.exit() joins libuv's I/O threads, and one stuck in a hung mount (an NFS statfs,
+ * a FIFO open) never returns, so exit() would hang too. File requests still pending after
+ * a short grace are taken as stuck: then end as an unhandled SIGTERM does (status 143, a
+ * clean stop for systemd and docker).
+ */
+async function exitNow(code: number): Promise<never> {
+  const pendingFs = () => process.getActiveResourcesInfo().some((r) => r.startsWith('FSReq'));
+  for (let i = 0; i < 20 && pendingFs(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (pendingFs()) {
+    process.removeAllListeners('SIGTERM');
+    process.kill(process.pid, 'SIGTERM');
+  }
+  process.exit(code);
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -62,14 +78,14 @@ async function main(argv: string[]): Promise<number> {
       }
       const { serve } = await import('./exporter/serve.js');
       const code = await serve(config, createLogger(config.log.level));
-      // A read stuck on a hung mount keeps a libuv thread busy forever; do not wait for it.
-      process.exit(code);
-      break;
+      return exitNow(code);
     }
     case 'status': {
       const config = await loadConfig(values.config);
       const { status } = await import('./status.js');
-      return status(config, process.stdout);
+      const code = await status(config, process.stdout);
+      await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+      return exitNow(code);
     }
     case 'alert-test': {
       const { alertTest } = await import('./alerttest.js');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { load } from 'js-yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -58,8 +59,22 @@ describe('config validation', () => {
     }
   });
 
-  it('the annotated example config is valid', async () => {
-    await loadConfig('lookout.example.yml');
+  it('the annotated example config is valid, sets every key, and sets each to its default', async () => {
+    const example = await loadConfig('lookout.example.yml');
+    assert.deepEqual(example, await loadConfig(undefined), 'the example shows the defaults');
+    // Every key the schema knows appears in the example, so the two cannot drift apart.
+    const doc = load(await readFile('lookout.example.yml', 'utf8'));
+    const missing: string[] = [];
+    const walk = (value: unknown, written: unknown, path: string) => {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) return;
+      for (const [key, child] of Object.entries(value)) {
+        const there = (written as Record<string, unknown> | undefined)?.[key];
+        if (there === undefined) missing.push(`${path}${key}`);
+        else walk(child, there, `${path}${key}.`);
+      }
+    };
+    walk(example, doc, '');
+    assert.deepEqual(missing, [], 'keys missing from lookout.example.yml');
   });
 
   it('parses durations the way Prometheus writes them', () => {

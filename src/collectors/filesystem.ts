@@ -13,6 +13,7 @@ import {
   type Collector,
   type HostPaths,
 } from './collector.js';
+import { regexSource } from '../config/regex.js';
 
 /** node_exporter's defaults, so the two agree out of the box (tmpfs stays in). */
 export const DEFAULT_MOUNT_POINTS_EXCLUDE =
@@ -22,20 +23,6 @@ export const DEFAULT_FS_TYPES_EXCLUDE =
 
 /** statfs calls in flight at once: each holds a libuv pool thread (4 by default). */
 const STATFS_CONCURRENCY = 4;
-
-function regexSource(what: string) {
-  return z.string().refine(
-    (s) => {
-      try {
-        new RegExp(s);
-        return true;
-      } catch {
-        return false; // the refinement's message says what is wrong
-      }
-    },
-    { message: `expected a regular expression matching ${what}` },
-  );
-}
 
 export const filesystemSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '10s' },

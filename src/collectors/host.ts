@@ -19,20 +19,7 @@ import {
   type Collector,
   type HostPaths,
 } from './collector.js';
-
-function regexSource(what: string) {
-  return z.string().refine(
-    (s) => {
-      try {
-        new RegExp(s);
-        return true;
-      } catch {
-        return false; // the refinement's message says what is wrong
-      }
-    },
-    { message: `expected a regular expression matching ${what}` },
-  );
-}
+import { regexSource } from '../config/regex.js';
 
 export const hostSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '5s' },
@@ -61,6 +48,40 @@ async function read(path: string, signal: AbortSignal): Promise<string> {
   }
 }
 
+/** /proc/net follows the reader's network namespace; PID 1's is the host's, even in a container. */
+async function readNetDev(procfs: string, signal: AbortSignal): Promise<string> {
+  const host = join(procfs, '1/net/dev');
+  try {
+    return await readFile(host, { encoding: 'utf8', signal });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
+      throw new CollectorError(`read ${host}`, { cause: err });
+    }
+  }
+  return read(join(procfs, 'net/dev'), signal);
+}
+
+/**
+ * The kernel hostname is per UTS namespace, so in a container it is the container's;
+ * with the host's root mounted elsewhere, its /etc/hostname names the host.
+ */
+async function readHostname(paths: HostPaths, signal: AbortSignal): Promise<string> {
+  if (paths.rootfs !== '/') {
+    try {
+      const name = (
+        await readFile(join(paths.rootfs, 'etc/hostname'), { encoding: 'utf8', signal })
+      ).trim();
+      if (name !== '') return name;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new CollectorError(`read ${join(paths.rootfs, 'etc/hostname')}`, { cause: err });
+      }
+    }
+  }
+  return read(join(paths.procfs, 'sys/kernel/hostname'), signal);
+}
+
 /** os-release lives in /etc, or in /usr/lib where /etc has none (os-release(5)). */
 async function readOsRelease(rootfs: string, signal: AbortSignal): Promise<string | undefined> {
   for (const rel of ['etc/os-release', 'usr/lib/os-release']) {
@@ -86,8 +107,8 @@ export function createHostCollector(config: HostConfig, paths: HostPaths): Colle
           read(proc('stat'), signal),
           read(proc('loadavg'), signal),
           read(proc('meminfo'), signal),
-          read(proc('net/dev'), signal),
-          read(proc('sys/kernel/hostname'), signal),
+          readNetDev(paths.procfs, signal),
+          readHostname(paths, signal),
           read(proc('sys/kernel/osrelease'), signal),
           readOsRelease(paths.rootfs, signal),
         ],
