@@ -23,6 +23,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 # ---- runtime
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
+# libuv I/O threads: room for a few hung mounts (see src/collectors/filesystem.ts).
+ENV UV_THREADPOOL_SIZE=8
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist

@@ -40,15 +40,19 @@ async function startLookoutAsNpmStart(): Promise<Running> {
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
     scripts: { start: string };
   };
-  // "node --flag ... dist/cli.js serve" → the node flags npm start uses
+  // "VAR=value node --flag ... dist/cli.js serve" → the environment and node flags npm start uses
   const words = pkg.scripts.start.split(/\s+/);
-  const flags = words.slice(1, words.indexOf('dist/cli.js'));
+  const env = Object.fromEntries(
+    words.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => w.split('=') as [string, string]),
+  );
+  const node = words.indexOf('node');
+  const flags = words.slice(node + 1, words.indexOf('dist/cli.js'));
   const port = await freePort();
   const dir = await tempDir('lookout-bench-');
   return startProcess(
     process.execPath,
     [...flags, join(REPO, 'dist/cli.js'), 'serve', '--web.listen-address', `127.0.0.1:${port}`],
-    { readyPath: '/healthz', port, dir },
+    { readyPath: '/healthz', port, dir, env },
   );
 }
 

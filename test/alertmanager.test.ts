@@ -16,6 +16,7 @@ import {
   amAlerts,
   amPost,
   loadAlertmanagerYml,
+  parsePromDuration,
   renderAlertmanagerConfig,
   runCommand,
   runLookout,
@@ -303,6 +304,34 @@ describe('alertmanager/templates/lookout.tmpl (amtool template render)', () => {
     assert.match(await render('lookout.slack.text', data), /\*RESOLVED\*/);
   });
 
+  // An alert also resolves when its series vanish (lookout died, a collector fails), so a
+  // resolved notice must not claim the problem is fixed, and must say how to tell.
+  test('resolved notices say "no longer firing", not "fixed", and name the alerts to check', async () => {
+    const data = groupData([fsAlert('/data', 'critical', 'resolved')]);
+    const bodies = {
+      text: await render('lookout.email.text', data),
+      html: await render('lookout.email.html', data, 'html'),
+      slack: await render('lookout.slack.text', data),
+    };
+    for (const [kind, body] of Object.entries(bodies)) {
+      assert.match(body, /no longer firing/, `${kind}: says no longer firing`);
+      assert.match(body, /data stopped arriving/, `${kind}: names the vanished-data case`);
+      assert.match(
+        body,
+        /LookoutDown or LookoutCollectorFailing (is firing|fires) for web1:10142/,
+        `${kind}: names the alerts to check on this instance`,
+      );
+      assert.match(body, /may not be fixed/i, `${kind}: does not claim it is fixed`);
+      assert.doesNotMatch(body, /no action|problem is over/, `${kind}: no all-clear`);
+    }
+    assert.match(bodies.text, /^RESOLVED: no longer firing: /m);
+    // Slack stays short: the note on one line, then one line per resolved alert.
+    const lines = bodies.slack.trim().split('\n');
+    assert.equal(lines.length, 2, bodies.slack);
+    assert.ok(lines[0]!.length <= 160, `Slack note is ${lines[0]!.length} characters`);
+    assert.match(lines[1]!, /^✅ \*RESOLVED\* Filesystem \/data .* \(lasted 12m30s\)$/);
+  });
+
   test('Slack text is short: one line per alert plus its links', async () => {
     const data = groupData([fsAlert('/data', 'critical'), fsAlert('/var', 'warning')]);
     const text = await render('lookout.slack.text', data);
@@ -322,10 +351,14 @@ describe('alertmanager/templates/lookout.tmpl (amtool template render)', () => {
 
 // ------------------------------------------------------------------ a real Alertmanager
 
-/** Timings for the test copy; repeat_interval stays the shipped 1h, which is what we check. */
+/** Timings for the test copy. repeat_interval stays the shipped 1h, so within these tests
+ *  an unchanged group is sent once; the cooldown test below shortens it to see it work. */
 const TIMINGS = { group_wait: '1s', group_interval: '2s' };
-/** How long we watch for something that must NOT arrive: several group_interval ticks. */
+/** How long we watch for a duplicate that must NOT arrive: three group_interval ticks, at
+ *  each of which Alertmanager re-evaluates the group and must decide not to send. */
 const QUIET_MS = 7_000;
+/** The cooldown test's copy: only repeat_interval differs from TIMINGS. */
+const COOLDOWN_TIMINGS = { ...TIMINGS, repeat_interval: '15s' };
 
 describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`', () => {
   let smtp: SmtpSink;
@@ -343,7 +376,9 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     await slack?.stop();
   });
 
-  async function freshAlertmanager(): Promise<{ am: Running; cfg: AmTestConfig }> {
+  async function freshAlertmanager(
+    timings: Record<string, string> = TIMINGS,
+  ): Promise<{ am: Running; cfg: AmTestConfig }> {
     smtp.received.length = 0;
     slack.received.length = 0;
     const dir = await tempDir('lookout-am-config-');
@@ -351,7 +386,7 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
       dir,
       smarthost: smtp.smarthost,
       slackUrl: slack.url,
-      timings: TIMINGS,
+      timings,
     });
     const am = await startAlertmanager(cfg.text);
     running.push(am);
@@ -408,7 +443,7 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     assert.equal(
       slack.received.length,
       1,
-      'the same warning was sent again inside repeat_interval',
+      `the same warning was sent again within ${QUIET_MS} ms (group_interval ticks resent it)`,
     );
     assert.equal(smtp.received.length, 0, 'a warning must not send email');
 
@@ -424,7 +459,7 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     assert.equal(smtp.received.length, 0, 'a resolved warning must not send email');
   });
 
-  test('critical: email (exact subject, body) + Slack red; the warning is inhibited; resolved notices; no repeats', async () => {
+  test('critical: email (exact subject, body) + Slack red; the warning is inhibited; resolved notices; no duplicates', async () => {
     const { am, cfg } = await freshAlertmanager();
     const sent = await runLookout([
       'alert-test',
@@ -493,7 +528,7 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     assert.equal(
       smtp.received.length,
       1,
-      'the critical email was sent again inside repeat_interval',
+      `the critical email was sent again within ${QUIET_MS} ms (group_interval ticks resent it)`,
     );
 
     // Resolve the warning first (as it would clear first on a draining disk), then the critical.
@@ -506,7 +541,8 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
       15_000,
       resolvedSubject,
     );
-    assert.match(resolvedMail.text, /^RESOLVED: /m);
+    assert.match(resolvedMail.text, /^RESOLVED: no longer firing: /m);
+    assert.ok(resolvedMail.text.includes(`LookoutCollectorFailing is firing for ${HOST},`));
     assert.match(resolvedMail.html, /<strong>RESOLVED<\/strong>/);
     const green = await slack.waitFor(
       (m) => m.body.attachments?.[0]?.title === resolvedSubject.replace('[LOOKOUT] ', ''),
@@ -523,5 +559,86 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
       2,
       JSON.stringify(slack.received.map((m) => m.body.attachments?.[0]?.title)),
     );
+  });
+
+  test('cooldown: an unchanged firing group is re-sent once repeat_interval has passed, not before', async () => {
+    // The shipped cooldown is repeat_interval 1h. The copy differs from the shipped route
+    // only in its timings, with repeat_interval 15 s, so one whole cooldown and the repeat
+    // after it fit in the test: a wrong repeat_interval (or a cooldown taken from anywhere
+    // else) moves the repeat out of [repeat_interval, repeat_interval + group_interval].
+    const shippedRoute = (await loadAlertmanagerYml()).route as Record<string, unknown>;
+    assert.equal(
+      parsePromDuration(String(shippedRoute.repeat_interval)),
+      3_600_000,
+      'the shipped repeat_interval (the cooldown) is 1h',
+    );
+    const { am, cfg } = await freshAlertmanager(COOLDOWN_TIMINGS);
+    assert.deepEqual(cfg.config.route, { ...shippedRoute, ...COOLDOWN_TIMINGS });
+    const repeatMs = parsePromDuration(COOLDOWN_TIMINGS.repeat_interval);
+    const tickMs = parsePromDuration(COOLDOWN_TIMINGS.group_interval);
+    // Date.now() in the sink vs. Alertmanager's own clock at send time.
+    const CLOCK_SLACK_MS = 500;
+    try {
+      const sent = await runLookout([
+        'alert-test',
+        '--alertmanager',
+        am.url,
+        '--severity',
+        'critical',
+      ]);
+      assert.equal(sent.code, 0, sent.stderr);
+      const subject = `[LOOKOUT] 🔴 CRITICAL: LookoutAlertTest — ${TEST_SUMMARY}`;
+      const slackTitle = subject.replace('[LOOKOUT] ', '');
+      const isMail = (m: { subject: string }) => m.subject === subject;
+      const isSlack = (m: { body: { attachments?: Array<{ title?: string }> } }) =>
+        m.body.attachments?.[0]?.title === slackTitle;
+
+      const firstMail = await smtp.waitFor(isMail, 15_000, subject);
+      const firstSlack = await slack.waitFor(isSlack, 15_000, 'the critical Slack message');
+      // Alertmanager re-checks the group at every group_interval tick and re-sends once
+      // repeat_interval has passed since the last send: the repeat lands at the first tick
+      // after it. Wait a little beyond that for delivery.
+      const budget = repeatMs + tickMs + 5_000;
+      const repeatMail = await smtp.waitFor(
+        (m) => m !== firstMail && isMail(m),
+        budget,
+        'the repeated critical email',
+      );
+      const repeatSlack = await slack.waitFor(
+        (m) => m !== firstSlack && isSlack(m),
+        budget,
+        'the repeated critical Slack message',
+      );
+      for (const [what, first, repeat] of [
+        ['email', firstMail, repeatMail],
+        ['Slack', firstSlack, repeatSlack],
+      ] as const) {
+        const gap = repeat.receivedAt - first.receivedAt;
+        assert.ok(
+          gap >= repeatMs - CLOCK_SLACK_MS,
+          `the ${what} was repeated after ${gap} ms, before repeat_interval (${repeatMs} ms)`,
+        );
+        assert.ok(
+          gap <= repeatMs + tickMs + 3_000,
+          `the ${what} was repeated after ${gap} ms, well after repeat_interval + group_interval`,
+        );
+      }
+      // Exactly one repeat: nothing else until just before a second cooldown has passed.
+      const quietUntil = firstMail.receivedAt + 2 * repeatMs - CLOCK_SLACK_MS;
+      await new Promise((r) => setTimeout(r, Math.max(0, quietUntil - Date.now())));
+      assert.deepEqual(
+        smtp.received.map((m) => m.subject),
+        [subject, subject],
+        'one email, then exactly one repeat with the same subject',
+      );
+      assert.deepEqual(
+        slack.received.map((m) => m.body.attachments?.[0]?.title),
+        [slackTitle, slackTitle],
+        'one Slack message, then exactly one repeat with the same title',
+      );
+    } finally {
+      // It would keep repeating every 15 s into the shared sinks.
+      await am.stop();
+    }
   });
 });

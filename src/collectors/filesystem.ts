@@ -21,8 +21,18 @@ export const DEFAULT_MOUNT_POINTS_EXCLUDE =
 export const DEFAULT_FS_TYPES_EXCLUDE =
   '^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$';
 
-/** statfs calls in flight at once: each holds a libuv pool thread (4 by default). */
-const STATFS_CONCURRENCY = 4;
+/**
+ * statfs calls in flight at once. Each holds a libuv pool thread, and a hung one holds it
+ * until the server answers; lookout starts with 8 pool threads (UV_THREADPOOL_SIZE in
+ * `npm start`, the Dockerfile and the systemd unit), /proc reads need the rest.
+ */
+const STATFS_CONCURRENCY = 2;
+/**
+ * At most this many threads may sit in hung statfs calls: past it no new statfs starts
+ * (those mounts report a device error) so a dead NFS server cannot starve every collector.
+ * While any mount is hung, the others are asked one at a time, so new hangs pile up slowly.
+ */
+export const MAX_HUNG_STATFS = 4;
 
 export const filesystemSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '10s' },
@@ -143,10 +153,16 @@ export function createFilesystemCollector(
           const mount = mounts[i]!;
           if (stuck.has(mount.mountpoint)) outcomes[i] = { kind: 'hung' };
           else if (signal.aborted) outcomes[i] = { kind: 'error', err: signal.reason };
-          else outcomes[i] = await statfsWithTimeout(mount, signal);
+          else if (stuck.size >= MAX_HUNG_STATFS) {
+            outcomes[i] = {
+              kind: 'error',
+              err: new Error(`not asked: ${stuck.size} other mounts are hung`),
+            };
+          } else outcomes[i] = await statfsWithTimeout(mount, signal);
         }
       };
-      await Promise.all(Array.from({ length: STATFS_CONCURRENCY }, worker));
+      const workers = stuck.size > 0 ? 1 : STATFS_CONCURRENCY;
+      await Promise.all(Array.from({ length: workers }, worker));
 
       const labelNames = ['mountpoint', 'device', 'fstype'] as const;
       const registers = [registry];

@@ -34,6 +34,7 @@ interface Slot {
   text: string;
   /** The update still running, so a hung one is not started again (it would pile up threads). */
   inFlight?: Promise<void>;
+  inFlightSince: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -63,6 +64,7 @@ export class Runner {
     this.slots = entries.map((entry) => ({
       entry,
       text: '',
+      inFlightSince: 0,
       state: {
         name: entry.name,
         description: entry.description,
@@ -152,11 +154,14 @@ export class Runner {
     const started = performance.now();
 
     if (slot.inFlight) {
+      // Report how long the hung refresh has been running, so the duration keeps growing
+      // instead of freezing at its last value.
+      const runningFor = (started - slot.inFlightSince) / 1000;
       this.record(
         slot,
         'stuck',
         'the previous refresh has not returned yet (hung I/O?)',
-        undefined,
+        runningFor,
       );
       this.log.warn('collector skipped', { collector: entry.name, err: slot.state.lastError });
       await this.rebuild();
@@ -175,6 +180,7 @@ export class Runner {
     });
 
     const update = entry.collector.update(registry, { signal: abort.signal, log });
+    slot.inFlightSince = started;
     slot.inFlight = update.then(
       () => undefined,
       () => undefined,

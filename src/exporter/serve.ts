@@ -34,10 +34,13 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     await runner.stop();
     return 2;
   }
-  // Keep-alive sockets from Prometheus must not hold shutdown past a second.
+  // Prometheus reuses its connection between scrapes; keep it open across a 15–60 s
+  // interval rather than reconnecting. Shutdown closes these at once (closeAllConnections).
   server.keepAliveTimeout = 65_000;
   log.info('listening', { address: config.web.listen_address, version: VERSION });
-  void runner.start();
+  runner
+    .start()
+    .catch((err: unknown) => log.error('collectors did not start', { err: errorText(err) }));
 
   return new Promise<number>((resolve) => {
     const shutdown = (signal: string) => {

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createHungMount, type HungMount } from './helpers/hungmount.js';
+import { eventually, startLookout, type Running } from './helpers/procs.js';
+
+const isRoot = process.getuid?.() === 0;
+
+function value(text: string, series: string): string | undefined {
+  return text
+    .split('\n')
+    .find((l) => l.startsWith(series + ' '))
+    ?.split(' ')[1];
+}
+
+describe(
+  'a real mount whose statfs never returns (FUSE server that never answers)',
+  { skip: !isRoot && 'needs root to mount' },
+  () => {
+    let hung: HungMount;
+    let lookout: Running;
+    before(async () => {
+      hung = createHungMount();
+      lookout = await startLookout(`collectors:
+  host: {interval: 1s, timeout: 1s}
+  processes: {interval: 1s, timeout: 1s}
+  filesystem: {interval: 1s, timeout: 1s, statfs_timeout: 300ms}
+`);
+    });
+    after(async () => {
+      await lookout?.stop();
+      hung?.remove();
+    });
+
+    it('marks that mount with device_error 1 and keeps serving every other mount and collector', async () => {
+      const labels = `{mountpoint="${hung.mountpoint}",device="lookout-hung",fstype="fuse"}`;
+      const text = await eventually(
+        async () => {
+          const t = await (
+            await fetch(`${lookout.url}/metrics`, { signal: AbortSignal.timeout(2000) })
+          ).text();
+          return value(t, `lookout_filesystem_device_error${labels}`) === '1' ? t : undefined;
+        },
+        15_000,
+        'lookout_filesystem_device_error 1 for the hung mount',
+      );
+      assert.equal(
+        value(text, `lookout_filesystem_size_bytes${labels}`),
+        undefined,
+        'no size for a hung mount',
+      );
+      assert.match(
+        text,
+        /^lookout_filesystem_size_bytes\{mountpoint="\/",/m,
+        'the root filesystem is still measured',
+      );
+      for (const c of ['host', 'filesystem', 'processes']) {
+        assert.equal(
+          value(text, `lookout_collector_success{collector="${c}"}`),
+          '1',
+          `${c} keeps succeeding`,
+        );
+      }
+    });
+
+    it('does not ask the hung mount again while its call is stuck', async () => {
+      // Several refreshes later, still one warning: the stuck statfs was not started again.
+      await new Promise((r) => setTimeout(r, 3000));
+      const warnings = lookout.output().match(/statfs did not return/g) ?? [];
+      assert.equal(warnings.length, 1, lookout.output());
+      const t = await (await fetch(`${lookout.url}/metrics`)).text();
+      assert.equal(value(t, 'lookout_collector_success{collector="filesystem"}'), '1');
+    });
+
+    it('notices when the hung call finally returns', async () => {
+      hung.release(); // the kernel fails the pending statfs with ENOTCONN
+      await eventually(
+        async () => /hung statfs returned/.test(lookout.output()),
+        10_000,
+        'the log line',
+      );
+    });
+  },
+);
+
+describe(
+  'shutdown with a statfs stuck in the kernel',
+  { skip: !isRoot && 'needs root to mount' },
+  () => {
+    it('SIGTERM still ends lookout', async () => {
+      const hung = createHungMount();
+      try {
+        const lookout = await startLookout(
+          'collectors:\n  filesystem: {interval: 1s, timeout: 1s, statfs_timeout: 200ms}\n',
+        );
+        await eventually(
+          async () => /statfs did not return/.test(lookout.output()),
+          10_000,
+          'the stuck statfs',
+        );
+        const exited = new Promise<number | null>((resolve) =>
+          lookout.child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : null))),
+        );
+        lookout.child.kill('SIGTERM');
+        // 143 (ended as by SIGTERM) is the expected code while a libuv thread is stuck.
+        const kill = setTimeout(() => lookout.child.kill('SIGKILL'), 5000);
+        const code = await exited;
+        clearTimeout(kill);
+        assert.ok(code === 0 || code === 143, `exit ${code}\n${lookout.output()}`);
+      } finally {
+        hung.remove();
+      }
+    });
+  },
+);
