@@ -73,10 +73,9 @@ describe('lookout agrees with node_exporter on this host', () => {
       await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'lookout-agree', tmpfs]);
     }
     // The host collector refreshes every second so its values are as fresh as node_exporter's.
-    [lookout, node] = await Promise.all([
-      startLookout('collectors:\n  host: { interval: 1s, timeout: 1s }\n'),
-      startNodeExporter(),
-    ]);
+    // One after the other, so a failure to start the second leaves the first for after().
+    lookout = await startLookout('collectors:\n  host: { interval: 1s, timeout: 1s }\n');
+    node = await startNodeExporter();
   });
   after(async () => {
     await Promise.all([lookout?.stop(), node?.stop()]);

@@ -48,18 +48,25 @@ async function read(path: string, signal: AbortSignal): Promise<string> {
   }
 }
 
-/** /proc/net follows the reader's network namespace; PID 1's is the host's, even in a container. */
-async function readNetDev(procfs: string, signal: AbortSignal): Promise<string> {
+/**
+ * /proc/net follows the reader's network namespace; PID 1's is the host's, even in a
+ * container. Where PID 1's is not readable (hidepid), our own is the fallback: the same
+ * outside a container, the container's inside one — hence `fellBack`, to say so once.
+ */
+async function readNetDev(
+  procfs: string,
+  signal: AbortSignal,
+): Promise<{ text: string; fellBack?: string }> {
   const host = join(procfs, '1/net/dev');
   try {
-    return await readFile(host, { encoding: 'utf8', signal });
+    return { text: await readFile(host, { encoding: 'utf8', signal }) };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
       throw new CollectorError(`read ${host}`, { cause: err });
     }
+    return { text: await read(join(procfs, 'net/dev'), signal), fellBack: `${host}: ${code}` };
   }
-  return read(join(procfs, 'net/dev'), signal);
 }
 
 /**
@@ -99,24 +106,29 @@ async function readOsRelease(rootfs: string, signal: AbortSignal): Promise<strin
 export function createHostCollector(config: HostConfig, paths: HostPaths): Collector {
   const devicesExclude = new RegExp(config.network.devices_exclude);
   const proc = (rel: string) => join(paths.procfs, rel);
+  let warnedNetFallback = false;
 
   return {
-    async update(registry: Registry, { signal }) {
-      const [statText, loadText, memText, netText, hostname, kernel, osRelease] = await Promise.all(
-        [
-          read(proc('stat'), signal),
-          read(proc('loadavg'), signal),
-          read(proc('meminfo'), signal),
-          readNetDev(paths.procfs, signal),
-          readHostname(paths, signal),
-          read(proc('sys/kernel/osrelease'), signal),
-          readOsRelease(paths.rootfs, signal),
-        ],
-      );
+    async update(registry: Registry, { signal, log }) {
+      const [statText, loadText, memText, netDev, hostname, kernel, osRelease] = await Promise.all([
+        read(proc('stat'), signal),
+        read(proc('loadavg'), signal),
+        read(proc('meminfo'), signal),
+        readNetDev(paths.procfs, signal),
+        readHostname(paths, signal),
+        read(proc('sys/kernel/osrelease'), signal),
+        readOsRelease(paths.rootfs, signal),
+      ]);
       const stat = parseStat(statText);
       const load = parseLoadavg(loadText);
       const mem = parseMeminfo(memText);
-      const net = parseNetDev(netText);
+      const net = parseNetDev(netDev.text);
+      if (netDev.fellBack && !warnedNetFallback) {
+        warnedNetFallback = true;
+        log.warn("network counters come from lookout's own network namespace", {
+          err: netDev.fellBack,
+        });
+      }
       const registers = [registry];
 
       const cpu = new Counter({

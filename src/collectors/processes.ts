@@ -53,22 +53,30 @@ export const processesSchema = collectorSchema(
 
 export type ProcessesConfig = z.output<typeof processesSchema>;
 
-/** Errors that mean the process exited while we walked /proc: not a failure. */
+/** The process exited while we walked /proc: not a failure, and not counted. */
 function isGone(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  // EACCES/EPERM: /proc mounted with hidepid, other users' processes are not ours to read.
-  return code === 'ENOENT' || code === 'ESRCH' || code === 'EACCES' || code === 'EPERM';
+  return code === 'ENOENT' || code === 'ESRCH';
 }
+
+/** /proc mounted with hidepid: other users' processes exist but are not ours to read. */
+function isHidden(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EACCES' || code === 'EPERM';
+}
+
+const HIDDEN = Symbol('hidden');
 
 /**
  * Reads a small /proc file with one open, one read into a reused buffer, one close:
- * undefined when the process has gone. Callback fs rather than FileHandle: on a walk of
+ * undefined when the process has gone, HIDDEN when we may not read it. Callback fs rather than FileHandle: on a walk of
  * every pid the FileHandle bookkeeping costs a quarter more CPU, and readFile adds an
  * fstat and a second read per file.
  */
-function readSmall(path: string, buf: Buffer): Promise<string | undefined> {
+function readSmall(path: string, buf: Buffer): Promise<string | undefined | typeof HIDDEN> {
   return new Promise((resolve, reject) => {
-    const fail = (err: NodeJS.ErrnoException) => (isGone(err) ? resolve(undefined) : reject(err));
+    const fail = (err: NodeJS.ErrnoException) =>
+      isGone(err) ? resolve(undefined) : isHidden(err) ? resolve(HIDDEN) : reject(err);
     fs.open(path, 'r', (openErr, fd) => {
       if (openErr) return fail(openErr);
       fs.read(fd, buf, 0, buf.length, 0, (readErr, bytesRead) => {
@@ -113,18 +121,16 @@ export function createProcessesCollector(
   paths: HostPaths,
   pageSize: number,
 ): Collector {
+  let warnedHidden = false;
   // A watched name longer than 15 bytes is matched on the truncated comm the kernel keeps.
   const watchedByComm = new Map<string, string[]>();
   for (const name of new Set(config.watch)) {
     const key = commForm(name);
     watchedByComm.set(key, [...(watchedByComm.get(key) ?? []), name]);
   }
-  const buffers = Array.from({ length: WALK_CONCURRENCY }, () =>
-    Buffer.allocUnsafe(STAT_BUFFER_BYTES),
-  );
 
   return {
-    async update(registry: Registry, { signal }) {
+    async update(registry: Registry, { signal, log }) {
       let pids: string[];
       try {
         // Only /proc/<pid>: threads live under /proc/<pid>/task and are not listed here.
@@ -137,18 +143,28 @@ export function createProcessesCollector(
       const counts = new Map<string, number>(config.watch.map((n) => [n, 0]));
       const resident: { pid: number; name: string; bytes: number }[] = [];
 
+      // Buffers per refresh, not per collector: a refresh abandoned at its timeout may still
+      // be reading when the next one starts.
+      const buffers = Array.from({ length: WALK_CONCURRENCY }, () =>
+        Buffer.allocUnsafe(STAT_BUFFER_BYTES),
+      );
       let next = 0;
+      let unreadable = 0;
       const worker = async (buf: Buffer) => {
         while (next < pids.length) {
           signal.throwIfAborted();
           const path = join(paths.procfs, pids[next++]!, 'stat');
-          let text: string | undefined;
+          let text: string | undefined | typeof HIDDEN;
           try {
             text = await readSmall(path, buf);
           } catch (err) {
             throw new CollectorError(`read ${path}`, { cause: err });
           }
           if (text === undefined) continue; // exited mid-walk
+          if (text === HIDDEN) {
+            unreadable++;
+            continue;
+          }
           const p = parsePidStat(text);
           const state = processStateName(p.state);
           states.set(state, (states.get(state) ?? 0) + 1);
@@ -159,6 +175,16 @@ export function createProcessesCollector(
         }
       };
       await Promise.all(buffers.map(worker));
+      if (unreadable > 0 && !warnedHidden) {
+        // Once: a host with hidepid stays that way, and the warning would repeat every refresh.
+        warnedHidden = true;
+        log.warn(
+          'some processes cannot be read (/proc mounted with hidepid?); counts cover the visible ones only',
+          {
+            unreadable,
+          },
+        );
+      }
 
       const registers = [registry];
       const byState = new Gauge({
