@@ -55,18 +55,8 @@ export interface Stat {
   bootTime: number;
 }
 
-const CPU_FIELDS: (keyof CpuTimes)[] = [
-  'user',
-  'nice',
-  'system',
-  'idle',
-  'iowait',
-  'irq',
-  'softirq',
-  'steal',
-  'guest',
-  'guestNice',
-];
+/** The columns of a cpu line of /proc/stat, in order (proc(5)). */
+const CPU_FIELDS: readonly (keyof CpuTimes)[] = [...CPU_MODES, 'guest', 'guestNice'];
 
 function cpuTimes(fields: string[]): CpuTimes {
   const out = {} as CpuTimes;
