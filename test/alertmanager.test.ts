@@ -561,7 +561,7 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     );
   });
 
-  test('cooldown: an unchanged firing group is re-sent once repeat_interval has passed, not before', async () => {
+  test('cooldown: an unchanged firing group is re-sent once repeat_interval has passed, not before', async (t) => {
     // The shipped cooldown is repeat_interval 1h. The copy differs from the shipped route
     // only in its timings, with repeat_interval 15 s, so one whole cooldown and the repeat
     // after it fit in the test: a wrong repeat_interval (or a cooldown taken from anywhere
@@ -614,6 +614,7 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
         ['Slack', firstSlack, repeatSlack],
       ] as const) {
         const gap = repeat.receivedAt - first.receivedAt;
+        t.diagnostic(`${what} repeated after ${gap} ms (repeat_interval ${repeatMs} ms)`);
         assert.ok(
           gap >= repeatMs - CLOCK_SLACK_MS,
           `the ${what} was repeated after ${gap} ms, before repeat_interval (${repeatMs} ms)`,
