@@ -11,7 +11,7 @@
  *   BENCH_SOAK_SECONDS=60 npm run bench    # a quick look
  */
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -29,7 +29,6 @@ const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
 const CPU_SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? 60);
 const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
 const run = promisify(execFile);
-const CLK_TCK = 100; // USER_HZ on Linux; /proc/<pid>/stat times are in these ticks
 
 interface Target {
   name: string;
@@ -70,10 +69,21 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-async function cpuTicks(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+/**
+ * CPU time of every thread of a process, in seconds, from /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds on CPU). utime/stime in /proc/<pid>/stat are charged in whole 10 ms ticks to
+ * whoever runs when the tick fires, too coarse for exporters that wake for a millisecond.
+ */
+async function cpuSeconds(pid: number): Promise<number> {
+  let ns = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    try {
+      ns += Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')).split(' ')[0]);
+    } catch {
+      // the thread ended between readdir and read; its time is no longer attributable
+    }
+  }
+  return ns / 1e9;
 }
 
 async function rssBytes(pid: number): Promise<number> {
@@ -123,16 +133,16 @@ async function latency(targets: Target[]) {
 }
 
 async function cpu(targets: Target[]) {
-  const before = await Promise.all(targets.map((t) => cpuTicks(t.proc.child.pid!)));
+  const before = await Promise.all(targets.map((t) => cpuSeconds(t.proc.child.pid!)));
   const t0 = performance.now();
   for (let elapsed = 0; elapsed < CPU_SECONDS * 1000; elapsed += 15_000) {
     await Promise.all(targets.map((t) => scrape(`${t.proc.url}/metrics`)));
     await sleep(Math.min(15_000, CPU_SECONDS * 1000 - elapsed));
   }
   const wall = (performance.now() - t0) / 1000;
-  const after = await Promise.all(targets.map((t) => cpuTicks(t.proc.child.pid!)));
+  const after = await Promise.all(targets.map((t) => cpuSeconds(t.proc.child.pid!)));
   return Object.fromEntries(
-    targets.map((t, i) => [t.name, (after[i]! - before[i]!) / CLK_TCK / wall]),
+    targets.map((t, i) => [t.name, (after[i]! - before[i]!) / wall]),
   ) as Record<string, number>;
 }
 
