@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests talk to a real Prometheus, Alertmanager and node_exporter, and check the
-# compose file with docker-compose; the benchmark times scrapes with curl.
+# compose file with docker-compose and the systemd unit with systemd-analyze; the
+# benchmark times scrapes with curl.
 # Installs the Debian packages that bring them when run as root; otherwise stops at once
 # with the exact command to run. Never skips silently.
 set -euo pipefail
@@ -14,6 +15,7 @@ declare -A NEED=(
   [prometheus-node-exporter]=prometheus-node-exporter
   [docker-compose]=docker-compose
   [curl]=curl
+  [systemd-analyze]=systemd
 )
 
 missing=()

@@ -441,6 +441,16 @@ describe('deploy/systemd/lookout.service', () => {
     return v[0]!;
   };
 
+  it("passes systemd-analyze verify, systemd's own parser", async () => {
+    // Prints warnings for unknown or misplaced directives and still exits 0, so the
+    // output must be empty as well.
+    const { stdout, stderr } = await run('systemd-analyze', [
+      'verify',
+      join(REPO, 'deploy/systemd/lookout.service'),
+    ]);
+    assert.equal(stdout + stderr, '');
+  });
+
   it('has only known directives, in their sections', () => {
     assert.deepEqual([...unit.keys()], ['Unit', 'Service', 'Install']);
     for (const [section, keys] of unit)
