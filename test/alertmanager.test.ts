@@ -130,7 +130,7 @@ describe('alertmanager.yml (amtool)', () => {
       {
         source_matchers: ['severity="critical"'],
         target_matchers: ['severity="warning"'],
-        equal: ['alertname', 'instance', 'mountpoint', 'name'],
+        equal: ['alertname', 'instance', 'mountpoint', 'name', 'site'],
       },
     ]);
     const global = c.global as Record<string, unknown>;
