@@ -223,7 +223,17 @@ async function main() {
       );
       console.log(`  samples: ${points.map(([s, y]) => `${s}s=${mb(y)}`).join(' ')}`);
     }
-    const lookoutEnd = rss.get('lookout')!.at(-1)![1];
+    const lookoutPoints = rss.get('lookout')!;
+    const third = Math.max(1, Math.floor(lookoutPoints.length / 3));
+    const mean = (ps: Array<[number, number]>) => ps.reduce((a, [, y]) => a + y, 0) / ps.length;
+    const firstThird = mean(lookoutPoints.slice(0, third));
+    const lastThird = mean(lookoutPoints.slice(-third));
+    // V8's heap is a sawtooth between collections; "growing" is the last third's mean
+    // standing clearly above the first third's, not a rise inside one tooth.
+    console.log(
+      `lookout mean RSS first third ${mb(firstThird)} MB, last third ${mb(lastThird)} MB; not growing (within 2 MB): ${lastThird - firstThird <= 2 * 1048576 ? 'MET' : 'MISSED'}`,
+    );
+    const lookoutEnd = lookoutPoints.at(-1)![1];
     console.log(
       `ratio lookout / node_exporter RSS at end = ${(lookoutEnd / rss.get('node_exporter')!.at(-1)![1]).toFixed(2)}; lookout ≤ 80 MB: ${lookoutEnd <= 80 * 1048576 ? 'MET' : 'MISSED'}`,
     );
