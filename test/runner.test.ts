@@ -119,6 +119,19 @@ describe('Runner', () => {
     await runner.stop();
   });
 
+  it('a collector that throws synchronously is a failed refresh, not a crash', async () => {
+    const sync: Collector = {
+      update() {
+        throw new Error('thrown before any await');
+      },
+    };
+    const runner = new Runner([entry('sync', sync)], quiet, 'x');
+    await runner.collectOnce();
+    assert.equal(runner.states()[0]?.outcome, 'failed');
+    assert.equal(runner.states()[0]?.lastError, 'thrown before any await');
+    await runner.stop();
+  });
+
   it('nothing to collect is its own quiet outcome', async () => {
     const n = switchable('n');
     n.set('nothing');

@@ -179,7 +179,11 @@ export class Runner {
       }, entry.timeoutMs);
     });
 
-    const update = entry.collector.update(registry, { signal: abort.signal, log });
+    // Through a promise, so a collector that throws before its first await is a failed
+    // refresh like any other, not an exception out of the interval timer.
+    const update = Promise.resolve().then(() =>
+      entry.collector.update(registry, { signal: abort.signal, log }),
+    );
     slot.inFlightSince = started;
     slot.inFlight = update.then(
       () => undefined,
