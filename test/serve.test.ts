@@ -34,9 +34,13 @@ describe('lookout serve (built, real process)', () => {
       'lookout_build_info',
       'process_resident_memory_bytes',
       'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds',
     ]) {
       assert.match(text, new RegExp(`^${name}[{ ]`, 'm'), `${name} missing`);
     }
+    // prom-client's histogram of event-loop delay reads its sampling interval, not lag
+    // (src/collectors/runtime.ts); it must not be served looking like a 1 s stall.
+    assert.doesNotMatch(text, /^nodejs_eventloop_lag_(min|max|mean|stddev|p50|p90|p99)_seconds/m);
     // promtool parses (exit 1 on an error) and lints (exit 3). The lints allowed here are
     // names fixed elsewhere: the `_count` gauges are DESIGN.md's public metric contract,
     // and the `nodejs_active_*_total` gauges are prom-client's own.

@@ -1,22 +1,34 @@
 import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
 import { collectorSchema, registerCollector } from './collector.js';
 
+/**
+ * prom-client's event-loop-delay histogram records the time between its samples, so
+ * each value is the sampling interval plus the delay. At prom-client's 10 ms interval
+ * that is 100 wake-ups a second, most of an idle exporter's CPU; at any interval cheap
+ * enough to keep, the interval swamps the delay (at 1 s, p99 reads 1.001 s). These
+ * series are left out and the sampling is pushed past any uptime; the delay is still
+ * exported as nodejs_eventloop_lag_seconds, measured at each refresh.
+ */
+const NEVER_MS = 2 ** 31 - 1;
+const INTERVAL_SERIES = new Set(
+  ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'].map(
+    (s) => `nodejs_eventloop_lag_${s}_seconds`,
+  ),
+);
+
 registerCollector({
   name: 'runtime',
   description: "lookout's own process: CPU, memory, heap, event-loop lag (process_*, nodejs_*)",
   schema: collectorSchema({ enabled: true, interval: '15s', timeout: '5s' }, {}),
   create() {
-    // prom-client's default metrics keep observers (GC, event-loop delay) alive, so they
-    // live in one long-lived registry; each refresh lends its metric objects to the fresh one.
+    // prom-client's default metrics keep observers (GC) alive, so they live in one
+    // long-lived registry; each refresh lends its metric objects to the fresh one.
     const own = new Registry();
-    // prom-client samples event-loop delay every 10 ms by default: 100 wake-ups a second
-    // on an otherwise idle exporter, which measured as most of its idle CPU. One sample a
-    // second still records any stall (the delay is measured, not the sampling period).
-    collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: 1000 });
+    collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: NEVER_MS });
+    const lent = own.getMetricsAsArray().filter((m) => !INTERVAL_SERIES.has(m.name));
     return {
       async update(registry) {
-        for (const metric of own.getMetricsAsArray())
-          registry.registerMetric(metric as unknown as Metric);
+        for (const metric of lent) registry.registerMetric(metric as unknown as Metric);
       },
     };
   },
