@@ -48,7 +48,7 @@ describe('Runner', () => {
     const b = switchable('b');
     const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, '1.2.3');
     await runner.collectOnce();
-    const text = runner.exposition('prometheus').toString();
+    const text = (await runner.exposition('prometheus')).toString();
     assert.equal(sample(text, 'a_value'), '1');
     assert.equal(sample(text, 'b_value'), '1');
     assert.equal(sample(text, 'lookout_collector_success{collector="a"}'), '1');
@@ -63,7 +63,7 @@ describe('Runner', () => {
     await runner.collectOnce();
     a.set('throw');
     await runner.collectOnce();
-    const text = runner.exposition('prometheus').toString();
+    const text = (await runner.exposition('prometheus')).toString();
     assert.equal(
       sample(text, 'a_value'),
       undefined,
@@ -89,7 +89,7 @@ describe('Runner', () => {
     hung.set('hang');
     // collectOnce returning at all shows the runner gave up on the update that never resolves.
     await runner.collectOnce();
-    let text = runner.exposition('prometheus').toString();
+    let text = (await runner.exposition('prometheus')).toString();
     assert.equal(sample(text, 'lookout_collector_success{collector="hung"}'), '0');
     assert.equal(sample(text, 'ok_value'), '1');
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'timeout');
@@ -106,7 +106,7 @@ describe('Runner', () => {
     // A stuck refresh reports how long it has been running, not the last finished duration.
     const stuckFor = Number(
       sample(
-        runner.exposition('prometheus').toString(),
+        (await runner.exposition('prometheus')).toString(),
         'lookout_collector_duration_seconds{collector="hung"}',
       ),
     );
@@ -114,7 +114,7 @@ describe('Runner', () => {
       stuckFor >= timedOutAfter + 0.3,
       `0.3 s after timing out at ${timedOutAfter} s, a stuck refresh reports ${stuckFor} s`,
     );
-    text = runner.exposition('prometheus').toString();
+    text = (await runner.exposition('prometheus')).toString();
     assert.equal(sample(text, 'ok_value'), '2');
     await runner.stop();
   });
@@ -144,7 +144,7 @@ describe('Runner', () => {
     await runner.collectOnce();
     assert.equal(runner.states()[0]?.outcome, 'nothing');
     assert.deepEqual(lines, [], 'nothing-to-collect is logged at debug only');
-    const text = runner.exposition('prometheus').toString();
+    const text = (await runner.exposition('prometheus')).toString();
     assert.equal(
       sample(text, 'lookout_collector_success{collector="n"}'),
       '1',
@@ -159,7 +159,7 @@ describe('Runner', () => {
     const runner = new Runner([entry('a', a.collector)], quiet, 'x');
     const before = Date.now() / 1000;
     await runner.collectOnce();
-    const text = runner.exposition('prometheus').toString();
+    const text = (await runner.exposition('prometheus')).toString();
     const last = Number(
       sample(text, 'lookout_collector_last_success_timestamp_seconds{collector="a"}'),
     );

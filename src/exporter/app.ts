@@ -15,11 +15,11 @@ export function createApp(runner: Runner, version: string): Koa {
   const app = new Koa();
   const router = new Router();
 
-  router.get('/metrics', (ctx) => {
-    // Only reads text the runner prepared in the background: a scrape never waits on a collector.
+  router.get('/metrics', async (ctx) => {
+    // Only joins the text each collector left when it last finished: a scrape never waits on a collector.
     const om = wantsOpenMetrics(ctx.get('accept') || undefined);
     ctx.type = om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE;
-    ctx.body = runner.exposition(om ? 'openmetrics' : 'prometheus');
+    ctx.body = await runner.exposition(om ? 'openmetrics' : 'prometheus');
   });
 
   router.get('/healthz', (ctx) => {

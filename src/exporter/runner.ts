@@ -52,8 +52,9 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
-  private body = Buffer.alloc(0);
-  private openMetricsBody?: Buffer;
+  /** The exposition, rendered on the first scrape after something changed; undefined = stale. */
+  private body?: Promise<Buffer>;
+  private openMetricsBody?: Promise<Buffer>;
   private stopped = false;
 
   constructor(
@@ -107,7 +108,6 @@ export class Runner {
 
   /** Runs every collector once now, then each on its interval. */
   async start(): Promise<void> {
-    await this.rebuild();
     await Promise.all(this.slots.map((slot) => this.run(slot)));
     for (const slot of this.slots) {
       if (this.stopped) return;
@@ -138,12 +138,14 @@ export class Runner {
   }
 
   /**
-   * The exposition of every collector's last good values, in the asked format, encoded
-   * once per refresh rather than once per scrape.
+   * The exposition of every collector's last good values, in the asked format. Encoded on
+   * the first scrape after a change, not after every refresh: collectors sharing an
+   * interval finish one after another, and one render then serves them all.
    */
-  exposition(format: 'prometheus' | 'openmetrics'): Buffer {
+  exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
+    this.body ??= this.render();
     if (format === 'prometheus') return this.body;
-    this.openMetricsBody ??= Buffer.from(toOpenMetrics(this.body.toString()));
+    this.openMetricsBody ??= this.body.then((b) => Buffer.from(toOpenMetrics(b.toString())));
     return this.openMetricsBody;
   }
 
@@ -164,7 +166,6 @@ export class Runner {
         runningFor,
       );
       this.log.warn('collector skipped', { collector: entry.name, err: slot.state.lastError });
-      await this.rebuild();
       return;
     }
 
@@ -215,7 +216,6 @@ export class Runner {
     } finally {
       clearTimeout(timer);
     }
-    await this.rebuild();
   }
 
   private record(
@@ -225,6 +225,7 @@ export class Runner {
     seconds: number | undefined,
   ) {
     const labels = { collector: slot.entry.name };
+    this.body = this.openMetricsBody = undefined;
     slot.state.outcome = outcome;
     slot.state.lastError = error;
     if (seconds !== undefined) {
@@ -242,10 +243,9 @@ export class Runner {
     }
   }
 
-  private async rebuild(): Promise<void> {
+  private async render(): Promise<Buffer> {
     const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
     parts.push(await this.self.metrics());
-    this.body = Buffer.from(parts.join('\n'));
-    this.openMetricsBody = undefined;
+    return Buffer.from(parts.join('\n'));
   }
 }
