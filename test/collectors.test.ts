@@ -1,13 +1,12 @@
 /**
  * The host, filesystem and processes collectors against the captured /proc tree in
  * test/fixtures/proc (exact exposition lines), the filesystem collector against real
- * tmpfs mounts on this host, hung-mount bookkeeping, and a real lookout whose mount
- * table blocks forever (a FIFO with no writer).
+ * tmpfs mounts on this host, and hung-mount bookkeeping (test/hung-mount.test.ts has
+ * the real hung mount).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { cp, mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,7 +21,7 @@ import {
 import { createHostCollector, hostSchema } from '../src/collectors/host.js';
 import { createProcessesCollector, processesSchema } from '../src/collectors/processes.js';
 import { createLogger, type Logger } from '../src/lib/log.js';
-import { REPO, eventually, startLookout, tempDir } from './helpers/procs.js';
+import { REPO, tempDir } from './helpers/procs.js';
 
 const run = promisify(execFile);
 const FIXTURES = join(REPO, 'test/fixtures');
@@ -111,6 +110,29 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
       createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs: '/nonexistent' }),
     );
     assert.match(samples(text, 'lookout_host_info'), /os="Linux"/);
+  });
+
+  test('hostname and OS under rootfs are read again only once they are older than the max age', async () => {
+    const rootfs = await tempDir();
+    try {
+      await mkdir(join(rootfs, 'etc'));
+      const write = (name: string, os: string) =>
+        Promise.all([
+          writeFile(join(rootfs, 'etc/hostname'), `${name}\n`),
+          writeFile(join(rootfs, 'etc/os-release'), `PRETTY_NAME="${os}"\n`),
+        ]);
+      const info = async (c: Collector) => samples(await collect(c), 'lookout_host_info');
+      await write('before', 'Debian 12');
+      const cached = createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs });
+      const fresh = createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs }, 0);
+      assert.match(await info(cached), /hostname="before".*os="Debian 12"/);
+      assert.match(await info(fresh), /hostname="before".*os="Debian 12"/);
+      await write('after', 'Debian 13');
+      assert.match(await info(cached), /hostname="before".*os="Debian 12"/);
+      assert.match(await info(fresh), /hostname="after".*os="Debian 13"/);
+    } finally {
+      await rm(rootfs, { recursive: true, force: true });
+    }
   });
 
   test('an unreadable /proc file fails the refresh and names the file', async () => {
@@ -298,11 +320,10 @@ lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 5
     assert.deepEqual(mps, ['/dev/shm', '/srv/backup', '/run']);
   });
 
-  test('falls back to self/mounts when 1/mounts is missing', async () => {
+  test('falls back to its own mount table (/proc/mounts) when 1/mounts is missing', async () => {
     const dir = await tempDir();
     try {
-      await mkdir(join(dir, 'self'));
-      await writeFile(join(dir, 'self/mounts'), '/dev/sda1 /data ext4 ro 0 0\n');
+      await writeFile(join(dir, 'mounts'), '/dev/sda1 /data ext4 ro 0 0\n');
       const c = createFilesystemCollector(
         filesystemSchema.parse({}),
         { ...fixturePaths, procfs: dir },
@@ -324,7 +345,7 @@ lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 5
       { ...fixturePaths, procfs: '/nonexistent-proc' },
       quietLog(),
     );
-    await assert.rejects(collect(c), { message: /nonexistent-proc\/self\/mounts/ });
+    await assert.rejects(collect(c), { message: /nonexistent-proc\/mounts/ });
   });
 
   test('a hung statfs marks the mount stuck, is not repeated until it returns; a failing one is an error', async () => {
@@ -454,79 +475,3 @@ describe(
     });
   },
 );
-
-describe('a real lookout whose mount table blocks forever', { skip: !isRoot && 'mkfifo' }, () => {
-  let procDir = '';
-  let lookout: Awaited<ReturnType<typeof startLookout>> | undefined;
-  before(async () => {
-    procDir = await tempDir('lookout-fifo-proc-');
-    await cp(join(FIXTURES, 'proc'), procDir, { recursive: true });
-    await rm(join(procDir, '1/mounts'));
-    // open() of a FIFO with no writer blocks in the thread pool: no AbortSignal reaches it.
-    await run('mkfifo', [join(procDir, '1/mounts')]);
-    lookout = await startLookout(`
-log: { level: info }
-paths:
-  procfs: ${JSON.stringify(procDir)}
-  rootfs: ${JSON.stringify(join(FIXTURES, 'rootfs'))}
-collectors:
-  host: { interval: 1s, timeout: 1s }
-  processes: { interval: 1s, timeout: 1s }
-  filesystem: { interval: 2s, timeout: 1s }
-`);
-  });
-  after(async () => {
-    // Let the blocked open() return (a writer appears and leaves) so lookout can exit:
-    // process exit joins libuv's threads, and one stuck in open() would never be joined.
-    await open(join(procDir, '1/mounts'), constants.O_WRONLY | constants.O_NONBLOCK).then(
-      (fh) => fh.close(),
-      (err: NodeJS.ErrnoException) => assert.equal(err.code, 'ENXIO'), // no reader left
-    );
-    await lookout?.stop();
-    // 0, or ended as by SIGTERM when a new refresh had opened the FIFO again just before
-    // the signal (src/cli.ts exitNow): either way it stopped, and did not need SIGKILL.
-    const { exitCode, signalCode } = lookout!.child;
-    assert.ok(exitCode === 0 || signalCode === 'SIGTERM', `exit ${exitCode} ${signalCode}`);
-    await rm(procDir, { recursive: true, force: true });
-  });
-
-  test('filesystem shows success 0 while host and processes keep serving', async () => {
-    const metrics = async () => {
-      const res = await fetch(`${lookout!.url}/metrics`, { signal: AbortSignal.timeout(2000) });
-      return res.text();
-    };
-    // Duration is set once the first refresh has ended: here by the 1s timeout.
-    const text = await eventually(
-      async () => {
-        const t = await metrics();
-        return /lookout_collector_duration_seconds\{collector="filesystem"\}/.test(t) && t;
-      },
-      10_000,
-      'the filesystem collector to time out',
-    );
-    const value = (name: string) =>
-      Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
-    assert.equal(value('lookout_collector_success{collector="filesystem"}'), 0);
-    assert.ok(value('lookout_collector_duration_seconds{collector="filesystem"}') >= 1);
-    assert.equal(value('lookout_collector_success{collector="host"}'), 1);
-    assert.equal(value('lookout_collector_success{collector="processes"}'), 1);
-    assert.equal(value('lookout_load1'), 0.73);
-    assert.equal(value('lookout_processes{state="zombie"}'), 1);
-    assert.doesNotMatch(text, /lookout_filesystem_/);
-
-    // Later refreshes are skipped while the first is still hung, and host keeps refreshing.
-    const later = await eventually(
-      async () => {
-        const t = await metrics();
-        return lookout!.output().includes('collector skipped') && t;
-      },
-      10_000,
-      'a skipped (stuck) filesystem refresh',
-    );
-    assert.match(later, /^lookout_collector_success\{collector="filesystem"\} 0$/m);
-    assert.match(later, /^lookout_collector_success\{collector="host"\} 1$/m);
-    assert.match(lookout!.output(), /collector failed.*collector=filesystem.*timed out after 1s/);
-    const page = await (await fetch(`${lookout!.url}/`)).text();
-    assert.match(page, /<td>filesystem<\/td><td>(stuck|timeout)<\/td>/);
-  });
-});

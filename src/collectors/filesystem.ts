@@ -1,4 +1,4 @@
-import { readFile, statfs as fsStatfs } from 'node:fs/promises';
+import { statfs as fsStatfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
@@ -6,14 +6,9 @@ import { duration } from '../config/duration.js';
 import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
 import { parseMounts, type Mount } from '../lib/procfs.js';
-import {
-  CollectorError,
-  collectorSchema,
-  registerCollector,
-  type Collector,
-  type HostPaths,
-} from './collector.js';
+import { collectorSchema, registerCollector, type Collector, type HostPaths } from './collector.js';
 import { regexSource } from '../config/regex.js';
+import { readHostProcFile } from './procfile.js';
 
 /** node_exporter's defaults, so the two agree out of the box (tmpfs stays in). */
 export const DEFAULT_MOUNT_POINTS_EXCLUDE =
@@ -69,24 +64,6 @@ export type StatFsFn = (path: string) => Promise<StatFsResult>;
 type Outcome =
   { kind: 'ok'; stats: StatFsResult } | { kind: 'error'; err: unknown } | { kind: 'hung' };
 
-/** Reads the mount table of PID 1 (the host's, even when lookout runs in a container), else our own. */
-async function readMounts(procfs: string, signal: AbortSignal): Promise<Mount[]> {
-  const first = join(procfs, '1/mounts');
-  try {
-    return parseMounts(await readFile(first, { encoding: 'utf8', signal }));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM')
-      throw new CollectorError(`read ${first}`, { cause: err });
-  }
-  const fallback = join(procfs, 'self/mounts');
-  try {
-    return parseMounts(await readFile(fallback, { encoding: 'utf8', signal }));
-  } catch (err) {
-    throw new CollectorError(`read ${fallback}`, { cause: err });
-  }
-}
-
 export function createFilesystemCollector(
   config: FilesystemConfig,
   paths: HostPaths,
@@ -136,7 +113,8 @@ export function createFilesystemCollector(
     stuck,
     async update(registry: Registry, { signal, log: ctxLog }) {
       const byMountpoint = new Map<string, Mount>();
-      for (const m of await readMounts(paths.procfs, signal)) {
+      // PID 1's mount table is the host's, even when lookout runs in a container.
+      for (const m of parseMounts(readHostProcFile(paths.procfs, 'mounts').text)) {
         // The same mount point can be stacked (mounted twice); the last mount is the visible one.
         byMountpoint.delete(m.mountpoint);
         byMountpoint.set(m.mountpoint, m);

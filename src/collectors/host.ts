@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import {
   type HostPaths,
 } from './collector.js';
 import { regexSource } from '../config/regex.js';
+import { readHostProcFile, readProcFile } from './procfile.js';
 
 export const hostSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '5s' },
@@ -41,55 +41,18 @@ export const hostSchema = collectorSchema(
 export type HostConfig = z.output<typeof hostSchema>;
 
 /**
- * Reads a /proc file, naming it in the error. Synchronously: the kernel writes these from
- * memory, so a read never waits on a disk or a network, and the thread-pool path (open,
- * fstat, read, close: four hand-offs per file) was most of this collector's CPU. Files
- * under rootfs, which can be on any filesystem, are read asynchronously.
- */
-function readProc(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new CollectorError(`read ${path}`, { cause: err });
-  }
-}
-
-/**
- * /proc/net follows the reader's network namespace; PID 1's is the host's, even in a
- * container. Where PID 1's is not readable (hidepid), our own is the fallback: the same
- * outside a container, the container's inside one — hence `fellBack`, to say so once.
- */
-function readNetDev(procfs: string): { text: string; fellBack?: string } {
-  const host = join(procfs, '1/net/dev');
-  try {
-    return { text: readFileSync(host, 'utf8') };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
-      throw new CollectorError(`read ${host}`, { cause: err });
-    }
-    return { text: readProc(join(procfs, 'net/dev')), fellBack: `${host}: ${code}` };
-  }
-}
-
-/**
  * The kernel hostname is per UTS namespace, so in a container it is the container's;
  * with the host's root mounted elsewhere, its /etc/hostname names the host.
  */
-async function readHostname(paths: HostPaths, signal: AbortSignal): Promise<string> {
-  if (paths.rootfs !== '/') {
-    try {
-      const name = (
-        await readFile(join(paths.rootfs, 'etc/hostname'), { encoding: 'utf8', signal })
-      ).trim();
-      if (name !== '') return name;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new CollectorError(`read ${join(paths.rootfs, 'etc/hostname')}`, { cause: err });
-      }
-    }
+async function readRootfsHostname(paths: HostPaths, signal: AbortSignal) {
+  if (paths.rootfs === '/') return undefined;
+  const path = join(paths.rootfs, 'etc/hostname');
+  try {
+    return (await readFile(path, { encoding: 'utf8', signal })).trim() || undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CollectorError(`read ${path}`, { cause: err });
   }
-  return readProc(join(paths.procfs, 'sys/kernel/hostname'));
 }
 
 /** os-release lives in /etc, or in /usr/lib where /etc has none (os-release(5)). */
@@ -106,22 +69,42 @@ async function readOsRelease(rootfs: string, signal: AbortSignal): Promise<strin
   return undefined;
 }
 
-export function createHostCollector(config: HostConfig, paths: HostPaths): Collector {
+/**
+ * Files under rootfs are on a real filesystem, so they are read through the thread pool
+ * (four hand-offs, each waking the event loop). What they say changes on a rename or an
+ * upgrade, not between refreshes: they are read again at most this often.
+ */
+export const ROOTFS_METADATA_MAX_AGE_MS = 5 * 60_000;
+
+export function createHostCollector(
+  config: HostConfig,
+  paths: HostPaths,
+  rootfsMaxAgeMs = ROOTFS_METADATA_MAX_AGE_MS,
+): Collector {
   const devicesExclude = new RegExp(config.network.devices_exclude);
   const proc = (rel: string) => join(paths.procfs, rel);
   let warnedNetFallback = false;
+  let rootfsMetadata: { hostname?: string; osRelease?: string; readAt: number } | undefined;
 
   return {
     async update(registry: Registry, { signal, log }) {
-      const [statText, loadText, memText, netDev, hostname, kernel, osRelease] = await Promise.all([
-        readProc(proc('stat')),
-        readProc(proc('loadavg')),
-        readProc(proc('meminfo')),
-        readNetDev(paths.procfs),
-        readHostname(paths, signal),
-        readProc(proc('sys/kernel/osrelease')),
-        readOsRelease(paths.rootfs, signal),
-      ]);
+      if (
+        rootfsMetadata === undefined ||
+        performance.now() - rootfsMetadata.readAt >= rootfsMaxAgeMs
+      ) {
+        const [hostname, osRelease] = await Promise.all([
+          readRootfsHostname(paths, signal),
+          readOsRelease(paths.rootfs, signal),
+        ]);
+        rootfsMetadata = { hostname, osRelease, readAt: performance.now() };
+      }
+      const { osRelease } = rootfsMetadata;
+      const hostname = rootfsMetadata.hostname ?? readProcFile(proc('sys/kernel/hostname')).trim();
+      const statText = readProcFile(proc('stat'));
+      const loadText = readProcFile(proc('loadavg'));
+      const memText = readProcFile(proc('meminfo'));
+      const netDev = readHostProcFile(paths.procfs, 'net/dev');
+      const kernel = readProcFile(proc('sys/kernel/osrelease'));
       const stat = parseStat(statText);
       const load = parseLoadavg(loadText);
       const mem = parseMeminfo(memText);
@@ -190,7 +173,7 @@ export function createHostCollector(config: HostConfig, paths: HostPaths): Colle
         registers,
       }).set(
         {
-          hostname: hostname.trim(),
+          hostname,
           kernel: kernel.trim(),
           os: osRelease === undefined ? 'Linux' : osPrettyName(parseOsRelease(osRelease)),
           // uname -m of the running kernel (x86_64, aarch64), not Node's own name (x64).

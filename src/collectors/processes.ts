@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { setImmediate } from 'node:timers/promises';
 import { join } from 'node:path';
@@ -143,7 +143,7 @@ export function createProcessesCollector(
       let pids: string[];
       try {
         // Only /proc/<pid>: threads live under /proc/<pid>/task and are not listed here.
-        pids = (await readdir(paths.procfs)).filter((e) => /^\d+$/.test(e));
+        pids = fs.readdirSync(paths.procfs).filter((e) => /^\d+$/.test(e));
       } catch (err) {
         throw new CollectorError(`read ${paths.procfs}`, { cause: err });
       }

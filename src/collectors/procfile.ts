@@ -1,0 +1,37 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CollectorError } from './collector.js';
+
+/**
+ * Reads a /proc file synchronously, naming it in the error. The kernel writes these from
+ * memory, so a read never waits on a disk or a network; through the thread pool each
+ * file is four hand-offs (open, fstat, read, close), and each hand-off wakes the event
+ * loop, which measured as most of an idle refresh's CPU. Files on real filesystems
+ * (under rootfs) are never read this way.
+ */
+export function readProcFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new CollectorError(`read ${path}`, { cause: err });
+  }
+}
+
+/**
+ * Reads /proc/1/<rel>: PID 1 sees the host's network namespace and mount table, even
+ * when lookout runs in a container. Where PID 1's is not readable (hidepid) /proc/<rel>,
+ * which is our own, is the fallback: the same outside a container, the container's
+ * inside one; `fellBack` says why, so the caller can say so.
+ */
+export function readHostProcFile(procfs: string, rel: string): { text: string; fellBack?: string } {
+  const host = join(procfs, '1', rel);
+  try {
+    return { text: readFileSync(host, 'utf8') };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
+      throw new CollectorError(`read ${host}`, { cause: err });
+    }
+    return { text: readProcFile(join(procfs, rel)), fellBack: `${host}: ${code}` };
+  }
+}
