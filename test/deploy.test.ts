@@ -23,6 +23,11 @@ import {
 
 const run = promisify(execFile);
 const read = (rel: string) => readFileSync(join(REPO, rel), 'utf8');
+/** The node flags `npm start` runs lookout with; the image and the unit must use the same. */
+const NPM_START_NODE_FLAGS = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/cli\.js serve$/
+  .exec((JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start)![1]!
+  .trim()
+  .split(' ');
 
 // ---------------------------------------------------------------- docker-compose.yml
 
@@ -283,7 +288,7 @@ describe('Dockerfile', () => {
     assert.equal(one('EXPOSE'), '10142');
     assert.deepEqual(JSON.parse(one('ENTRYPOINT') ?? 'null'), [
       'node',
-      '--max-semi-space-size=1',
+      ...NPM_START_NODE_FLAGS,
       'dist/cli.js',
     ]);
     assert.deepEqual(JSON.parse(one('CMD') ?? 'null'), [
@@ -465,7 +470,7 @@ describe('deploy/systemd/lookout.service', () => {
     assert.equal(one('Install', 'WantedBy'), 'multi-user.target');
     assert.equal(
       one('Service', 'ExecStart'),
-      '/usr/bin/node --max-semi-space-size=1 /opt/lookout/dist/cli.js serve --config /etc/lookout/lookout.yml',
+      `/usr/bin/node ${NPM_START_NODE_FLAGS.join(' ')} /opt/lookout/dist/cli.js serve --config /etc/lookout/lookout.yml`,
     );
   });
 
