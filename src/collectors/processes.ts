@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { setImmediate } from 'node:timers/promises';
-import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import {
@@ -138,6 +137,8 @@ export function createProcessesCollector(
     watchedByComm.set(key, [...(watchedByComm.get(key) ?? []), name]);
   }
 
+  const procfs = paths.procfs.replace(/\/+$/, '');
+
   return {
     async update(registry: Registry, { signal, log }) {
       let pids: string[];
@@ -158,7 +159,8 @@ export function createProcessesCollector(
           await setImmediate(); // let a scrape in
           signal.throwIfAborted();
         }
-        const path = join(paths.procfs, pids[i]!, 'stat');
+        // Not path.join: normalizing each of hundreds of paths showed in the profile.
+        const path = `${procfs}/${pids[i]!}/stat`;
         let text: string | undefined | typeof HIDDEN;
         try {
           text = readStat(path, buffer);
