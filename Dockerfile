@@ -38,7 +38,9 @@ EXPOSE 10142
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:10142/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # --max-semi-space-size=1 keeps the young generation small: ~20 MB less resident memory.
+# --max-old-space-size=64: V8 sizes its heap limits from this cap, so old garbage is
+# collected at ~16 MB instead of piling up for hours (unit: under MemoryMax=128M).
 # --no-opt: lookout runs a few milliseconds of JavaScript every 15 s, too little for the
 # optimizing compiler to repay; without it, ~11 MB less memory and ~30 % less CPU (npm run bench).
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--no-opt", "dist/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--max-old-space-size=64", "--no-opt", "dist/cli.js"]
 CMD ["serve", "--config", "/etc/lookout/lookout.yml"]
