@@ -6,12 +6,11 @@
  *   3. CPU with default collectors while a real Prometheus scrapes both every 15 s (one
  *      kept-alive connection, gzip and OpenMetrics asked for, as Prometheus does), minute
  *      by minute over 5 minutes by default, once both are warm (after the soak)
- * lookout runs exactly as `npm start` runs it (node flags read from package.json).
+ * lookout runs exactly as `npm start` runs it (through bin/lookout, which holds the node flags).
  *
  *   npm run bench                         # the full run (~17 minutes)
  *   BENCH_SOAK_SECONDS=60 npm run bench    # a quick look
  */
-import { readFileSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -38,22 +37,13 @@ interface Target {
 }
 
 async function startLookoutAsNpmStart(): Promise<Running> {
-  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
-    scripts: { start: string };
-  };
-  // "VAR=value node --flag ... dist/cli.js serve" → the environment and node flags npm start uses
-  const words = pkg.scripts.start.split(/\s+/);
-  const env = Object.fromEntries(
-    words.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => w.split('=') as [string, string]),
-  );
-  const node = words.indexOf('node');
-  const flags = words.slice(node + 1, words.indexOf('dist/cli.js'));
+  // npm start is `bin/lookout serve`: the launcher holds the environment and node flags.
   const port = await freePort();
   const dir = await tempDir('lookout-bench-');
   return startProcess(
-    process.execPath,
-    [...flags, join(REPO, 'dist/cli.js'), 'serve', '--web.listen-address', `127.0.0.1:${port}`],
-    { readyPath: '/healthz', port, dir, env },
+    join(REPO, 'bin/lookout'),
+    ['serve', '--web.listen-address', `127.0.0.1:${port}`],
+    { readyPath: '/healthz', port, dir },
   );
 }
 

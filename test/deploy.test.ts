@@ -23,11 +23,26 @@ import {
 
 const run = promisify(execFile);
 const read = (rel: string) => readFileSync(join(REPO, rel), 'utf8');
-/** The node flags `npm start` runs lookout with; the image and the unit must use the same. */
-const NPM_START_NODE_FLAGS = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/cli\.js serve$/
-  .exec((JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start)![1]!
-  .trim()
-  .split(' ');
+/**
+ * Node flags live in bin/lookout alone; `npm start`, the image and the unit run lookout
+ * through it, so none of them may name node itself.
+ */
+const NPM_START = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts
+  .start;
+
+describe('bin/lookout, the one place the Node flags live', () => {
+  it('npm start runs lookout serve through it', () => {
+    assert.equal(NPM_START, 'bin/lookout serve');
+  });
+  it('execs node with its flags on dist/cli.js, keeping the arguments', () => {
+    const script = read('bin/lookout');
+    assert.match(
+      script,
+      /^exec node( --[\w-]+(=\S+)?)* "\$\(dirname .*\)\/\.\.\/dist\/cli\.js" "\$@"$/m,
+    );
+    assert.doesNotMatch(script, /--no-opt/, 'the optimizing compiler stays on (issue 8)');
+  });
+});
 
 // ---------------------------------------------------------------- docker-compose.yml
 
@@ -286,11 +301,7 @@ describe('Dockerfile', () => {
     assert.ok(user, 'USER in the runtime stage');
     assert.ok(!/^(root|0)(:|$)/.test(user), `USER ${user} is root`);
     assert.equal(one('EXPOSE'), '10142');
-    assert.deepEqual(JSON.parse(one('ENTRYPOINT') ?? 'null'), [
-      'node',
-      ...NPM_START_NODE_FLAGS,
-      'dist/cli.js',
-    ]);
+    assert.deepEqual(JSON.parse(one('ENTRYPOINT') ?? 'null'), ['/app/bin/lookout']);
     assert.deepEqual(JSON.parse(one('CMD') ?? 'null'), [
       'serve',
       '--config',
@@ -470,7 +481,7 @@ describe('deploy/systemd/lookout.service', () => {
     assert.equal(one('Install', 'WantedBy'), 'multi-user.target');
     assert.equal(
       one('Service', 'ExecStart'),
-      `/usr/bin/node ${NPM_START_NODE_FLAGS.join(' ')} /opt/lookout/dist/cli.js serve --config /etc/lookout/lookout.yml`,
+      '/opt/lookout/bin/lookout serve --config /etc/lookout/lookout.yml',
     );
   });
 
