@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig, ConfigError } from './config/load.js';
 import { createLogger, errorText } from './lib/log.js';
 import { VERSION } from './version.js';
+import { hungCalls } from './lib/fanout.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
@@ -21,15 +22,18 @@ Usage:
 class UsageError extends Error {}
 
 /**
- * process.exit() joins libuv's I/O threads, and one stuck in a hung mount (an NFS statfs,
- * a FIFO open) never returns, so exit() would hang too. File requests still pending after
- * a short grace are taken as stuck: then end as an unhandled SIGTERM does (status 143, a
- * clean stop for systemd and docker).
+ * process.exit() joins libuv's I/O threads, and one stuck in a hung mount (an NFS statfs)
+ * never returns, so exit() would hang too. Only calls the fan-out saw outlive their
+ * deadline count as stuck — lookout's own writes were awaited before this point — and
+ * only then does lookout end as an unhandled SIGTERM does (status 143, a clean stop for
+ * systemd and docker), saying so.
  */
-async function exitNow(code: number): Promise<never> {
-  const pendingFs = () => process.getActiveResourcesInfo().some((r) => r.startsWith('FSReq'));
-  for (let i = 0; i < 20 && pendingFs(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (pendingFs()) {
+function exitNow(code: number): never {
+  const stuck = hungCalls();
+  if (stuck.length > 0) {
+    process.stderr.write(
+      `lookout: exiting by signal: ${stuck.length} call(s) stuck in the kernel cannot return: ${stuck.join(', ')}\n`,
+    );
     process.removeAllListeners('SIGTERM');
     process.kill(process.pid, 'SIGTERM');
   }

@@ -1,44 +1,28 @@
 /**
  * `lookout status`: one collection by the same collectors `serve` runs, printed as a
- * table for an operator at a terminal. Numbers come from the collectors' registries,
- * so what this prints is what /metrics would serve.
+ * table for an operator at a terminal. Numbers come from what each collector last saw
+ * (its `lastSeen()`), the same readings /metrics serves.
  */
+import type { Collector, Observer } from './collectors/collector.js';
+import type { MountSeen } from './collectors/filesystem.js';
+import type { HostSeen } from './collectors/host.js';
+import type { ProcessesSeen } from './collectors/processes.js';
 import type { Config } from './config/schema.js';
 import { buildRunner } from './exporter/build.js';
-import type { CollectorState, Outcome } from './exporter/runner.js';
+import type { Outcome } from './exporter/runner.js';
+import type { CpuTimes } from './lib/procfs.js';
 import { createLogger } from './lib/log.js';
 import { VERSION } from './version.js';
 
 /** CPU utilisation needs two readings of the counters; this far apart is long enough to mean something. */
 const CPU_SAMPLE_MS = 500;
 
-interface Sample {
-  labels: Record<string, string>;
-  value: number;
-}
-type Metrics = Map<string, Sample[]>;
-
-async function readMetrics(states: readonly CollectorState[]): Promise<Metrics> {
-  const out: Metrics = new Map();
-  for (const s of states) {
-    if (!s.registry) continue;
-    for (const m of await s.registry.getMetricsAsJSON()) {
-      const samples = m.values.map((v) => ({
-        labels: Object.fromEntries(Object.entries(v.labels).map(([k, l]) => [k, String(l)])),
-        value: v.value,
-      }));
-      out.set(m.name, [...(out.get(m.name) ?? []), ...samples]);
-    }
-  }
-  return out;
-}
-
-function one(metrics: Metrics, name: string): number | undefined {
-  return metrics.get(name)?.[0]?.value;
-}
-
-function byLabel(metrics: Metrics, name: string, label: string): Map<string, number> {
-  return new Map((metrics.get(name) ?? []).map((s) => [s.labels[label] ?? '', s.value]));
+/** The collector of that name, as the observer its module builds, when it is enabled. */
+function observer<T>(
+  collectors: ReadonlyMap<string, Collector>,
+  name: string,
+): Observer<T> | undefined {
+  return collectors.get(name) as (Collector & Observer<T>) | undefined;
 }
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -75,20 +59,16 @@ export function table(header: string[], rows: string[][], right: boolean[] = [])
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
-function cpuTimes(metrics: Metrics): Map<string, number> {
-  return byLabel(metrics, 'lookout_cpu_seconds_total', 'mode');
-}
-
 function cpuSection(
-  before: Map<string, number>,
-  after: Map<string, number>,
+  before: CpuTimes | undefined,
+  after: CpuTimes,
   seconds: number,
-  cores: number | undefined,
+  cores: number,
 ): string {
   const delta = new Map<string, number>();
   let total = 0;
-  for (const [mode, v] of after) {
-    const d = Math.max(0, v - (before.get(mode) ?? v));
+  for (const [mode, v] of Object.entries(after)) {
+    const d = Math.max(0, v - (before?.[mode as keyof CpuTimes] ?? v));
     delta.set(mode, d);
     total += d;
   }
@@ -96,61 +76,61 @@ function cpuSection(
   const share = (mode: string) => (delta.get(mode) ?? 0) / total;
   const busy = 1 - share('idle') - share('iowait');
   const parts = ['user', 'system', 'iowait', 'steal'].map((m) => `${m} ${percent(share(m))}`);
-  return `CPU      ${percent(busy)} busy over ${seconds.toFixed(1)} s on ${cores ?? '?'} cores (${parts.join(', ')})\n`;
+  return `CPU      ${percent(busy)} busy over ${seconds.toFixed(1)} s on ${cores} cores (${parts.join(', ')})\n`;
 }
 
 const FAILED: ReadonlySet<Outcome> = new Set(['failed', 'timeout', 'stuck', 'pending']);
 
 export async function status(config: Config, out: NodeJS.WritableStream): Promise<number> {
   // Failures are printed in the table below; log lines would only repeat them.
-  const runner = await buildRunner(config, createLogger('error'));
+  const { runner, http } = await buildRunner(config, createLogger('error'));
+  const collectors = runner.collectors();
+  const host = observer<HostSeen>(collectors, 'host');
+  const filesystem = observer<MountSeen[]>(collectors, 'filesystem');
+  const processes = observer<ProcessesSeen>(collectors, 'processes');
   try {
     await runner.collectOnce();
     const firstErrors = new Map(runner.states().map((s) => [s.name, s.lastError]));
-    const cpuBefore = cpuTimes(await readMetrics(runner.states()));
+    const cpuBefore = host?.lastSeen()?.stat.cpu;
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, CPU_SAMPLE_MS));
     await runner.collectOnce();
     const cpuSeconds = (performance.now() - t0) / 1000;
     const states = runner.states();
-    const m = await readMetrics(states);
-    const enabled = new Set(states.map((s) => s.name));
+    const outcome = new Map(states.map((s) => [s.name, s.outcome]));
+    // A reading from the first round is not shown as current when the second failed.
+    const fresh = <T>(name: string, o: Observer<T> | undefined) =>
+      outcome.get(name) === 'ok' ? o?.lastSeen() : undefined;
+    const h = fresh('host', host);
+    const fs = fresh('filesystem', filesystem);
+    const ps = fresh('processes', processes);
 
-    let text = '';
-    const info = m.get('lookout_host_info')?.[0]?.labels;
-    text += `lookout ${VERSION} status`;
-    if (info) text += ` — ${info.hostname} · ${info.os} · kernel ${info.kernel} · ${info.arch}`;
-    text += '\n';
-    const boot = one(m, 'lookout_boot_time_seconds');
-    if (boot !== undefined) {
-      const up = Date.now() / 1000 - boot;
-      text += `Booted ${new Date(boot * 1000).toISOString().replace(/\.\d+Z$/, 'Z')} (up ${humanDuration(up)})\n`;
-    }
+    let text = `lookout ${VERSION} status`;
+    if (h) {
+      const i = h.info;
+      text += ` — ${i.hostname} · ${i.os} · kernel ${i.kernel} · ${i.arch}\n`;
+      const up = Date.now() / 1000 - h.stat.bootTime;
+      text += `Booted ${new Date(h.stat.bootTime * 1000).toISOString().replace(/\.\d+Z$/, 'Z')} (up ${humanDuration(up)})\n`;
+    } else text += '\n';
     text += '\n';
 
     // Host
-    if (!enabled.has('host')) text += 'CPU, load, memory: the host collector is disabled\n';
-    else if (!m.has('lookout_cpu_seconds_total'))
-      text += 'CPU, load, memory: the host collector failed (see Collectors)\n';
+    if (!host) text += 'CPU, load, memory: the host collector is disabled\n';
+    else if (!h) text += 'CPU, load, memory: the host collector failed (see Collectors)\n';
     else {
-      const cores = one(m, 'lookout_cpu_count');
-      text += cpuSection(cpuBefore, cpuTimes(m), cpuSeconds, cores);
-      const loads = ['lookout_load1', 'lookout_load5', 'lookout_load15'].map(
-        (n) => one(m, n) ?? NaN,
-      );
+      const cores = h.stat.cpuCount;
+      text += cpuSection(cpuBefore, h.stat.cpu, cpuSeconds, cores);
+      const loads = [h.load.load1, h.load.load5, h.load.load15];
       text += `Load     ${loads.map((l) => l.toFixed(2)).join(' ')} (1m 5m 15m); per core ${loads
         .map((l) => (cores ? l / cores : NaN).toFixed(2))
         .join(' ')}\n`;
-      const memTotal = one(m, 'lookout_memory_total_bytes') ?? NaN;
-      const memAvail = one(m, 'lookout_memory_available_bytes');
+      const { total: memTotal, available: memAvail, swapTotal, swapFree } = h.memory;
       if (memAvail === undefined)
         text += `Memory   ${humanBytes(memTotal)} total (no MemAvailable)\n`;
       else
         text += `Memory   ${humanBytes(memTotal - memAvail)} used of ${humanBytes(memTotal)} (${percent(
           (memTotal - memAvail) / memTotal,
         )}), ${humanBytes(memAvail)} available\n`;
-      const swapTotal = one(m, 'lookout_swap_total_bytes') ?? 0;
-      const swapFree = one(m, 'lookout_swap_free_bytes') ?? 0;
       text +=
         swapTotal > 0
           ? `Swap     ${humanBytes(swapTotal - swapFree)} used of ${humanBytes(swapTotal)} (${percent(
@@ -162,46 +142,24 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
 
     // Filesystems
     text += 'Filesystems\n';
-    if (!enabled.has('filesystem')) text += '  the filesystem collector is disabled\n';
-    else if (!m.has('lookout_filesystem_device_error'))
-      text += '  the filesystem collector failed (see Collectors)\n';
+    if (!filesystem) text += '  the filesystem collector is disabled\n';
+    else if (!fs) text += '  the filesystem collector failed (see Collectors)\n';
     else {
-      const key = (l: Record<string, string>) => l.mountpoint ?? '';
-      const get = (name: string) => byLabel(m, name, 'mountpoint');
-      const [size, free, avail, files, filesFree, ro] = [
-        'lookout_filesystem_size_bytes',
-        'lookout_filesystem_free_bytes',
-        'lookout_filesystem_avail_bytes',
-        'lookout_filesystem_files',
-        'lookout_filesystem_files_free',
-        'lookout_filesystem_readonly',
-      ].map(get) as [
-        Map<string, number>,
-        Map<string, number>,
-        Map<string, number>,
-        Map<string, number>,
-        Map<string, number>,
-        Map<string, number>,
-      ];
-      const rows = (m.get('lookout_filesystem_device_error') ?? []).map((s) => {
-        const mp = key(s.labels);
-        const flags = ro.get(mp) ? 'ro' : '';
-        if (s.value !== 0)
-          return [mp, s.labels.device ?? '', s.labels.fstype ?? '', 'ERROR', '', '', '', '', flags];
-        const sz = size.get(mp) ?? 0;
-        const av = avail.get(mp) ?? 0;
+      const rows = fs.map(({ mount, stats }) => {
+        const flags = mount.readonly ? 'ro' : '';
+        const where = [mount.mountpoint, mount.device, mount.fstype];
+        if (!stats) return [...where, 'ERROR', '', '', '', '', flags];
+        const size = stats.blocks * stats.bsize;
+        const avail = stats.bavail * stats.bsize;
         // As df: used excludes root-reserved blocks, and use% is used / (used + available).
-        const used = sz - (free.get(mp) ?? av);
-        const fi = files.get(mp) ?? 0;
-        const inodes = fi > 0 ? percent((fi - (filesFree.get(mp) ?? 0)) / fi) : '-';
+        const used = size - stats.bfree * stats.bsize;
+        const inodes = stats.files > 0 ? percent((stats.files - stats.ffree) / stats.files) : '-';
         return [
-          mp,
-          s.labels.device ?? '',
-          s.labels.fstype ?? '',
-          humanBytes(sz),
+          ...where,
+          humanBytes(size),
           humanBytes(used),
-          humanBytes(av),
-          used + av > 0 ? percent(used / (used + av)) : '-',
+          humanBytes(avail),
+          used + avail > 0 ? percent(used / (used + avail)) : '-',
           inodes,
           flags,
         ];
@@ -215,37 +173,31 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     text += '\n';
 
     // Processes
-    if (!enabled.has('processes')) text += 'Processes: the processes collector is disabled\n';
-    else if (!m.has('lookout_processes'))
-      text += 'Processes: the processes collector failed (see Collectors)\n';
+    if (!processes) text += 'Processes: the processes collector is disabled\n';
+    else if (!ps) text += 'Processes: the processes collector failed (see Collectors)\n';
     else {
-      const byState = byLabel(m, 'lookout_processes', 'state');
-      const total = [...byState.values()].reduce((a, b) => a + b, 0);
-      const parts = [...byState].filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`);
+      const total = [...ps.states.values()].reduce((a, b) => a + b, 0);
+      const parts = [...ps.states].filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`);
       text += `Processes ${total}: ${parts.join(', ')}\n`;
-      text += `Zombies   ${byState.get('zombie') ?? 0}\n`;
-      const watched = [...byLabel(m, 'lookout_process_count', 'name')];
+      text += `Zombies   ${ps.states.get('zombie') ?? 0}\n`;
+      const watched = [...ps.watched];
       if (watched.length) text += `Watched   ${watched.map(([n, c]) => `${n} ${c}`).join(', ')}\n`;
-      const top = (m.get('lookout_top_process_resident_memory_bytes') ?? [])
-        .slice()
-        .sort((a, b) => Number(a.labels.rank) - Number(b.labels.rank));
-      if (top.length) {
-        const memTotal = one(m, 'lookout_memory_total_bytes');
+      if (ps.top.length) {
+        const memTotal = h?.memory.total;
         text += '\nBiggest processes by resident memory\n';
         text += table(
           ['RANK', 'NAME', 'RSS', 'OF RAM'],
-          top.map((s) => [
-            s.labels.rank ?? '',
-            s.labels.name ?? '',
-            humanBytes(s.value),
-            memTotal ? percent(s.value / memTotal) : '-',
+          ps.top.map((p, i) => [
+            String(i + 1),
+            p.name,
+            humanBytes(p.bytes),
+            memTotal ? percent(p.bytes / memTotal) : '-',
           ]),
           [true, false, true, true],
         );
       }
     }
     text += '\n';
-
     // Collectors
     let failed = 0;
     const rows = states.map((s) => {
@@ -271,5 +223,6 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     return failed ? 1 : 0;
   } finally {
     await runner.stop();
+    await http.close();
   }
 }

@@ -11,8 +11,7 @@ import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Registry } from 'prom-client';
-import type { Collector, HostPaths } from '../src/collectors/collector.js';
+import { isStreaming, type Collector, type HostPaths } from '../src/collectors/collector.js';
 import {
   createFilesystemCollector,
   filesystemSchema,
@@ -36,8 +35,11 @@ function quietLog(lines: string[] = []): Logger {
 }
 
 async function collect(collector: Collector): Promise<string> {
-  const registry = new Registry();
-  await collector.update(registry, { signal: new AbortController().signal, log: quietLog() });
+  assert.ok(!isStreaming(collector), 'a polled collector');
+  const registry = await collector.update({
+    signal: new AbortController().signal,
+    log: quietLog(),
+  });
   return registry.metrics();
 }
 
@@ -379,7 +381,7 @@ lookout_filesystem_device_error{mountpoint="/srv/backup",device="/dev/vdc",fstyp
 lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 0`,
     );
     assert.deepEqual(sized(first), ['/', '/run']);
-    assert.deepEqual([...c.stuck], ['/srv/backup']);
+    assert.deepEqual([...c.stuck()], ['/srv/backup']);
     assert.ok(
       logLines.some((l) => l.includes('statfs did not return') && l.includes('/srv/backup')),
     );
@@ -395,7 +397,7 @@ lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"}
     release(fakeStats);
     await hung;
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual([...c.stuck], []);
+    assert.deepEqual([...c.stuck()], []);
     const third = await collect(c);
     assert.equal(calls.get('/srv/backup'), 2);
     assert.deepEqual(sized(third), ['/', '/srv/backup', '/run']);

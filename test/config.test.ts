@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig } from '../src/config/load.js';
-import { parseDuration } from '../src/config/duration.js';
 
 const run = promisify(execFile);
 const FIX = 'test/fixtures/config';
@@ -75,15 +74,6 @@ describe('config validation', () => {
     };
     walk(example, doc, '');
     assert.deepEqual(missing, [], 'keys missing from lookout.example.yml');
-  });
-
-  it('parses durations the way Prometheus writes them', () => {
-    assert.equal(parseDuration('500ms'), 500);
-    assert.equal(parseDuration('15s'), 15_000);
-    assert.equal(parseDuration('1.5m'), 90_000);
-    assert.equal(parseDuration('2h'), 7_200_000);
-    assert.equal(parseDuration('15'), undefined);
-    assert.equal(parseDuration('1d'), undefined);
   });
 });
 

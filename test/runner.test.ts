@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { Gauge } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { Collector } from '../src/collectors/collector.js';
 import { CollectorError, NothingToCollect } from '../src/collectors/collector.js';
 import { createApp } from '../src/exporter/app.js';
@@ -15,13 +15,15 @@ function switchable(name: string) {
   let mode: 'ok' | 'throw' | 'hang' | 'nothing' = 'ok';
   let calls = 0;
   const collector: Collector = {
-    async update(registry) {
+    async update() {
       calls++;
       if (mode === 'throw')
         throw new CollectorError(`${name}: read failed`, { cause: new Error('EIO') });
       if (mode === 'nothing') throw new NothingToCollect(`${name}: not on this host`);
-      if (mode === 'hang') return new Promise<void>(() => {});
+      if (mode === 'hang') return new Promise<Registry>(() => {});
+      const registry = new Registry();
       new Gauge({ name: `${name}_value`, help: 'test value', registers: [registry] }).set(calls);
+      return registry;
     },
   };
   return {
@@ -32,7 +34,14 @@ function switchable(name: string) {
 }
 
 function entry(name: string, collector: Collector, timeoutMs = 200): RunnerEntry {
-  return { name, description: name, collector, intervalMs: 60_000, timeoutMs };
+  return {
+    name,
+    description: name,
+    metrics: [`${name}_value`],
+    collector,
+    intervalMs: 60_000,
+    timeoutMs,
+  };
 }
 
 function sample(text: string, series: string): string | undefined {
@@ -95,6 +104,7 @@ describe('Runner', () => {
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'timeout');
     const timedOutAfter = runner.states().find((s) => s.name === 'hung')?.lastDurationSeconds ?? 0;
 
+    // The point: time passes while the refresh stays hung, and its duration must show it.
     await new Promise((r) => setTimeout(r, 300));
     await runner.collectOnce();
     assert.equal(
@@ -178,7 +188,7 @@ describe('HTTP /metrics while a collector hangs', () => {
     quiet,
     '9.9.9',
   );
-  const server = createApp(runner, '9.9.9').listen(0, '127.0.0.1');
+  const server = createApp(runner, '9.9.9', quiet).listen(0, '127.0.0.1');
   after(async () => {
     server.close();
     await runner.stop();

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../lib/log.js';
+import type { HttpClient } from '../lib/http.js';
 import { duration } from '../config/duration.js';
 
 /** Where the host's pseudo filesystems live; tests point these at fixtures. */
@@ -10,6 +11,24 @@ export interface HostPaths {
   rootfs: string;
 }
 
+/** What every collector gets when it is built: one object, room to grow. */
+export interface CollectorContext<C = unknown> {
+  /** The collector's name: its config key and its `collector` label. */
+  name: string;
+  /** Its `collectors.<name>` block, validated, defaults applied. */
+  config: C;
+  paths: HostPaths;
+  log: Logger;
+  /** The shared HTTP client (undici, loaded on first use); never make another. */
+  http: HttpClient;
+  /**
+   * Its own directory under `storage.path` for state that must survive a restart (a
+   * ledger, a read position), created on first call; throws a StorageError naming the
+   * setting and the fix when it cannot be.
+   */
+  stateDirectory(): Promise<string>;
+}
+
 export interface UpdateContext {
   /** Aborted when the collector's timeout passes; pass it to every I/O call that takes one. */
   signal: AbortSignal;
@@ -17,18 +36,88 @@ export interface UpdateContext {
 }
 
 /**
- * A collector fills a fresh registry with what it sees now, or throws.
- * It never touches self-metrics: the runner times it and records success.
+ * Polled: refreshed in the background on an interval (host, filesystem, probes). Each
+ * refresh returns a registry holding what the collector sees now — a fresh one, so a
+ * series that went away is gone — or throws. The runner times it and records success;
+ * a collector never touches self-metrics.
  */
-export interface Collector {
-  update(registry: Registry, ctx: UpdateContext): Promise<void>;
-  /** Optional: release sockets, timers, file handles on shutdown. */
+export interface PolledCollector {
+  readonly kind?: 'polled';
+  update(ctx: UpdateContext): Promise<Registry>;
+  /** Release sockets, timers, file handles on shutdown. */
   close?(): Promise<void> | void;
+  routes?: readonly CollectorRoute[];
+}
+
+/**
+ * Streaming: started once, counts events as they come (a log tail, an ingest route).
+ * Its registry lives as long as the process and is rendered on each scrape, so its
+ * metrics must not do I/O in collect(); only the collector removes one of its series.
+ */
+export interface StreamingCollector {
+  readonly kind: 'streaming';
+  readonly registry: Registry;
+  /** Begin reading; a throw is a failed start, tried again on the collector's interval. */
+  start(ctx: { log: Logger }): Promise<void> | void;
+  /** Stop reading and flush what must be kept; awaited on shutdown, under a deadline. */
+  stop(): Promise<void> | void;
+  routes?: readonly CollectorRoute[];
+}
+
+export type Collector = PolledCollector | StreamingCollector;
+
+/**
+ * A collector that keeps what it last saw, typed, for `lookout status` and `lookout
+ * check`: they read these, not metric names looked back up in a rendered registry.
+ */
+export interface Observer<T> {
+  lastSeen(): T | undefined;
+}
+
+export function isStreaming(c: Collector): c is StreamingCollector {
+  return c.kind === 'streaming';
+}
+
+/** An HTTP route a collector adds (the AI-usage ingest); mounted only when it is enabled. */
+export interface CollectorRoute {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** An absolute path, e.g. `/api/v1/ai-usage`. */
+  path: string;
+  /** Largest request body accepted, in bytes (default 1 MiB); larger is a 413. */
+  bodyLimitBytes?: number;
+  /** Validates the JSON body; a mismatch is a 400 naming each wrong field. Without it, no body is read. */
+  body?: z.ZodType;
+  handle(req: RouteRequest): Promise<RouteResponse> | RouteResponse;
+}
+
+export interface RouteRequest {
+  /** The parsed body, validated by the route's `body` schema. */
+  body: unknown;
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  query: URLSearchParams;
+}
+
+export interface RouteResponse {
+  status: number;
+  /** Sent as JSON. */
+  body: unknown;
+}
+
+/** A route's answer to input it cannot take: sent as `{ error, problems? }` with this status. */
+export class RouteError extends Error {
+  readonly code = 'LOOKOUT_ROUTE_REJECTED';
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly problems?: readonly { path: string; message: string }[],
+  ) {
+    super(message);
+  }
 }
 
 /**
  * Thrown when there is nothing to collect on this host (no Docker socket, no nginx):
- * a quiet, distinct outcome — success 0, logged at debug, not at error.
+ * a quiet, distinct outcome — logged at debug, not at error.
  */
 export class NothingToCollect extends Error {
   readonly code = 'LOOKOUT_NOTHING_TO_COLLECT';
@@ -45,7 +134,9 @@ export class CollectorError extends Error {
 /** Fields every collector's config block has. */
 export const baseCollectorSchema = {
   enabled: z.boolean().describe('Run this collector.'),
-  interval: duration.describe('How often the collector refreshes in the background, e.g. "15s".'),
+  interval: duration.describe(
+    'How often the collector refreshes in the background, e.g. "15s" (streaming collectors: how often a failed start is tried again).',
+  ),
   timeout: duration.describe(
     'How long one refresh may take before it is abandoned and marked failed; at most the interval.',
   ),
@@ -62,13 +153,19 @@ export interface CollectorDefinition<S extends z.ZodType = z.ZodType> {
   name: string;
   /** One line for the landing page and docs. */
   description: string;
+  /**
+   * Every metric family the collector exports: a full name, or a prefix ending in `*`
+   * (`process_*`). Two collectors claiming the same family is a startup error; a refresh
+   * exporting a family not listed here fails, so the list cannot drift from the code.
+   */
+  metrics: readonly string[];
   /** Schema of `collectors.<name>`; must include baseCollectorSchema fields with defaults. */
   schema: S;
   /**
    * Builds the collector. Kept async so a collector can import heavy modules
    * (undici, ...) only when it is enabled.
    */
-  create(config: z.output<S>, paths: HostPaths, log: Logger): Promise<Collector> | Collector;
+  create(ctx: CollectorContext<z.output<S>>): Promise<Collector> | Collector;
 }
 
 const definitions = new Map<string, CollectorDefinition>();
@@ -80,6 +177,21 @@ export function registerCollector<S extends z.ZodType>(def: CollectorDefinition<
 
 export function collectorDefinitions(): ReadonlyMap<string, CollectorDefinition> {
   return definitions;
+}
+
+/** Whether a declared family (`name` or `prefix*`) covers the metric `name`. */
+export function familyCovers(declared: string, name: string): boolean {
+  return declared.endsWith('*') ? name.startsWith(declared.slice(0, -1)) : declared === name;
+}
+
+/** Whether two declared families can name the same metric. */
+export function familiesOverlap(a: string, b: string): boolean {
+  const pa = a.endsWith('*') ? a.slice(0, -1) : undefined;
+  const pb = b.endsWith('*') ? b.slice(0, -1) : undefined;
+  if (pa !== undefined && pb !== undefined) return pa.startsWith(pb) || pb.startsWith(pa);
+  if (pa !== undefined) return b.startsWith(pa);
+  if (pb !== undefined) return a.startsWith(pb);
+  return a === b;
 }
 
 /**

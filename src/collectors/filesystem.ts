@@ -1,14 +1,21 @@
 import { statfs as fsStatfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
 import { parseMounts, type Mount } from '../lib/procfs.js';
-import { collectorSchema, registerCollector, type Collector, type HostPaths } from './collector.js';
+import {
+  collectorSchema,
+  registerCollector,
+  type Collector,
+  type HostPaths,
+  type Observer,
+} from './collector.js';
 import { regexSource } from '../config/regex.js';
 import { readHostProcFile } from './procfile.js';
+import { Fanout } from '../lib/fanout.js';
 
 /** node_exporter's defaults, so the two agree out of the box (tmpfs stays in). */
 export const DEFAULT_MOUNT_POINTS_EXCLUDE =
@@ -61,57 +68,42 @@ export interface StatFsResult {
 }
 export type StatFsFn = (path: string) => Promise<StatFsResult>;
 
-type Outcome =
-  { kind: 'ok'; stats: StatFsResult } | { kind: 'error'; err: unknown } | { kind: 'hung' };
+/** One mount as the last refresh saw it; `stats` missing when statfs failed or hung. */
+export interface MountSeen {
+  mount: Mount;
+  stats?: StatFsResult;
+}
 
 export function createFilesystemCollector(
   config: FilesystemConfig,
   paths: HostPaths,
   log: Logger,
   statfs: StatFsFn = (path) => fsStatfs(path),
-): Collector & { stuck: ReadonlySet<string> } {
+): Collector & Observer<MountSeen[]> & { stuck: () => ReadonlySet<string> } {
+  let seen: MountSeen[] | undefined;
   const mountPointsExclude = new RegExp(config.mount_points_exclude);
   const fsTypesExclude = new RegExp(config.fs_types_exclude);
-  // Mount points whose statfs has not returned; kept across refreshes, cleared when it returns.
-  const stuck = new Set<string>();
-
-  function statfsWithTimeout(mount: Mount, signal: AbortSignal): Promise<Outcome> {
-    const path = join(paths.rootfs, mount.mountpoint);
-    const call: Promise<Outcome> = statfs(path).then(
-      (stats) => ({ kind: 'ok', stats }),
-      (err: unknown) => ({ kind: 'error', err }),
-    );
-    return new Promise<Outcome>((resolve) => {
-      let settled = false;
-      const settle = (outcome: Outcome) => {
-        if (settled) return false;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener('abort', giveUp);
-        resolve(outcome);
-        return true;
-      };
-      function giveUp() {
-        if (!settle({ kind: 'hung' })) return;
-        stuck.add(mount.mountpoint);
-        log.warn('statfs did not return; not asking this mount again until it does', {
-          mountpoint: mount.mountpoint,
-          timeout_seconds: config.statfs_timeout / 1000,
-        });
-        void call.then(() => {
-          stuck.delete(mount.mountpoint);
-          log.info('hung statfs returned', { mountpoint: mount.mountpoint });
-        });
-      }
-      const timer = setTimeout(giveUp, config.statfs_timeout);
-      signal.addEventListener('abort', giveUp, { once: true });
-      void call.then(settle);
-    });
-  }
+  // statfs takes no AbortSignal: a call on a dead server holds its thread until the
+  // server answers, so the fan-out keeps it as hung and does not ask that mount again.
+  const fanout = new Fanout({
+    name: 'filesystem statfs',
+    concurrency: STATFS_CONCURRENCY,
+    concurrencyWhileHung: 1,
+    maxHung: MAX_HUNG_STATFS,
+    timeoutMs: config.statfs_timeout,
+    onHung: (mountpoint, hung) =>
+      hung
+        ? log.warn('statfs did not return; not asking this mount again until it does', {
+            mountpoint,
+            timeout_seconds: config.statfs_timeout / 1000,
+          })
+        : log.info('hung statfs returned', { mountpoint }),
+  });
 
   return {
-    stuck,
-    async update(registry: Registry, { signal, log: ctxLog }) {
+    stuck: () => fanout.hungKeys(),
+    lastSeen: () => seen,
+    async update({ signal, log: ctxLog }) {
       const byMountpoint = new Map<string, Mount>();
       // PID 1's mount table is the host's, even when lookout runs in a container.
       for (const m of parseMounts(readHostProcFile(paths.procfs, 'mounts').text)) {
@@ -122,26 +114,14 @@ export function createFilesystemCollector(
       const mounts = [...byMountpoint.values()].filter(
         (m) => !mountPointsExclude.test(m.mountpoint) && !fsTypesExclude.test(m.fstype),
       );
+      const results = await fanout.run(
+        mounts,
+        (m) => m.mountpoint,
+        (m) => statfs(join(paths.rootfs, m.mountpoint)),
+        signal,
+      );
 
-      const outcomes: Outcome[] = new Array(mounts.length);
-      let next = 0;
-      const worker = async () => {
-        while (next < mounts.length) {
-          const i = next++;
-          const mount = mounts[i]!;
-          if (stuck.has(mount.mountpoint)) outcomes[i] = { kind: 'hung' };
-          else if (signal.aborted) outcomes[i] = { kind: 'error', err: signal.reason };
-          else if (stuck.size >= MAX_HUNG_STATFS) {
-            outcomes[i] = {
-              kind: 'error',
-              err: new Error(`not asked: ${stuck.size} other mounts are hung`),
-            };
-          } else outcomes[i] = await statfsWithTimeout(mount, signal);
-        }
-      };
-      const workers = stuck.size > 0 ? 1 : STATFS_CONCURRENCY;
-      await Promise.all(Array.from({ length: workers }, worker));
-
+      const registry = new Registry();
       const labelNames = ['mountpoint', 'device', 'fstype'] as const;
       const registers = [registry];
       const gauge = (name: string, help: string) =>
@@ -165,23 +145,28 @@ export function createFilesystemCollector(
 
       mounts.forEach((mount, i) => {
         const labels = { mountpoint: mount.mountpoint, device: mount.device, fstype: mount.fstype };
-        const outcome = outcomes[i]!;
+        const result = results[i]!;
         readonly.set(labels, mount.readonly ? 1 : 0);
-        deviceError.set(labels, outcome.kind === 'ok' ? 0 : 1);
-        if (outcome.kind === 'error') {
+        deviceError.set(labels, result.status === 'ok' ? 0 : 1);
+        if (result.status === 'failed' || result.status === 'skipped') {
           ctxLog.debug('statfs failed', {
             mountpoint: mount.mountpoint,
-            err: errorText(outcome.err),
+            err: result.status === 'failed' ? errorText(result.error) : result.reason,
           });
         }
-        if (outcome.kind !== 'ok') return;
-        const s = outcome.stats;
+        if (result.status !== 'ok') return;
+        const s = result.value;
         size.set(labels, s.blocks * s.bsize);
         free.set(labels, s.bfree * s.bsize);
         avail.set(labels, s.bavail * s.bsize);
         files.set(labels, s.files);
         filesFree.set(labels, s.ffree);
       });
+      seen = mounts.map((mount, i) => {
+        const r = results[i]!;
+        return r.status === 'ok' ? { mount, stats: r.value } : { mount };
+      });
+      return registry;
     },
   };
 }
@@ -190,6 +175,15 @@ registerCollector({
   name: 'filesystem',
   description:
     'Size, free space, inodes and read-only state of each mounted filesystem (lookout_filesystem_*); a hung mount is marked, not waited on',
+  metrics: [
+    'lookout_filesystem_size_bytes',
+    'lookout_filesystem_free_bytes',
+    'lookout_filesystem_avail_bytes',
+    'lookout_filesystem_files',
+    'lookout_filesystem_files_free',
+    'lookout_filesystem_readonly',
+    'lookout_filesystem_device_error',
+  ],
   schema: filesystemSchema,
-  create: (config, paths, log) => createFilesystemCollector(config, paths, log),
+  create: ({ config, paths, log }) => createFilesystemCollector(config, paths, log),
 });

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import {
   CPU_MODES,
@@ -11,6 +11,8 @@ import {
   parseNetDev,
   parseOsRelease,
   parseStat,
+  type LoadAvg,
+  type Stat,
 } from '../lib/procfs.js';
 import {
   CollectorError,
@@ -18,6 +20,7 @@ import {
   registerCollector,
   type Collector,
   type HostPaths,
+  type Observer,
 } from './collector.js';
 import { regexSource } from '../config/regex.js';
 import { readHostProcFile, readProcFile } from './procfile.js';
@@ -76,18 +79,29 @@ async function readOsRelease(rootfs: string, signal: AbortSignal): Promise<strin
  */
 export const ROOTFS_METADATA_MAX_AGE_MS = 5 * 60_000;
 
+/** What the host collector read at its last refresh. */
+export interface HostSeen {
+  stat: Stat;
+  load: LoadAvg;
+  memory: { total: number; available?: number; swapTotal: number; swapFree: number };
+  info: { hostname: string; kernel: string; os: string; arch: string };
+}
+
 export function createHostCollector(
   config: HostConfig,
   paths: HostPaths,
   rootfsMaxAgeMs = ROOTFS_METADATA_MAX_AGE_MS,
-): Collector {
+): Collector & Observer<HostSeen> {
+  let seen: HostSeen | undefined;
   const devicesExclude = new RegExp(config.network.devices_exclude);
   const proc = (rel: string) => join(paths.procfs, rel);
   let warnedNetFallback = false;
   let rootfsMetadata: { hostname?: string; osRelease?: string; readAt: number } | undefined;
 
   return {
-    async update(registry: Registry, { signal, log }) {
+    lastSeen: () => seen,
+    async update({ signal, log }) {
+      const registry = new Registry();
       if (
         rootfsMetadata === undefined ||
         performance.now() - rootfsMetadata.readAt >= rootfsMaxAgeMs
@@ -166,21 +180,31 @@ export function createHostCollector(
         tx.inc({ device: dev.device }, dev.transmitBytes);
       }
 
+      const info = {
+        hostname,
+        kernel: kernel.trim(),
+        os: osRelease === undefined ? 'Linux' : osPrettyName(parseOsRelease(osRelease)),
+        // uname -m of the running kernel (x86_64, aarch64), not Node's own name (x64).
+        arch: machine(),
+      };
       new Gauge({
         name: 'lookout_host_info',
         help: 'Host metadata; always 1.',
         labelNames: ['hostname', 'kernel', 'os', 'arch'],
         registers,
-      }).set(
-        {
-          hostname,
-          kernel: kernel.trim(),
-          os: osRelease === undefined ? 'Linux' : osPrettyName(parseOsRelease(osRelease)),
-          // uname -m of the running kernel (x86_64, aarch64), not Node's own name (x64).
-          arch: machine(),
+      }).set(info, 1);
+      seen = {
+        stat,
+        load,
+        memory: {
+          total: memTotal,
+          available: mem.get('MemAvailable'),
+          swapTotal: mem.get('SwapTotal') ?? 0,
+          swapFree: mem.get('SwapFree') ?? 0,
         },
-        1,
-      );
+        info,
+      };
+      return registry;
     },
   };
 }
@@ -189,6 +213,21 @@ registerCollector({
   name: 'host',
   description:
     'CPU time, load, memory, swap, network bytes, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
+  metrics: [
+    'lookout_cpu_seconds_total',
+    'lookout_cpu_count',
+    'lookout_load1',
+    'lookout_load5',
+    'lookout_load15',
+    'lookout_memory_total_bytes',
+    'lookout_memory_available_bytes',
+    'lookout_swap_total_bytes',
+    'lookout_swap_free_bytes',
+    'lookout_boot_time_seconds',
+    'lookout_network_receive_bytes_total',
+    'lookout_network_transmit_bytes_total',
+    'lookout_host_info',
+  ],
   schema: hostSchema,
-  create: (config, paths) => createHostCollector(config, paths),
+  create: ({ config, paths }) => createHostCollector(config, paths),
 });

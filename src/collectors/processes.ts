@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { setImmediate } from 'node:timers/promises';
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import {
   COMMON_PROCESS_STATES,
@@ -18,6 +18,7 @@ import {
   registerCollector,
   type Collector,
   type HostPaths,
+  type Observer,
 } from './collector.js';
 
 /** Longest `name` label value; comm is 15 bytes for user processes, longer only for kernel threads. */
@@ -121,11 +122,22 @@ function commForm(name: string): string {
   return bytes.length > COMM_MAX_BYTES ? bytes.subarray(0, COMM_MAX_BYTES).toString() : name;
 }
 
+/** What the last walk of /proc counted. */
+export interface ProcessesSeen {
+  /** Processes per state name, every common state present. */
+  states: ReadonlyMap<string, number>;
+  /** Processes per watched name. */
+  watched: ReadonlyMap<string, number>;
+  /** The biggest by resident memory, biggest first (at most `top`). */
+  top: readonly { name: string; bytes: number }[];
+}
+
 export function createProcessesCollector(
   config: ProcessesConfig,
   paths: HostPaths,
   pageSize: number,
-): Collector {
+): Collector & Observer<ProcessesSeen> {
+  let seen: ProcessesSeen | undefined;
   let warnedHidden = false;
   // Safe to share across refreshes: a walk is synchronous between yields, and uses the
   // buffer only inside one readStat call.
@@ -140,7 +152,9 @@ export function createProcessesCollector(
   const procfs = paths.procfs.replace(/\/+$/, '');
 
   return {
-    async update(registry: Registry, { signal, log }) {
+    lastSeen: () => seen,
+    async update({ signal, log }) {
+      const registry = new Registry();
       let pids: string[];
       try {
         // Only /proc/<pid>: threads live under /proc/<pid>/task and are not listed here.
@@ -208,6 +222,10 @@ export function createProcessesCollector(
       });
       for (const [name, n] of counts) watched.set({ name }, n);
 
+      resident.sort((a, b) => b.bytes - a.bytes || a.pid - b.pid);
+      const biggest = resident
+        .slice(0, config.top)
+        .map((p) => ({ name: p.name.slice(0, NAME_LABEL_MAX), bytes: p.bytes }));
       if (config.top > 0) {
         const top = new Gauge({
           name: 'lookout_top_process_resident_memory_bytes',
@@ -215,11 +233,10 @@ export function createProcessesCollector(
           labelNames: ['rank', 'name'],
           registers,
         });
-        resident.sort((a, b) => b.bytes - a.bytes || a.pid - b.pid);
-        resident.slice(0, config.top).forEach((p, i) => {
-          top.set({ rank: String(i + 1), name: p.name.slice(0, NAME_LABEL_MAX) }, p.bytes);
-        });
+        biggest.forEach((p, i) => top.set({ rank: String(i + 1), name: p.name }, p.bytes));
       }
+      seen = { states, watched: counts, top: biggest };
+      return registry;
     },
   };
 }
@@ -228,7 +245,12 @@ registerCollector({
   name: 'processes',
   description:
     'Processes by state (zombies), a count per watched name, and the biggest by resident memory (lookout_processes, lookout_process_count, lookout_top_process_resident_memory_bytes)',
+  metrics: [
+    'lookout_processes',
+    'lookout_process_count',
+    'lookout_top_process_resident_memory_bytes',
+  ],
   schema: processesSchema,
-  create: async (config, paths, log) =>
+  create: async ({ config, paths, log }) =>
     createProcessesCollector(config, paths, await readPageSize(log)),
 });

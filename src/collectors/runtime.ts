@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { collectorSchema, registerCollector } from './collector.js';
 
 /**
@@ -19,16 +19,17 @@ const INTERVAL_SERIES = new Set(
 registerCollector({
   name: 'runtime',
   description: "lookout's own process: CPU, memory, heap, event-loop lag (process_*, nodejs_*)",
+  metrics: ['process_*', 'nodejs_*'],
   schema: collectorSchema({ enabled: true, interval: '15s', timeout: '5s' }, {}),
   create() {
     // prom-client's default metrics keep observers (GC) alive, so they live in one
-    // long-lived registry; each refresh lends its metric objects to the fresh one.
+    // long-lived registry, rendered (their collect() run) at each refresh, not per scrape.
     const own = new Registry();
     collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: NEVER_MS });
-    const lent = own.getMetricsAsArray().filter((m) => !INTERVAL_SERIES.has(m.name));
+    for (const name of INTERVAL_SERIES) own.removeSingleMetric(name);
     return {
-      async update(registry) {
-        for (const metric of lent) registry.registerMetric(metric as unknown as Metric);
+      async update() {
+        return own;
       },
     };
   },

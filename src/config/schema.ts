@@ -1,6 +1,7 @@
 import { z } from 'zod';
 // Importing the collectors registers them, and with them their config blocks.
 import { collectorDefinitions } from '../collectors/index.js';
+import { defaultStoragePath } from '../lib/storage.js';
 
 export const DEFAULT_PORT = 10142;
 
@@ -30,6 +31,18 @@ const pathsSchema = z.strictObject({
     .describe('Where the host root filesystem is mounted (e.g. /host in a container).'),
 });
 
+/** Built per parse: its default reads STATE_DIRECTORY, which tests set per process. */
+const storageSchema = () =>
+  z.strictObject({
+    path: z
+      .string()
+      .min(1)
+      .default(defaultStoragePath())
+      .describe(
+        'Directory for state that must survive a restart (each collector gets a subdirectory, made when it first needs one). Default: $STATE_DIRECTORY (set by systemd\'s StateDirectory= and by the image: /var/lib/lookout), else "data" under the working directory.',
+      ),
+  });
+
 const logSchema = z.strictObject({
   level: z
     .enum(['debug', 'info', 'warn', 'error'])
@@ -48,6 +61,7 @@ export function configSchema() {
     web: webSchema.prefault({}),
     paths: pathsSchema.prefault({}),
     log: logSchema.prefault({}),
+    storage: storageSchema().prefault({}),
     collectors: z.strictObject(collectors).prefault({}),
   });
 }
@@ -56,5 +70,6 @@ export interface Config {
   web: z.output<typeof webSchema>;
   paths: z.output<typeof pathsSchema>;
   log: z.output<typeof logSchema>;
+  storage: z.output<ReturnType<typeof storageSchema>>;
   collectors: Record<string, { enabled: boolean; interval: number; timeout: number }>;
 }

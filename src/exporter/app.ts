@@ -2,6 +2,8 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Runner } from './runner.js';
 import { landingPage } from './landing.js';
+import { errorHandler, mountRoutes } from './routes.js';
+import type { Logger } from '../lib/log.js';
 
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -11,7 +13,7 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
   return accept !== undefined && /application\/openmetrics-text/i.test(accept);
 }
 
-export function createApp(runner: Runner, version: string): Koa {
+export function createApp(runner: Runner, version: string, log: Logger): Koa {
   const app = new Koa();
   const router = new Router();
 
@@ -32,8 +34,15 @@ export function createApp(runner: Runner, version: string): Koa {
     ctx.body = landingPage(runner.states(), version);
   });
 
+  // Routes of enabled collectors only: a disabled collector was never built.
+  for (const collector of runner.collectors().values()) {
+    if (collector.routes) mountRoutes(router, collector.routes);
+  }
+
+  app.use(errorHandler(log));
   app.use(router.routes());
   app.use(router.allowedMethods());
+  // Errors are answered and logged once by errorHandler; koa's own printing would repeat them.
   app.silent = true;
   return app;
 }

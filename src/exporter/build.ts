@@ -1,23 +1,43 @@
 import { collectorDefinitions } from '../collectors/collector.js';
 import type { Config } from '../config/schema.js';
+import { HttpClient } from '../lib/http.js';
 import type { Logger } from '../lib/log.js';
+import { ensureStateDirectory } from '../lib/storage.js';
 import { Runner, type RunnerEntry } from './runner.js';
 import { VERSION } from '../version.js';
 
-/** Creates the enabled collectors, in registration order, and a runner over them. */
-export async function buildRunner(config: Config, log: Logger): Promise<Runner> {
+/** The enabled collectors, in registration order, the runner over them and what they share. */
+export interface Built {
+  runner: Runner;
+  http: HttpClient;
+}
+
+/**
+ * Creates the enabled collectors and a runner over them. Throws a StartupError when two
+ * of them claim one metric family, before anything is served.
+ */
+export async function buildRunner(config: Config, log: Logger): Promise<Built> {
+  const http = new HttpClient();
   const entries: RunnerEntry[] = [];
   for (const [name, def] of collectorDefinitions()) {
     const c = config.collectors[name];
     if (!c?.enabled) continue;
-    const collector = await def.create(c, config.paths, log.child({ collector: name }));
+    const collector = await def.create({
+      name,
+      config: c,
+      paths: config.paths,
+      log: log.child({ collector: name }),
+      http,
+      stateDirectory: () => ensureStateDirectory(config.storage.path, name),
+    });
     entries.push({
       name,
       description: def.description,
+      metrics: def.metrics,
       collector,
       intervalMs: c.interval,
       timeoutMs: c.timeout,
     });
   }
-  return new Runner(entries, log, VERSION);
+  return { runner: new Runner(entries, log, VERSION), http };
 }

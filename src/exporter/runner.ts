@@ -1,12 +1,21 @@
 import { Gauge, Registry } from 'prom-client';
-import type { Collector } from '../collectors/collector.js';
-import { NothingToCollect } from '../collectors/collector.js';
+import {
+  familiesOverlap,
+  familyCovers,
+  isStreaming,
+  NothingToCollect,
+  type Collector,
+  type PolledCollector,
+  type StreamingCollector,
+} from '../collectors/collector.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { toOpenMetrics } from './openmetrics.js';
 
 export interface RunnerEntry {
   name: string;
   description: string;
+  /** The metric families it may export (names, or prefixes ending in `*`). */
+  metrics: readonly string[];
   collector: Collector;
   intervalMs: number;
   timeoutMs: number;
@@ -18,33 +27,78 @@ export type Outcome = 'pending' | 'ok' | 'failed' | 'timeout' | 'nothing' | 'stu
 export interface CollectorState {
   readonly name: string;
   readonly description: string;
+  readonly kind: 'polled' | 'streaming';
   readonly intervalMs: number;
   readonly timeoutMs: number;
   outcome: Outcome;
   lastDurationSeconds?: number;
   lastSuccessTimestamp?: number;
   lastError?: string;
-  /** The registry of the last good update; undefined after a failure, so nothing stale is served. */
-  registry?: Registry;
 }
 
 interface Slot {
   entry: RunnerEntry;
   state: CollectorState;
+  /** Polled: the exposition of the last good refresh ('' after a failure: nothing stale). */
   text: string;
-  /** The update still running, so a hung one is not started again (it would pile up threads). */
+  /** The refresh (or streaming start) still running, so a hung one is not started again. */
   inFlight?: Promise<void>;
   inFlightSince: number;
   timer?: NodeJS.Timeout;
+  /** Streaming: started and not stopped. */
+  running: boolean;
+}
+
+/** Two collectors claim one metric family, or a collector claims one of lookout's own. */
+export class StartupError extends Error {
+  readonly code = 'LOOKOUT_STARTUP';
 }
 
 class TimeoutError extends Error {
   readonly code = 'LOOKOUT_COLLECTOR_TIMEOUT';
 }
 
+/** Families the runner itself exports; no collector may claim them. */
+const SELF_FAMILIES = [
+  'lookout_collector_success',
+  'lookout_collector_duration_seconds',
+  'lookout_collector_last_success_timestamp_seconds',
+  'lookout_build_info',
+];
+
+/** Throws a StartupError naming both owners when two entries can export one family. */
+export function checkFamilies(entries: readonly Pick<RunnerEntry, 'name' | 'metrics'>[]): void {
+  const owners = [{ name: 'lookout itself', metrics: SELF_FAMILIES }, ...entries];
+  const problems: string[] = [];
+  for (let i = 0; i < owners.length; i++) {
+    for (let j = i + 1; j < owners.length; j++) {
+      for (const a of owners[i]!.metrics) {
+        for (const b of owners[j]!.metrics) {
+          if (familiesOverlap(a, b)) {
+            const what = a === b ? a : `${a} and ${b}`;
+            problems.push(
+              `collectors ${owners[i]!.name} and ${owners[j]!.name} both export ${what}; disable one of them`,
+            );
+          }
+        }
+      }
+    }
+  }
+  if (problems.length > 0) throw new StartupError(problems.join('\n'));
+}
+
+/** The families in `registry` that `declared` does not cover. */
+function undeclared(registry: Registry, declared: readonly string[]): string[] {
+  return registry
+    .getMetricsAsArray()
+    .map((m) => m.name)
+    .filter((name) => !declared.some((d) => familyCovers(d, name)));
+}
+
 /**
- * Runs every collector on its own interval, in the background, and keeps the
- * exposition text of their last good values. `/metrics` only reads that text.
+ * Runs polled collectors on their intervals and streaming ones from start to stop, in the
+ * background. `/metrics` reads the polled collectors' last good text and renders the
+ * streaming collectors' in-memory counters: a scrape never waits on a collector's I/O.
  */
 export class Runner {
   private readonly slots: Slot[];
@@ -52,9 +106,10 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
-  /** The exposition, rendered on the first scrape after something changed; undefined = stale. */
-  private body?: Promise<Buffer>;
-  private openMetricsBody?: Promise<Buffer>;
+  /** The polled part of the exposition, rendered on the first scrape after a change. */
+  private polledBody?: Promise<string>;
+  private cachedBody?: Promise<Buffer>;
+  private cachedOpenMetrics?: Promise<Buffer>;
   private stopped = false;
 
   constructor(
@@ -62,13 +117,16 @@ export class Runner {
     private readonly log: Logger,
     version: string,
   ) {
+    checkFamilies(entries);
     this.slots = entries.map((entry) => ({
       entry,
       text: '',
       inFlightSince: 0,
+      running: false,
       state: {
         name: entry.name,
         description: entry.description,
+        kind: isStreaming(entry.collector) ? 'streaming' : 'polled',
         intervalMs: entry.intervalMs,
         timeoutMs: entry.timeoutMs,
         outcome: 'pending',
@@ -77,19 +135,19 @@ export class Runner {
     const registers = [this.self];
     this.success = new Gauge({
       name: 'lookout_collector_success',
-      help: 'Whether the last refresh of the collector succeeded (1; also when it found nothing to collect on this host) or failed or timed out (0).',
+      help: 'Whether the last refresh of the collector succeeded (1; also when it found nothing to collect on this host) or failed or timed out (0). A streaming collector: 1 while it runs.',
       labelNames: ['collector'],
       registers,
     });
     this.duration = new Gauge({
       name: 'lookout_collector_duration_seconds',
-      help: 'How long the last refresh of the collector took.',
+      help: 'How long the last refresh of the collector took (a streaming collector: its start).',
       labelNames: ['collector'],
       registers,
     });
     this.lastSuccess = new Gauge({
       name: 'lookout_collector_last_success_timestamp_seconds',
-      help: 'When the collector last refreshed successfully (Unix time).',
+      help: 'When the collector last refreshed successfully (a streaming collector: when it started) (Unix time).',
       labelNames: ['collector'],
       registers,
     });
@@ -106,55 +164,104 @@ export class Runner {
     return this.slots.map((s) => s.state);
   }
 
-  /** Runs every collector once now, then each on its interval. */
+  /** The collectors, by name, for `lookout status` and `lookout check`. */
+  collectors(): ReadonlyMap<string, Collector> {
+    return new Map(this.slots.map((s) => [s.entry.name, s.entry.collector]));
+  }
+
+  /** Runs every collector once now (starts the streaming ones), then each on its interval. */
   async start(): Promise<void> {
-    await Promise.all(this.slots.map((slot) => this.run(slot)));
+    await this.collectOnce();
     for (const slot of this.slots) {
       if (this.stopped) return;
+      // A streaming collector that started needs no timer; one that failed is tried again.
       slot.timer = setInterval(() => void this.run(slot), slot.entry.intervalMs);
     }
   }
 
-  /** One refresh of every collector, waiting for all (used by `lookout status` and tests). */
+  /** One refresh of every polled collector (and a start of every streaming one not running). */
   async collectOnce(): Promise<void> {
     await Promise.all(this.slots.map((slot) => this.run(slot)));
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops timers, then stops every collector — a streaming one flushes what it must
+   * keep — each under `deadlineMs`. Resolves with the names of those that overran.
+   */
+  async stop(deadlineMs = 10_000): Promise<string[]> {
     this.stopped = true;
     for (const slot of this.slots) clearInterval(slot.timer);
+    const overran: string[] = [];
     await Promise.all(
       this.slots.map(async (slot) => {
+        const { name, collector } = slot.entry;
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<'overran'>((resolve) => {
+          timer = setTimeout(() => resolve('overran'), deadlineMs);
+        });
         try {
-          await slot.entry.collector.close?.();
+          // A streaming start still in flight is waited for first, so stop() sees it whole.
+          const stopping = (async () => {
+            if (isStreaming(collector)) {
+              await slot.inFlight;
+              if (slot.running) await collector.stop();
+              slot.running = false;
+            } else {
+              await collector.close?.();
+            }
+          })();
+          if ((await Promise.race([stopping, deadline])) === 'overran') {
+            overran.push(name);
+            this.log.error('collector did not stop in time', {
+              collector: name,
+              deadline_seconds: deadlineMs / 1000,
+            });
+          }
         } catch (err) {
-          this.log.warn('collector close failed', {
-            collector: slot.entry.name,
-            err: errorText(err),
-          });
+          this.log.warn('collector stop failed', { collector: name, err: errorText(err) });
+        } finally {
+          clearTimeout(timer);
         }
       }),
     );
+    return overran;
   }
 
   /**
-   * The exposition of every collector's last good values, in the asked format. Encoded on
-   * the first scrape after a change, not after every refresh: collectors sharing an
-   * interval finish one after another, and one render then serves them all.
+   * The exposition in the asked format. The polled part is encoded on the first scrape
+   * after a change, not after every refresh: collectors sharing an interval finish one
+   * after another, and one render then serves them all. Streaming collectors' counters
+   * are rendered on every scrape, from memory.
    */
-  exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
-    this.body ??= this.render();
-    if (format === 'prometheus') return this.body;
-    this.openMetricsBody ??= this.body.then((b) => Buffer.from(toOpenMetrics(b.toString())));
-    return this.openMetricsBody;
+  async exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
+    const streaming = this.slots.filter((s) => s.running);
+    if (streaming.length === 0) {
+      this.cachedBody ??= this.polled().then((p) => Buffer.from(p));
+      if (format === 'prometheus') return this.cachedBody;
+      this.cachedOpenMetrics ??= this.cachedBody.then((b) =>
+        Buffer.from(toOpenMetrics(b.toString())),
+      );
+      return this.cachedOpenMetrics;
+    }
+    const parts = await Promise.all(
+      streaming.map((s) => (s.entry.collector as StreamingCollector).registry.metrics()),
+    );
+    const text = [await this.polled(), ...parts.filter((t) => t.trim().length > 0)].join('\n');
+    return Buffer.from(format === 'prometheus' ? text : toOpenMetrics(text));
+  }
+
+  private polled(): Promise<string> {
+    this.polledBody ??= (async () => {
+      const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
+      parts.push(await this.self.metrics());
+      return parts.join('\n');
+    })();
+    return this.polledBody;
   }
 
   private async run(slot: Slot): Promise<void> {
-    const { entry, state } = slot;
-    const labels = { collector: entry.name };
-    const log = this.log.child({ collector: entry.name });
+    const { entry } = slot;
     const started = performance.now();
-
     if (slot.inFlight) {
       // Report how long the hung refresh has been running, so the duration keeps growing
       // instead of freezing at its last value.
@@ -168,8 +275,54 @@ export class Runner {
       this.log.warn('collector skipped', { collector: entry.name, err: slot.state.lastError });
       return;
     }
+    const collector = entry.collector;
+    if (isStreaming(collector)) {
+      if (this.stopped) return;
+      if (slot.running) {
+        // A start that finished after its deadline: it runs, so say so.
+        if (slot.state.outcome !== 'ok') this.record(slot, 'ok', undefined, undefined);
+        return;
+      }
+      await this.attempt(slot, started, async () => {
+        await collector.start({ log: this.log.child({ collector: entry.name }) });
+        const extra = undeclared(collector.registry, entry.metrics);
+        if (extra.length > 0) {
+          await collector.stop();
+          throw new Error(`exports ${extra.join(', ')}, which its definition does not declare`);
+        }
+        slot.running = true;
+        return undefined;
+      });
+    } else {
+      await this.attempt(slot, started, (signal) => this.refresh(slot, collector, signal));
+    }
+  }
 
-    const registry = new Registry();
+  /** One refresh of a polled collector: its exposition, checked against what it declared. */
+  private async refresh(slot: Slot, collector: PolledCollector, signal: AbortSignal) {
+    const registry = await collector.update({
+      signal,
+      log: this.log.child({ collector: slot.entry.name }),
+    });
+    const extra = undeclared(registry, slot.entry.metrics);
+    if (extra.length > 0) {
+      throw new Error(`exports ${extra.join(', ')}, which its definition does not declare`);
+    }
+    return registry.metrics();
+  }
+
+  /**
+   * Runs `work` under the collector's deadline and records the outcome; a polled
+   * collector's text is kept only when it came in time.
+   */
+  private async attempt(
+    slot: Slot,
+    started: number,
+    work: (signal: AbortSignal) => Promise<string | undefined>,
+  ): Promise<void> {
+    const { entry, state } = slot;
+    const labels = { collector: entry.name };
+    const log = this.log.child({ collector: entry.name });
     const abort = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -179,25 +332,21 @@ export class Runner {
         reject(err);
       }, entry.timeoutMs);
     });
-
     // Through a promise, so a collector that throws before its first await is a failed
     // refresh like any other, not an exception out of the interval timer.
-    const update = Promise.resolve().then(() =>
-      entry.collector.update(registry, { signal: abort.signal, log }),
-    );
+    const job = Promise.resolve().then(() => work(abort.signal));
     slot.inFlightSince = started;
-    slot.inFlight = update.then(
+    slot.inFlight = job.then(
       () => undefined,
       () => undefined,
     );
     void slot.inFlight.then(() => (slot.inFlight = undefined));
 
     try {
-      await Promise.race([update, timedOut]);
-      slot.text = await registry.metrics();
+      const text = await Promise.race([job, timedOut]);
+      if (text !== undefined) slot.text = text;
       const seconds = (performance.now() - started) / 1000;
       state.lastSuccessTimestamp = Date.now() / 1000;
-      state.registry = registry;
       this.lastSuccess.set(labels, state.lastSuccessTimestamp);
       this.record(slot, 'ok', undefined, seconds);
       log.debug('collector succeeded', { duration_seconds: seconds.toFixed(4) });
@@ -225,7 +374,7 @@ export class Runner {
     seconds: number | undefined,
   ) {
     const labels = { collector: slot.entry.name };
-    this.body = this.openMetricsBody = undefined;
+    this.polledBody = this.cachedBody = this.cachedOpenMetrics = undefined;
     slot.state.outcome = outcome;
     slot.state.lastError = error;
     if (seconds !== undefined) {
@@ -236,16 +385,7 @@ export class Runner {
     // counting it as one would page LookoutCollectorFailing on every host without Docker.
     const succeeded = outcome === 'ok' || outcome === 'nothing';
     this.success.set(labels, succeeded ? 1 : 0);
-    if (outcome !== 'ok') {
-      // Drop what this collector last served: a failed collector's old values must not look fresh.
-      slot.text = '';
-      slot.state.registry = undefined;
-    }
-  }
-
-  private async render(): Promise<Buffer> {
-    const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
-    parts.push(await this.self.metrics());
-    return Buffer.from(parts.join('\n'));
+    // Drop what this collector last served: a failed collector's old values must not look fresh.
+    if (outcome !== 'ok') slot.text = '';
   }
 }

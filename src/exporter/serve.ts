@@ -1,16 +1,38 @@
 import type { Server } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
+import { StorageError } from '../lib/storage.js';
 import { VERSION } from '../version.js';
 import { createApp } from './app.js';
 import { buildRunner } from './build.js';
 import { splitListenAddress } from './listen.js';
+import { StartupError } from './runner.js';
 
-/** Runs the exporter until SIGTERM/SIGINT; resolves with the exit code. */
+/** How long requests in flight may take to finish once shutdown begins. */
+export const REQUEST_GRACE_MS = 5_000;
+/** How long collectors may take to stop and flush (a ledger's fsync) once requests are done. */
+export const FLUSH_DEADLINE_MS = 15_000;
+
+/**
+ * Runs the exporter until SIGTERM/SIGINT; resolves with the exit code once shutdown is
+ * done: no new connections, requests in flight finished (bounded), collectors stopped and
+ * flushed (bounded, laggards named in the log). A second signal ends the process at once.
+ */
 export async function serve(config: Config, log: Logger): Promise<number> {
-  const runner = await buildRunner(config, log);
-  const app = createApp(runner, VERSION);
+  let built;
+  try {
+    built = await buildRunner(config, log);
+  } catch (err) {
+    if (err instanceof StartupError || err instanceof StorageError) {
+      process.stderr.write(`lookout: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const { runner, http } = built;
+  const app = createApp(runner, VERSION, log);
   const { host, port } = splitListenAddress(config.web.listen_address);
 
   let server: Server;
@@ -35,26 +57,39 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     return 2;
   }
   // Prometheus reuses its connection between scrapes; keep it open across a 15–60 s
-  // interval rather than reconnecting. Shutdown closes these at once (closeAllConnections).
+  // interval rather than reconnecting. Shutdown closes idle ones at once.
   server.keepAliveTimeout = 65_000;
   log.info('listening', { address: config.web.listen_address, version: VERSION });
   runner
     .start()
     .catch((err: unknown) => log.error('collectors did not start', { err: errorText(err) }));
 
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info('shutting down', { signal });
-      const force = setTimeout(() => resolve(0), 900);
-      force.unref();
-      server.close();
-      server.closeAllConnections();
-      void runner.stop().then(() => {
-        clearTimeout(force);
-        resolve(0);
-      });
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
+  log.info('shutting down', { signal });
+
+  // 1. Stop accepting; idle kept-alive connections go now, requests in flight may finish.
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const drained = await Promise.race([closed.then(() => true), sleep(REQUEST_GRACE_MS, false)]);
+  if (!drained) {
+    log.warn('requests still running after the grace period; closing their connections', {
+      grace_seconds: REQUEST_GRACE_MS / 1000,
+    });
+    server.closeAllConnections();
+  }
+  // 2. Stop the collectors; streaming ones flush what they must keep. A polled refresh
+  // still in flight is not waited for: its result would be thrown away.
+  const overran = await runner.stop(FLUSH_DEADLINE_MS);
+  await http.close();
+  if (overran.length > 0) {
+    log.error('shutdown incomplete: collectors did not finish stopping', {
+      collectors: overran.join(','),
+    });
+    return 2;
+  }
+  log.info('stopped');
+  return 0;
 }

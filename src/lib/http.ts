@@ -1,0 +1,88 @@
+import type { Agent, Dispatcher } from 'undici';
+
+export interface HttpRequest {
+  method?: Dispatcher.HttpMethod;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Aborts the request; pass the target's deadline. */
+  signal: AbortSignal;
+  /** Bytes of the response body kept; the rest is read and dropped (default 1 MiB). */
+  maxBodyBytes?: number;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** The body was longer than maxBodyBytes and was cut there. */
+  truncated: boolean;
+}
+
+const DEFAULT_MAX_BODY = 1 << 20;
+
+/**
+ * The one HTTP client collectors share: one undici Agent with bounded connections,
+ * kept-alive sockets and a connect timeout. undici is imported on the first request, so
+ * a host with no HTTP collector enabled never pays its ~7 MB.
+ */
+export class HttpClient {
+  private agent?: Promise<Agent>;
+
+  constructor(
+    private readonly options: { connectTimeoutMs?: number; connectionsPerOrigin?: number } = {},
+  ) {}
+
+  /** undici's dispatcher, for a collector that needs more than request() (a Unix socket, TLS details). */
+  dispatcher(): Promise<Dispatcher> {
+    this.agent ??= import('undici').then(
+      ({ Agent }) =>
+        new Agent({
+          connect: { timeout: this.options.connectTimeoutMs ?? 10_000 },
+          connections: this.options.connectionsPerOrigin ?? 4,
+          // Targets are polled every 15–60 s; a socket idle past that is closed, not kept.
+          keepAliveTimeout: 60_000,
+          keepAliveMaxTimeout: 120_000,
+        }),
+    );
+    return this.agent;
+  }
+
+  /** One request; redirects are not followed (the caller decides). Rejects on network errors. */
+  async request(url: string | URL, req: HttpRequest): Promise<HttpResponse> {
+    const { request } = await import('undici');
+    const res = await request(url, {
+      dispatcher: await this.dispatcher(),
+      method: req.method ?? 'GET',
+      headers: req.headers,
+      body: req.body,
+      signal: req.signal,
+    });
+    const limit = req.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let truncated = false;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      if (kept >= limit) {
+        truncated = true;
+        continue;
+      }
+      const piece = chunk.length > limit - kept ? chunk.subarray(0, limit - kept) : chunk;
+      truncated ||= piece.length < chunk.length;
+      chunks.push(piece);
+      kept += piece.length;
+    }
+    return {
+      status: res.statusCode,
+      headers: res.headers,
+      body: Buffer.concat(chunks),
+      truncated,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (!this.agent) return;
+    const agent = await this.agent;
+    this.agent = undefined;
+    await agent.close();
+  }
+}
