@@ -23,7 +23,9 @@ const DEFAULT_MAX_BODY = 1 << 20;
 /**
  * The one HTTP client collectors share: one undici Agent with bounded connections,
  * kept-alive sockets and a connect timeout. undici is imported on the first request, so
- * a host with no HTTP collector enabled never pays its ~7 MB.
+ * a host with no HTTP collector enabled never pays its ~7 MB; a collector that uses it
+ * awaits dispatcher() in create(), so its first refresh does not spend a target's
+ * deadline loading undici.
  */
 export class HttpClient {
   private agent?: Promise<Agent>;
@@ -50,8 +52,12 @@ export class HttpClient {
   /** One request; redirects are not followed (the caller decides). Rejects on network errors. */
   async request(url: string | URL, req: HttpRequest): Promise<HttpResponse> {
     const { request } = await import('undici');
+    const dispatcher = await this.dispatcher();
+    // undici 7 ignores a signal that was aborted before the call (it only listens for the
+    // abort event): a deadline that passed while undici was loading would never end it.
+    req.signal.throwIfAborted();
     const res = await request(url, {
-      dispatcher: await this.dispatcher(),
+      dispatcher,
       method: req.method ?? 'GET',
       headers: req.headers,
       body: req.body,
