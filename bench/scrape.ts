@@ -25,6 +25,7 @@ import {
   tempDir,
   type Running,
 } from '../test/helpers/procs.js';
+import { findSamples, parseExposition, sampleValue } from '../test/helpers/exposition.js';
 
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
 const CPU_MINUTES = Number(process.env.BENCH_CPU_MINUTES ?? 5);
@@ -200,14 +201,15 @@ function growthMbPerHour(points: Array<[number, number]>): number {
 
 async function whereLookoutMemoryGoes(url: string): Promise<string> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const families = parseExposition(text);
+  const v = (name: string) => sampleValue(families, name) ?? NaN;
   const rss = v('process_resident_memory_bytes');
   const heapTotal = v('nodejs_heap_size_total_bytes');
   const heapUsed = v('nodejs_heap_size_used_bytes');
   const external = v('nodejs_external_memory_bytes');
   return [
     `  rss ${mb(rss)} MB = V8 heap ${mb(heapTotal)} MB (used ${mb(heapUsed)}) + external ${mb(external)} MB + code, stacks and libraries ${mb(rss - heapTotal - external)} MB`,
-    `  series served: ${text.split('\n').filter((l) => l && !l.startsWith('#')).length}, exposition ${(text.length / 1024).toFixed(1)} KiB`,
+    `  series served: ${findSamples(families).length}, exposition ${(text.length / 1024).toFixed(1)} KiB`,
   ].join('\n');
 }
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,6 +20,7 @@ import {
 import { createHostCollector, hostSchema } from '../src/collectors/host.js';
 import { createProcessesCollector, processesSchema } from '../src/collectors/processes.js';
 import { createLogger, type Logger } from '../src/lib/log.js';
+import { findSamples, parseExposition, sampleLines, sampleValue } from './helpers/exposition.js';
 import { REPO, tempDir } from './helpers/procs.js';
 
 const run = promisify(execFile);
@@ -43,19 +44,16 @@ async function collect(collector: Collector): Promise<string> {
   return registry.metrics();
 }
 
-/** The sample lines (no HELP/TYPE) of the named metrics, in exposition order. */
-function samples(text: string, ...names: string[]): string {
-  return text
-    .split('\n')
-    .filter((l) => names.some((n) => l.startsWith(n + '{') || l.startsWith(n + ' ')))
-    .join('\n');
+/** The mountpoints of the named samples, in exposition order. */
+function mountpoints(text: string, name: string): Array<string | undefined> {
+  return findSamples(text, name).map((s) => s.labels.mountpoint);
 }
 
 describe('host collector on the fixture /proc', () => {
   test('CPU by mode summed over CPUs, load, memory, swap, boot time, network, host info', async () => {
     const text = await collect(createHostCollector(hostSchema.parse({}), fixturePaths));
     assert.equal(
-      samples(
+      sampleLines(
         text,
         'lookout_cpu_seconds_total',
         'lookout_cpu_count',
@@ -94,15 +92,16 @@ lookout_network_transmit_bytes_total{device="eth0"} 390121
 lookout_network_transmit_bytes_total{device="docker0"} 5678
 lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU/Linux 12 (bookworm)",arch="${machine()}"} 1`,
     );
-    assert.match(text, /# TYPE lookout_cpu_seconds_total counter/);
-    assert.match(text, /# TYPE lookout_network_receive_bytes_total counter/);
+    const types = new Map(parseExposition(text).map((f) => [f.name, f.type]));
+    assert.equal(types.get('lookout_cpu_seconds_total'), 'counter');
+    assert.equal(types.get('lookout_network_receive_bytes_total'), 'counter');
   });
 
   test('network.devices_exclude drops matching devices', async () => {
     const config = hostSchema.parse({ network: { devices_exclude: '^(lo|docker.*)$' } });
     const text = await collect(createHostCollector(config, fixturePaths));
     assert.equal(
-      samples(text, 'lookout_network_receive_bytes_total'),
+      sampleLines(text, 'lookout_network_receive_bytes_total'),
       'lookout_network_receive_bytes_total{device="eth0"} 196802175',
     );
   });
@@ -111,7 +110,7 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
     const text = await collect(
       createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs: '/nonexistent' }),
     );
-    assert.match(samples(text, 'lookout_host_info'), /os="Linux"/);
+    assert.equal(findSamples(text, 'lookout_host_info')[0]?.labels.os, 'Linux');
   });
 
   test('hostname and OS under rootfs are read again only once they are older than the max age', async () => {
@@ -123,15 +122,18 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
           writeFile(join(rootfs, 'etc/hostname'), `${name}\n`),
           writeFile(join(rootfs, 'etc/os-release'), `PRETTY_NAME="${os}"\n`),
         ]);
-      const info = async (c: Collector) => samples(await collect(c), 'lookout_host_info');
+      const info = async (c: Collector) => {
+        const labels = findSamples(await collect(c), 'lookout_host_info')[0]?.labels;
+        return [labels?.hostname, labels?.os];
+      };
       await write('before', 'Debian 12');
       const cached = createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs });
       const fresh = createHostCollector(hostSchema.parse({}), { ...fixturePaths, rootfs }, 0);
-      assert.match(await info(cached), /hostname="before".*os="Debian 12"/);
-      assert.match(await info(fresh), /hostname="before".*os="Debian 12"/);
+      assert.deepEqual(await info(cached), ['before', 'Debian 12']);
+      assert.deepEqual(await info(fresh), ['before', 'Debian 12']);
       await write('after', 'Debian 13');
-      assert.match(await info(cached), /hostname="before".*os="Debian 12"/);
-      assert.match(await info(fresh), /hostname="after".*os="Debian 13"/);
+      assert.deepEqual(await info(cached), ['before', 'Debian 12']);
+      assert.deepEqual(await info(fresh), ['after', 'Debian 13']);
     } finally {
       await rm(rootfs, { recursive: true, force: true });
     }
@@ -170,7 +172,7 @@ describe('processes collector on the fixture /proc', () => {
     });
     const text = await collect(createProcessesCollector(config, fixturePaths, 4096));
     assert.equal(
-      samples(
+      sampleLines(
         text,
         'lookout_processes',
         'lookout_process_count',
@@ -203,7 +205,7 @@ lookout_top_process_resident_memory_bytes{rank="5",name="nginx"} 10240000`,
       createProcessesCollector(processesSchema.parse({ top: 2 }), fixturePaths, 16384),
     );
     assert.equal(
-      samples(two, 'lookout_top_process_resident_memory_bytes'),
+      sampleLines(two, 'lookout_top_process_resident_memory_bytes'),
       `lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 838860800
 lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 419430400`,
     );
@@ -229,17 +231,40 @@ lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 419430400`,
   });
 
   test('on this host: counts itself and the sum of states is the number of pids', async () => {
-    const text = await collect(
-      createProcessesCollector(
-        processesSchema.parse({ watch: ['node'] }),
-        { procfs: '/proc', sysfs: '/sys', rootfs: '/' },
-        4096,
-      ),
+    // Processes start and exit while the collector walks /proc, and a short-lived one can
+    // come and go between any two readings. So the pids are listed just before and just
+    // after a walk, and the sum is compared exactly on a walk the two listings agree on.
+    // Other work on the host can spoil a few walks; a collector that miscounts (threads,
+    // a state left out, a pid counted twice) misses on every one.
+    const collector = createProcessesCollector(
+      processesSchema.parse({ watch: ['node'] }),
+      { procfs: '/proc', sysfs: '/sys', rootfs: '/' },
+      4096,
     );
-    const node = Number(/lookout_process_count\{name="node"\} (\d+)/.exec(text)?.[1]);
-    assert.ok(node >= 1, `node processes: ${node}`);
-    const running = Number(/lookout_processes\{state="running"\} (\d+)/.exec(text)?.[1]);
-    assert.ok(running >= 1, 'this test is running');
+    const listPids = async () => new Set((await readdir('/proc')).filter((e) => /^\d+$/.test(e)));
+    const sameSet = (a: Set<string>, b: Set<string>) =>
+      a.size === b.size && [...a].every((pid) => b.has(pid));
+    const attempts: string[] = [];
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const before = await listPids();
+      const text = await collect(collector);
+      const after = await listPids();
+
+      const node = sampleValue(text, 'lookout_process_count', { name: 'node' });
+      assert.ok(node !== undefined && node >= 1, `node processes: ${node}`);
+      const running = sampleValue(text, 'lookout_processes', { state: 'running' });
+      assert.ok(running !== undefined && running >= 1, 'this test is running');
+
+      const byState = findSamples(text, 'lookout_processes');
+      const sum = byState.reduce((acc, s) => acc + s.value, 0);
+      if (sameSet(before, after) && sum === before.size) return;
+      attempts.push(
+        `sum ${sum} (${byState.map((s) => `${s.labels.state}=${s.value}`).join(' ')}), ` +
+          `pids before ${before.size}, after ${after.size}` +
+          (sameSet(before, after) ? '' : ' (listings differ)'),
+      );
+    }
+    assert.fail(`no walk matched its pid listing in 20 tries:\n${attempts.join('\n')}`);
   });
 });
 
@@ -272,7 +297,7 @@ describe('filesystem collector on the fixture mount table', () => {
       '/host/srv/backup',
     ]);
     assert.equal(
-      samples(
+      sampleLines(
         text,
         'lookout_filesystem_size_bytes',
         'lookout_filesystem_avail_bytes',
@@ -297,7 +322,7 @@ lookout_filesystem_device_error{mountpoint="/srv/backup",device="/dev/vdc",fstyp
 lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 0`,
     );
     assert.equal(
-      samples(text, 'lookout_filesystem_files', 'lookout_filesystem_files_free'),
+      sampleLines(text, 'lookout_filesystem_files', 'lookout_filesystem_files_free'),
       `lookout_filesystem_files{mountpoint="/",device="/dev/vda",fstype="ext4"} 100
 lookout_filesystem_files{mountpoint="/mnt/my disk",device="/dev/vdb1",fstype="ext4"} 100
 lookout_filesystem_files{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 100
@@ -316,10 +341,11 @@ lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 5
     });
     const c = createFilesystemCollector(config, fixturePaths, quietLog(), async () => fakeStats);
     const text = await collect(c);
-    const mps = [...text.matchAll(/lookout_filesystem_device_error\{mountpoint="([^"]*)"/g)].map(
-      (m) => m[1],
-    );
-    assert.deepEqual(mps, ['/dev/shm', '/srv/backup', '/run']);
+    assert.deepEqual(mountpoints(text, 'lookout_filesystem_device_error'), [
+      '/dev/shm',
+      '/srv/backup',
+      '/run',
+    ]);
   });
 
   test('falls back to its own mount table (/proc/mounts) when 1/mounts is missing', async () => {
@@ -333,7 +359,7 @@ lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 5
         async () => fakeStats,
       );
       assert.equal(
-        samples(await collect(c), 'lookout_filesystem_readonly'),
+        sampleLines(await collect(c), 'lookout_filesystem_readonly'),
         'lookout_filesystem_readonly{mountpoint="/data",device="/dev/sda1",fstype="ext4"} 1',
       );
     } finally {
@@ -368,9 +394,10 @@ lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 5
       quietLog(logLines),
       statfs,
     );
-    const errors = (text: string) => samples(text, 'lookout_filesystem_device_error');
-    const sized = (text: string) =>
-      [...text.matchAll(/lookout_filesystem_size_bytes\{mountpoint="([^"]*)"/g)].map((m) => m[1]);
+    const errors = (text: string) => sampleLines(text, 'lookout_filesystem_device_error');
+    const sized = (text: string) => mountpoints(text, 'lookout_filesystem_size_bytes');
+    const backupError = (text: string) =>
+      sampleValue(text, 'lookout_filesystem_device_error', { mountpoint: '/srv/backup' });
 
     const first = await collect(c);
     assert.equal(
@@ -390,7 +417,7 @@ lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"}
     const second = await collect(c);
     assert.equal(calls.get('/srv/backup'), 1);
     assert.equal(calls.get('/mnt/my disk'), 2);
-    assert.match(errors(second), /mountpoint="\/srv\/backup".*\} 1/);
+    assert.equal(backupError(second), 1);
     assert.deepEqual(sized(second), ['/', '/run']);
 
     // The hung call returns: the mount is asked again and reports sizes.
@@ -401,7 +428,7 @@ lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"}
     const third = await collect(c);
     assert.equal(calls.get('/srv/backup'), 2);
     assert.deepEqual(sized(third), ['/', '/srv/backup', '/run']);
-    assert.match(errors(third), /mountpoint="\/srv\/backup".*\} 0/);
+    assert.equal(backupError(third), 0);
   });
 
   test('defaults: node_exporter-like exclusions, statfs_timeout 2s, 15s/10s', () => {
@@ -453,27 +480,34 @@ describe(
         quietLog(),
       );
       const text = await collect(c);
-      const labels = `{mountpoint="${rw}",device="lookout-test",fstype="tmpfs"}`;
-      const roLabels = `{mountpoint="${ro}",device="lookout-test-ro",fstype="tmpfs"}`;
-      const lines = text.split('\n');
-      for (const want of [
-        `lookout_filesystem_size_bytes${labels} 4194304`,
-        `lookout_filesystem_avail_bytes${labels} 3145728`,
-        `lookout_filesystem_files${labels} 1000`,
+      const labels = { mountpoint: rw, device: 'lookout-test', fstype: 'tmpfs' };
+      const roLabels = { mountpoint: ro, device: 'lookout-test-ro', fstype: 'tmpfs' };
+      const want: Array<[string, Record<string, string>, number]> = [
+        ['lookout_filesystem_size_bytes', labels, 4194304],
+        ['lookout_filesystem_avail_bytes', labels, 3145728],
+        ['lookout_filesystem_files', labels, 1000],
         // The root directory and the file.
-        `lookout_filesystem_files_free${labels} 998`,
-        `lookout_filesystem_readonly${labels} 0`,
-        `lookout_filesystem_device_error${labels} 0`,
-        `lookout_filesystem_size_bytes${roLabels} 1048576`,
-        `lookout_filesystem_readonly${roLabels} 1`,
-      ]) {
-        assert.ok(
-          lines.includes(want),
-          `missing ${want}\n${samples(text, 'lookout_filesystem_size_bytes')}`,
+        ['lookout_filesystem_files_free', labels, 998],
+        ['lookout_filesystem_readonly', labels, 0],
+        ['lookout_filesystem_device_error', labels, 0],
+        ['lookout_filesystem_size_bytes', roLabels, 1048576],
+        ['lookout_filesystem_readonly', roLabels, 1],
+      ];
+      for (const [name, l, value] of want) {
+        assert.equal(
+          sampleValue(text, name, l),
+          value,
+          `${name} ${l.mountpoint}\n${sampleLines(text, 'lookout_filesystem_size_bytes')}`,
         );
       }
       // The defaults exclude /proc, /sys, cgroups, /dev.
-      assert.doesNotMatch(text, /mountpoint="\/(proc|sys|dev)[/"]/);
+      const excluded = findSamples(text).filter((s) =>
+        /^\/(proc|sys|dev)(\/|$)/.test(s.labels.mountpoint ?? ''),
+      );
+      assert.deepEqual(
+        excluded.map((s) => s.line),
+        [],
+      );
     });
   },
 );

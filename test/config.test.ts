@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { load } from 'js-yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,8 +85,9 @@ describe('lookout check (built CLI)', () => {
     assert.equal(stdout, 'lookout.example.yml: OK\n');
   });
 
-  it('exits 1 and prints every problem, prefixed by the file', async () => {
+  it('exits 1 and prints every problem, prefixed by the file', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'lookout-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, 'bad.yml');
     await writeFile(
       file,
@@ -104,7 +105,7 @@ describe('lookout check (built CLI)', () => {
     ]);
   });
 
-  it('a missing or unreadable file says which and how to fix it', async () => {
+  it('a missing file or a directory says which and how to fix it', async (t) => {
     const missing = await run(process.execPath, [...cli, '/nonexistent/lookout.yml']).catch(
       (e: { code: number; stderr: string }) => e,
     );
@@ -115,6 +116,7 @@ describe('lookout check (built CLI)', () => {
     );
 
     const dir = await mkdtemp(join(tmpdir(), 'lookout-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
     const res = await run(process.execPath, [...cli, dir]).catch(
       (e: { code: number; stderr: string }) => e,
     );
@@ -122,16 +124,37 @@ describe('lookout check (built CLI)', () => {
       (res as { stderr: string }).stderr,
       `${dir}: is a directory; point --config at a YAML file\n`,
     );
+  });
 
-    if (process.getuid?.() !== 0) {
-      const file = join(dir, 'secret.yml');
-      await writeFile(file, '');
-      await chmod(file, 0o000);
-      const denied = await run(process.execPath, [...cli, file]).catch(
-        (e: { stderr: string }) => e,
-      );
-      assert.match((denied as { stderr: string }).stderr, /permission denied/);
-    }
+  it('an unreadable file says permission denied, as a user and as root', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'lookout-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'secret.yml');
+    await writeFile(file, '');
+    await chmod(file, 0o000);
+    // Root reads a mode-000 file through CAP_DAC_OVERRIDE (and CAP_DAC_READ_SEARCH), and
+    // CI runs as root. So as root the CLI runs without those two capabilities, dropped
+    // from its bounding set by setpriv: still uid 0 and able to read the repository
+    // wherever CI cloned it, but the kernel now refuses the read, as it does for the
+    // unprivileged user the unit runs lookout as.
+    const command =
+      process.getuid?.() === 0
+        ? [
+            'setpriv',
+            '--bounding-set=-dac_override,-dac_read_search',
+            '--inh-caps=-dac_override,-dac_read_search',
+            process.execPath,
+          ]
+        : [process.execPath];
+    const denied = await run(command[0]!, [...command.slice(1), ...cli, file]).then(
+      () => assert.fail('check must fail on an unreadable file'),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(denied.code, 1);
+    assert.equal(
+      denied.stderr,
+      `${file}: permission denied; make it readable by the lookout user\n`,
+    );
   });
 
   it('an unknown command or flag is a usage error with exit 1', async () => {

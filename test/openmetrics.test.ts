@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { toOpenMetrics } from '../src/exporter/openmetrics.js';
+import { parseExposition } from './helpers/exposition.js';
 
 it('renames counter families, keeps samples, drops blank lines and ends with # EOF', () => {
   const prom = [
@@ -25,6 +26,14 @@ it('renames counter families, keeps samples, drops blank lines and ends with # E
       '# EOF',
       '',
     ].join('\n'),
+  );
+  // Read as OpenMetrics, the renamed family still owns its _total sample.
+  assert.deepEqual(
+    parseExposition(toOpenMetrics(prom)).map((f) => [f.name, f.type, f.samples.map((x) => x.name)]),
+    [
+      ['lookout_cpu_seconds', 'counter', ['lookout_cpu_seconds_total']],
+      ['lookout_load1', 'gauge', ['lookout_load1']],
+    ],
   );
 });
 

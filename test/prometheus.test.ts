@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { parseExposition } from './helpers/exposition.js';
 import {
   eventually,
   promQuery,
@@ -36,6 +37,16 @@ scrape_configs:
       'up{job="lookout"} == 1',
     );
     // Prometheus 2.42 asks for OpenMetrics first, so this also proves the format parses.
+    // Asked the way Prometheus asks, lookout answers in OpenMetrics:
+    const om = await fetch(`${lookout.url}/metrics`, {
+      headers: {
+        accept:
+          'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1',
+      },
+    });
+    assert.match(om.headers.get('content-type') ?? '', /^application\/openmetrics-text/);
+    const families = parseExposition(await om.text());
+    assert.equal(families.find((f) => f.name === 'lookout_cpu_seconds')?.type, 'counter');
     const series = [
       'lookout_cpu_seconds_total{mode="idle"}',
       'lookout_cpu_count',
@@ -63,6 +74,8 @@ scrape_configs:
       'process_resident_memory_bytes',
     ];
     for (const s of series) {
+      // eventually() fails naming the series when it never appears; what it returns is
+      // checked for a real number (a NaN or ±Inf here would be a broken reading).
       const result = await eventually(
         async () => {
           const r = await promQuery(prom.url, s);
@@ -71,7 +84,8 @@ scrape_configs:
         15_000,
         s,
       );
-      assert.ok(result.length > 0, s);
+      for (const r of result)
+        assert.ok(Number.isFinite(Number(r.value[1])), `${s}: ${JSON.stringify(r)}`);
     }
     const scrape = await promQuery(prom.url, 'scrape_samples_scraped{job="lookout"}');
     assert.ok(Number(scrape[0]?.value[1]) > 50, 'a real number of samples per scrape');

@@ -19,10 +19,20 @@ export interface HungMount {
 export function createHungMount(): HungMount {
   const mountpoint = mkdtempSync(join(tmpdir(), 'lookout-hung-'));
   const fd = openSync('/dev/fuse', 'r+');
-  // The mount helper gets the /dev/fuse descriptor as its fd 3.
+  // mount(8) gets the /dev/fuse descriptor as its fd 3. `-i`: no /sbin/mount.fuse helper,
+  // mount(2) directly; fuse3's helper (pulled in by the Debian packages the tests install)
+  // takes the source for a command to run and fails with "lookout-hung: not found".
   const r = spawnSync(
     'mount',
-    ['-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'lookout-hung', mountpoint],
+    [
+      '-i',
+      '-t',
+      'fuse',
+      '-o',
+      'fd=3,rootmode=40000,user_id=0,group_id=0',
+      'lookout-hung',
+      mountpoint,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe', fd], encoding: 'utf8' },
   );
   if (r.status !== 0) {
