@@ -24,6 +24,7 @@ import { checkFamilies, Runner, StartupError, type RunnerEntry } from '../src/ex
 import { Fanout } from '../src/lib/fanout.js';
 import { HttpClient } from '../src/lib/http.js';
 import { createLogger } from '../src/lib/log.js';
+import { seriesValue } from './helpers/exposition.js';
 import { ensureStateDirectory, StorageError } from '../src/lib/storage.js';
 import { freePort, REPO, startProcess, tempDir } from './helpers/procs.js';
 
@@ -36,12 +37,6 @@ function entry(
   timeoutMs = 2000,
 ): RunnerEntry {
   return { name, description: name, metrics, collector, intervalMs: 60_000, timeoutMs };
-}
-
-/** The value of one sample line, `series` written exactly as in the exposition. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 function listen(server: Server | ReturnType<typeof createTcpServer>): Promise<number> {
@@ -213,14 +208,14 @@ describe('a blackholed target (accepts, never answers) through the shared HTTP c
       await runner.collectOnce();
       connections.push(held.length);
       const text = await (await fetch(`${base}/metrics`)).text();
-      assert.equal(sample(text, 'test_probe_success{target="web"}'), 1, `round ${round}`);
-      assert.equal(sample(text, 'test_probe_success{target="blackhole"}'), 0);
-      assert.equal(sample(text, 'lookout_collector_success{collector="probe"}'), 1);
-      const hole = sample(text, 'test_probe_duration_seconds{target="blackhole"}')!;
-      const good = sample(text, 'test_probe_duration_seconds{target="web"}')!;
+      assert.equal(seriesValue(text, 'test_probe_success{target="web"}'), 1, `round ${round}`);
+      assert.equal(seriesValue(text, 'test_probe_success{target="blackhole"}'), 0);
+      assert.equal(seriesValue(text, 'lookout_collector_success{collector="probe"}'), 1);
+      const hole = seriesValue(text, 'test_probe_duration_seconds{target="blackhole"}')!;
+      const good = seriesValue(text, 'test_probe_duration_seconds{target="web"}')!;
       assert.ok(hole >= TARGET_TIMEOUT_MS / 1000, `blackhole took its timeout: ${hole}`);
       assert.ok(good < TARGET_TIMEOUT_MS / 1000, `the answering target did not wait: ${good}`);
-      const refresh = sample(text, 'lookout_collector_duration_seconds{collector="probe"}')!;
+      const refresh = seriesValue(text, 'lookout_collector_duration_seconds{collector="probe"}')!;
       assert.ok(
         refresh < 5,
         `the refresh ended well before the collector's own timeout: ${refresh}`,
@@ -273,11 +268,15 @@ describe('a streaming collector', () => {
       sent += i;
       if (i % 5 === 0) await runner.collectOnce();
       const text = await (await fetch(`${base}/metrics`)).text();
-      assert.equal(sample(text, 'test_events_total{kind="a"}'), sent, `after event batch ${i}`);
+      assert.equal(
+        seriesValue(text, 'test_events_total{kind="a"}'),
+        sent,
+        `after event batch ${i}`,
+      );
       const om = await (
         await fetch(`${base}/metrics`, { headers: { accept: 'application/openmetrics-text' } })
       ).text();
-      assert.equal(sample(om, 'test_events_total{kind="a"}'), sent);
+      assert.equal(seriesValue(om, 'test_events_total{kind="a"}'), sent);
       assert.ok(om.endsWith('# EOF\n'), 'one # EOF, at the end');
     }
     assert.equal(polls, 6, 'the polled collector refreshed while the stream kept counting');
@@ -339,7 +338,7 @@ describe('a contributed route', () => {
     assert.equal(res.status, 202);
     assert.deepEqual(await res.json(), { accepted: 1 });
     const text = await (await fetch(url.replace('/api/v1/test-ingest', '/metrics'))).text();
-    assert.equal(sample(text, 'test_ingested_total'), 7);
+    assert.equal(seriesValue(text, 'test_ingested_total'), 7);
   });
 
   it('answers bad input with a JSON 4xx that says why', async () => {
@@ -446,7 +445,7 @@ describe('metric families', () => {
     assert.equal(runner.states()[0]?.outcome, 'failed');
     assert.match(runner.states()[0]?.lastError ?? '', /exports test_sneaky, which its definition/);
     const text = (await runner.exposition('prometheus')).toString();
-    assert.equal(sample(text, 'test_declared'), undefined);
+    assert.equal(seriesValue(text, 'test_declared'), undefined);
     await runner.stop();
   });
 });

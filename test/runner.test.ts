@@ -7,6 +7,7 @@ import { CollectorError, NothingToCollect } from '../src/collectors/collector.js
 import { createApp } from '../src/exporter/app.js';
 import { Runner, type RunnerEntry } from '../src/exporter/runner.js';
 import { createLogger } from '../src/lib/log.js';
+import { seriesValue } from './helpers/exposition.js';
 
 const quiet = createLogger('error', {}, () => {});
 
@@ -44,13 +45,6 @@ function entry(name: string, collector: Collector, timeoutMs = 200): RunnerEntry
   };
 }
 
-function sample(text: string, series: string): string | undefined {
-  return text
-    .split('\n')
-    .find((l) => l.startsWith(series + ' '))
-    ?.split(' ')[1];
-}
-
 describe('Runner', () => {
   it('serves every collector and marks each successful', async () => {
     const a = switchable('a');
@@ -58,9 +52,9 @@ describe('Runner', () => {
     const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, '1.2.3');
     await runner.collectOnce();
     const text = (await runner.exposition('prometheus')).toString();
-    assert.equal(sample(text, 'a_value'), '1');
-    assert.equal(sample(text, 'b_value'), '1');
-    assert.equal(sample(text, 'lookout_collector_success{collector="a"}'), '1');
+    assert.equal(seriesValue(text, 'a_value'), 1);
+    assert.equal(seriesValue(text, 'b_value'), 1);
+    assert.equal(seriesValue(text, 'lookout_collector_success{collector="a"}'), 1);
     assert.match(text, /lookout_build_info\{version="1\.2\.3",nodejs_version="v\d+/);
     await runner.stop();
   });
@@ -74,13 +68,13 @@ describe('Runner', () => {
     await runner.collectOnce();
     const text = (await runner.exposition('prometheus')).toString();
     assert.equal(
-      sample(text, 'a_value'),
+      seriesValue(text, 'a_value'),
       undefined,
       'a failed collector must not serve its old value',
     );
-    assert.equal(sample(text, 'lookout_collector_success{collector="a"}'), '0');
-    assert.equal(sample(text, 'b_value'), '2');
-    assert.equal(sample(text, 'lookout_collector_success{collector="b"}'), '1');
+    assert.equal(seriesValue(text, 'lookout_collector_success{collector="a"}'), 0);
+    assert.equal(seriesValue(text, 'b_value'), 2);
+    assert.equal(seriesValue(text, 'lookout_collector_success{collector="b"}'), 1);
     const state = runner.states().find((s) => s.name === 'a');
     assert.equal(state?.outcome, 'failed');
     assert.equal(state?.lastError, 'a: read failed: EIO');
@@ -99,8 +93,8 @@ describe('Runner', () => {
     // collectOnce returning at all shows the runner gave up on the update that never resolves.
     await runner.collectOnce();
     let text = (await runner.exposition('prometheus')).toString();
-    assert.equal(sample(text, 'lookout_collector_success{collector="hung"}'), '0');
-    assert.equal(sample(text, 'ok_value'), '1');
+    assert.equal(seriesValue(text, 'lookout_collector_success{collector="hung"}'), 0);
+    assert.equal(seriesValue(text, 'ok_value'), 1);
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'timeout');
     const timedOutAfter = runner.states().find((s) => s.name === 'hung')?.lastDurationSeconds ?? 0;
 
@@ -115,7 +109,7 @@ describe('Runner', () => {
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'stuck');
     // A stuck refresh reports how long it has been running, not the last finished duration.
     const stuckFor = Number(
-      sample(
+      seriesValue(
         (await runner.exposition('prometheus')).toString(),
         'lookout_collector_duration_seconds{collector="hung"}',
       ),
@@ -125,7 +119,7 @@ describe('Runner', () => {
       `0.3 s after timing out at ${timedOutAfter} s, a stuck refresh reports ${stuckFor} s`,
     );
     text = (await runner.exposition('prometheus')).toString();
-    assert.equal(sample(text, 'ok_value'), '2');
+    assert.equal(seriesValue(text, 'ok_value'), 2);
     await runner.stop();
   });
 
@@ -156,11 +150,11 @@ describe('Runner', () => {
     assert.deepEqual(lines, [], 'nothing-to-collect is logged at debug only');
     const text = (await runner.exposition('prometheus')).toString();
     assert.equal(
-      sample(text, 'lookout_collector_success{collector="n"}'),
-      '1',
+      seriesValue(text, 'lookout_collector_success{collector="n"}'),
+      1,
       'not a failure to alert on',
     );
-    assert.equal(sample(text, 'n_value'), undefined);
+    assert.equal(seriesValue(text, 'n_value'), undefined);
     await runner.stop();
   });
 
@@ -171,10 +165,10 @@ describe('Runner', () => {
     await runner.collectOnce();
     const text = (await runner.exposition('prometheus')).toString();
     const last = Number(
-      sample(text, 'lookout_collector_last_success_timestamp_seconds{collector="a"}'),
+      seriesValue(text, 'lookout_collector_last_success_timestamp_seconds{collector="a"}'),
     );
     assert.ok(last >= before && last <= Date.now() / 1000 + 1, `last success ${last}`);
-    assert.ok(Number(sample(text, 'lookout_collector_duration_seconds{collector="a"}')) >= 0);
+    assert.ok(seriesValue(text, 'lookout_collector_duration_seconds{collector="a"}')! >= 0);
     await runner.stop();
   });
 });
@@ -201,8 +195,8 @@ describe('HTTP /metrics while a collector hangs', () => {
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
     const text = await res.text();
-    assert.equal(sample(text, 'ok_value'), '1');
-    assert.equal(sample(text, 'lookout_collector_success{collector="hung"}'), '0');
+    assert.equal(seriesValue(text, 'ok_value'), 1);
+    assert.equal(seriesValue(text, 'lookout_collector_success{collector="hung"}'), 0);
 
     const om = await fetch(`${base}/metrics`, {
       headers: {

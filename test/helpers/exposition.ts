@@ -276,3 +276,20 @@ export function sampleLines(exposition: Exposition, ...names: string[]): string 
     .map((s) => s.line)
     .join('\n');
 }
+
+/**
+ * The value of one series written as PromQL writes a selector of exact labels:
+ * `lookout_collector_success{collector="a"}`; undefined when absent.
+ */
+export function seriesValue(exposition: Exposition, series: string): number | undefined {
+  const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?$/.exec(series);
+  if (!m) throw new Error(`not a series selector: ${series}`);
+  const labels: Record<string, string> = {};
+  for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
+    labels[k!] = v!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+  const found = findSamples(exposition, m[1]!, labels).filter(
+    (s) => Object.keys(s.labels).length === Object.keys(labels).length,
+  );
+  if (found.length > 1) throw new Error(`${series}: ${found.length} samples match`);
+  return found[0]?.value;
+}
