@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { loadConfig, ConfigError } from './config/load.js';
-import { createLogger, errorText } from './lib/log.js';
+import { createLogger, errorText, type Logger } from './lib/log.js';
 import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
 
@@ -28,12 +28,12 @@ class UsageError extends Error {}
  * only then does lookout end as an unhandled SIGTERM does (status 143, a clean stop for
  * systemd and docker), saying so.
  */
-function exitNow(code: number): never {
+function exitNow(code: number, log: Logger): never {
   const stuck = hungCalls();
   if (stuck.length > 0) {
-    process.stderr.write(
-      `lookout: exiting by signal: ${stuck.length} call(s) stuck in the kernel cannot return: ${stuck.join(', ')}\n`,
-    );
+    log.warn('exiting by signal: calls stuck in the kernel cannot return', {
+      calls: stuck.join(', '),
+    });
     process.removeAllListeners('SIGTERM');
     process.kill(process.pid, 'SIGTERM');
   }
@@ -81,15 +81,15 @@ async function main(argv: string[]): Promise<number> {
         ).web;
       }
       const { serve } = await import('./exporter/serve.js');
-      const code = await serve(config, createLogger(config.log.level));
-      return exitNow(code);
+      const log = createLogger(config.log.level);
+      return exitNow(await serve(config, log), log);
     }
     case 'status': {
       const config = await loadConfig(values.config);
       const { status } = await import('./status.js');
       const code = await status(config, process.stdout);
       await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-      return exitNow(code);
+      return exitNow(code, createLogger(config.log.level));
     }
     case 'alert-test': {
       const { alertTest } = await import('./alerttest.js');
