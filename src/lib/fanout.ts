@@ -89,8 +89,7 @@ export class Fanout {
           } else if (this.hung.size >= maxHung) {
             results[i] = { status: 'skipped', reason: `${this.hung.size} other calls are hung` };
           } else {
-            const ac = new AbortController();
-            results[i] = await this.one(k, () => call(item, ac.signal), ac, signal);
+            results[i] = await this.one(k, (s) => call(item, s), signal);
           }
         }
       })(),
@@ -102,14 +101,14 @@ export class Fanout {
   /** One call under its deadline; settles at the deadline even if the call does not. */
   private one<T>(
     key: string,
-    start: () => Promise<T>,
-    ac: AbortController,
+    start: (signal: AbortSignal) => Promise<T>,
     outer: AbortSignal | undefined,
   ): Promise<TargetResult<T>> {
     const t0 = performance.now();
     const seconds = () => (performance.now() - t0) / 1000;
+    const ac = new AbortController();
     // Through a promise, so a call that throws before its first await is a failed target.
-    const call = Promise.resolve().then(start);
+    const call = Promise.resolve().then(() => start(ac.signal));
     return new Promise<TargetResult<T>>((resolve) => {
       let settled = false;
       const finish = (result: TargetResult<T>) => {
