@@ -39,6 +39,7 @@ async function collect(collector: Collector): Promise<string> {
   assert.ok(!isStreaming(collector), 'a polled collector');
   const registry = await collector.update({
     signal: new AbortController().signal,
+    deadline: Infinity,
     log: quietLog(),
   });
   return registry.metrics();

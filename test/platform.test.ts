@@ -21,7 +21,7 @@ import {
 } from '../src/collectors/collector.js';
 import { createApp } from '../src/exporter/app.js';
 import { checkFamilies, Runner, StartupError, type RunnerEntry } from '../src/exporter/runner.js';
-import { Fanout } from '../src/lib/fanout.js';
+import { Fanout, hungCalls } from '../src/lib/fanout.js';
 import { HttpClient } from '../src/lib/http.js';
 import { createLogger } from '../src/lib/log.js';
 import { seriesValue } from './helpers/exposition.js';
@@ -85,14 +85,14 @@ describe('per-target fan-out', () => {
     );
   });
 
-  it('a call that ignores its abort stays hung: not started again until it returns, and capped', async () => {
-    const fanout = new Fanout({ name: 't', concurrency: 1, timeoutMs: 30, maxHung: 2 });
+  it('a call that ignores its abort stays hung: not started again until it returns', async () => {
+    const fanout = new Fanout({ name: 't', concurrency: 2, timeoutMs: 30 });
     let release!: () => void;
     const never = new Promise<void>((r) => (release = r));
     const calls = new Map<string, number>();
     const call = async (k: string) => {
       calls.set(k, (calls.get(k) ?? 0) + 1);
-      if (k === 'stuck' || k === 'stuck2') await never; // ignores the signal, like statfs
+      if (k === 'stuck') await never; // ignores the signal, like statfs on a dead server
       return k;
     };
     const first = await fanout.run(['stuck', 'ok'], (k) => k, call);
@@ -101,23 +101,85 @@ describe('per-target fan-out', () => {
       ['timeout', 'ok'],
     );
     assert.deepEqual([...fanout.hungKeys()], ['stuck']);
-    const second = await fanout.run(['stuck', 'stuck2', 'ok'], (k) => k, call);
+    assert.deepEqual(
+      hungCalls().map((c) => c.replace(/ \(\d+s\)$/, '')),
+      ['t: stuck'],
+    );
+    const second = await fanout.run(['stuck', 'ok'], (k) => k, call);
     assert.deepEqual(
       second.map((r) => r.status),
-      ['hung', 'timeout', 'skipped'],
-      'the hung target is not called again, and once maxHung calls hang nothing new starts',
+      ['hung', 'ok'],
     );
-    assert.equal(calls.get('stuck'), 1);
-    assert.equal(calls.get('stuck2'), 1);
-    assert.equal(calls.get('ok'), 1);
+    assert.equal(calls.get('stuck'), 1, 'not called again while its call is in flight');
     release();
     await never;
     await new Promise((r) => setImmediate(r));
     assert.deepEqual([...fanout.hungKeys()], []);
+    assert.deepEqual(hungCalls(), []);
     const third = await fanout.run(['stuck', 'ok'], (k) => k, call);
     assert.deepEqual(
       third.map((r) => r.status),
       ['ok', 'ok'],
+    );
+  });
+
+  it('hung calls hold their slots: no more than `concurrency` calls are ever in flight', async () => {
+    const fanout = new Fanout({ name: 't', concurrency: 2, timeoutMs: 20 });
+    let inFlight = 0;
+    let most = 0;
+    const release: (() => void)[] = [];
+    // Each call ignores its abort and returns only when released, like statfs on a dead server.
+    const call = () =>
+      new Promise<void>((resolve) => {
+        most = Math.max(most, ++inFlight);
+        release.push(() => {
+          inFlight--;
+          resolve();
+        });
+      });
+    const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+    for (let round = 0; round < 3; round++) await fanout.run(keys, (k) => k, call);
+    assert.equal(most, 2, 'two calls at most, over three runs of ten targets');
+    assert.equal(fanout.hungKeys().size, 2);
+    const last = await fanout.run(keys, (k) => k, call);
+    assert.match(
+      last[9]!.status === 'skipped' ? last[9]!.reason : '',
+      /all 2 slots are held by hung calls/,
+    );
+    for (const r of release) r();
+  });
+
+  it('ends a run of slow targets before the refresh deadline, skipping what has no time left', async () => {
+    const fanout = new Fanout({ name: 't', concurrency: 1, timeoutMs: 10_000 });
+    const t0 = performance.now();
+    const results = await fanout.run(
+      ['a', 'b', 'c'],
+      (k) => k,
+      (_k, signal) =>
+        new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+      { deadline: t0 + 300 },
+    );
+    const took = performance.now() - t0;
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['timeout', 'skipped', 'skipped'],
+    );
+    assert.ok(took < 300, `the run ended before the refresh deadline: ${took.toFixed(0)} ms`);
+  });
+
+  it('a repeated key or a key() that throws is that item’s result, not the run’s', async () => {
+    const fanout = new Fanout({ name: 't', concurrency: 2, timeoutMs: 1000 });
+    const results = await fanout.run(
+      ['a', 'a', 'bad'],
+      (k) => {
+        if (k === 'bad') throw new Error('no key');
+        return k;
+      },
+      async (k) => k,
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['ok', 'skipped', 'failed'],
     );
   });
 
@@ -156,12 +218,12 @@ describe('a blackholed target (accepts, never answers) through the shared HTTP c
     fanout = new Fanout({ name: 'probe', concurrency: 4, timeoutMs: TARGET_TIMEOUT_MS });
     await http.dispatcher(); // as a collector's create() does: undici loaded before any deadline
     const probe: PolledCollector = {
-      async update({ signal }) {
+      async update({ signal, deadline }) {
         const results = await fanout.run(
           targets,
           (t) => t,
           async (url, s) => (await http.request(url, { signal: s })).status,
-          signal,
+          { signal, deadline },
         );
         const registry = new Registry();
         const success = new Gauge({

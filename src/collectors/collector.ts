@@ -32,6 +32,8 @@ export interface CollectorContext<C = unknown> {
 export interface UpdateContext {
   /** Aborted when the collector's timeout passes; pass it to every I/O call that takes one. */
   signal: AbortSignal;
+  /** When that happens, in performance.now() milliseconds: give it to Fanout.run. */
+  deadline: number;
   log: Logger;
 }
 
@@ -57,11 +59,28 @@ export interface PolledCollector {
 export interface StreamingCollector {
   readonly kind: 'streaming';
   readonly registry: Registry;
-  /** Begin reading; a throw is a failed start, tried again on the collector's interval. */
-  start(ctx: { log: Logger }): Promise<void> | void;
+  /**
+   * Begin reading (open the file, the socket, the ledger: create() must not, so
+   * `lookout status` can build a collector without touching what a running one holds).
+   * A throw is a failed start, tried again on the collector's interval.
+   */
+  start(ctx: StreamContext): Promise<void> | void;
   /** Stop reading and flush what must be kept; awaited on shutdown, under a deadline. */
   stop(): Promise<void> | void;
   routes?: readonly CollectorRoute[];
+}
+
+export interface StreamContext {
+  log: Logger;
+  /** Aborted when start() overruns the collector's timeout. */
+  signal: AbortSignal;
+  /**
+   * A fault after start (the log unreadable, the ledger's disk full): success goes 0 with
+   * this error until healthy(); the counters so far are still served.
+   */
+  fault(err: unknown): void;
+  /** The fault is over. */
+  healthy(): void;
 }
 
 export type Collector = PolledCollector | StreamingCollector;

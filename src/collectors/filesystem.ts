@@ -24,17 +24,11 @@ export const DEFAULT_FS_TYPES_EXCLUDE =
   '^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$';
 
 /**
- * statfs calls in flight at once. Each holds a libuv pool thread, and a hung one holds it
- * until the server answers; lookout starts with 8 pool threads (UV_THREADPOOL_SIZE in
- * `npm start`, the Dockerfile and the systemd unit), /proc reads need the rest.
+ * statfs calls in flight at once, hung ones included. Each holds a libuv pool thread, and
+ * a hung one holds it until the server answers; bin/lookout starts 8 pool threads, so a
+ * dead NFS server can take at most half of them and /proc reads keep the rest.
  */
-const STATFS_CONCURRENCY = 2;
-/**
- * At most this many threads may sit in hung statfs calls: past it no new statfs starts
- * (those mounts report a device error) so a dead NFS server cannot starve every collector.
- * While any mount is hung, the others are asked one at a time, so new hangs pile up slowly.
- */
-export const MAX_HUNG_STATFS = 4;
+export const STATFS_THREADS = 4;
 
 export const filesystemSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '10s' },
@@ -87,9 +81,7 @@ export function createFilesystemCollector(
   // server answers, so the fan-out keeps it as hung and does not ask that mount again.
   const fanout = new Fanout({
     name: 'filesystem statfs',
-    concurrency: STATFS_CONCURRENCY,
-    concurrencyWhileHung: 1,
-    maxHung: MAX_HUNG_STATFS,
+    concurrency: STATFS_THREADS,
     timeoutMs: config.statfs_timeout,
     onHung: (mountpoint, hung) =>
       hung
@@ -103,7 +95,7 @@ export function createFilesystemCollector(
   return {
     stuck: () => fanout.hungKeys(),
     lastSeen: () => seen,
-    async update({ signal, log: ctxLog }) {
+    async update({ signal, deadline, log: ctxLog }) {
       const byMountpoint = new Map<string, Mount>();
       // PID 1's mount table is the host's, even when lookout runs in a container.
       for (const m of parseMounts(readHostProcFile(paths.procfs, 'mounts').text)) {
@@ -118,7 +110,7 @@ export function createFilesystemCollector(
         mounts,
         (m) => m.mountpoint,
         (m) => statfs(join(paths.rootfs, m.mountpoint)),
-        signal,
+        { signal, deadline },
       );
 
       const registry = new Registry();

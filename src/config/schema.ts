@@ -2,6 +2,7 @@ import { z } from 'zod';
 // Importing the collectors registers them, and with them their config blocks.
 import { collectorDefinitions } from '../collectors/index.js';
 import { defaultStoragePath } from '../lib/storage.js';
+import { duration } from './duration.js';
 
 export const DEFAULT_PORT = 10142;
 
@@ -43,6 +44,19 @@ const storageSchema = () =>
       ),
   });
 
+const shutdownSchema = z.strictObject({
+  drain_timeout: duration
+    .prefault('5s')
+    .describe(
+      'On SIGTERM, how long requests in flight may take to finish after lookout stops accepting new ones.',
+    ),
+  flush_timeout: duration
+    .prefault('15s')
+    .describe(
+      "Then how long collectors may take to stop and flush what they keep (a ledger). One that overruns is named in the log and lookout exits 2. Keep drain + flush under systemd's TimeoutStopSec (30s in the unit) and docker's stop_grace_period.",
+    ),
+});
+
 const logSchema = z.strictObject({
   level: z
     .enum(['debug', 'info', 'warn', 'error'])
@@ -62,6 +76,7 @@ export function configSchema() {
     paths: pathsSchema.prefault({}),
     log: logSchema.prefault({}),
     storage: storageSchema().prefault({}),
+    shutdown: shutdownSchema.prefault({}),
     collectors: z.strictObject(collectors).prefault({}),
   });
 }
@@ -71,5 +86,6 @@ export interface Config {
   paths: z.output<typeof pathsSchema>;
   log: z.output<typeof logSchema>;
   storage: z.output<ReturnType<typeof storageSchema>>;
+  shutdown: z.output<typeof shutdownSchema>;
   collectors: Record<string, { enabled: boolean; interval: number; timeout: number }>;
 }

@@ -4,7 +4,7 @@
  * registry (it strips `_total` from the metric object), so one registry cannot serve
  * both formats; converting the cached text is cheaper and leaves the registry alone.
  */
-export function toOpenMetrics(text: string): string {
+export function toOpenMetrics(text: string, { eof = true }: { eof?: boolean } = {}): string {
   const lines = text.split('\n').filter((l) => l.length > 0);
   const counters = new Set<string>();
   for (const line of lines) {
@@ -17,6 +17,7 @@ export function toOpenMetrics(text: string): string {
     // In OpenMetrics a counter family is named without `_total`; its samples keep it.
     return `# ${m[1]} ${m[2]!.replace(/_total$/, '')}${m[3]}`;
   });
-  out.push('# EOF', '');
+  if (eof) out.push('# EOF');
+  out.push('');
   return out.join('\n');
 }

@@ -47,6 +47,10 @@ interface Slot {
   timer?: NodeJS.Timeout;
   /** Streaming: started and not stopped. */
   running: boolean;
+  /** Streaming: the fault it reported after start, until it says it is healthy again. */
+  fault?: string;
+  /** The refresh or start in flight, aborted on shutdown. */
+  abort?: AbortController;
 }
 
 /** Two collectors claim one metric family, or a collector claims one of lookout's own. */
@@ -106,10 +110,11 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
-  /** The polled part of the exposition, rendered on the first scrape after a change. */
-  private polledBody?: Promise<string>;
-  private cachedBody?: Promise<Buffer>;
-  private cachedOpenMetrics?: Promise<Buffer>;
+  /** The polled part of the exposition in each format, rendered on the first scrape after a change. */
+  private polledText?: Promise<string>;
+  private polledBodies: { prometheus?: Promise<Buffer>; openmetrics?: Promise<Buffer> } = {};
+  /** OpenMetrics of the polled part without its `# EOF`, for appending streaming counters. */
+  private polledOpenMetricsHead?: Promise<string>;
   private stopped = false;
 
   constructor(
@@ -169,19 +174,37 @@ export class Runner {
     return new Map(this.slots.map((s) => [s.entry.name, s.entry.collector]));
   }
 
-  /** Runs every collector once now (starts the streaming ones), then each on its interval. */
+  /** Whether the collector of that name is enabled and, if it streams, running now. */
+  isRunning(name: string): boolean {
+    const slot = this.slots.find((s) => s.entry.name === name);
+    if (!slot || this.stopped) return false;
+    return !isStreaming(slot.entry.collector) || slot.running;
+  }
+
+  /**
+   * Runs every collector once now (starts the streaming ones), then each on its interval:
+   * a polled one refreshes, a streaming one that failed to start is tried again, and one
+   * that runs has its health recorded (its last-success time moves on while it is healthy).
+   */
   async start(): Promise<void> {
     await this.collectOnce();
     for (const slot of this.slots) {
       if (this.stopped) return;
-      // A streaming collector that started needs no timer; one that failed is tried again.
       slot.timer = setInterval(() => void this.run(slot), slot.entry.intervalMs);
     }
   }
 
-  /** One refresh of every polled collector (and a start of every streaming one not running). */
-  async collectOnce(): Promise<void> {
-    await Promise.all(this.slots.map((slot) => this.run(slot)));
+  /**
+   * One refresh of every polled collector, and a start of every streaming one not
+   * running unless `streaming` is false (`lookout status` must not open what the running
+   * service holds).
+   */
+  async collectOnce({ streaming = true }: { streaming?: boolean } = {}): Promise<void> {
+    await Promise.all(
+      this.slots
+        .filter((slot) => streaming || !isStreaming(slot.entry.collector))
+        .map((slot) => this.run(slot)),
+    );
   }
 
   /**
@@ -190,7 +213,11 @@ export class Runner {
    */
   async stop(deadlineMs = 10_000): Promise<string[]> {
     this.stopped = true;
-    for (const slot of this.slots) clearInterval(slot.timer);
+    for (const slot of this.slots) {
+      clearInterval(slot.timer);
+      // A refresh still running would be thrown away: let its calls end now.
+      slot.abort?.abort(new Error('lookout is shutting down'));
+    }
     const overran: string[] = [];
     await Promise.all(
       this.slots.map(async (slot) => {
@@ -236,27 +263,27 @@ export class Runner {
   async exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
     const streaming = this.slots.filter((s) => s.running);
     if (streaming.length === 0) {
-      this.cachedBody ??= this.polled().then((p) => Buffer.from(p));
-      if (format === 'prometheus') return this.cachedBody;
-      this.cachedOpenMetrics ??= this.cachedBody.then((b) =>
-        Buffer.from(toOpenMetrics(b.toString())),
+      this.polledBodies[format] ??= this.polled().then((p) =>
+        Buffer.from(format === 'prometheus' ? p : toOpenMetrics(p)),
       );
-      return this.cachedOpenMetrics;
+      return this.polledBodies[format];
     }
     const parts = await Promise.all(
       streaming.map((s) => (s.entry.collector as StreamingCollector).registry.metrics()),
     );
-    const text = [await this.polled(), ...parts.filter((t) => t.trim().length > 0)].join('\n');
-    return Buffer.from(format === 'prometheus' ? text : toOpenMetrics(text));
+    const live = parts.filter((t) => t.trim().length > 0).join('\n');
+    if (format === 'prometheus') return Buffer.from(`${await this.polled()}\n${live}`);
+    this.polledOpenMetricsHead ??= this.polled().then((p) => toOpenMetrics(p, { eof: false }));
+    return Buffer.from((await this.polledOpenMetricsHead) + toOpenMetrics(live));
   }
 
   private polled(): Promise<string> {
-    this.polledBody ??= (async () => {
+    this.polledText ??= (async () => {
       const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
       parts.push(await this.self.metrics());
       return parts.join('\n');
     })();
-    return this.polledBody;
+    return this.polledText;
   }
 
   private async run(slot: Slot): Promise<void> {
@@ -278,30 +305,69 @@ export class Runner {
     const collector = entry.collector;
     if (isStreaming(collector)) {
       if (this.stopped) return;
-      if (slot.running) {
-        // A start that finished after its deadline: it runs, so say so.
-        if (slot.state.outcome !== 'ok') this.record(slot, 'ok', undefined, undefined);
-        return;
-      }
-      await this.attempt(slot, started, async () => {
-        await collector.start({ log: this.log.child({ collector: entry.name }) });
+      if (slot.running) return this.checkStream(slot, collector);
+      const log = this.log.child({ collector: entry.name });
+      await this.attempt(slot, started, async (signal) => {
+        await collector.start({
+          log,
+          signal,
+          fault: (err) => {
+            slot.fault = errorText(err);
+            log.warn('collector fault', { err: slot.fault });
+            if (slot.running) this.record(slot, 'failed', slot.fault, undefined);
+          },
+          healthy: () => {
+            if (slot.fault === undefined) return;
+            slot.fault = undefined;
+            log.info('collector healthy again');
+            if (slot.running) this.checkStream(slot, collector);
+          },
+        });
         const extra = undeclared(collector.registry, entry.metrics);
         if (extra.length > 0) {
           await collector.stop();
           throw new Error(`exports ${extra.join(', ')}, which its definition does not declare`);
         }
         slot.running = true;
+        if (slot.fault !== undefined) throw new Error(slot.fault);
         return undefined;
       });
     } else {
-      await this.attempt(slot, started, (signal) => this.refresh(slot, collector, signal));
+      await this.attempt(slot, started, (signal, deadline) =>
+        this.refresh(slot, collector, signal, deadline),
+      );
     }
   }
 
+  /**
+   * A running streaming collector, on its interval: healthy moves its last-success time
+   * on; a fault, or a family it created since start and did not declare, is a failure.
+   */
+  private checkStream(slot: Slot, collector: StreamingCollector): void {
+    const extra = undeclared(collector.registry, slot.entry.metrics);
+    const error =
+      extra.length > 0
+        ? `exports ${extra.join(', ')}, which its definition does not declare`
+        : slot.fault;
+    if (error !== undefined) {
+      this.record(slot, 'failed', error, undefined);
+      return;
+    }
+    slot.state.lastSuccessTimestamp = Date.now() / 1000;
+    this.lastSuccess.set({ collector: slot.entry.name }, slot.state.lastSuccessTimestamp);
+    this.record(slot, 'ok', undefined, undefined);
+  }
+
   /** One refresh of a polled collector: its exposition, checked against what it declared. */
-  private async refresh(slot: Slot, collector: PolledCollector, signal: AbortSignal) {
+  private async refresh(
+    slot: Slot,
+    collector: PolledCollector,
+    signal: AbortSignal,
+    deadline: number,
+  ) {
     const registry = await collector.update({
       signal,
+      deadline,
       log: this.log.child({ collector: slot.entry.name }),
     });
     const extra = undeclared(registry, slot.entry.metrics);
@@ -318,12 +384,13 @@ export class Runner {
   private async attempt(
     slot: Slot,
     started: number,
-    work: (signal: AbortSignal) => Promise<string | undefined>,
+    work: (signal: AbortSignal, deadline: number) => Promise<string | undefined>,
   ): Promise<void> {
     const { entry, state } = slot;
     const labels = { collector: entry.name };
     const log = this.log.child({ collector: entry.name });
     const abort = new AbortController();
+    slot.abort = abort;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -334,7 +401,7 @@ export class Runner {
     });
     // Through a promise, so a collector that throws before its first await is a failed
     // refresh like any other, not an exception out of the interval timer.
-    const job = Promise.resolve().then(() => work(abort.signal));
+    const job = Promise.resolve().then(() => work(abort.signal, started + entry.timeoutMs));
     slot.inFlightSince = started;
     slot.inFlight = job.then(
       () => undefined,
@@ -374,7 +441,8 @@ export class Runner {
     seconds: number | undefined,
   ) {
     const labels = { collector: slot.entry.name };
-    this.polledBody = this.cachedBody = this.cachedOpenMetrics = undefined;
+    this.polledText = this.polledOpenMetricsHead = undefined;
+    this.polledBodies = {};
     slot.state.outcome = outcome;
     slot.state.lastError = error;
     if (seconds !== undefined) {

@@ -1,38 +1,52 @@
 /**
  * Per-target fan-out for collectors with many targets (mounts, probes, certificates,
  * containers): a bound on calls in flight, a deadline per target, and calls that never
- * return (a statfs on a dead NFS server, a socket that accepts and never answers while
- * ignoring the abort) tracked and not started again while they are still in flight.
- * One target's failure is its own result; the collector as a whole still succeeds.
+ * return (a statfs on a dead NFS server; anything that ignores its abort) tracked and not
+ * started again while they are still in flight. One target's failure is its own result,
+ * and the whole run ends before the refresh's own deadline, so the collector as a whole
+ * still succeeds and serves every other target.
  */
 
 export type TargetResult<T> =
   | { status: 'ok'; value: T; seconds: number }
   | { status: 'failed'; error: unknown; seconds: number }
-  /** The target's deadline passed; its call was aborted. */
+  /** The target's deadline (or what was left of the refresh's) passed; its call was aborted. */
   | { status: 'timeout'; seconds: number }
   /** An earlier call for this target has not returned yet, so none was started. */
   | { status: 'hung'; seconds: number }
-  /** Not called: too many calls are hung, or the whole refresh was aborted. */
+  /** Not called: too many calls are hung, no time was left, the run was aborted, or a repeated key. */
   | { status: 'skipped'; reason: string };
 
 export interface FanoutOptions {
-  /** Names the fan-out in the list of hung calls, e.g. the collector's name. */
+  /** Names the fan-out in logs and in the list of hung calls, e.g. the collector's name. */
   name: string;
-  /** Calls in flight at once. */
+  /**
+   * Calls in flight at once, counting calls that outlived their deadline and have not
+   * returned: a hung fs call holds a libuv pool thread (shared by every collector) until
+   * its server answers, so this is also the most threads a dead server can take.
+   */
   concurrency: number;
   /** How long one target may take. */
   timeoutMs: number;
-  /**
-   * Past this many hung calls no new call starts: each may hold a thread of the libuv
-   * pool (fs calls) until its server answers, and the pool is shared by every collector.
-   */
-  maxHung?: number;
-  /** While any call is hung, at most this many run at once, so new hangs pile up slowly. */
-  concurrencyWhileHung?: number;
   /** Told when a call outlives its deadline, and again when it returns at last. */
   onHung?: (key: string, hung: boolean) => void;
 }
+
+export interface RunLimits {
+  /** Aborts the run: calls in flight are aborted, the rest skipped. */
+  signal?: AbortSignal;
+  /**
+   * The refresh's own deadline (performance.now() milliseconds). Each call gets at most
+   * what is left of it, less a reserve for building the series, so a run of slow targets
+   * ends in time and the collector does not fail as a whole.
+   */
+  deadline?: number;
+}
+
+/** Time kept back from the refresh's deadline for turning results into series. */
+const RESERVE_MS = 50;
+/** How long a worker waits for an aborted call to hand back its slot before taking it as hung. */
+const SLOT_GRACE_MS = 20;
 
 /** A deadline overran: the call is abandoned with this as the abort reason. */
 export class TargetTimeoutError extends Error {
@@ -40,16 +54,21 @@ export class TargetTimeoutError extends Error {
 }
 
 /** Every fan-out's hung calls, for the exit path: only these may make lookout force its exit. */
-const everyHung = new Map<string, number>();
+const everyHung = new Map<symbol, { label: string; since: number }>();
 
-/** Calls that outlived their deadline and have still not returned, as "key (N s)". */
+/** Calls that outlived their deadline and have still not returned, as "name: key (N s)". */
 export function hungCalls(now = performance.now()): string[] {
-  return [...everyHung].map(([key, since]) => `${key} (${((now - since) / 1000).toFixed(0)}s)`);
+  return [...everyHung.values()].map(
+    ({ label, since }) => `${label} (${((now - since) / 1000).toFixed(0)}s)`,
+  );
 }
 
 export class Fanout {
-  /** Target keys whose call has not returned, and since when (performance.now()). */
+  /** Target keys whose call has not returned past its deadline, and since when. */
   private readonly hung = new Map<string, number>();
+  /** Calls started and not yet returned, hung ones included. */
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(private readonly opts: FanoutOptions) {}
 
@@ -59,56 +78,103 @@ export class Fanout {
   }
 
   /**
-   * Calls `call` for every item, each under its own deadline, at most `concurrency` at
-   * once, and returns one result per item in the items' order. Never rejects.
+   * Calls `call` for every item, each under its own deadline, at most `concurrency` in
+   * flight (hung calls included), and returns one result per item in the items' order.
+   * Never rejects.
    */
   async run<I, T>(
     items: readonly I[],
     key: (item: I) => string,
     call: (item: I, signal: AbortSignal) => Promise<T>,
-    signal?: AbortSignal,
+    limits: RunLimits = {},
   ): Promise<TargetResult<T>[]> {
-    const results: TargetResult<T>[] = new Array(items.length);
-    const { maxHung = Infinity } = this.opts;
+    const results: (TargetResult<T> | undefined)[] = new Array(items.length);
+    const keys: (string | undefined)[] = items.map((item, i) => {
+      try {
+        return key(item);
+      } catch (error) {
+        results[i] = { status: 'failed', error, seconds: 0 };
+        return undefined;
+      }
+    });
+    const seen = new Set<string>();
+    keys.forEach((k, i) => {
+      if (k === undefined) return;
+      if (seen.has(k)) {
+        // Two calls under one key would share its hung-call bookkeeping.
+        results[i] = { status: 'skipped', reason: `a second target with key ${k}` };
+        keys[i] = undefined;
+      }
+      seen.add(k);
+    });
+
     let next = 0;
-    const width =
-      this.hung.size > 0
-        ? Math.min(this.opts.concurrency, this.opts.concurrencyWhileHung ?? Infinity)
-        : this.opts.concurrency;
-    const workers = Array.from({ length: Math.max(1, Math.min(width, items.length)) }, () =>
-      (async () => {
-        while (next < items.length) {
-          const i = next++;
-          const item = items[i]!;
-          const k = key(item);
-          const since = this.hung.get(k);
-          if (since !== undefined) {
-            results[i] = { status: 'hung', seconds: (performance.now() - since) / 1000 };
-          } else if (signal?.aborted) {
-            results[i] = { status: 'skipped', reason: 'the refresh was aborted' };
-          } else if (this.hung.size >= maxHung) {
-            results[i] = { status: 'skipped', reason: `${this.hung.size} other calls are hung` };
-          } else {
-            results[i] = await this.one(k, (s) => call(item, s), signal);
-          }
+    const worker = async () => {
+      while (next < items.length) {
+        // Wait for a free slot; if hung calls hold every one, this worker stops.
+        if (this.inFlight >= this.opts.concurrency && !(await this.slotFreed())) return;
+        const i = next++;
+        const k = keys[i];
+        if (k === undefined) continue;
+        const since = this.hung.get(k);
+        const left = limits.deadline === undefined ? Infinity : limits.deadline - performance.now();
+        if (since !== undefined) {
+          results[i] = { status: 'hung', seconds: (performance.now() - since) / 1000 };
+        } else if (limits.signal?.aborted) {
+          results[i] = { status: 'skipped', reason: 'the run was aborted' };
+        } else if (left <= RESERVE_MS) {
+          results[i] = { status: 'skipped', reason: 'no time left in this refresh' };
+        } else {
+          const timeout = Math.min(this.opts.timeoutMs, left - RESERVE_MS);
+          results[i] = await this.one(k, (s) => call(items[i]!, s), timeout, limits.signal);
         }
-      })(),
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(this.opts.concurrency, items.length) }, worker),
     );
-    await Promise.all(workers);
-    return results;
+    const held = `all ${this.opts.concurrency} slots are held by hung calls`;
+    return Array.from(results, (r) => r ?? { status: 'skipped', reason: held });
+  }
+
+  /**
+   * Resolves true when a call returns and frees a slot. A call aborted at its deadline
+   * returns within moments when it honours the abort (a socket); one that does not (a
+   * statfs on a dead server) is hung, and after a short grace this resolves false.
+   */
+  private slotFreed(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiting.indexOf(wake);
+        if (i >= 0) this.waiting.splice(i, 1);
+        resolve(false);
+      }, SLOT_GRACE_MS);
+      this.waiting.push(wake);
+    });
   }
 
   /** One call under its deadline; settles at the deadline even if the call does not. */
   private one<T>(
     key: string,
     start: (signal: AbortSignal) => Promise<T>,
+    timeoutMs: number,
     outer: AbortSignal | undefined,
   ): Promise<TargetResult<T>> {
     const t0 = performance.now();
     const seconds = () => (performance.now() - t0) / 1000;
     const ac = new AbortController();
+    this.inFlight++;
     // Through a promise, so a call that throws before its first await is a failed target.
     const call = Promise.resolve().then(() => start(ac.signal));
+    const returned = () => {
+      this.inFlight--;
+      this.waiting.shift()?.();
+    };
+    call.then(returned, returned);
     return new Promise<TargetResult<T>>((resolve) => {
       let settled = false;
       const finish = (result: TargetResult<T>) => {
@@ -120,25 +186,25 @@ export class Fanout {
         return true;
       };
       const giveUp = () => {
-        const reason = new TargetTimeoutError(
-          `${key}: no answer within ${this.opts.timeoutMs / 1000}s`,
-        );
-        if (!finish({ status: 'timeout', seconds: seconds() })) return;
-        ac.abort(reason);
-        // Until the call returns it may hold a socket or a pool thread: not started again.
-        // An abortable call (a socket) returns at once; one that is not (statfs) stays.
-        const hungKey = `${this.opts.name}: ${key}`;
+        const result: TargetResult<T> = outer?.aborted
+          ? { status: 'skipped', reason: 'the run was aborted' }
+          : { status: 'timeout', seconds: seconds() };
+        if (!finish(result)) return;
+        ac.abort(new TargetTimeoutError(`${key}: no answer within ${timeoutMs / 1000}s`));
+        // Until the call returns it holds its slot and is not started again. An abortable
+        // call (a socket) returns at once; one that is not (statfs) stays listed.
+        const token = Symbol(key);
         this.hung.set(key, t0);
-        everyHung.set(hungKey, t0);
+        everyHung.set(token, { label: `${this.opts.name}: ${key}`, since: t0 });
         this.opts.onHung?.(key, true);
-        const returned = () => {
+        const back = () => {
           this.hung.delete(key);
-          everyHung.delete(hungKey);
+          everyHung.delete(token);
           this.opts.onHung?.(key, false);
         };
-        call.then(returned, returned);
+        call.then(back, back);
       };
-      const timer = setTimeout(giveUp, this.opts.timeoutMs);
+      const timer = setTimeout(giveUp, timeoutMs);
       outer?.addEventListener('abort', giveUp, { once: true });
       call.then(
         (value) => finish({ status: 'ok', value, seconds: seconds() }),
