@@ -133,7 +133,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     else if (!m.has('lookout_cpu_seconds_total'))
       text += 'CPU, load, memory: the host collector failed (see Collectors)\n';
     else {
-      const cores = one(m, 'lookout_cpu_count');
+      const cores = one(m, 'lookout_cpus');
       text += cpuSection(cpuBefore, cpuTimes(m), cpuSeconds, cores);
       const loads = ['lookout_load1', 'lookout_load5', 'lookout_load15'].map(
         (n) => one(m, n) ?? NaN,
@@ -224,7 +224,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
       const parts = [...byState].filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`);
       text += `Processes ${total}: ${parts.join(', ')}\n`;
       text += `Zombies   ${byState.get('zombie') ?? 0}\n`;
-      const watched = [...byLabel(m, 'lookout_process_count', 'name')];
+      const watched = [...byLabel(m, 'lookout_watched_processes', 'name')];
       if (watched.length) text += `Watched   ${watched.map(([n, c]) => `${n} ${c}`).join(', ')}\n`;
       const top = (m.get('lookout_top_process_resident_memory_bytes') ?? [])
         .slice()

@@ -56,7 +56,7 @@ describe('host collector on the fixture /proc', () => {
       samples(
         text,
         'lookout_cpu_seconds_total',
-        'lookout_cpu_count',
+        'lookout_cpus',
         'lookout_load1',
         'lookout_load5',
         'lookout_load15',
@@ -77,7 +77,7 @@ lookout_cpu_seconds_total{mode="iowait"} 3.95
 lookout_cpu_seconds_total{mode="irq"} 0.07
 lookout_cpu_seconds_total{mode="softirq"} 2.01
 lookout_cpu_seconds_total{mode="steal"} 0.03
-lookout_cpu_count 2
+lookout_cpus 2
 lookout_load1 0.73
 lookout_load5 0.36
 lookout_load15 0.16
@@ -171,7 +171,7 @@ describe('processes collector on the fixture /proc', () => {
       samples(
         text,
         'lookout_processes',
-        'lookout_process_count',
+        'lookout_watched_processes',
         'lookout_top_process_resident_memory_bytes',
       ),
       `lookout_processes{state="running"} 1
@@ -180,10 +180,10 @@ lookout_processes{state="disk_sleep"} 1
 lookout_processes{state="zombie"} 1
 lookout_processes{state="stopped"} 1
 lookout_processes{state="idle"} 1
-lookout_process_count{name="nginx"} 2
-lookout_process_count{name="dockerd"} 0
-lookout_process_count{name="prometheus-node-exporter"} 1
-lookout_process_count{name="my (weird) proc"} 1
+lookout_watched_processes{name="nginx"} 2
+lookout_watched_processes{name="dockerd"} 0
+lookout_watched_processes{name="prometheus-node-exporter"} 1
+lookout_watched_processes{name="my (weird) proc"} 1
 lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 209715200
 lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 104857600
 lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480000
@@ -234,7 +234,7 @@ lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 419430400`,
         4096,
       ),
     );
-    const node = Number(/lookout_process_count\{name="node"\} (\d+)/.exec(text)?.[1]);
+    const node = Number(/lookout_watched_processes\{name="node"\} (\d+)/.exec(text)?.[1]);
     assert.ok(node >= 1, `node processes: ${node}`);
     const running = Number(/lookout_processes\{state="running"\} (\d+)/.exec(text)?.[1]);
     assert.ok(running >= 1, 'this test is running');

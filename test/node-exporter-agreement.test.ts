@@ -99,7 +99,7 @@ describe('lookout agrees with node_exporter on this host', () => {
     );
     const nodeCpus = new Set(values(n, 'node_cpu_seconds_total').map((s) => s.labels.cpu));
     assert.ok(nodeCpus.size > 0);
-    assert.equal(single(l, 'lookout_cpu_count'), nodeCpus.size, 'CPU count');
+    assert.equal(single(l, 'lookout_cpus'), nodeCpus.size, 'CPU count');
     assert.equal(
       single(l, 'lookout_boot_time_seconds'),
       single(n, 'node_boot_time_seconds'),
@@ -150,7 +150,7 @@ describe('lookout agrees with node_exporter on this host', () => {
       if (Math.abs(availL - availN) > 64 * 1024 * 1024)
         problems.push(`MemAvailable: lookout ${availL}, node ${availN}`);
 
-      const cpuCount = single(l, 'lookout_cpu_count');
+      const cpuCount = single(l, 'lookout_cpus');
       for (const s of values(l, 'lookout_cpu_seconds_total')) {
         const mode = s.labels.mode!;
         const perCpu = values(n, 'node_cpu_seconds_total').filter((x) => x.labels.mode === mode);

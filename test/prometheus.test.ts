@@ -38,7 +38,7 @@ scrape_configs:
     // Prometheus 2.42 asks for OpenMetrics first, so this also proves the format parses.
     const series = [
       'lookout_cpu_seconds_total{mode="idle"}',
-      'lookout_cpu_count',
+      'lookout_cpus',
       'lookout_load1',
       'lookout_load5',
       'lookout_load15',
@@ -56,7 +56,7 @@ scrape_configs:
       'lookout_boot_time_seconds',
       'lookout_host_info',
       'lookout_processes{state="zombie"}',
-      'lookout_process_count{name="nginx"}',
+      'lookout_watched_processes{name="nginx"}',
       'lookout_top_process_resident_memory_bytes{rank="1"}',
       'lookout_collector_success{collector="host"}',
       'lookout_build_info',

@@ -130,7 +130,7 @@ export function createHostCollector(
         if (value === undefined) return;
         new Gauge({ name, help, registers }).set(value);
       };
-      gauge('lookout_cpu_count', 'Number of online CPUs.', stat.cpuCount);
+      gauge('lookout_cpus', 'Number of online CPUs.', stat.cpuCount);
       gauge('lookout_load1', 'Load average over 1 minute.', load.load1);
       gauge('lookout_load5', 'Load average over 5 minutes.', load.load5);
       gauge('lookout_load15', 'Load average over 15 minutes.', load.load15);
