@@ -11,9 +11,8 @@ export const ALERT_NAME = 'LookoutAlertTest';
 export const SEVERITIES = ['warning', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
-const RUNBOOK_URL =
-  'https://github.com/lookout-monitoring/lookout/blob/main/docs/runbooks.md#lookoutalerttest';
-const DASHBOARD_URL = 'http://localhost:3000/d/lookout-overview';
+const RUNBOOK_URL = '/runbooks#lookoutalerttest';
+const DASHBOARD_URL = '/d/lookout-overview';
 /** Long enough to see it in the Alertmanager UI, short enough to show the resolved notice. */
 const LIFETIME_MS = 5 * 60_000;
 const TIMEOUT_MS = 10_000;

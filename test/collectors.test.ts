@@ -57,7 +57,7 @@ describe('host collector on the fixture /proc', () => {
       sampleLines(
         text,
         'lookout_cpu_seconds_total',
-        'lookout_cpu_count',
+        'lookout_cpus',
         'lookout_load1',
         'lookout_load5',
         'lookout_load15',
@@ -78,7 +78,7 @@ lookout_cpu_seconds_total{mode="iowait"} 3.95
 lookout_cpu_seconds_total{mode="irq"} 0.07
 lookout_cpu_seconds_total{mode="softirq"} 2.01
 lookout_cpu_seconds_total{mode="steal"} 0.03
-lookout_cpu_count 2
+lookout_cpus 2
 lookout_load1 0.73
 lookout_load5 0.36
 lookout_load15 0.16
@@ -176,7 +176,7 @@ describe('processes collector on the fixture /proc', () => {
       sampleLines(
         text,
         'lookout_processes',
-        'lookout_process_count',
+        'lookout_watched_processes',
         'lookout_top_process_resident_memory_bytes',
       ),
       `lookout_processes{state="running"} 1
@@ -185,10 +185,10 @@ lookout_processes{state="disk_sleep"} 1
 lookout_processes{state="zombie"} 1
 lookout_processes{state="stopped"} 1
 lookout_processes{state="idle"} 1
-lookout_process_count{name="nginx"} 2
-lookout_process_count{name="dockerd"} 0
-lookout_process_count{name="prometheus-node-exporter"} 1
-lookout_process_count{name="my (weird) proc"} 1
+lookout_watched_processes{name="nginx"} 2
+lookout_watched_processes{name="dockerd"} 0
+lookout_watched_processes{name="prometheus-node-exporter"} 1
+lookout_watched_processes{name="my (weird) proc"} 1
 lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 209715200
 lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 104857600
 lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480000
@@ -251,7 +251,7 @@ lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 419430400`,
       const text = await collect(collector);
       const after = await listPids();
 
-      const node = sampleValue(text, 'lookout_process_count', { name: 'node' });
+      const node = sampleValue(text, 'lookout_watched_processes', { name: 'node' });
       assert.ok(node !== undefined && node >= 1, `node processes: ${node}`);
       const running = sampleValue(text, 'lookout_processes', { state: 'running' });
       assert.ok(running !== undefined && running >= 1, 'this test is running');

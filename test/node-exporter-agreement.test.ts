@@ -80,7 +80,7 @@ describe('lookout agrees with node_exporter on this host', () => {
     );
     const nodeCpus = new Set(findSamples(n, 'node_cpu_seconds_total').map((s) => s.labels.cpu));
     assert.ok(nodeCpus.size > 0);
-    assert.equal(single(l, 'lookout_cpu_count'), nodeCpus.size, 'CPU count');
+    assert.equal(single(l, 'lookout_cpus'), nodeCpus.size, 'CPU count');
     assert.equal(
       single(l, 'lookout_boot_time_seconds'),
       single(n, 'node_boot_time_seconds'),
@@ -153,7 +153,7 @@ describe('lookout agrees with node_exporter on this host', () => {
       if (Math.abs(availL - availN) > 64 * 1024 * 1024)
         problems.push(`MemAvailable: lookout ${availL}, node ${availN}`);
 
-      const cpuCount = single(l, 'lookout_cpu_count');
+      const cpuCount = single(l, 'lookout_cpus');
       for (const s of findSamples(l, 'lookout_cpu_seconds_total')) {
         const mode = s.labels.mode!;
         const perCpu = findSamples(n, 'node_cpu_seconds_total').filter(

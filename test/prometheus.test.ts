@@ -49,7 +49,7 @@ scrape_configs:
     assert.equal(families.find((f) => f.name === 'lookout_cpu_seconds')?.type, 'counter');
     const series = [
       'lookout_cpu_seconds_total{mode="idle"}',
-      'lookout_cpu_count',
+      'lookout_cpus',
       'lookout_load1',
       'lookout_load5',
       'lookout_load15',
@@ -67,7 +67,7 @@ scrape_configs:
       'lookout_boot_time_seconds',
       'lookout_host_info',
       'lookout_processes{state="zombie"}',
-      'lookout_process_count{name="nginx"}',
+      'lookout_watched_processes{name="nginx"}',
       'lookout_top_process_resident_memory_bytes{rank="1"}',
       'lookout_collector_success{collector="host"}',
       'lookout_build_info',

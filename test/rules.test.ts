@@ -13,11 +13,14 @@ import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { z } from 'zod';
 import { REPO, tempDir } from './helpers/procs.js';
+import { parsePromDuration } from './helpers/alerting.js';
+import { ALERT_NAME, syntheticAlert } from '../src/alerttest.js';
 
 const run = promisify(execFile);
 
-const RUNBOOK_BASE = 'https://github.com/lookout-monitoring/lookout/blob/main/docs/runbooks.md#';
-const GRAFANA_BASE = 'http://localhost:3000/d/';
+/** runbook_url and dashboard are paths; alertmanager/templates/links.tmpl makes them links. */
+const RUNBOOK_BASE = '/runbooks#';
+const GRAFANA_BASE = '/d/';
 /**
  * Labels that name the object an alert is about (a mount, a process or container, a
  * collector, a probe target, a log); a summary must name each one its alerts carry.
@@ -53,6 +56,7 @@ const TestFileSchema = z.object({
       name: z.string().optional(),
       // Prometheus 2.42 needs it on every group.
       interval: z.string(),
+      input_series: z.array(z.object({ series: z.string() })).optional(),
       alert_rule_test: z
         .array(
           z.object({
@@ -70,6 +74,7 @@ interface Alert {
   file: string;
   name: string;
   severity: string | undefined;
+  forMs: number;
   annotations: Record<string, string>;
 }
 
@@ -98,15 +103,29 @@ const alerts: Alert[] = rules.flatMap(({ file, groups }) =>
     g.rules.flatMap((r) =>
       r.alert === undefined
         ? []
-        : [{ file, name: r.alert, severity: r.labels?.severity, annotations: r.annotations ?? {} }],
+        : [
+            {
+              file,
+              name: r.alert,
+              severity: r.labels?.severity,
+              forMs: parsePromDuration(r.for ?? '0s'),
+              annotations: r.annotations ?? {},
+            },
+          ],
     ),
   ),
 );
 const alertNames = [...new Set(alerts.map((a) => a.name))];
 
-/** Every alert_rule_test case, with the test file it is in. */
+/** Every alert_rule_test case, with the test file it is in and its group's series. */
 const cases = tests.flatMap(({ file, tests: groups }) =>
-  groups.flatMap((g) => (g.alert_rule_test ?? []).map((c) => ({ file, ...c }))),
+  groups.flatMap((g) =>
+    (g.alert_rule_test ?? []).map((c) => ({
+      file,
+      series: (g.input_series ?? []).map((s) => s.series),
+      ...c,
+    })),
+  ),
 );
 
 // ------------------------------------------------------------------ helpers
@@ -206,9 +225,13 @@ describe('rules/*.yml with real promtool', () => {
       // alert built on a recording rule then fires one step late on some runs.
       if (groups.length > 1) {
         for (const t of loading) {
+          // A test file may load several rule files: it lists every group of each.
+          const missing = groups
+            .map((g) => g.name)
+            .filter((n) => !(t.group_eval_order ?? []).includes(n));
           assert.deepEqual(
-            [...(t.group_eval_order ?? [])].sort(),
-            groups.map((g) => g.name).sort(),
+            missing,
+            [],
             `${t.file}: group_eval_order must list every group of ${file}, recording rules first`,
           );
         }
@@ -219,12 +242,15 @@ describe('rules/*.yml with real promtool', () => {
 
 describe('every alert', () => {
   // Two rules may share a name and severity: that is how a per-instance override looks.
-  it('has severity warning or critical', () => {
+  // The tiers of README.md#alerts; `none` is Watchdog's alone (routed to the heartbeat).
+  it('has severity critical, warning or info (none only for Watchdog)', () => {
     for (const a of alerts) {
-      assert.ok(
-        a.severity === 'warning' || a.severity === 'critical',
-        `${a.file}: ${a.name} has severity ${String(a.severity)}`,
-      );
+      const ok =
+        a.severity === 'critical' ||
+        a.severity === 'warning' ||
+        a.severity === 'info' ||
+        (a.name === 'Watchdog' && a.severity === 'none');
+      assert.ok(ok, `${a.file}: ${a.name} has severity ${String(a.severity)}`);
     }
   });
 
@@ -255,11 +281,48 @@ describe('every alert', () => {
       );
       assert.ok(firing, `${a.name} (${a.severity}): no promtool test expects it firing`);
     }
-    for (const name of alertNames) {
+    // Watchdog is vector(1): always firing is its whole test.
+    for (const name of alertNames.filter((n) => n !== 'Watchdog')) {
       const silent = cases.some((c) => c.alertname === name && (c.exp_alerts ?? []).length === 0);
       assert.ok(silent, `${name}: no promtool test asserts it silent`);
     }
   });
+
+  // "Silent" only counts once `for` has elapsed: a case made while the alert is still
+  // pending passes whatever the threshold. The object just below the threshold is named by
+  // convention (rules/tests/*.test.yml headers): a label value `below` (just under the
+  // warning, or the only, threshold) or `between` (past warning, just under critical).
+  // TODO (issue 9, item 10): the older cases in host/processes/lookout.test.yml still
+  // need `below`/`between` objects evaluated after `for`; until they have them this check
+  // lists every gap as a todo instead of failing the run.
+  it(
+    'is tested just below its threshold after its `for` has elapsed',
+    {
+      todo: 'older test files not yet converted to the below/between convention',
+    },
+    () => {
+      for (const a of alerts) {
+        if (a.name === 'Watchdog') continue; // vector(1): there is no below
+        const near = a.severity === 'critical' ? 'between' : 'below';
+        const nearSel = new RegExp(`="${near}"`);
+        const ok = cases.some(
+          (c) =>
+            c.alertname === a.name &&
+            parsePromDuration(c.eval_time) >= a.forMs &&
+            c.series.some((sr) => nearSel.test(sr)) &&
+            !(c.exp_alerts ?? []).some(
+              (e) =>
+                String(e.exp_labels?.severity) === a.severity &&
+                Object.values(e.exp_labels ?? {}).some((v) => String(v) === near),
+            ),
+        );
+        assert.ok(
+          ok,
+          `${a.name} (${a.severity}): no case evaluates a "${near}" series after for: ${a.forMs / 1000}s and expects it silent`,
+        );
+      }
+    },
+  );
 
   it('is one that a test names (a misspelt alertname would pass silently)', () => {
     for (const c of cases) {
@@ -321,9 +384,12 @@ describe('docs/runbooks.md', () => {
       assert.ok(all.has(anchor), `${a.name}: docs/runbooks.md has no heading #${anchor}`);
     }
     // Alerts lookout sends itself, with no rule behind them; their runbook_url is in code.
-    const synthetic = ['LookoutAlertTest'];
-    const alertTestSource = await readFile(join(REPO, 'src/alerttest.ts'), 'utf8');
-    assert.match(alertTestSource, /runbooks\.md#lookoutalerttest/);
+    // The alert-test code itself says where its runbook is.
+    const synthetic = [ALERT_NAME];
+    const sent = syntheticAlert('warning', 'h', new Date(0));
+    const anchor = sent.annotations.runbook_url.split('#')[1] ?? '';
+    assert.equal(sent.annotations.runbook_url, RUNBOOK_BASE + ALERT_NAME.toLowerCase());
+    assert.ok(all.has(anchor), `${ALERT_NAME}: docs/runbooks.md has no heading #${anchor}`);
     const known = [...alertNames, ...synthetic];
     const sections = headings(md).filter((h) => h.level === 2);
     for (const h of sections) {

@@ -144,7 +144,7 @@ export function createHostCollector(
         if (value === undefined) return;
         new Gauge({ name, help, registers }).set(value);
       };
-      gauge('lookout_cpu_count', 'Number of online CPUs.', stat.cpuCount);
+      gauge('lookout_cpus', 'Number of online CPUs.', stat.cpuCount);
       gauge('lookout_load1', 'Load average over 1 minute.', load.load1);
       gauge('lookout_load5', 'Load average over 5 minutes.', load.load5);
       gauge('lookout_load15', 'Load average over 15 minutes.', load.load15);
@@ -215,7 +215,7 @@ registerCollector({
     'CPU time, load, memory, swap, network bytes, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
   metrics: [
     'lookout_cpu_seconds_total',
-    'lookout_cpu_count',
+    'lookout_cpus',
     'lookout_load1',
     'lookout_load5',
     'lookout_load15',

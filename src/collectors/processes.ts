@@ -38,7 +38,7 @@ export const processesSchema = collectorSchema(
       .array(z.string().min(1).max(NAME_LABEL_MAX))
       .default(['nginx', 'dockerd'])
       .describe(
-        'Process names to count in lookout_process_count{name} (0 when none runs), matched on the kernel command name (comm, first 15 bytes).',
+        'Process names to count in lookout_watched_processes{name} (0 when none runs), matched on the kernel command name (comm, first 15 bytes).',
       ),
     top: z
       .number()
@@ -215,7 +215,7 @@ export function createProcessesCollector(
       for (const [state, n] of states) byState.set({ state }, n);
 
       const watched = new Gauge({
-        name: 'lookout_process_count',
+        name: 'lookout_watched_processes',
         help: 'Processes whose command name is the watched name (0 when none runs).',
         labelNames: ['name'],
         registers,
@@ -244,10 +244,10 @@ export function createProcessesCollector(
 registerCollector({
   name: 'processes',
   description:
-    'Processes by state (zombies), a count per watched name, and the biggest by resident memory (lookout_processes, lookout_process_count, lookout_top_process_resident_memory_bytes)',
+    'Processes by state (zombies), a count per watched name, and the biggest by resident memory (lookout_processes, lookout_watched_processes, lookout_top_process_resident_memory_bytes)',
   metrics: [
     'lookout_processes',
-    'lookout_process_count',
+    'lookout_watched_processes',
     'lookout_top_process_resident_memory_bytes',
   ],
   schema: processesSchema,

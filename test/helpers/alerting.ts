@@ -56,6 +56,8 @@ export async function renderAlertmanagerConfig(opts: {
   dir: string;
   smarthost: string;
   slackUrl: string;
+  /** Where the heartbeat (Watchdog) webhook goes; a local sink, never the shipped address. */
+  heartbeatUrl?: string;
   timings?: { group_wait?: string; group_interval?: string; repeat_interval?: string };
 }): Promise<AmTestConfig> {
   const secretsDir = join(opts.dir, 'secrets');
@@ -78,6 +80,16 @@ export async function renderAlertmanagerConfig(opts: {
   global.smtp_smarthost = opts.smarthost;
   global.smtp_require_tls = false;
   Object.assign(route, opts.timings ?? {});
+  // The shipped heartbeat URL is a placeholder on the internet: tests send only to
+  // 127.0.0.1 (port 9, discard, when the test has no heartbeat sink of its own).
+  const receivers = config.receivers;
+  if (Array.isArray(receivers)) {
+    for (const r of receivers) {
+      const hooks = isMap(r) ? r.webhook_configs : undefined;
+      if (!Array.isArray(hooks)) continue;
+      for (const h of hooks) if (isMap(h)) h.url = opts.heartbeatUrl ?? 'http://127.0.0.1:9/';
+    }
+  }
   return { text: JSON.stringify(config, null, 2), config, smtpPassword, secretsDir };
 }
 
