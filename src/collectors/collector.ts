@@ -203,6 +203,14 @@ export function familyCovers(declared: string, name: string): boolean {
   return declared.endsWith('*') ? name.startsWith(declared.slice(0, -1)) : declared === name;
 }
 
+/**
+ * The family a sample name belongs to in OpenMetrics: a counter `x_total` and a gauge `x`
+ * are one family there, and so are a histogram `x` and a gauge `x_bucket`.
+ */
+function familyBase(name: string): string {
+  return name.replace(/_(total|created|bucket|count|sum)$/, '');
+}
+
 /** Whether two declared families can name the same metric. */
 export function familiesOverlap(a: string, b: string): boolean {
   const pa = a.endsWith('*') ? a.slice(0, -1) : undefined;
@@ -210,7 +218,7 @@ export function familiesOverlap(a: string, b: string): boolean {
   if (pa !== undefined && pb !== undefined) return pa.startsWith(pb) || pb.startsWith(pa);
   if (pa !== undefined) return b.startsWith(pa);
   if (pb !== undefined) return a.startsWith(pb);
-  return a === b;
+  return familyBase(a) === familyBase(b);
 }
 
 /**

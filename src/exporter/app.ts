@@ -13,7 +13,43 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
   return accept !== undefined && /application\/openmetrics-text/i.test(accept);
 }
 
-export function createApp(runner: Runner, version: string, log: Logger): Koa {
+/**
+ * Requests in flight, and whether lookout is stopping: then every answer closes its
+ * connection (a kept-alive client cannot hold shutdown open) and collectors' routes
+ * answer 503, so nothing new reaches a collector that is about to flush.
+ */
+export class Lifecycle {
+  stopping = false;
+  private active = 0;
+  private waiters: (() => void)[] = [];
+
+  middleware(): Koa.Middleware {
+    return async (ctx, next) => {
+      this.active++;
+      try {
+        await next();
+      } finally {
+        if (this.stopping) ctx.set('Connection', 'close');
+        if (--this.active === 0) for (const wake of this.waiters.splice(0)) wake();
+      }
+    };
+  }
+
+  /** Resolves when no request is in flight. */
+  idle(): Promise<void> {
+    return this.active === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+}
+
+/** lookout's own pages; a collector's route may not take their paths. */
+const OWN_PATHS = ['/metrics', '/healthz', '/'];
+
+export function createApp(
+  runner: Runner,
+  version: string,
+  log: Logger,
+  lifecycle = new Lifecycle(),
+): Koa {
   const app = new Koa();
   const router = new Router();
 
@@ -35,10 +71,21 @@ export function createApp(runner: Runner, version: string, log: Logger): Koa {
   });
 
   // Routes of enabled collectors only: a disabled collector was never built.
-  for (const collector of runner.collectors().values()) {
-    if (collector.routes) mountRoutes(router, collector.routes);
+  const taken = new Map(OWN_PATHS.map((p) => [`* ${p}`, 'lookout itself']));
+  for (const [name, collector] of runner.collectors()) {
+    if (!collector.routes) continue;
+    const gate = {
+      closed: () =>
+        lifecycle.stopping
+          ? 'lookout is shutting down; try again shortly'
+          : runner.isRunning(name)
+            ? undefined
+            : `the ${name} collector is not running (see the landing page); try again shortly`,
+    };
+    mountRoutes(router, name, collector.routes, gate, taken);
   }
 
+  app.use(lifecycle.middleware());
   app.use(errorHandler(log));
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { RouteError, type CollectorRoute } from '../collectors/collector.js';
 import { formatPath } from '../config/load.js';
 import { errorText, type Logger } from '../lib/log.js';
+import { StartupError } from './runner.js';
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1 << 20;
 
@@ -19,6 +20,13 @@ interface BodyReadError {
 async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
   if (!ctx.is('application/json')) {
     throw new RouteError(415, 'send the body as JSON with Content-Type: application/json');
+  }
+  const encoding = ctx.get('content-encoding').toLowerCase();
+  if (encoding !== '' && encoding !== 'identity') {
+    throw new RouteError(
+      415,
+      `send the body uncompressed (Content-Encoding ${encoding} is not read)`,
+    );
   }
   let text: string;
   try {
@@ -56,11 +64,39 @@ function validate(schema: z.ZodType, body: unknown): unknown {
   );
 }
 
-/** Mounts a collector's routes; input problems become JSON 4xx answers. */
-export function mountRoutes(router: Router, routes: readonly CollectorRoute[]): void {
+/** Answers 503 instead of calling a route: its collector is not running, or lookout is stopping. */
+export interface RouteGate {
+  /** Why the route cannot be served now, or undefined when it can. */
+  closed(): string | undefined;
+}
+
+/**
+ * Mounts a collector's routes; input problems become JSON 4xx answers. `taken` holds the
+ * `METHOD path` pairs already served (lookout's own pages included): a second is a
+ * StartupError, so one collector can never shadow another or /metrics.
+ */
+export function mountRoutes(
+  router: Router,
+  collector: string,
+  routes: readonly CollectorRoute[],
+  gate: RouteGate,
+  taken: Map<string, string>,
+): void {
   for (const route of routes) {
+    const id = `${route.method} ${route.path}`;
+    const owner = taken.get(id) ?? taken.get(`* ${route.path}`);
+    if (owner !== undefined) {
+      throw new StartupError(`collector ${collector} adds ${id}, which ${owner} already serves`);
+    }
+    taken.set(id, `collector ${collector}`);
     const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
     router[method](route.path, async (ctx) => {
+      const why = gate.closed();
+      if (why !== undefined) {
+        // A client that retries (an ingest with idempotent ids) comes back later.
+        ctx.set('Retry-After', '5');
+        throw new RouteError(503, why);
+      }
       const body = route.body
         ? validate(
             route.body,

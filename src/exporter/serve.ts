@@ -5,34 +5,47 @@ import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
 import { StorageError } from '../lib/storage.js';
 import { VERSION } from '../version.js';
-import { createApp } from './app.js';
+import { createApp, Lifecycle } from './app.js';
 import { buildRunner } from './build.js';
 import { splitListenAddress } from './listen.js';
 import { StartupError } from './runner.js';
 
-/** How long requests in flight may take to finish once shutdown begins. */
-export const REQUEST_GRACE_MS = 5_000;
-/** How long collectors may take to stop and flush (a ledger's fsync) once requests are done. */
-export const FLUSH_DEADLINE_MS = 15_000;
+/** The first SIGTERM or SIGINT; a second one ends the process at once (the default action). */
+function firstStopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.removeListener('SIGTERM', on);
+      process.removeListener('SIGINT', on);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
 
 /**
  * Runs the exporter until SIGTERM/SIGINT; resolves with the exit code once shutdown is
- * done: no new connections, requests in flight finished (bounded), collectors stopped and
- * flushed (bounded, laggards named in the log). A second signal ends the process at once.
+ * done: no new connections, requests in flight finished (shutdown.drain_timeout),
+ * collectors stopped and flushed (shutdown.flush_timeout, laggards named in the log).
  */
 export async function serve(config: Config, log: Logger): Promise<number> {
+  // Listened for from the start: a signal during start-up still gets an ordered stop.
+  const stopSignal = firstStopSignal();
+  const lifecycle = new Lifecycle();
   let built;
+  let app;
   try {
     built = await buildRunner(config, log);
+    app = createApp(built.runner, VERSION, log, lifecycle);
   } catch (err) {
     if (err instanceof StartupError || err instanceof StorageError) {
       process.stderr.write(`lookout: ${err.message}\n`);
+      await built?.runner.stop();
       return 2;
     }
     throw err;
   }
   const { runner, http } = built;
-  const app = createApp(runner, VERSION, log);
   const { host, port } = splitListenAddress(config.web.listen_address);
 
   let server: Server;
@@ -64,25 +77,28 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     .start()
     .catch((err: unknown) => log.error('collectors did not start', { err: errorText(err) }));
 
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await stopSignal;
+  const { drain_timeout: drainMs, flush_timeout: flushMs } = config.shutdown;
   log.info('shutting down', { signal });
 
-  // 1. Stop accepting; idle kept-alive connections go now, requests in flight may finish.
+  // 1. Stop accepting. Idle kept-alive connections close now; each answer from here on
+  // closes its connection, and collectors' routes answer 503.
+  lifecycle.stopping = true;
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const drained = await Promise.race([closed.then(() => true), sleep(REQUEST_GRACE_MS, false)]);
+  const drained = await Promise.race([
+    Promise.all([closed, lifecycle.idle()]).then(() => true),
+    sleep(drainMs, false),
+  ]);
   if (!drained) {
-    log.warn('requests still running after the grace period; closing their connections', {
-      grace_seconds: REQUEST_GRACE_MS / 1000,
+    log.warn('requests still running after drain_timeout; closing their connections', {
+      drain_timeout_seconds: drainMs / 1000,
     });
     server.closeAllConnections();
   }
   // 2. Stop the collectors; streaming ones flush what they must keep. A polled refresh
-  // still in flight is not waited for: its result would be thrown away.
-  const overran = await runner.stop(FLUSH_DEADLINE_MS);
+  // still in flight is aborted: its result would be thrown away.
+  const overran = await runner.stop(flushMs);
   await http.close();
   if (overran.length > 0) {
     log.error('shutdown incomplete: collectors did not finish stopping', {

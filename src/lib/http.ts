@@ -51,13 +51,14 @@ export class HttpClient {
 
   /** One request; redirects are not followed (the caller decides). Rejects on network errors. */
   async request(url: string | URL, req: HttpRequest): Promise<HttpResponse> {
-    const { request } = await import('undici');
     const dispatcher = await this.dispatcher();
     // undici 7 ignores a signal that was aborted before the call (it only listens for the
     // abort event): a deadline that passed while undici was loading would never end it.
     req.signal.throwIfAborted();
-    const res = await request(url, {
-      dispatcher,
+    const u = new URL(url);
+    const res = await dispatcher.request({
+      origin: u.origin,
+      path: u.pathname + u.search,
       method: req.method ?? 'GET',
       headers: req.headers,
       body: req.body,
@@ -68,14 +69,15 @@ export class HttpClient {
     let kept = 0;
     let truncated = false;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (kept >= limit) {
-        truncated = true;
-        continue;
-      }
       const piece = chunk.length > limit - kept ? chunk.subarray(0, limit - kept) : chunk;
-      truncated ||= piece.length < chunk.length;
       chunks.push(piece);
       kept += piece.length;
+      if (piece.length < chunk.length) {
+        // Stop reading: a target that streams forever must not hold the refresh.
+        truncated = true;
+        res.body.destroy();
+        break;
+      }
     }
     return {
       status: res.statusCode,
@@ -85,10 +87,14 @@ export class HttpClient {
     };
   }
 
-  async close(): Promise<void> {
+  /** Closes kept-alive sockets; requests still running after `graceMs` are cut off. */
+  async close(graceMs = 1000): Promise<void> {
     if (!this.agent) return;
     const agent = await this.agent;
     this.agent = undefined;
-    await agent.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));
+    if ((await Promise.race([agent.close(), late])) === 'late') await agent.destroy();
+    clearTimeout(timer);
   }
 }
