@@ -148,7 +148,10 @@ function ruleFiles(): RuleFile[] {
  * Thresholds straight from the alert rules: for `<recorded:metric:name> > 0.7`
  * style alerts, recorded name → sorted thresholds. Panels showing that recorded
  * series must draw exactly these lines, so a changed rule fails here until the
- * dashboard follows.
+ * dashboard follows. A critical written with hysteresis (rules/host.yml: `X > 0.95 or
+ * (X > 0.80 and ignoring (...) ALERTS{...})`) fires at its first number; the second is
+ * its warning's, already counted from the warning rule. A further `and <condition>`
+ * (HostFilesystemAlmostFull's "under 10 GiB left") leaves the ratio's line where it is.
  */
 function ruleThresholds(): Map<string, number[]> {
   const out = new Map<string, number[]>();
@@ -156,9 +159,10 @@ function ruleThresholds(): Map<string, number[]> {
     for (const g of f.groups ?? [])
       for (const r of g.rules ?? []) {
         if (!r.alert) continue;
-        const m = /^\s*([a-zA-Z_]+:[a-zA-Z0-9_:]+)(\{[^}]*\})?\s*>=?\s*([0-9.]+)\s*$/.exec(
-          String(r.expr),
-        );
+        const m =
+          /^\s*([a-zA-Z_]+:[a-zA-Z0-9_:]+)(\{[^}]*\})?\s*>=?\s*([0-9.]+)\s*(?:and\s[^()]*?)?(?:or\s*\([^]*\bALERTS\{[^}]*\}\s*\)\s*)?$/.exec(
+            String(r.expr),
+          );
         if (!m) continue;
         const list = out.get(m[1]!) ?? [];
         list.push(Number(m[3]));
