@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -96,6 +96,94 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
     const types = new Map(parseExposition(text).map((f) => [f.name, f.type]));
     assert.equal(types.get('lookout_cpu_seconds_total'), 'counter');
     assert.equal(types.get('lookout_network_receive_bytes_total'), 'counter');
+  });
+
+  test('memory pressure, OOM kills, network errors and drops, conntrack, file descriptors', async () => {
+    const text = await collect(createHostCollector(hostSchema.parse({}), fixturePaths));
+    assert.equal(
+      sampleLines(
+        text,
+        'lookout_oom_kills_total',
+        'lookout_swap_in_pages_total',
+        'lookout_swap_out_pages_total',
+        'lookout_major_page_faults_total',
+        'lookout_network_receive_errors_total',
+        'lookout_network_transmit_errors_total',
+        'lookout_network_receive_drops_total',
+        'lookout_network_transmit_drops_total',
+        'lookout_conntrack_entries',
+        'lookout_conntrack_entries_limit',
+        'lookout_file_descriptors',
+        'lookout_file_descriptors_limit',
+      ),
+      `lookout_oom_kills_total 3
+lookout_swap_in_pages_total 1024
+lookout_swap_out_pages_total 2048
+lookout_major_page_faults_total 2655
+lookout_file_descriptors 1331
+lookout_file_descriptors_limit 2466112
+lookout_conntrack_entries 420
+lookout_conntrack_entries_limit 262144
+lookout_network_receive_errors_total{device="eth0"} 3
+lookout_network_receive_errors_total{device="docker0"} 0
+lookout_network_transmit_errors_total{device="eth0"} 1
+lookout_network_transmit_errors_total{device="docker0"} 4
+lookout_network_receive_drops_total{device="eth0"} 7
+lookout_network_receive_drops_total{device="docker0"} 5
+lookout_network_transmit_drops_total{device="eth0"} 2
+lookout_network_transmit_drops_total{device="docker0"} 0`,
+    );
+    const types = new Map(parseExposition(text).map((f) => [f.name, f.type]));
+    for (const name of [
+      'lookout_oom_kills_total',
+      'lookout_swap_in_pages_total',
+      'lookout_major_page_faults_total',
+      'lookout_network_receive_errors_total',
+    ])
+      assert.equal(types.get(name), 'counter', name);
+    assert.equal(types.get('lookout_conntrack_entries'), 'gauge');
+  });
+
+  test('conntrack: absent without the module, no failure; the host namespace (PID 1) preferred', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      await rm(join(procfs, 'net/stat'), { recursive: true });
+      await rm(join(procfs, 'sys/net'), { recursive: true });
+      const without = await collect(
+        createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs }),
+      );
+      assert.equal(sampleLines(without, 'lookout_conntrack_entries'), '');
+      assert.equal(sampleLines(without, 'lookout_conntrack_entries_limit'), '');
+      assert.equal(sampleValue(without, 'lookout_file_descriptors'), 1331, 'the rest is there');
+
+      // lookout's own namespace has 1 entry, the host's (PID 1's) 0x10 = 16.
+      await mkdir(join(procfs, 'net/stat'));
+      await writeFile(join(procfs, 'net/stat/nf_conntrack'), 'entries found\n00000001 0\n');
+      await mkdir(join(procfs, '1/net/stat'), { recursive: true });
+      await writeFile(join(procfs, '1/net/stat/nf_conntrack'), 'entries found\n00000010 0\n');
+      const host = await collect(
+        createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs }),
+      );
+      assert.equal(sampleValue(host, 'lookout_conntrack_entries'), 16);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
+  test('a kernel without oom_kill in /proc/vmstat: no OOM series, the rest still there', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      await writeFile(join(procfs, 'vmstat'), 'pswpin 1\npswpout 2\npgmajfault 3\n');
+      const text = await collect(
+        createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs }),
+      );
+      assert.equal(sampleLines(text, 'lookout_oom_kills_total'), '');
+      assert.equal(sampleValue(text, 'lookout_major_page_faults_total'), 3);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
   });
 
   test('network.devices_exclude drops matching devices', async () => {

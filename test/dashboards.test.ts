@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -148,7 +148,10 @@ function ruleFiles(): RuleFile[] {
  * Thresholds straight from the alert rules: for `<recorded:metric:name> > 0.7`
  * style alerts, recorded name → sorted thresholds. Panels showing that recorded
  * series must draw exactly these lines, so a changed rule fails here until the
- * dashboard follows.
+ * dashboard follows. A critical written with hysteresis (rules/host.yml: `X > 0.95 or
+ * (X > 0.80 and ignoring (...) ALERTS{...})`) fires at its first number; the second is
+ * its warning's, already counted from the warning rule. A further `and <condition>`
+ * (HostFilesystemAlmostFull's "under 10 GiB left") leaves the ratio's line where it is.
  */
 function ruleThresholds(): Map<string, number[]> {
   const out = new Map<string, number[]>();
@@ -156,9 +159,10 @@ function ruleThresholds(): Map<string, number[]> {
     for (const g of f.groups ?? [])
       for (const r of g.rules ?? []) {
         if (!r.alert) continue;
-        const m = /^\s*([a-zA-Z_]+:[a-zA-Z0-9_:]+)(\{[^}]*\})?\s*>=?\s*([0-9.]+)\s*$/.exec(
-          String(r.expr),
-        );
+        const m =
+          /^\s*([a-zA-Z_]+:[a-zA-Z0-9_:]+)(\{[^}]*\})?\s*>=?\s*([0-9.]+)\s*(?:and\s[^()]*?)?(?:or\s*\([^]*\bALERTS\{[^}]*\}\s*\)\s*)?$/.exec(
+            String(r.expr),
+          );
         if (!m) continue;
         const list = out.get(m[1]!) ?? [];
         list.push(Number(m[3]));
@@ -390,6 +394,33 @@ const queries: Query[] = files.flatMap((file) => {
 /** Up to this long for rate() windows and recording rules to have two samples. */
 const WAIT_MS = 90_000;
 
+/**
+ * Series a healthy host may lack because its kernel does: lookout then exports nothing
+ * rather than a made-up 0. A query reading one is skipped, saying why, only when this
+ * host lacks the source; wherever the source exists the query must return series.
+ */
+const OPTIONAL_SOURCES: Array<{ reads: RegExp; why: string | undefined }> = [
+  {
+    reads: /lookout_conntrack_/,
+    why:
+      existsSync('/proc/net/stat/nf_conntrack') &&
+      existsSync('/proc/sys/net/netfilter/nf_conntrack_max')
+        ? undefined
+        : 'the nf_conntrack module is not loaded on this host (no /proc/net/stat/nf_conntrack)',
+  },
+  {
+    reads: /lookout_oom_kills_total/,
+    why: /^oom_kill /m.test(readFileSync('/proc/vmstat', 'utf8'))
+      ? undefined
+      : 'this kernel has no oom_kill in /proc/vmstat (Linux before 4.13)',
+  },
+];
+
+/** Why this host cannot answer the query, or undefined when it must. */
+function unanswerable(q: Query): string | undefined {
+  return OPTIONAL_SOURCES.find((o) => o.why !== undefined && o.reads.test(q.expr))?.why;
+}
+
 describe('every panel query returns series from a live Prometheus scraping lookout', () => {
   let lookout: Running;
   let prom: Running;
@@ -414,16 +445,17 @@ describe('every panel query returns series from a live Prometheus scraping looko
     // One wait for all queries: poll until each has returned a series once, or time is up.
     // A series count, or the error Prometheus gave; Number(error) is NaN, so it stays pending.
     const answered = (q: Query) => Number(results.get(q)) > 0;
+    const asked = queries.filter((q) => unanswerable(q) === undefined);
     const deadline = Date.now() + WAIT_MS;
     for (;;) {
-      for (const q of queries.filter((q) => !answered(q))) {
+      for (const q of asked.filter((q) => !answered(q))) {
         try {
           results.set(q, (await promQuery(prom.url, substitute(q.expr, instance))).length);
         } catch (err) {
           results.set(q, err as Error);
         }
       }
-      if (queries.every(answered) || Date.now() > deadline) break;
+      if (asked.every(answered) || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
   });
@@ -442,7 +474,7 @@ describe('every panel query returns series from a live Prometheus scraping looko
   });
 
   for (const q of queries) {
-    it(`${q.file} "${q.panel}" ${q.refId}`, () => {
+    it(`${q.file} "${q.panel}" ${q.refId}`, { skip: unanswerable(q) ?? false }, () => {
       const r = results.get(q);
       if (r instanceof Error) throw r;
       assert.ok(

@@ -120,11 +120,13 @@ describe('lookout agrees with node_exporter on this host', () => {
     },
   );
 
-  test('close: load, available memory, CPU seconds by mode', async () => {
-    // Load moves every 5 s and memory all the time: compare scrapes taken together, a few
-    // times, and accept the first close match; report the last miss otherwise. Each try
-    // waits for lookout's next refresh (node_exporter reads on every scrape), so each
-    // compares a new reading rather than the same one again.
+  /**
+   * Values that move between two reads: compare scrapes taken together, a few times, and
+   * accept the first close match; report the last miss otherwise. Each try waits for
+   * lookout's next refresh (node_exporter reads on every scrape), so each compares a new
+   * reading rather than the same one again. `compare` returns what disagreed.
+   */
+  async function closeAgreement(compare: (l: Family[], n: Family[]) => string[]): Promise<void> {
     const misses: string[] = [];
     let refreshed = -1;
     for (let attempt = 0; attempt < 8; attempt++) {
@@ -142,6 +144,15 @@ describe('lookout agrees with node_exporter on this host', () => {
         'a new refresh of the host collector',
       );
       const [l, n] = await Promise.all([scrape(lookout!.url), scrape(node!.url)]);
+      const problems = compare(l, n);
+      if (problems.length === 0) return;
+      misses.push(problems.join('; '));
+    }
+    assert.fail(`no close agreement in 8 tries; last: ${misses.at(-1)}`);
+  }
+
+  test('close: load, available memory, CPU seconds by mode', async () => {
+    await closeAgreement((l, n) => {
       const problems: string[] = [];
       for (const name of ['load1', 'load5', 'load15']) {
         const a = single(l, `lookout_${name}`);
@@ -166,9 +177,52 @@ describe('lookout agrees with node_exporter on this host', () => {
         if (Math.abs(s.value - nodeSum) > tolerance)
           problems.push(`cpu ${mode}: lookout ${s.value}, node sum ${nodeSum.toFixed(2)}`);
       }
-      if (problems.length === 0) return;
-      misses.push(problems.join('; '));
-    }
-    assert.fail(`no close agreement in 8 tries; last: ${misses.at(-1)}`);
+      return problems;
+    });
+  });
+
+  test('close: OOM kills, swap in/out, major faults, network errors and drops, conntrack, file descriptors', async () => {
+    // [lookout, node_exporter, how far apart two reads a moment apart may be]. Limits and
+    // OOM kills stand still; the rest move with the host's work.
+    const pairs: Array<[string, string, number]> = [
+      ['lookout_oom_kills_total', 'node_vmstat_oom_kill', 0],
+      ['lookout_swap_in_pages_total', 'node_vmstat_pswpin', 4096],
+      ['lookout_swap_out_pages_total', 'node_vmstat_pswpout', 4096],
+      ['lookout_major_page_faults_total', 'node_vmstat_pgmajfault', 1000],
+      ['lookout_file_descriptors', 'node_filefd_allocated', 500],
+      ['lookout_file_descriptors_limit', 'node_filefd_maximum', 0],
+    ];
+    // Without the nf_conntrack module neither exports these: nothing to compare.
+    const conntrack = findSamples(await scrape(node!.url), 'node_nf_conntrack_entries').length;
+    if (conntrack > 0)
+      pairs.push(
+        ['lookout_conntrack_entries', 'node_nf_conntrack_entries', 200],
+        ['lookout_conntrack_entries_limit', 'node_nf_conntrack_entries_limit', 0],
+      );
+    const perDevice: Array<[string, string]> = [
+      ['lookout_network_receive_errors_total', 'node_network_receive_errs_total'],
+      ['lookout_network_transmit_errors_total', 'node_network_transmit_errs_total'],
+      ['lookout_network_receive_drops_total', 'node_network_receive_drop_total'],
+      ['lookout_network_transmit_drops_total', 'node_network_transmit_drop_total'],
+    ];
+    await closeAgreement((l, n) => {
+      const problems: string[] = [];
+      for (const [ours, theirs, tolerance] of pairs) {
+        const a = single(l, ours);
+        const b = single(n, theirs);
+        if (Math.abs(a - b) > tolerance) problems.push(`${ours} ${a}, ${theirs} ${b}`);
+      }
+      for (const [ours, theirs] of perDevice) {
+        const node = new Map(findSamples(n, theirs).map((s) => [s.labels.device, s.value]));
+        const shared = findSamples(l, ours).filter((s) => node.has(s.labels.device));
+        if (shared.length === 0) problems.push(`${ours}: no device both export`);
+        for (const s of shared)
+          if (Math.abs(s.value - node.get(s.labels.device)!) > 10)
+            problems.push(
+              `${ours}{device="${s.labels.device}"} ${s.value}, node ${node.get(s.labels.device)}`,
+            );
+      }
+      return problems;
+    });
   });
 });

@@ -3,6 +3,8 @@ import { describe, test } from 'node:test';
 import {
   osPrettyName,
   parseAuxvPageSize,
+  parseConntrackEntries,
+  parseFileNr,
   parseLoadavg,
   parseMeminfo,
   parseMounts,
@@ -10,6 +12,8 @@ import {
   parseOsRelease,
   parsePidStat,
   parseStat,
+  parseSysctlInteger,
+  parseVmstat,
   processStateName,
   ProcfsParseError,
   unescapeMountField,
@@ -130,6 +134,73 @@ describe('parseNetDev', () => {
   });
   test('a truncated line is an error, not a silent zero', () => {
     assert.throws(() => parseNetDev(header + '  eth0: 1 2 3\n'), { code: 'LOOKOUT_PROCFS_PARSE' });
+  });
+});
+
+describe('parseVmstat', () => {
+  test('name to count; a negative per-CPU drift value is kept; other lines ignored', () => {
+    const v = parseVmstat(
+      'nr_free_pages 1482818\npswpin 1024\noom_kill 3\nnr_zone_write_pending -2\n\n',
+    );
+    assert.deepEqual(
+      [...v],
+      [
+        ['nr_free_pages', 1482818],
+        ['pswpin', 1024],
+        ['oom_kill', 3],
+        ['nr_zone_write_pending', -2],
+      ],
+    );
+  });
+  test('a kernel without oom_kill (before 4.13): the field is absent, not 0', () => {
+    assert.equal(parseVmstat('pgmajfault 5\n').get('oom_kill'), undefined);
+  });
+});
+
+describe('parseFileNr', () => {
+  test('allocated, unused and max, tab-separated', () => {
+    assert.deepEqual(parseFileNr('1331\t0\t2466112\n'), {
+      allocated: 1331,
+      unused: 0,
+      max: 2466112,
+    });
+  });
+  test('fs.file-max of 2^63-1 (the default on 64-bit since 5.x) stays a number', () => {
+    assert.equal(parseFileNr('992\t0\t9223372036854775807\n').max, 9223372036854775807);
+  });
+  test('a short line is an error', () => {
+    assert.throws(() => parseFileNr('1331\t0\n'), { code: 'LOOKOUT_PROCFS_PARSE' });
+  });
+});
+
+describe('parseConntrackEntries', () => {
+  const header =
+    'entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n';
+  test('"entries" of the first CPU line, in hexadecimal', () => {
+    const row = (entries: string) =>
+      `${entries}  00000000 00000007 ${'00000000 '.repeat(13)}00000000\n`;
+    assert.equal(parseConntrackEntries(header + row('000001a4') + row('000001a4')), 420);
+  });
+  test('the column is found by its name in the header, not by position', () => {
+    assert.equal(parseConntrackEntries('found entries\n00000009 0000000a\n'), 10);
+  });
+  test('no entries column, or no CPU line, is an error', () => {
+    assert.throws(() => parseConntrackEntries('found new\n1 2\n'), {
+      code: 'LOOKOUT_PROCFS_PARSE',
+    });
+    assert.throws(() => parseConntrackEntries(header), ProcfsParseError);
+  });
+});
+
+describe('parseSysctlInteger', () => {
+  test('one integer, newline trimmed', () => {
+    assert.equal(parseSysctlInteger('262144\n', 'nf_conntrack_max'), 262144);
+  });
+  test('anything else is an error naming the sysctl', () => {
+    assert.throws(() => parseSysctlInteger('', 'nf_conntrack_max'), {
+      code: 'LOOKOUT_PROCFS_PARSE',
+      message: /nf_conntrack_max/,
+    });
   });
 });
 

@@ -6,11 +6,15 @@ import { z } from 'zod';
 import {
   CPU_MODES,
   osPrettyName,
+  parseConntrackEntries,
+  parseFileNr,
   parseLoadavg,
   parseMeminfo,
   parseNetDev,
   parseOsRelease,
   parseStat,
+  parseSysctlInteger,
+  parseVmstat,
   type LoadAvg,
   type Stat,
 } from '../lib/procfs.js';
@@ -23,7 +27,12 @@ import {
   type Observer,
 } from './collector.js';
 import { regexSource } from '../config/regex.js';
-import { readHostProcFile, readProcFile } from './procfile.js';
+import {
+  readHostProcFile,
+  readOptionalHostProcFile,
+  readOptionalProcFile,
+  readProcFile,
+} from './procfile.js';
 
 export const hostSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '5s' },
@@ -119,14 +128,26 @@ export function createHostCollector(
       const memText = readProcFile(proc('meminfo'));
       const netDev = readHostProcFile(paths.procfs, 'net/dev');
       const kernel = readProcFile(proc('sys/kernel/osrelease'));
+      const vmstatText = readProcFile(proc('vmstat'));
+      // fs.file-nr is system-wide, not per namespace: our own /proc/sys is the host's.
+      const fileNrText = readProcFile(proc('sys/fs/file-nr'));
+      // The conntrack count is per network namespace, and /proc/sys/net/* shows the
+      // reader's namespace only (there is no /proc/1/sys): net/stat/nf_conntrack, which
+      // PID 1 has, holds the same count for the host's. nf_conntrack_max is one global
+      // limit, the same in every namespace. Both are missing without the module loaded.
+      const conntrack = readOptionalHostProcFile(paths.procfs, 'net/stat/nf_conntrack');
+      const conntrackMaxText = readOptionalProcFile(proc('sys/net/netfilter/nf_conntrack_max'));
       const stat = parseStat(statText);
       const load = parseLoadavg(loadText);
       const mem = parseMeminfo(memText);
       const net = parseNetDev(netDev.text);
-      if (netDev.fellBack && !warnedNetFallback) {
+      const vmstat = parseVmstat(vmstatText);
+      const fileNr = parseFileNr(fileNrText);
+      const fellBack = netDev.fellBack ?? conntrack?.fellBack;
+      if (fellBack && !warnedNetFallback) {
         warnedNetFallback = true;
         log.warn("network counters come from lookout's own network namespace", {
-          err: netDev.fellBack,
+          err: fellBack,
         });
       }
       const registers = [registry];
@@ -162,6 +183,54 @@ export function createHostCollector(
       gauge('lookout_swap_free_bytes', 'Unused swap space (SwapFree).', mem.get('SwapFree') ?? 0);
       gauge('lookout_boot_time_seconds', 'When the host booted (Unix time).', stat.bootTime);
 
+      // Counters read as absolute values; a field this kernel lacks is no series at all.
+      const counter = (name: string, help: string, value: number | undefined) => {
+        if (value === undefined) return;
+        new Counter({ name, help, registers }).inc(value);
+      };
+      counter(
+        'lookout_oom_kills_total',
+        'Processes killed by the kernel OOM killer since boot (/proc/vmstat oom_kill; absent before Linux 4.13).',
+        vmstat.get('oom_kill'),
+      );
+      counter(
+        'lookout_swap_in_pages_total',
+        'Pages read in from swap since boot, in pages, not bytes (/proc/vmstat pswpin).',
+        vmstat.get('pswpin'),
+      );
+      counter(
+        'lookout_swap_out_pages_total',
+        'Pages written out to swap since boot, in pages, not bytes (/proc/vmstat pswpout).',
+        vmstat.get('pswpout'),
+      );
+      counter(
+        'lookout_major_page_faults_total',
+        'Major page faults since boot: accesses that had to read the page from disk (/proc/vmstat pgmajfault).',
+        vmstat.get('pgmajfault'),
+      );
+      gauge(
+        'lookout_file_descriptors',
+        'File handles allocated system-wide (/proc/sys/fs/file-nr, first field; since Linux 2.6 all are in use).',
+        fileNr.allocated,
+      );
+      gauge(
+        'lookout_file_descriptors_limit',
+        'System-wide limit on file handles, fs.file-max (/proc/sys/fs/file-nr, third field).',
+        fileNr.max,
+      );
+      gauge(
+        'lookout_conntrack_entries',
+        "Entries in the host network namespace's connection tracking table (/proc/1/net/stat/nf_conntrack entries, as nf_conntrack_count); absent without the nf_conntrack module.",
+        conntrack === undefined ? undefined : parseConntrackEntries(conntrack.text),
+      );
+      gauge(
+        'lookout_conntrack_entries_limit',
+        'Size limit of the connection tracking table (/proc/sys/net/netfilter/nf_conntrack_max); absent without the nf_conntrack module.',
+        conntrackMaxText === undefined
+          ? undefined
+          : parseSysctlInteger(conntrackMaxText, 'nf_conntrack_max'),
+      );
+
       const rx = new Counter({
         name: 'lookout_network_receive_bytes_total',
         help: 'Bytes received by the network device.',
@@ -174,10 +243,33 @@ export function createHostCollector(
         labelNames: ['device'],
         registers,
       });
+      const perDevice = (name: string, help: string) =>
+        new Counter({ name, help, labelNames: ['device'], registers });
+      const rxErrors = perDevice(
+        'lookout_network_receive_errors_total',
+        'Receive errors on the network device (/proc/net/dev receive errs).',
+      );
+      const txErrors = perDevice(
+        'lookout_network_transmit_errors_total',
+        'Transmit errors on the network device (/proc/net/dev transmit errs).',
+      );
+      const rxDrops = perDevice(
+        'lookout_network_receive_drops_total',
+        'Received packets dropped on the network device (/proc/net/dev receive drop).',
+      );
+      const txDrops = perDevice(
+        'lookout_network_transmit_drops_total',
+        'Packets dropped on transmit on the network device (/proc/net/dev transmit drop).',
+      );
       for (const dev of net) {
         if (devicesExclude.test(dev.device)) continue;
-        rx.inc({ device: dev.device }, dev.receiveBytes);
-        tx.inc({ device: dev.device }, dev.transmitBytes);
+        const device = { device: dev.device };
+        rx.inc(device, dev.receiveBytes);
+        tx.inc(device, dev.transmitBytes);
+        rxErrors.inc(device, dev.receiveErrors);
+        txErrors.inc(device, dev.transmitErrors);
+        rxDrops.inc(device, dev.receiveDrops);
+        txDrops.inc(device, dev.transmitDrops);
       }
 
       const info = {
@@ -212,7 +304,7 @@ export function createHostCollector(
 registerCollector({
   name: 'host',
   description:
-    'CPU time, load, memory, swap, network bytes, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
+    'CPU time, load, memory, swap, memory pressure, OOM kills, network bytes, errors and drops, conntrack, file descriptors, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
   metrics: [
     'lookout_cpu_seconds_total',
     'lookout_cpus',
@@ -224,8 +316,20 @@ registerCollector({
     'lookout_swap_total_bytes',
     'lookout_swap_free_bytes',
     'lookout_boot_time_seconds',
+    'lookout_oom_kills_total',
+    'lookout_swap_in_pages_total',
+    'lookout_swap_out_pages_total',
+    'lookout_major_page_faults_total',
+    'lookout_file_descriptors',
+    'lookout_file_descriptors_limit',
+    'lookout_conntrack_entries',
+    'lookout_conntrack_entries_limit',
     'lookout_network_receive_bytes_total',
     'lookout_network_transmit_bytes_total',
+    'lookout_network_receive_errors_total',
+    'lookout_network_transmit_errors_total',
+    'lookout_network_receive_drops_total',
+    'lookout_network_transmit_drops_total',
     'lookout_host_info',
   ],
   schema: hostSchema,

@@ -35,3 +35,37 @@ export function readHostProcFile(procfs: string, rel: string): { text: string; f
     return { text: readProcFile(join(procfs, rel)), fellBack: `${host}: ${code}` };
   }
 }
+
+/**
+ * readProcFile for a file that may legitimately not exist (nf_conntrack_max without the
+ * conntrack module loaded): undefined on ENOENT, any other failure still names the file.
+ */
+export function readOptionalProcFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CollectorError(`read ${path}`, { cause: err });
+  }
+}
+
+/**
+ * readHostProcFile for a file that may legitimately not exist (net/stat/nf_conntrack
+ * without the conntrack module): undefined when neither PID 1's nor our own exists.
+ */
+export function readOptionalHostProcFile(
+  procfs: string,
+  rel: string,
+): { text: string; fellBack?: string } | undefined {
+  const host = join(procfs, '1', rel);
+  try {
+    return { text: readFileSync(host, 'utf8') };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
+      throw new CollectorError(`read ${host}`, { cause: err });
+    }
+    const own = readOptionalProcFile(join(procfs, rel));
+    return own === undefined ? undefined : { text: own, fellBack: `${host}: ${code}` };
+  }
+}

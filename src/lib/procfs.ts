@@ -172,6 +172,66 @@ export function parseNetDev(text: string): NetDevice[] {
   return out;
 }
 
+/**
+ * /proc/vmstat: "name value" lines, every value a count (pages or events, never bytes),
+ * as a map from name to value. Fields come and go between kernel versions (oom_kill
+ * since 4.13), so callers look up what they need and treat a missing one as absent.
+ */
+export function parseVmstat(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    // Some gauges (nr_*) can read slightly negative from per-CPU drift.
+    const m = /^(\w+) (-?\d+)$/.exec(line.trim());
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+export interface FileNr {
+  /** File handles the kernel has allocated (in use, since 2.6 nothing is kept unused). */
+  allocated: number;
+  /** Allocated but unused handles; always 0 since Linux 2.6. */
+  unused: number;
+  /** The system-wide limit, fs.file-max. */
+  max: number;
+}
+
+/** /proc/sys/fs/file-nr: "allocated unused max", tab-separated (proc_sys_fs(5)). */
+export function parseFileNr(text: string): FileNr {
+  const f = text.trim().split(/\s+/).map(Number);
+  if (f.length !== 3 || !f.every(Number.isFinite)) {
+    throw new ProcfsParseError(`file-nr: expected three numbers, got ${JSON.stringify(text)}`);
+  }
+  return { allocated: f[0]!, unused: f[1]!, max: f[2]! };
+}
+
+/**
+ * /proc/net/stat/nf_conntrack: a header line, then one line per CPU of hexadecimal
+ * columns. "entries" is the network namespace's conntrack table size (what
+ * nf_conntrack_count holds), the same on every CPU's line; the other columns are
+ * per-CPU event counts.
+ */
+export function parseConntrackEntries(text: string): number {
+  const [header, first] = text.split('\n');
+  const column = (header ?? '').trim().split(/\s+/).indexOf('entries');
+  const hex = (first ?? '').trim().split(/\s+/)[column];
+  if (column < 0 || hex === undefined || !/^[0-9a-f]+$/i.test(hex)) {
+    throw new ProcfsParseError(
+      `nf_conntrack: no "entries" column in ${JSON.stringify(text.slice(0, 200))}`,
+    );
+  }
+  return parseInt(hex, 16);
+}
+
+/** A sysctl file under /proc/sys that holds one integer, e.g. nf_conntrack_max. */
+export function parseSysctlInteger(text: string, name: string): number {
+  const t = text.trim();
+  if (!/^-?\d+$/.test(t)) {
+    throw new ProcfsParseError(`${name}: expected an integer, got ${JSON.stringify(text)}`);
+  }
+  return Number(t);
+}
+
 export interface Mount {
   device: string;
   mountpoint: string;
