@@ -140,6 +140,23 @@ describe(
       return Date.now() - since;
     }
 
+    /** A file of the cgroup pid is in, for a controller: cgroup v1's name or v2's. */
+    async function readCgroup(pid: number, controller: string, v1File: string, v2File: string) {
+      const lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8'))
+        .split('\n')
+        .map((l) => l.split(':'));
+      const v1 = lines.find((p) => p[1]?.split(',').includes(controller));
+      if (v1 && v1[2] !== '/') {
+        const mountDir = (await readdir('/sys/fs/cgroup')).find((d) =>
+          d.split(',').includes(controller),
+        );
+        assert.ok(mountDir, `cgroup v1 ${controller} hierarchy under /sys/fs/cgroup`);
+        return (await readFile(join('/sys/fs/cgroup', mountDir, v1[2]!, v1File), 'utf8')).trim();
+      }
+      const v2 = lines.find((p) => p[0] === '0')?.[2] ?? '/';
+      return (await readFile(join('/sys/fs/cgroup', v2, v2File), 'utf8')).trim();
+    }
+
     before(async () => {
       assert.equal(process.getuid?.(), 0, 'this test needs root: mount, ip netns, dockerd');
       // Short: dockerd's sockets live under it.
@@ -477,32 +494,6 @@ describe(
       }
     });
 
-    it('keeps Prometheus data across docker-compose down and up (named volumes)', async () => {
-      const lookback = Math.ceil((Date.now() - started) / 1000);
-      const at = Date.now() / 1000;
-      const count = async () =>
-        Number(
-          (await query(`count_over_time(up{job="lookout"}[${lookback}s])`, at))[0]?.value[1] ?? 0,
-        );
-      const before = await count();
-      assert.ok(before > 10, `${before} samples of up{job="lookout"} before`);
-      await compose(['down', '--timeout', '10']);
-      const volumes = (await docker(['volume', 'ls', '-q'])).stdout.split('\n');
-      assert.ok(volumes.includes(`${PROJECT}_prometheus-data`), `volumes: ${volumes}`);
-      const t0 = Date.now();
-      await compose(['up', '-d', ...SERVICES]);
-      const after = await eventually(
-        async () => {
-          const n = await count();
-          return n > 0 && n;
-        },
-        60_000,
-        'Prometheus answering with the old samples',
-      );
-      assert.equal(after, before, 'samples before the restart');
-      figures['down, up -d → old samples served'] = seconds(Date.now() - t0);
-    });
-
     it('restarts a crashed lookout (restart policy), under its memory and CPU limits', async () => {
       const id = await containerOf('lookout');
       const was = await eventually(
@@ -515,6 +506,17 @@ describe(
       );
       assert.equal(was.HostConfig.Memory, 128 * MiB, 'mem_limit');
       assert.equal(was.HostConfig.NanoCpus, 0.25e9, 'cpus');
+
+      // It has run since `up` with its healthchecks (a second node process in the same
+      // cgroup every 30 s) and never met the OOM killer.
+      const peak = Number(
+        await readCgroup(was.State.Pid, 'memory', 'memory.max_usage_in_bytes', 'memory.peak'),
+      );
+      figures['lookout container peak memory (128 MiB limit)'] = `${(peak / MiB).toFixed(0)} MiB`;
+      const oomKills = /^oom_kill (\d+)$/m.exec(
+        await readCgroup(was.State.Pid, 'memory', 'memory.oom_control', 'memory.events'),
+      )?.[1];
+      assert.equal(oomKills, '0', 'OOM kills in the lookout container');
 
       // A crash: the process killed from the host, as the kernel's OOM killer would.
       process.kill(was.State.Pid, 'SIGKILL');
@@ -540,21 +542,9 @@ describe(
         'the restarted lookout answering /healthz',
       );
 
-      // In force: the kernel's limits on the cgroup the new process is in (v1 or v2).
-      const cgroups = (await readFile(`/proc/${now.State.Pid}/cgroup`, 'utf8'))
-        .split('\n')
-        .map((l) => l.split(':'));
-      const v1Dirs = await readdir('/sys/fs/cgroup');
-      const cgroupFile = async (controller: string, v1File: string, v2File: string) => {
-        const v1 = cgroups.find((p) => p[1]?.split(',').includes(controller));
-        if (v1 && v1[2] !== '/') {
-          const mountDir = v1Dirs.find((d) => d.split(',').includes(controller));
-          assert.ok(mountDir, `cgroup v1 ${controller} hierarchy under /sys/fs/cgroup`);
-          return (await readFile(join('/sys/fs/cgroup', mountDir, v1[2]!, v1File), 'utf8')).trim();
-        }
-        const v2 = cgroups.find((p) => p[0] === '0')?.[2] ?? '/';
-        return (await readFile(join('/sys/fs/cgroup', v2, v2File), 'utf8')).trim();
-      };
+      // In force: the kernel's limits on the cgroup the new process is in.
+      const cgroupFile = (c: string, v1: string, v2: string) =>
+        readCgroup(now.State.Pid, c, v1, v2);
       assert.equal(
         await cgroupFile('memory', 'memory.limit_in_bytes', 'memory.max'),
         String(128 * MiB),
@@ -566,6 +556,32 @@ describe(
         ['25000', '100000'],
         'a quarter of one CPU',
       );
+    });
+
+    it('keeps Prometheus data across docker-compose down and up (named volumes)', async () => {
+      const lookback = Math.ceil((Date.now() - started) / 1000);
+      const at = Date.now() / 1000;
+      const count = async () =>
+        Number(
+          (await query(`count_over_time(up{job="lookout"}[${lookback}s])`, at))[0]?.value[1] ?? 0,
+        );
+      const before = await count();
+      assert.ok(before > 10, `${before} samples of up{job="lookout"} before`);
+      await compose(['down', '--timeout', '10']);
+      const volumes = (await docker(['volume', 'ls', '-q'])).stdout.split('\n');
+      assert.ok(volumes.includes(`${PROJECT}_prometheus-data`), `volumes: ${volumes}`);
+      const t0 = Date.now();
+      await compose(['up', '-d', ...SERVICES]);
+      const after = await eventually(
+        async () => {
+          const n = await count();
+          return n > 0 && n;
+        },
+        60_000,
+        'Prometheus answering with the old samples',
+      );
+      assert.equal(after, before, 'samples before the restart');
+      figures['down, up -d → old samples served'] = seconds(Date.now() - t0);
     });
   },
 );
