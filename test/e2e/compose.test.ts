@@ -479,6 +479,28 @@ describe(
       assert.notDeepEqual(host, container, 'the host and the container have different devices');
     });
 
+    it('lookout in its container: every collector succeeds, and nothing is logged above info', async () => {
+      const collectors = await query('lookout_collector_success{job="lookout"}');
+      assert.ok(collectors.length > 0, 'lookout_collector_success series');
+      assert.deepEqual(
+        collectors.filter((r) => r.value[1] !== '1').map((r) => r.metric.collector),
+        [],
+        'collectors failing',
+      );
+      const id = await containerOf('lookout');
+      const { stdout, stderr } = await docker(['logs', id]);
+      const lines = (stdout + stderr).split('\n').filter(Boolean);
+      // The log's own format (key=value, src/lib/log.ts): an unrecognised one fails here.
+      assert.ok(
+        lines.some((l) => l.startsWith('level=info')),
+        `no level=info line:\n${lines.join('\n')}`,
+      );
+      assert.deepEqual(
+        lines.filter((l) => !l.startsWith('level=info') && !l.startsWith('level=debug')),
+        [],
+      );
+    });
+
     it('a tmpfs filled past 90 % on the host raises the critical alert in Alertmanager, by email and Slack', async () => {
       const disk = join(faultDir, 'disk');
       const mounted = spawnSync(
