@@ -42,7 +42,12 @@ import {
   withDocker,
   type Dockerd,
 } from '../helpers/dockerd.js';
-import { ensureBaseImages, NODE_IMAGE } from '../helpers/images.js';
+import {
+  ALERTMANAGER_IMAGE,
+  ensureBaseImages,
+  NODE_IMAGE,
+  PROMETHEUS_IMAGE,
+} from '../helpers/images.js';
 import { startNetnsSinks, type NetnsSinks } from '../helpers/netns-sinks.js';
 import { REPO, eventually } from '../helpers/procs.js';
 
@@ -374,6 +379,22 @@ describe(
       figures['lookout image'] =
         `${(size / MiB).toFixed(0)} MiB: ${((size - baseSize) / MiB).toFixed(1)} MiB on the ` +
         `${(baseSize / MiB).toFixed(0)} MiB Node stand-in`;
+    });
+
+    it('the Prometheus and Alertmanager stand-ins are the versions docker-compose.yml pins', async () => {
+      for (const image of [PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE]) {
+        const tag = /:v(\d+\.\d+\.\d+)$/.exec(image)?.[1];
+        assert.ok(tag, `${image}: pinned to vX.Y.Z`);
+        const { stdout, stderr } = await docker([
+          'run',
+          '--rm',
+          '--network=none',
+          image,
+          '--version',
+        ]);
+        const version = /version (\d+\.\d+\.\d+)/.exec(stdout + stderr)?.[1];
+        assert.equal(version, tag, `${image} runs ${stdout + stderr}`);
+      }
     });
 
     it('docker-compose up -d brings lookout, Prometheus and Alertmanager up healthy', async () => {

@@ -22,8 +22,10 @@ import {
   rm,
   stat,
 } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { load } from 'js-yaml';
 import { withDocker } from './dockerd.js';
 import { REPO } from './procs.js';
 
@@ -33,9 +35,18 @@ export const CACHE_DIR = process.env.LOOKOUT_TEST_CACHE ?? '/var/cache/lookout-t
 const STANDINS = join(REPO, 'test/e2e/standins');
 const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
-/** The names docker-compose.yml pins, so it runs unchanged on the stand-ins. */
-export const PROMETHEUS_IMAGE = 'prom/prometheus:v2.42.0';
-export const ALERTMANAGER_IMAGE = 'prom/alertmanager:v0.25.0';
+/** The image a service of docker-compose.yml pins: the stand-ins take those names, so the
+ *  file runs unchanged (and a bumped pin is a different cache entry). */
+function pinned(service: string): string {
+  const compose = load(readFileSync(join(REPO, 'docker-compose.yml'), 'utf8')) as {
+    services: Record<string, { image?: string }>;
+  };
+  const image = compose.services[service]?.image;
+  if (!image) throw new Error(`docker-compose.yml: no image for service ${service}`);
+  return image;
+}
+export const PROMETHEUS_IMAGE = pinned('prometheus');
+export const ALERTMANAGER_IMAGE = pinned('alertmanager');
 /** Passed to the project's Dockerfile as NODE_IMAGE. */
 export const NODE_IMAGE = 'lookout-test/node:20-trixie';
 /** Debian 12 has the pinned Prometheus and Alertmanager; Debian 13 has Node 20. */
