@@ -274,7 +274,11 @@ describe(
       if (sinks) sh(`kill ${sinks.pid}`);
       // dockerd stops its containers on SIGTERM; wait for it before unmounting under it.
       if (dockerd)
-        sh(`kill ${dockerd.pid}; while kill -0 ${dockerd.pid} 2>/dev/null; do sleep 0.2; done`);
+        // Until it is a zombie: blocked here, this process cannot reap it.
+        sh(
+          `kill ${dockerd.pid}; while [ -e /proc/${dockerd.pid} ] && ` +
+            `[ "$(cut -d' ' -f3 /proc/${dockerd.pid}/stat)" != Z ]; do sleep 0.2; done`,
+        );
       if (dir) sh(`grep -o ' ${dir}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l`);
       if (netns) sh(`ip netns delete ${netns}`);
       if (dir) sh(`rm -rf ${dir}`);
