@@ -1,6 +1,7 @@
 # lookout exporter image. Build: docker build -t lookout .   (docker-compose.yml does this)
-# Three stages so the runtime image holds only dist/, production node_modules and
-# package.json: no TypeScript, no dev dependencies, no npm cache, no sources.
+# Three stages so the runtime image holds only dist/, production node_modules,
+# package.json, the launcher and the runbooks page: no TypeScript, no dev dependencies,
+# no npm cache, no sources.
 # NODE_IMAGE is the current Node LTS line (26, LTS since October 2026); any Node >= 20 runs lookout.
 ARG NODE_IMAGE=node:26-trixie-slim
 
@@ -23,24 +24,27 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 # ---- runtime
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
-# libuv I/O threads: room for a few hung mounts (see src/collectors/filesystem.ts).
-ENV UV_THREADPOOL_SIZE=8
+# lookout keeps what must survive a restart here (systemd's StateDirectory= sets the same
+# variable); docker-compose.yml mounts the lookout-data volume on it.
+ENV STATE_DIRECTORY=/var/lib/lookout
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
+# bin/lookout holds the node flags (and UV_THREADPOOL_SIZE) for every way lookout runs.
+COPY bin ./bin
+# Served by lookout as its runbooks page.
+COPY docs/runbooks.md ./docs/runbooks.md
 COPY deploy/compose/lookout.yml /etc/lookout/lookout.yml
 # The node image's unprivileged user (uid 1000). lookout needs no root: it reads
-# world-readable /proc and /sys files and listens on a port above 1023.
+# world-readable /proc and /sys files and listens on a port above 1023. The state
+# directory is created here, owned by that user, so a fresh named volume mounted on it
+# takes the same owner (Docker copies the image's directory into an empty volume).
+RUN mkdir -p /var/lib/lookout && chown node:node /var/lib/lookout
 USER node
 EXPOSE 10142
 # No curl or wget in slim images; node's own fetch does the probe.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:10142/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-# --max-semi-space-size=1 keeps the young generation small: ~20 MB less resident memory.
-# --max-old-space-size=64: V8 sizes its heap limits from this cap, so old garbage is
-# collected at ~16 MB instead of piling up for hours (unit: under MemoryMax=128M).
-# --no-opt: lookout runs a few milliseconds of JavaScript every 15 s, too little for the
-# optimizing compiler to repay; without it, ~11 MB less memory and ~30 % less CPU (npm run bench).
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--max-old-space-size=64", "--no-opt", "dist/cli.js"]
+ENTRYPOINT ["/app/bin/lookout"]
 CMD ["serve", "--config", "/etc/lookout/lookout.yml"]

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The tests talk to a real Prometheus, Alertmanager and node_exporter, and check the
 # compose file with docker-compose and the systemd unit with systemd-analyze; the
-# benchmark times scrapes with curl.
+# benchmark times scrapes with curl. test/e2e/compose.test.ts builds Debian images with
+# debootstrap, runs the stack with dockerd and docker-compose inside a network namespace
+# (ip, nsenter) and reaches it with curl there.
 # Installs the Debian packages that bring them when run as root; otherwise stops at once
 # with the exact command to run. Never skips silently.
 set -euo pipefail
@@ -16,6 +18,12 @@ declare -A NEED=(
   [docker-compose]=docker-compose
   [curl]=curl
   [systemd-analyze]=systemd
+  [dockerd]=docker.io
+  [docker]=docker.io
+  [debootstrap]=debootstrap
+  [ip]=iproute2
+  [nsenter]=util-linux
+  [mount]=mount
 )
 
 missing=()

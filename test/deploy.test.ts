@@ -13,6 +13,8 @@ import { join, posix } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { load } from 'js-yaml';
+import { parseDuration } from '../src/config/duration.js';
+import { parseConfig } from '../src/config/load.js';
 import {
   REPO,
   freePort,
@@ -45,6 +47,12 @@ describe('bin/lookout, the one place the Node flags live', () => {
   });
 });
 
+/** What a stop of lookout may take with default settings: drain, then flush. */
+const SHUTDOWN_MS = (() => {
+  const { drain_timeout, flush_timeout } = parseConfig({}).shutdown;
+  return drain_timeout + flush_timeout;
+})();
+
 // ---------------------------------------------------------------- docker-compose.yml
 
 interface Service {
@@ -54,6 +62,7 @@ interface Service {
   secrets?: string[];
   command?: string[];
   healthcheck?: { test: string[] };
+  stop_grace_period?: string;
 }
 interface Compose {
   services: Record<string, Service>;
@@ -121,6 +130,11 @@ describe('docker-compose.yml', () => {
       if (name !== 'lookout')
         assert.match(s.image ?? '', /:v?\d+\.\d+\.\d+$/, `${name}: image pinned to a version`);
     }
+  });
+
+  it('gives lookout the time its shutdown takes before SIGKILL (stop_grace_period)', () => {
+    const grace = parseDuration(compose.services.lookout?.stop_grace_period ?? '10s');
+    assert.ok(grace !== undefined && grace > SHUTDOWN_MS, `${grace} ms ≤ ${SHUTDOWN_MS} ms`);
   });
 
   it('mounts only paths that exist in the repo, the host paths lookout reads, and named volumes', () => {
@@ -302,12 +316,46 @@ describe('Dockerfile', () => {
     assert.ok(user, 'USER in the runtime stage');
     assert.ok(!/^(root|0)(:|$)/.test(user), `USER ${user} is root`);
     assert.equal(one('EXPOSE'), '10142');
-    assert.deepEqual(JSON.parse(one('ENTRYPOINT') ?? 'null'), ['/app/bin/lookout']);
     assert.deepEqual(JSON.parse(one('CMD') ?? 'null'), [
       'serve',
       '--config',
       '/etc/lookout/lookout.yml',
     ]);
+  });
+
+  it('runs lookout through bin/lookout, the launcher that holds the node flags', async () => {
+    const workdir = one('WORKDIR');
+    assert.equal(workdir, '/app');
+    assert.deepEqual(JSON.parse(one('ENTRYPOINT') ?? 'null'), [`${workdir}/bin/lookout`]);
+    const copies = final.filter((i) => i.op === 'COPY').map((i) => i.args);
+    assert.ok(copies.includes('bin ./bin'), `COPY bin ./bin in the runtime stage: ${copies}`);
+    // The launcher, run here as the image runs it: node takes its flags, the CLI its arguments.
+    const { stdout } = await run(join(REPO, 'bin/lookout'), [
+      'check',
+      '--config',
+      join(REPO, 'deploy/compose/lookout.yml'),
+    ]);
+    assert.match(stdout, /: OK$/m);
+  });
+
+  it('has a state directory owned by the runtime user, on a named volume in compose, and the runbooks page', () => {
+    const env = final.filter((i) => i.op === 'ENV').map((i) => i.args);
+    assert.ok(env.includes('STATE_DIRECTORY=/var/lib/lookout'), `ENV: ${env}`);
+    const user = one('USER');
+    assert.ok(
+      final.some(
+        (i) =>
+          i.op === 'RUN' &&
+          /mkdir -p \/var\/lib\/lookout\b/.test(i.args) &&
+          new RegExp(`chown ${user}(:${user})? /var/lib/lookout\\b`).test(i.args),
+      ),
+      `RUN mkdir -p /var/lib/lookout && chown ${user} ...`,
+    );
+    const state = mounts.find((m) => m.service === 'lookout' && m.target === '/var/lib/lookout');
+    assert.equal(state?.source, 'lookout-data');
+    assert.ok('lookout-data' in (compose.volumes ?? {}), 'lookout-data declared');
+    const copies = final.filter((i) => i.op === 'COPY').map((i) => i.args);
+    assert.ok(copies.includes('docs/runbooks.md ./docs/runbooks.md'), `COPY: ${copies}`);
   });
 
   it('.dockerignore keeps secrets and build leftovers out, but not what COPY needs', () => {
@@ -317,13 +365,16 @@ describe('Dockerfile', () => {
       .filter((l) => l && !l.startsWith('#'));
     for (const must of ['.git', 'node_modules', 'dist', 'secrets'])
       assert.ok(patterns.includes(must), `.dockerignore lists ${must}`);
+    // Docker's rule: the last pattern that matches decides; `!` makes an exception.
     const ignored = (path: string) =>
-      patterns.some((p) => {
+      patterns.reduce((out, p) => {
+        const exception = p.startsWith('!');
+        const glob = exception ? p.slice(1) : p;
         const re = new RegExp(
-          `^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '[^/]*')}(/|$)`,
+          `^${glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '[^/]*')}(/|$)`,
         );
-        return re.test(path);
-      });
+        return re.test(path) ? !exception : out;
+      }, false);
     const sources = all
       .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
@@ -482,6 +533,9 @@ describe('deploy/systemd/lookout.service', () => {
     assert.equal(one('Service', 'CPUQuota'), '25%');
     assert.equal(one('Service', 'Restart'), 'on-failure');
     assert.equal(one('Install', 'WantedBy'), 'multi-user.target');
+    // systemd writes TimeoutStopSec in its own units; the unit writes plain seconds.
+    const stop = /^(\d+)s$/.exec(one('Service', 'TimeoutStopSec'));
+    assert.ok(stop && Number(stop[1]) * 1000 > SHUTDOWN_MS, 'TimeoutStopSec covers drain + flush');
     assert.equal(
       one('Service', 'ExecStart'),
       '/opt/lookout/bin/lookout serve --config /etc/lookout/lookout.yml',
