@@ -16,7 +16,7 @@ import {
   amAlerts,
   amPost,
   loadAlertmanagerYml,
-  parsePromDuration,
+  durationMs,
   renderAlertmanagerConfig,
   runCommand,
   runLookout,
@@ -568,14 +568,14 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     // else) moves the repeat out of [repeat_interval, repeat_interval + group_interval].
     const shippedRoute = (await loadAlertmanagerYml()).route as Record<string, unknown>;
     assert.equal(
-      parsePromDuration(String(shippedRoute.repeat_interval)),
+      durationMs(String(shippedRoute.repeat_interval)),
       3_600_000,
       'the shipped repeat_interval (the cooldown) is 1h',
     );
     const { am, cfg } = await freshAlertmanager(COOLDOWN_TIMINGS);
     assert.deepEqual(cfg.config.route, { ...shippedRoute, ...COOLDOWN_TIMINGS });
-    const repeatMs = parsePromDuration(COOLDOWN_TIMINGS.repeat_interval);
-    const tickMs = parsePromDuration(COOLDOWN_TIMINGS.group_interval);
+    const repeatMs = durationMs(COOLDOWN_TIMINGS.repeat_interval);
+    const tickMs = durationMs(COOLDOWN_TIMINGS.group_interval);
     // Date.now() in the sink vs. Alertmanager's own clock at send time.
     const CLOCK_SLACK_MS = 500;
     try {

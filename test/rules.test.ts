@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { z } from 'zod';
 import { REPO, tempDir } from './helpers/procs.js';
-import { parsePromDuration } from './helpers/alerting.js';
+import { durationMs } from './helpers/alerting.js';
 import { ALERT_NAME, syntheticAlert } from '../src/alerttest.js';
 
 const run = promisify(execFile);
@@ -108,7 +108,7 @@ const alerts: Alert[] = rules.flatMap(({ file, groups }) =>
               file,
               name: r.alert,
               severity: r.labels?.severity,
-              forMs: parsePromDuration(r.for ?? '0s'),
+              forMs: durationMs(r.for ?? '0s'),
               annotations: r.annotations ?? {},
             },
           ],
@@ -308,7 +308,7 @@ describe('every alert', () => {
         const ok = cases.some(
           (c) =>
             c.alertname === a.name &&
-            parsePromDuration(c.eval_time) >= a.forMs &&
+            durationMs(c.eval_time) >= a.forMs &&
             c.series.some((sr) => nearSel.test(sr)) &&
             !(c.exp_alerts ?? []).some(
               (e) =>

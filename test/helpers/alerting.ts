@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { REPO } from './procs.js';
+import { formatDuration, parseDuration } from '../../src/config/duration.js';
 
 const run = promisify(execFile);
 
@@ -95,33 +96,15 @@ export async function renderAlertmanagerConfig(opts: {
 
 // ---------------------------------------------------------------- durations
 
-const UNIT_MS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-  y: 31_536_000_000,
-};
-
-/** A Prometheus duration ("1h30m", "15m", "0s") in milliseconds. */
-export function parsePromDuration(text: string): number {
-  const re = /(\d+)(ms|s|m|h|d|w|y)/gy;
-  let total = 0;
-  let end = 0;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
-    end = re.lastIndex;
-  }
-  if (text === '' || end !== text.length) throw new Error(`not a Prometheus duration: "${text}"`);
-  return total;
-}
-
-/** Milliseconds as a Prometheus duration, in whole ms ("1500ms", "2s"). */
-export function formatPromDuration(ms: number): string {
-  const whole = Math.max(0, Math.round(ms));
-  return whole % 1000 === 0 ? `${whole / 1000}s` : `${whole}ms`;
+/**
+ * A Prometheus duration in milliseconds, through the one parser lookout has
+ * (src/config/duration.ts); here the text comes from a shipped file or a test, so text
+ * that is not a duration is a bug to stop at, not a value to report.
+ */
+export function durationMs(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new Error(`not a Prometheus duration: "${text}"`);
+  return ms;
 }
 
 // ---------------------------------------------------------------- rules
@@ -160,7 +143,7 @@ export async function copyRulesWithShortFor(
       for (const rule of rules) {
         if (!isMap(rule) || typeof rule.alert !== 'string') continue;
         const original = typeof rule.for === 'string' ? rule.for : '0s';
-        const shortened = formatPromDuration(shorten(parsePromDuration(original)));
+        const shortened = formatDuration(shorten(durationMs(original)));
         rule.for = shortened;
         const labels = rule.labels;
         const annotations = rule.annotations;
