@@ -126,22 +126,41 @@ export async function startSmtpSink(): Promise<SmtpSink> {
   };
 }
 
-export async function startSlackSink(): Promise<SlackSink> {
-  const received: SlackMessage[] = [];
+/** Alertmanager's webhook payload (the heartbeat receiver), the fields tests read. */
+export interface WebhookMessage {
+  path: string;
+  body: {
+    receiver?: string;
+    status?: string;
+    alerts?: Array<{ status?: string; labels?: Record<string, string>; generatorURL?: string }>;
+  };
+  receivedAt: number;
+}
+
+export interface WebhookSink extends Sink<WebhookMessage> {
+  url: string;
+}
+
+/** An HTTP server on 127.0.0.1 that records JSON POSTs, answering a malformed one 400. */
+async function startJsonSink<M extends { path: string; body: unknown; receivedAt: number }>(
+  path: string,
+  describe: (m: M) => string,
+): Promise<Sink<M> & { url: string }> {
+  const received: M[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks).toString('utf8');
-      let body: SlackMessage['body'];
+      let body: M['body'];
       try {
-        body = JSON.parse(raw) as SlackMessage['body'];
+        body = JSON.parse(raw) as M['body'];
       } catch (err) {
         // Slack answers a malformed payload with 400 invalid_payload; so do we.
         res.writeHead(400).end(`invalid_payload: ${(err as Error).message}`);
         return;
       }
-      received.push({ path: req.url ?? '', body, receivedAt: Date.now() });
+      received.push({ path: req.url ?? '', body, receivedAt: Date.now() } as M);
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
     });
   });
@@ -151,16 +170,28 @@ export async function startSlackSink(): Promise<SlackSink> {
   });
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}/services/T000/B000/lookout-test`,
+    url: `http://127.0.0.1:${port}${path}`,
     received,
-    waitFor: waiter(received, (m) => {
-      const a = m.body.attachments?.[0];
-      return `slack color=${a?.color} title=${JSON.stringify(a?.title)}`;
-    }),
+    waitFor: waiter(received, describe),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+export function startSlackSink(): Promise<SlackSink> {
+  return startJsonSink<SlackMessage>('/services/T000/B000/lookout-test', (m) => {
+    const a = m.body.attachments?.[0];
+    return `slack color=${a?.color} title=${JSON.stringify(a?.title)}`;
+  });
+}
+
+/** Stands in for a dead-man's switch: what Alertmanager's webhook receiver posts. */
+export function startWebhookSink(): Promise<WebhookSink> {
+  return startJsonSink<WebhookMessage>('/ping/lookout', (m) => {
+    const names = (m.body.alerts ?? []).map((a) => a.labels?.alertname).join(',');
+    return `webhook receiver=${m.body.receiver} status=${m.body.status} alerts=${names}`;
+  });
 }
