@@ -5,7 +5,7 @@
  * file a user deploys.
  */
 import { execFile } from 'node:child_process';
-import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { cp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { load } from 'js-yaml';
@@ -59,7 +59,12 @@ export async function renderAlertmanagerConfig(opts: {
   slackUrl: string;
   /** Where the heartbeat (Watchdog) webhook goes; a local sink, never the shipped address. */
   heartbeatUrl?: string;
-  timings?: { group_wait?: string; group_interval?: string; repeat_interval?: string };
+  timings?: Timings;
+  /** Timings of the heartbeat (Watchdog) route, which has its own. */
+  heartbeatTimings?: Timings;
+  /** The two public addresses of links.tmpl, for a test that follows the links; the
+   *  templates are then a copy in dir with only those two lines changed. */
+  links?: LinkBases;
 }): Promise<AmTestConfig> {
   const secretsDir = join(opts.dir, 'secrets');
   await mkdir(secretsDir, { recursive: true });
@@ -67,12 +72,21 @@ export async function renderAlertmanagerConfig(opts: {
   await writeFile(join(secretsDir, 'smtp_password'), smtpPassword, { mode: 0o600 });
   await writeFile(join(secretsDir, 'slack_webhook_url'), opts.slackUrl, { mode: 0o600 });
 
+  let templatesDir = join(REPO, 'alertmanager/templates');
+  if (opts.links) {
+    const copy = join(opts.dir, 'templates');
+    await cp(templatesDir, copy, { recursive: true });
+    const file = join(copy, 'links.tmpl');
+    await writeFile(file, withLinkBases(await readFile(file, 'utf8'), opts.links));
+    templatesDir = copy;
+  }
+
   const shipped = await loadAlertmanagerYml();
   const config = mapStrings(shipped, (s) =>
     s.startsWith(AM_SECRETS_DIR)
       ? join(secretsDir, s.slice(AM_SECRETS_DIR.length))
       : s.startsWith(AM_TEMPLATES_DIR)
-        ? join(REPO, 'alertmanager/templates', s.slice(AM_TEMPLATES_DIR.length))
+        ? join(templatesDir, s.slice(AM_TEMPLATES_DIR.length))
         : s,
   ) as YamlMap;
   const global = config.global;
@@ -81,6 +95,13 @@ export async function renderAlertmanagerConfig(opts: {
   global.smtp_smarthost = opts.smarthost;
   global.smtp_require_tls = false;
   Object.assign(route, opts.timings ?? {});
+  if (opts.heartbeatTimings) {
+    const hb = Array.isArray(route.routes)
+      ? route.routes.find((r) => isMap(r) && r.receiver === 'heartbeat')
+      : undefined;
+    if (!isMap(hb)) throw new Error('alertmanager.yml: no route to the heartbeat receiver');
+    Object.assign(hb, opts.heartbeatTimings);
+  }
   // The shipped heartbeat URL is a placeholder on the internet: tests send only to
   // 127.0.0.1 (port 9, discard, when the test has no heartbeat sink of its own).
   const receivers = config.receivers;
@@ -92,6 +113,48 @@ export async function renderAlertmanagerConfig(opts: {
     }
   }
   return { text: JSON.stringify(config, null, 2), config, smtpPassword, secretsDir };
+}
+
+export interface Timings {
+  group_wait?: string;
+  group_interval?: string;
+  repeat_interval?: string;
+}
+
+// ---------------------------------------------------------------- links
+
+/** The public addresses alertmanager/templates/links.tmpl puts in front of rules' paths. */
+export interface LinkBases {
+  lookout: string;
+  grafana: string;
+}
+
+const LINK_DEFINE = (name: keyof LinkBases) =>
+  new RegExp(`(\\{\\{ define "lookout\\.link\\.${name}" \\}\\})([^{]*)(\\{\\{ end \\}\\})`);
+
+/** The two addresses as shipped in links.tmpl. */
+export async function shippedLinkBases(): Promise<LinkBases> {
+  const text = await readFile(join(REPO, 'alertmanager/templates/links.tmpl'), 'utf8');
+  const get = (name: keyof LinkBases) => {
+    const m = LINK_DEFINE(name).exec(text);
+    if (!m?.[2]) throw new Error(`links.tmpl: no define "lookout.link.${name}"`);
+    return m[2];
+  };
+  return { lookout: get('lookout'), grafana: get('grafana') };
+}
+
+/** links.tmpl with the two addresses replaced and nothing else. */
+function withLinkBases(text: string, links: LinkBases): string {
+  let out = text;
+  for (const name of ['lookout', 'grafana'] as const) {
+    if (!LINK_DEFINE(name).test(out))
+      throw new Error(`links.tmpl: no define "lookout.link.${name}"`);
+    out = out.replace(
+      LINK_DEFINE(name),
+      (_, open: string, _old: string, end: string) => open + links[name] + end,
+    );
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- durations
