@@ -27,6 +27,24 @@ const GRAFANA_BASE = '/d/';
  */
 const OBJECT_LABELS = ['mountpoint', 'name', 'collector', 'target', 'log'];
 
+/**
+ * Issue 9 item 10, still open: alerts whose just-below case (after `for`) is not written
+ * yet, as "<alert> <severity> <below|between>". Shrinks to empty; never grows.
+ */
+const KNOWN_GAPS: string[] = [
+  'HostFilesystemInodesAlmostFull warning below',
+  'HostFilesystemInodesAlmostFull critical between',
+  'HostFilesystemFillingUp warning below',
+  'HostFilesystemFillingUp critical between',
+  'HostRebooted warning below',
+  'LookoutDown critical below',
+  'LookoutCollectorFailing warning below',
+  'LookoutCollectorSlow warning below',
+  'PrometheusTargetDown warning below',
+  'LookoutCollectorVanished warning below',
+  'AlertmanagerNotificationsFailing critical below',
+];
+
 // ------------------------------------------------------------------ file shapes
 
 const stringMap = z.record(z.string(), z.string());
@@ -290,39 +308,44 @@ describe('every alert', () => {
 
   // "Silent" only counts once `for` has elapsed: a case made while the alert is still
   // pending passes whatever the threshold. The object just below the threshold is named by
-  // convention (rules/tests/*.test.yml headers): a label value `below` (just under the
-  // warning, or the only, threshold) or `between` (past warning, just under critical).
-  // TODO (issue 9, item 10): the older cases in host/processes/lookout.test.yml still
-  // need `below`/`between` objects evaluated after `for`; until they have them this check
-  // lists every gap as a todo instead of failing the run.
-  it(
-    'is tested just below its threshold after its `for` has elapsed',
-    {
-      todo: 'older test files not yet converted to the below/between convention',
-    },
-    () => {
-      for (const a of alerts) {
-        if (a.name === 'Watchdog') continue; // vector(1): there is no below
-        const near = a.severity === 'critical' ? 'between' : 'below';
-        const nearSel = new RegExp(`="${near}"`);
-        const ok = cases.some(
-          (c) =>
-            c.alertname === a.name &&
-            durationMs(c.eval_time) >= a.forMs &&
-            c.series.some((sr) => nearSel.test(sr)) &&
-            !(c.exp_alerts ?? []).some(
-              (e) =>
-                String(e.exp_labels?.severity) === a.severity &&
-                Object.values(e.exp_labels ?? {}).some((v) => String(v) === near),
-            ),
-        );
-        assert.ok(
-          ok,
-          `${a.name} (${a.severity}): no case evaluates a "${near}" series after for: ${a.forMs / 1000}s and expects it silent`,
-        );
-      }
-    },
-  );
+  // convention (rules/tests/*.test.yml headers): a label value `below` just under the
+  // lowest tier of an alert (or its only one), `between` just under a higher tier (past
+  // the tier below it). KNOWN_GAPS lists the older cases not converted yet: a new alert
+  // without its case fails, and so does an entry here once its case exists.
+  it('is tested just below its threshold after its `for` has elapsed', () => {
+    const rank = (sev: string | undefined) => ['info', 'warning', 'critical'].indexOf(sev ?? '');
+    const gaps: string[] = [];
+    for (const a of alerts) {
+      if (a.name === 'Watchdog') continue; // vector(1): there is no below
+      const lowest = Math.min(
+        ...alerts.filter((x) => x.name === a.name).map((x) => rank(x.severity)),
+      );
+      const near = rank(a.severity) > lowest ? 'between' : 'below';
+      const nearSel = new RegExp(`="${near}"`);
+      const ok = cases.some(
+        (c) =>
+          c.alertname === a.name &&
+          durationMs(c.eval_time) >= a.forMs &&
+          c.series.some((sr) => nearSel.test(sr)) &&
+          !(c.exp_alerts ?? []).some(
+            (e) =>
+              String(e.exp_labels?.severity) === a.severity &&
+              Object.values(e.exp_labels ?? {}).some((v) => String(v) === near),
+          ),
+      );
+      if (!ok) gaps.push(`${a.name} ${a.severity ?? ''} ${near}`);
+    }
+    assert.deepEqual(
+      gaps.filter((g) => !KNOWN_GAPS.includes(g)),
+      [],
+      'alerts without a case just below the threshold evaluated after `for`',
+    );
+    assert.deepEqual(
+      KNOWN_GAPS.filter((g) => !gaps.includes(g)),
+      [],
+      'KNOWN_GAPS lists a case that now exists: remove it from the list',
+    );
+  });
 
   it('is one that a test names (a misspelt alertname would pass silently)', () => {
     for (const c of cases) {
