@@ -284,7 +284,10 @@ describe('every alert', () => {
       );
       assert.match(a.annotations.summary ?? '', /\$labels\.instance\b/, `${a.name}: summary`);
       // A raw {{ $value }} prints 0.8712345 or 1.2e+10; the value goes through a humanizer.
-      for (const m of (a.annotations.description ?? '').matchAll(/\$value\b\s*(\|\s*(\w+))?/g)) {
+      // (Compared, as in {{ if gt $value 0.95 }}, it is not printed.)
+      for (const m of (a.annotations.description ?? '').matchAll(
+        /(?<!\b(?:gt|ge|lt|le|eq|ne)\s+)\$value\b\s*(\|\s*(\w+))?/g,
+      )) {
         assert.match(m[2] ?? '', /^(humanize\w*|printf)$/, `${a.name}: bare $value`);
       }
     }
