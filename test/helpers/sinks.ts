@@ -34,6 +34,9 @@ export interface SmtpSink extends Sink<Email> {
   port: number;
   /** host:port, as smtp_smarthost wants it. */
   smarthost: string;
+  /** From now on, refuse a login with another password (535), as a real server does;
+   *  undefined accepts any login again. */
+  requirePassword(password: string | undefined): void;
 }
 
 export interface SlackAttachment {
@@ -77,6 +80,7 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
 
 export async function startSmtpSink(): Promise<SmtpSink> {
   const received: Email[] = [];
+  let required: string | undefined;
   const server = new SMTPServer({
     // Alertmanager logs in when the server offers AUTH; accept anything and record it.
     authOptional: true,
@@ -86,7 +90,19 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     logger: false,
     closeTimeout: 1000,
     onAuth(auth, _session, cb) {
+      if (required !== undefined && auth.password !== required) {
+        cb(new Error('Invalid username or password'));
+        return;
+      }
       cb(null, { user: { username: auth.username ?? '', password: auth.password ?? '' } });
+    },
+    onMailFrom(_address, session, cb) {
+      // A server that requires a login refuses mail from a client that did not log in.
+      if (required !== undefined && session.user === undefined) {
+        cb(Object.assign(new Error('Authentication required'), { responseCode: 530 }));
+        return;
+      }
+      cb();
     },
     onData(stream, session, cb) {
       simpleParser(stream).then(
@@ -117,6 +133,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     host,
     port,
     smarthost: `${host}:${port}`,
+    requirePassword: (password) => {
+      required = password;
+    },
     received,
     waitFor: waiter(
       received,
