@@ -12,20 +12,33 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { load } from 'js-yaml';
 import {
   amAlerts,
   amPost,
   loadAlertmanagerYml,
-  parsePromDuration,
+  durationMs,
   renderAlertmanagerConfig,
   runCommand,
+  shippedLinkBases,
   runLookout,
   type AmTestConfig,
 } from './helpers/alerting.js';
 import { REPO, eventually, startAlertmanager, tempDir, type Running } from './helpers/procs.js';
-import { startSlackSink, startSmtpSink, type SlackSink, type SmtpSink } from './helpers/sinks.js';
+import {
+  startSlackSink,
+  startSmtpSink,
+  startWebhookSink,
+  type SlackSink,
+  type SmtpSink,
+  type WebhookSink,
+} from './helpers/sinks.js';
 
 const TEMPLATE = join(REPO, 'alertmanager/templates/lookout.tmpl');
+/** lookout.tmpl uses the link templates of links.tmpl: amtool must load both. */
+const TEMPLATES_GLOB = join(REPO, 'alertmanager/templates/*.tmpl');
+/** The public addresses links.tmpl ships with, which rules' paths are joined to. */
+const LINKS = await shippedLinkBases();
 const HOST = hostname();
 const TEST_SUMMARY = `Test alert from lookout alert-test on ${HOST}`;
 
@@ -52,7 +65,7 @@ describe('alertmanager.yml (amtool)', () => {
     for (const file of [join(REPO, 'alertmanager.yml'), configFile]) {
       const r = await runCommand('amtool', ['check-config', file]);
       assert.equal(r.code, 0, `${file}:\n${r.stdout}${r.stderr}`);
-      assert.match(r.stdout, /2 receivers/);
+      assert.match(r.stdout, /4 receivers/);
       assert.match(r.stdout, /1 inhibit rules/);
     }
   });
@@ -73,7 +86,13 @@ describe('alertmanager.yml (amtool)', () => {
     assert.match(r.stdout + r.stderr, /lookout\.tmpl/);
   });
 
-  const routes: Array<{ labels: string[]; receivers: string; path: RegExp; why: string }> = [
+  const routes: Array<{
+    labels: string[];
+    alertname?: string;
+    receivers: string;
+    path: RegExp;
+    why: string;
+  }> = [
     {
       labels: ['severity=critical'],
       receivers: 'email,slack',
@@ -88,6 +107,19 @@ describe('alertmanager.yml (amtool)', () => {
     },
     {
       labels: ['severity=info'],
+      receivers: 'dashboard-only',
+      path: /\{severity="info"\}\s+receiver: dashboard-only\s*$/,
+      why: 'info → no receiver that sends (dashboard only)',
+    },
+    {
+      labels: ['severity=none'],
+      alertname: 'Watchdog',
+      receivers: 'heartbeat',
+      path: /\{alertname="Watchdog"\}\s+receiver: heartbeat\s*$/,
+      why: 'Watchdog → the heartbeat webhook only',
+    },
+    {
+      labels: ['severity=page'],
       receivers: 'slack',
       path: /default-route\s+receiver: slack\s*$/,
       why: 'unknown severity → the default route (Slack)',
@@ -108,7 +140,7 @@ describe('alertmanager.yml (amtool)', () => {
         `--config.file=${join(REPO, 'alertmanager.yml')}`,
         `--verify.receivers=${r.receivers}`,
         '--tree',
-        'alertname=HostFilesystemAlmostFull',
+        `alertname=${r.alertname ?? 'HostFilesystemAlmostFull'}`,
         'instance=web1:10142',
         ...r.labels,
       ];
@@ -155,12 +187,18 @@ describe('alertmanager.yml (amtool)', () => {
 
 // ------------------------------------------------------------------ templates
 
+/** A string matched literally inside a RegExp. */
+function esc(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 interface TAlert {
   status: 'firing' | 'resolved';
   labels: Record<string, string>;
   annotations: Record<string, string>;
   startsAt: string;
   endsAt: string;
+  generatorURL?: string;
 }
 
 function fsAlert(
@@ -179,9 +217,8 @@ function fsAlert(
     annotations: {
       summary: `Filesystem ${mountpoint} on web1:10142 is almost full`,
       description: `${mountpoint} on web1:10142 is 93.5% full, 120MiB left`,
-      runbook_url:
-        'https://github.com/lookout-monitoring/lookout/blob/main/docs/runbooks.md#hostfilesystemalmostfull',
-      dashboard: 'http://localhost:3000/d/lookout-host?var-instance=web1:10142',
+      runbook_url: '/runbooks#hostfilesystemalmostfull',
+      dashboard: '/d/lookout-host?var-instance=web1:10142',
     },
     startsAt: '2025-03-01T10:00:00Z',
     endsAt: status === 'resolved' ? '2025-03-01T10:12:30Z' : '0001-01-01T00:00:00Z',
@@ -214,7 +251,7 @@ describe('alertmanager/templates/lookout.tmpl (amtool template render)', () => {
     const r = await runCommand('amtool', [
       'template',
       'render',
-      `--template.glob=${TEMPLATE}`,
+      `--template.glob=${TEMPLATES_GLOB}`,
       `--template.data=${file}`,
       `--template.type=${type}`,
       `--template.text={{ template "${name}" . }}`,
@@ -283,15 +320,44 @@ describe('alertmanager/templates/lookout.tmpl (amtool template render)', () => {
       assert.ok(body.includes(a.annotations.description!), `${type}: value`);
       assert.ok(body.includes('web1:10142'), `${type}: instance`);
       assert.ok(body.includes('2025-03-01 10:00:00 UTC'), `${type}: start time`);
-      const runbook =
-        type === 'html' ? `href="${a.annotations.runbook_url}"` : a.annotations.runbook_url!;
-      assert.ok(body.includes(runbook), `${type}: runbook link`);
+      // Paths in the rules, made links by the one setting in links.tmpl.
+      const url = `${LINKS.lookout}/runbooks#hostfilesystemalmostfull`;
+      const runbook = type === 'html' ? `href="${url}"` : url;
+      assert.ok(body.includes(runbook), `${type}: runbook link ${runbook}`);
       // html/template escapes '=' in query strings inside href as-is; the link must survive.
       assert.ok(
-        body.includes('http://localhost:3000/d/lookout-host?var-instance=web1:10142'),
+        body.includes(`${LINKS.grafana}/d/lookout-host?var-instance=web1:10142`),
         `${type}: dashboard`,
       );
+      assert.doesNotMatch(body, /localhost|127\.0\.0\.1/, `${type}: no link to localhost`);
       assert.ok(!body.includes('RESOLVED'), `${type}: a firing notice does not say RESOLVED`);
+    }
+  });
+
+  test('a runbook_url or dashboard that is already a URL (a rule of your own) is kept as it is', async () => {
+    const own = fsAlert('/data', 'warning');
+    own.annotations.runbook_url = 'https://wiki.example.org/ops/disk-full';
+    own.annotations.dashboard = 'https://grafana.example.org/d/mine';
+    const text = await render('lookout.slack.text', groupData([own]));
+    assert.ok(text.includes('<https://wiki.example.org/ops/disk-full|runbook>'), text);
+    assert.ok(text.includes('<https://grafana.example.org/d/mine|dashboard>'), text);
+  });
+
+  test("the source link is the alert's generatorURL when it is http(s), else none", async () => {
+    const a = fsAlert('/data', 'critical');
+    const withSource = {
+      ...a,
+      generatorURL: 'http://prometheus.example.net:9090/graph?g0.expr=up',
+    };
+    const text = await render('lookout.email.text', groupData([withSource]));
+    assert.match(
+      text,
+      /^  Source: {4}http:\/\/prometheus\.example\.net:9090\/graph\?g0\.expr=up$/m,
+    );
+    const synthetic = { ...a, generatorURL: 'lookout://alert-test/0.1.0' };
+    for (const name of ['lookout.email.text', 'lookout.slack.text']) {
+      const body = await render(name, groupData([synthetic]));
+      assert.doesNotMatch(body, /lookout:\/\/|Source:|\|source>/, `${name}: ${body}`);
     }
   });
 
@@ -343,7 +409,9 @@ describe('alertmanager/templates/lookout.tmpl (amtool template render)', () => {
     );
     assert.match(
       lines[1]!,
-      /<https:\/\/github\.com\/.*#hostfilesystemalmostfull\|runbook> · <http:\/\/localhost:3000\/d\/lookout-host.*\|dashboard>/,
+      new RegExp(
+        `^<${esc(LINKS.lookout)}/runbooks#hostfilesystemalmostfull\\|runbook> · <${esc(LINKS.grafana)}/d/lookout-host\\?var-instance=web1:10142\\|dashboard> · since `,
+      ),
     );
     assert.match(lines[2]!, /^🟡 \*WARNING\* /);
   });
@@ -363,30 +431,37 @@ const COOLDOWN_TIMINGS = { ...TIMINGS, repeat_interval: '15s' };
 describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`', () => {
   let smtp: SmtpSink;
   let slack: SlackSink;
+  let heartbeat: WebhookSink;
   const running: Running[] = [];
 
   before(async () => {
     assert.ok(existsSync(join(REPO, 'dist/cli.js')), 'run `npm run build` first');
     smtp = await startSmtpSink();
     slack = await startSlackSink();
+    heartbeat = await startWebhookSink();
   });
   after(async () => {
     for (const r of running) await r.stop();
     await smtp?.stop();
     await slack?.stop();
+    await heartbeat?.stop();
   });
 
   async function freshAlertmanager(
     timings: Record<string, string> = TIMINGS,
+    heartbeatTimings?: Record<string, string>,
   ): Promise<{ am: Running; cfg: AmTestConfig }> {
     smtp.received.length = 0;
     slack.received.length = 0;
+    heartbeat.received.length = 0;
     const dir = await tempDir('lookout-am-config-');
     const cfg = await renderAlertmanagerConfig({
       dir,
       smarthost: smtp.smarthost,
       slackUrl: slack.url,
+      heartbeatUrl: heartbeat.url,
       timings,
+      heartbeatTimings,
     });
     const am = await startAlertmanager(cfg.text);
     running.push(am);
@@ -436,8 +511,8 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     const msg = await slack.waitFor((m) => m.body.attachments?.[0]?.title === title, 15_000, title);
     const att = msg.body.attachments![0]!;
     assert.equal(att.color, 'warning');
-    assert.match(att.text ?? '', /#lookoutalerttest\|runbook>/);
-    assert.match(att.title_link ?? '', /docs\/runbooks\.md#lookoutalerttest$/);
+    assert.ok((att.text ?? '').includes(`<${LINKS.lookout}/runbooks#lookoutalerttest|runbook>`));
+    assert.equal(att.title_link, `${LINKS.lookout}/runbooks#lookoutalerttest`);
 
     await new Promise((r) => setTimeout(r, QUIET_MS));
     assert.equal(
@@ -477,15 +552,12 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     assert.deepEqual(mail.to, ['oncall@example.com']);
     assert.deepEqual(mail.auth, { username: 'lookout@example.com', password: cfg.smtpPassword });
     for (const body of [mail.text, mail.html]) {
-      assert.ok(body.includes('docs/runbooks.md#lookoutalerttest'), 'runbook link');
+      assert.ok(body.includes(`${LINKS.lookout}/runbooks#lookoutalerttest`), 'runbook link');
       assert.ok(body.includes(HOST), 'instance');
-      assert.ok(body.includes('http://localhost:3000/d/lookout-overview'), 'dashboard link');
+      assert.ok(body.includes(`${LINKS.grafana}/d/lookout-overview`), 'dashboard link');
       assert.match(body, /nothing is wrong/, 'the description (value)');
     }
-    assert.match(
-      mail.html,
-      /<a href="https:\/\/github\.com\/lookout-monitoring\/lookout\/blob\/main\/docs\/runbooks\.md#lookoutalerttest">/,
-    );
+    assert.ok(mail.html.includes(`<a href="${LINKS.lookout}/runbooks#lookoutalerttest">`));
     const red = await slack.waitFor(
       (m) => m.body.attachments?.[0]?.title === subject.replace('[LOOKOUT] ', ''),
       15_000,
@@ -568,14 +640,14 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     // else) moves the repeat out of [repeat_interval, repeat_interval + group_interval].
     const shippedRoute = (await loadAlertmanagerYml()).route as Record<string, unknown>;
     assert.equal(
-      parsePromDuration(String(shippedRoute.repeat_interval)),
+      durationMs(String(shippedRoute.repeat_interval)),
       3_600_000,
       'the shipped repeat_interval (the cooldown) is 1h',
     );
     const { am, cfg } = await freshAlertmanager(COOLDOWN_TIMINGS);
     assert.deepEqual(cfg.config.route, { ...shippedRoute, ...COOLDOWN_TIMINGS });
-    const repeatMs = parsePromDuration(COOLDOWN_TIMINGS.repeat_interval);
-    const tickMs = parsePromDuration(COOLDOWN_TIMINGS.group_interval);
+    const repeatMs = durationMs(COOLDOWN_TIMINGS.repeat_interval);
+    const tickMs = durationMs(COOLDOWN_TIMINGS.group_interval);
     // Date.now() in the sink vs. Alertmanager's own clock at send time.
     const CLOCK_SLACK_MS = 500;
     try {
@@ -642,4 +714,99 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
       await am.stop();
     }
   });
+
+  test('Watchdog: sent to the heartbeat webhook, repeated every repeat_interval, never to email or Slack', async (t) => {
+    // The shipped heartbeat route: at once, then every minute. The copy keeps the route and
+    // receiver and shortens only its timings, so the repeats fit in the test.
+    const shipped = (await loadAlertmanagerYml()).route as {
+      routes: Array<Record<string, unknown>>;
+    };
+    const hbRoute = shipped.routes.find((r) => r.receiver === 'heartbeat');
+    assert.deepEqual(hbRoute?.matchers, ['alertname="Watchdog"']);
+    assert.equal(hbRoute?.group_wait, '0s');
+    assert.equal(durationMs(String(hbRoute?.repeat_interval)), 60_000);
+    const HB = { group_wait: '0s', group_interval: '1s', repeat_interval: '4s' };
+    const { am } = await freshAlertmanager(TIMINGS, HB);
+    try {
+      // Watchdog as rules/lookout.yml labels it, plus a warning in the same Alertmanager:
+      // its Slack message shows Slack works here, so Watchdog's absence there means something.
+      const rule = await watchdogRule();
+      const now = Date.now();
+      const endsAt = new Date(now + 120_000).toISOString();
+      await amPost(am.url, [
+        {
+          labels: { alertname: 'Watchdog', ...rule.labels },
+          annotations: rule.annotations,
+          startsAt: new Date(now).toISOString(),
+          endsAt,
+        },
+        {
+          labels: { alertname: 'LookoutAlertTest', severity: 'warning', instance: HOST },
+          annotations: { summary: TEST_SUMMARY },
+          startsAt: new Date(now).toISOString(),
+          endsAt,
+        },
+      ]);
+      const isWatchdog = (m: { body: { alerts?: Array<{ labels?: Record<string, string> }> } }) =>
+        m.body.alerts?.some((a) => a.labels?.alertname === 'Watchdog') === true;
+      const first = await heartbeat.waitFor(isWatchdog, 10_000, 'the first heartbeat');
+      assert.equal(first.body.receiver, 'heartbeat');
+      assert.equal(first.body.status, 'firing');
+      assert.equal(first.path, '/ping/lookout');
+      const repeatMs = durationMs(HB.repeat_interval);
+      const second = await heartbeat.waitFor(
+        (m) => m !== first && isWatchdog(m),
+        repeatMs + 5_000,
+        'the repeated heartbeat',
+      );
+      const third = await heartbeat.waitFor(
+        (m) => m !== first && m !== second && isWatchdog(m),
+        repeatMs + 5_000,
+        'the second repeat',
+      );
+      const gaps = [second.receivedAt - first.receivedAt, third.receivedAt - second.receivedAt];
+      t.diagnostic(`heartbeat gaps ${gaps.join(', ')} ms (repeat_interval ${repeatMs} ms)`);
+      for (const gap of gaps) {
+        assert.ok(gap >= repeatMs - 500, `a heartbeat came ${gap} ms after the last`);
+        assert.ok(gap <= repeatMs + 3_000, `a heartbeat came ${gap} ms after the last`);
+      }
+      await slack.waitFor(
+        (m) => /LookoutAlertTest/.test(JSON.stringify(m.body)),
+        10_000,
+        'the warning in Slack',
+      );
+      const leaked = [
+        ...slack.received.map((m) => JSON.stringify(m.body)),
+        ...smtp.received.map((m) => m.subject + m.text),
+      ].filter((x) => x.includes('Watchdog'));
+      assert.deepEqual(leaked, [], 'Watchdog reached email or Slack');
+      assert.equal(smtp.received.length, 0, 'no email at all (the other alert is a warning)');
+      assert.ok(
+        heartbeat.received.every((m) => !/LookoutAlertTest/.test(JSON.stringify(m.body))),
+        'only Watchdog reaches the heartbeat',
+      );
+    } finally {
+      // It would keep pinging into the shared sink.
+      await am.stop();
+    }
+  });
 });
+
+/** Watchdog's labels and annotations as rules/lookout.yml writes them. */
+async function watchdogRule(): Promise<{
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}> {
+  const doc = load(await readFile(join(REPO, 'rules/lookout.yml'), 'utf8')) as {
+    groups: Array<{
+      rules: Array<{
+        alert?: string;
+        labels?: Record<string, string>;
+        annotations?: Record<string, string>;
+      }>;
+    }>;
+  };
+  const rule = doc.groups.flatMap((g) => g.rules).find((r) => r.alert === 'Watchdog');
+  assert.ok(rule, 'rules/lookout.yml has a Watchdog alert');
+  return { labels: rule.labels ?? {}, annotations: rule.annotations ?? {} };
+}

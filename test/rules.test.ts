@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { z } from 'zod';
 import { REPO, tempDir } from './helpers/procs.js';
-import { parsePromDuration } from './helpers/alerting.js';
+import { durationMs } from './helpers/alerting.js';
 import { ALERT_NAME, syntheticAlert } from '../src/alerttest.js';
 
 const run = promisify(execFile);
@@ -26,6 +26,24 @@ const GRAFANA_BASE = '/d/';
  * collector, a probe target, a log); a summary must name each one its alerts carry.
  */
 const OBJECT_LABELS = ['mountpoint', 'name', 'collector', 'target', 'log'];
+
+/**
+ * Issue 9 item 10, still open: alerts whose just-below case (after `for`) is not written
+ * yet, as "<alert> <severity> <below|between>". Shrinks to empty; never grows.
+ */
+const KNOWN_GAPS: string[] = [
+  'HostFilesystemInodesAlmostFull warning below',
+  'HostFilesystemInodesAlmostFull critical between',
+  'HostFilesystemFillingUp warning below',
+  'HostFilesystemFillingUp critical between',
+  'HostRebooted warning below',
+  'LookoutDown critical below',
+  'LookoutCollectorFailing warning below',
+  'LookoutCollectorSlow warning below',
+  'PrometheusTargetDown warning below',
+  'LookoutCollectorVanished warning below',
+  'AlertmanagerNotificationsFailing critical below',
+];
 
 // ------------------------------------------------------------------ file shapes
 
@@ -108,7 +126,7 @@ const alerts: Alert[] = rules.flatMap(({ file, groups }) =>
               file,
               name: r.alert,
               severity: r.labels?.severity,
-              forMs: parsePromDuration(r.for ?? '0s'),
+              forMs: durationMs(r.for ?? '0s'),
               annotations: r.annotations ?? {},
             },
           ],
@@ -266,7 +284,10 @@ describe('every alert', () => {
       );
       assert.match(a.annotations.summary ?? '', /\$labels\.instance\b/, `${a.name}: summary`);
       // A raw {{ $value }} prints 0.8712345 or 1.2e+10; the value goes through a humanizer.
-      for (const m of (a.annotations.description ?? '').matchAll(/\$value\b\s*(\|\s*(\w+))?/g)) {
+      // (Compared, as in {{ if gt $value 0.95 }}, it is not printed.)
+      for (const m of (a.annotations.description ?? '').matchAll(
+        /(?<!\b(?:gt|ge|lt|le|eq|ne)\s+)\$value\b\s*(\|\s*(\w+))?/g,
+      )) {
         assert.match(m[2] ?? '', /^(humanize\w*|printf)$/, `${a.name}: bare $value`);
       }
     }
@@ -290,39 +311,44 @@ describe('every alert', () => {
 
   // "Silent" only counts once `for` has elapsed: a case made while the alert is still
   // pending passes whatever the threshold. The object just below the threshold is named by
-  // convention (rules/tests/*.test.yml headers): a label value `below` (just under the
-  // warning, or the only, threshold) or `between` (past warning, just under critical).
-  // TODO (issue 9, item 10): the older cases in host/processes/lookout.test.yml still
-  // need `below`/`between` objects evaluated after `for`; until they have them this check
-  // lists every gap as a todo instead of failing the run.
-  it(
-    'is tested just below its threshold after its `for` has elapsed',
-    {
-      todo: 'older test files not yet converted to the below/between convention',
-    },
-    () => {
-      for (const a of alerts) {
-        if (a.name === 'Watchdog') continue; // vector(1): there is no below
-        const near = a.severity === 'critical' ? 'between' : 'below';
-        const nearSel = new RegExp(`="${near}"`);
-        const ok = cases.some(
-          (c) =>
-            c.alertname === a.name &&
-            parsePromDuration(c.eval_time) >= a.forMs &&
-            c.series.some((sr) => nearSel.test(sr)) &&
-            !(c.exp_alerts ?? []).some(
-              (e) =>
-                String(e.exp_labels?.severity) === a.severity &&
-                Object.values(e.exp_labels ?? {}).some((v) => String(v) === near),
-            ),
-        );
-        assert.ok(
-          ok,
-          `${a.name} (${a.severity}): no case evaluates a "${near}" series after for: ${a.forMs / 1000}s and expects it silent`,
-        );
-      }
-    },
-  );
+  // convention (rules/tests/*.test.yml headers): a label value `below` just under the
+  // lowest tier of an alert (or its only one), `between` just under a higher tier (past
+  // the tier below it). KNOWN_GAPS lists the older cases not converted yet: a new alert
+  // without its case fails, and so does an entry here once its case exists.
+  it('is tested just below its threshold after its `for` has elapsed', () => {
+    const rank = (sev: string | undefined) => ['info', 'warning', 'critical'].indexOf(sev ?? '');
+    const gaps: string[] = [];
+    for (const a of alerts) {
+      if (a.name === 'Watchdog') continue; // vector(1): there is no below
+      const lowest = Math.min(
+        ...alerts.filter((x) => x.name === a.name).map((x) => rank(x.severity)),
+      );
+      const near = rank(a.severity) > lowest ? 'between' : 'below';
+      const nearSel = new RegExp(`="${near}"`);
+      const ok = cases.some(
+        (c) =>
+          c.alertname === a.name &&
+          durationMs(c.eval_time) >= a.forMs &&
+          c.series.some((sr) => nearSel.test(sr)) &&
+          !(c.exp_alerts ?? []).some(
+            (e) =>
+              String(e.exp_labels?.severity) === a.severity &&
+              Object.values(e.exp_labels ?? {}).some((v) => String(v) === near),
+          ),
+      );
+      if (!ok) gaps.push(`${a.name} ${a.severity ?? ''} ${near}`);
+    }
+    assert.deepEqual(
+      gaps.filter((g) => !KNOWN_GAPS.includes(g)),
+      [],
+      'alerts without a case just below the threshold evaluated after `for`',
+    );
+    assert.deepEqual(
+      KNOWN_GAPS.filter((g) => !gaps.includes(g)),
+      [],
+      'KNOWN_GAPS lists a case that now exists: remove it from the list',
+    );
+  });
 
   it('is one that a test names (a misspelt alertname would pass silently)', () => {
     for (const c of cases) {

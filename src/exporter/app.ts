@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Runner } from './runner.js';
 import { landingPage } from './landing.js';
 import { errorHandler, mountRoutes } from './routes.js';
+import { runbooksHandler } from './runbooks.js';
 import type { Logger } from '../lib/log.js';
 
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -64,6 +65,8 @@ export function createApp(
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = 'ok\n';
   });
+
+  router.get('/runbooks', runbooksHandler(log));
 
   router.get('/', (ctx) => {
     ctx.type = 'text/html; charset=utf-8';

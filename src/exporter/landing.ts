@@ -25,7 +25,7 @@ export function landingPage(states: readonly CollectorState[], version: string):
 tr.ok td:nth-child(2){color:#1a7f37}tr.failed td:nth-child(2),tr.timeout td:nth-child(2),tr.stuck td:nth-child(2){color:#cf222e;font-weight:bold}</style>
 </head><body>
 <h1>lookout ${escapeHtml(version)}</h1>
-<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p>
+<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/runbooks">runbooks</a></p>
 <table><thead><tr><th>collector</th><th>state</th><th>last duration</th><th>last success</th><th>interval</th><th>last error</th><th>what it collects</th></tr></thead>
 <tbody>
 ${rows}

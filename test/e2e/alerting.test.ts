@@ -10,6 +10,10 @@
  * 2. Real faults, each undone again: a 4 MiB tmpfs filled past 90 %, 25 zombie processes,
  *    lookout killed. For each: the critical email and Slack message arrive with the exact
  *    subject, the warning of the same alert is inhibited, the resolved notice arrives.
+ *    Then two faults left in place to the end: Alertmanager's SMTP login broken (the SMTP
+ *    server requires a password, the password file gains a trailing newline) ends as a
+ *    Slack message that notifications are failing; a watched process crash-looping (really
+ *    started and killed, again and again) ends as HostWatchedProcessFlapping.
  * 3. No message is sent twice during the run. (That is no duplicate sends within the
  *    minutes watched, not the 1h cooldown itself: test/alertmanager.test.ts proves that
  *    repeat_interval is the cooldown, with a 15 s copy.)
@@ -21,7 +25,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, rmdir, statfs, symlink, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -31,6 +36,9 @@ import {
   expandLabels,
   renderAlertmanagerConfig,
   runCommand,
+  runLookout,
+  shippedLinkBases,
+  type AmTestConfig,
   type RuleTiming,
 } from '../helpers/alerting.js';
 import {
@@ -47,10 +55,12 @@ import {
 import {
   startSlackSink,
   startSmtpSink,
+  startWebhookSink,
   type Email,
   type SlackMessage,
   type SlackSink,
   type SmtpSink,
+  type WebhookSink,
 } from '../helpers/sinks.js';
 
 /** `for:` in the rule copy: one minute becomes one second (15m → 15s, 5m → 5s, 2m → 2s).
@@ -66,6 +76,10 @@ const QUIET_MS = 8_000;
 const AM_TIMINGS = { group_wait: '1s', group_interval: '2s' };
 const TMPFS_BYTES = 4 * 1024 * 1024;
 const ZOMBIES = 25;
+/** The watched name the crash-loop fault starts and kills (a symlink to sleep: comm). */
+const FLAPPER = 'lookoutflap';
+/** The public addresses links.tmpl puts in front of the rules' paths. */
+const LINKS = await shippedLinkBases();
 
 /** Which message a measurement is about; the columns of the summary table. */
 const KINDS = ['email', 'slack', 'resolved email', 'resolved slack'] as const;
@@ -98,8 +112,12 @@ function timesTable(measured: Measured[]): string {
 describe('alerting end to end: lookout → Prometheus → Alertmanager → email + Slack', () => {
   let smtp: SmtpSink;
   let slack: SlackSink;
+  let heartbeat: WebhookSink;
   let am: Running;
+  let amConfig: AmTestConfig;
   let prom: Running;
+  let flapper: ChildProcess | undefined;
+  let flapping = false;
   let lookout: Running | undefined;
   let lookoutPort: number;
   let lookoutDir: string;
@@ -150,7 +168,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
     const mail = await smtp.waitFor((m) => m.subject === subject, DELIVERY_MS, subject);
     record(t, name, 'email', faultAt, mail);
     assert.deepEqual(mail.to, ['oncall@example.com']);
-    const runbook = `docs/runbooks.md#${alertname.toLowerCase()}`;
+    const runbook = `${LINKS.lookout}/runbooks#${alertname.toLowerCase()}`;
     for (const body of [mail.text, mail.html]) {
       assert.ok(body.includes(runbook), `${name}: email body has the runbook link ${runbook}`);
       assert.ok(body.includes(instance), `${name}: email body names the instance`);
@@ -235,12 +253,16 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
 
     smtp = await startSmtpSink();
     slack = await startSlackSink();
+    // A heartbeat sink, not a dead address: Prometheus scrapes Alertmanager here, and a
+    // heartbeat that cannot be delivered is itself AlertmanagerNotificationsFailing.
+    heartbeat = await startWebhookSink();
 
     const amDir = await tempDir('lookout-e2e-am-');
-    const amConfig = await renderAlertmanagerConfig({
+    amConfig = await renderAlertmanagerConfig({
       dir: amDir,
       smarthost: smtp.smarthost,
       slackUrl: slack.url,
+      heartbeatUrl: heartbeat.url,
       timings: AM_TIMINGS,
     });
     am = await startAlertmanager(amConfig.text);
@@ -256,8 +278,13 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       [
         'collectors:',
         '  host: { interval: 1s, timeout: 1s }',
-        '  filesystem: { interval: 1s, timeout: 1s }',
-        '  processes: { interval: 1s, timeout: 1s, watch: [prometheus] }',
+        // Only this test's tmpfs: the machine is shared with other tests that mount fault
+        // disks and write to /, which the soak would take for this host's alerts (seen:
+        // HostFilesystemAlmostFull on another test's disk, HostFilesystemFillingUp on / from
+        // a few minutes of writes with `for` shortened to a minute). The filesystem rules
+        // have their promtool tests; here the tmpfs fault below is their real fault.
+        "  filesystem: { interval: 1s, timeout: 1s, mount_points_exclude: '^(?!/tmp/lookout-e2e-fill-)' }",
+        `  processes: { interval: 1s, timeout: 1s, watch: [prometheus, ${FLAPPER}] }`,
         '',
       ].join('\n'),
     );
@@ -280,7 +307,11 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
         alerting: {
           alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${am.port}`] }] }],
         },
-        scrape_configs: [{ job_name: 'lookout', static_configs: [{ targets: [instance] }] }],
+        scrape_configs: [
+          { job_name: 'lookout', static_configs: [{ targets: [instance] }] },
+          // AlertmanagerNotificationsFailing reads Alertmanager's own counters.
+          { job_name: 'alertmanager', static_configs: [{ targets: [`127.0.0.1:${am.port}`] }] },
+        ],
       }),
     );
     toStop.push(prom);
@@ -316,6 +347,9 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
   }
 
   after(async () => {
+    flapping = false;
+    if (flapper && flapper.exitCode === null && flapper.signalCode === null)
+      flapper.kill('SIGKILL');
     if (zombieParent && zombieParent.exitCode === null && zombieParent.signalCode === null) {
       zombieParent.kill('SIGKILL');
     }
@@ -331,6 +365,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
     for (const r of toStop.reverse()) await r.stop();
     await smtp?.stop();
     await slack?.stop();
+    await heartbeat?.stop();
     if (measured.length > 0) {
       const setup = {
         for_scale: FOR_SCALE,
@@ -406,10 +441,16 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       await new Promise((r) => setTimeout(r, 1000));
     }
     const now = Date.now();
-    const firing = (await promQuery(prom.url, 'ALERTS{alertstate="firing"}'))
+    // Watchdog fires always, by design; its delivery to the heartbeat is checked below.
+    const firing = (await promQuery(prom.url, 'ALERTS{alertstate="firing",alertname!="Watchdog"}'))
       .map((s) => `🔴 ${String(s.metric.severity).toUpperCase()}: ${s.metric.alertname} — `)
       .filter((text) => !judge(text, now));
     assert.deepEqual(firing, [], 'alerts firing in Prometheus at the end of the soak');
+    // The rule's Watchdog, through the shipped heartbeat route, the whole soak long.
+    const pings = heartbeat.received.filter((m) =>
+      m.body.alerts?.some((a) => a.labels?.alertname === 'Watchdog'),
+    );
+    assert.ok(pings.length >= 2, `${pings.length} heartbeats during the soak`);
     const pending = await promQuery(prom.url, 'ALERTS{alertstate="pending"}');
     for (const p of pending)
       t.diagnostic(`pending at the end of the soak: ${JSON.stringify(p.metric)}`);
@@ -524,6 +565,120 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
     },
   );
 
+  test(
+    'SMTP login broken: AlertmanagerNotificationsFailing reaches Slack',
+    { timeout: 180_000 },
+    async (t) => {
+      // The SMTP server now insists on the right password, and the password file gets the
+      // trap the runbook names: a trailing newline (Alertmanager 0.25 sends it as part of
+      // the password). Alertmanager reads the file at each send.
+      smtp.requirePassword(amConfig.smtpPassword);
+      await writeFile(join(amConfig.secretsDir, 'smtp_password'), amConfig.smtpPassword + '\n');
+      const mailsBefore = smtp.received.length;
+      // The fault shows at the first email Alertmanager tries: a critical through the path
+      // a person would use to test it.
+      const faultAt = Date.now();
+      const sent = await runLookout([
+        'alert-test',
+        '--alertmanager',
+        am.url,
+        '--severity',
+        'critical',
+      ]);
+      assert.equal(sent.code, 0, sent.stderr);
+      const summary = summaryOf('AlertmanagerNotificationsFailing', 'critical', {
+        instance: `127.0.0.1:${am.port}`,
+        job: 'alertmanager',
+        integration: 'email',
+      });
+      const failing = await slack.waitFor(
+        (m) => title(m) === `🔴 CRITICAL: AlertmanagerNotificationsFailing — ${summary}`,
+        DELIVERY_MS + 30_000,
+        'the AlertmanagerNotificationsFailing Slack message',
+      );
+      record(t, 'SMTP login broken', 'slack', faultAt, failing);
+      assert.equal(color(failing), 'danger');
+      assert.ok(
+        JSON.stringify(failing.body).includes(
+          `${LINKS.lookout}/runbooks#alertmanagernotificationsfailing`,
+        ),
+        'the Slack message links the runbook',
+      );
+      assert.equal(smtp.received.length, mailsBefore, 'no email got through the broken login');
+      // Put the password back; the email path is what the rest of the run checks. (The
+      // alert stays until its 5-minute rate window has passed, after this file ends.)
+      await writeFile(join(amConfig.secretsDir, 'smtp_password'), amConfig.smtpPassword);
+    },
+  );
+
+  test(
+    'a watched process crash-looping: HostWatchedProcessFlapping critical',
+    { timeout: 180_000 },
+    async (t) => {
+      // A real process of the watched name (a symlink to sleep: comm is the link's name),
+      // started and killed again and again, down each time for less than
+      // HostWatchedProcessNotRunning's shortened `for` (2 s), as a supervisor restarting a
+      // crashing service does. The loop goes on until the alert arrives or time runs out.
+      const dir = await tempDir('lookout-e2e-flap-');
+      const bin = join(dir, FLAPPER);
+      await symlink('/bin/sleep', bin);
+      const UP_MS = 2_500;
+      const DOWN_MS = 1_100;
+      const subject = `[LOOKOUT] 🔴 CRITICAL: HostWatchedProcessFlapping — ${summaryOf('HostWatchedProcessFlapping', 'critical', { name: FLAPPER })}`;
+      let restarts = 0;
+      flapping = true;
+      const start = () => {
+        flapper = spawn(bin, ['600'], { stdio: 'ignore' });
+        restarts++;
+      };
+      // The first start is the baseline (the name "ran within 24h"); the fault is the
+      // first crash after lookout has seen it running.
+      start();
+      await eventually(
+        async () =>
+          (await promQuery(prom.url, `lookout_watched_processes{name="${FLAPPER}"} > 0`)).length ===
+          1,
+        20_000,
+        `lookout to see ${FLAPPER} running`,
+      );
+      const faultAt = Date.now();
+      const loop = (async () => {
+        const deadline = faultAt + DELIVERY_MS + 60_000;
+        while (flapping && Date.now() < deadline) {
+          const p = flapper!;
+          const exited = new Promise((r) => p.once('exit', r));
+          p.kill('SIGKILL');
+          await exited;
+          await sleep(DOWN_MS);
+          if (!flapping) break;
+          start();
+          await sleep(UP_MS);
+        }
+      })();
+      try {
+        const mail = await smtp.waitFor(
+          (m) => m.subject === subject,
+          DELIVERY_MS + 60_000,
+          subject,
+        );
+        record(t, 'crash loop', 'email', faultAt, mail);
+        const red = await slack.waitFor(
+          (m) => title(m) === subject.replace('[LOOKOUT] ', ''),
+          DELIVERY_MS,
+          'the HostWatchedProcessFlapping Slack message',
+        );
+        record(t, 'crash loop', 'slack', faultAt, red);
+        assert.equal(color(red), 'danger');
+        t.diagnostic(`${restarts} starts of ${FLAPPER} until the alert`);
+      } finally {
+        // Leave the last one running: a dead watched process would page as NotRunning.
+        flapping = false;
+        await loop;
+        if (flapper?.exitCode !== null || flapper.signalCode !== null) start();
+      }
+    },
+  );
+
   // Not the cooldown (repeat_interval 1h is longer than this run; test/alertmanager.test.ts
   // proves the cooldown with a 15 s copy): this shows that no group_interval tick and no
   // re-evaluation during the run made Alertmanager send an unchanged message again.
@@ -541,7 +696,8 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
     t.diagnostic(`watched ${observedS} s since the first message`);
     const twice = sent.filter((s, i) => sent.indexOf(s) !== i);
     assert.deepEqual(twice, [], `messages sent more than once within ${observedS} s`);
-    // 3 faults × (firing + resolved) × (email + Slack), plus HostRebooted on a fresh machine.
+    // 3 faults × (firing + resolved) × (email + Slack), plus HostRebooted on a fresh machine,
+    // plus the notifications-failing and flapping messages.
     assert.ok(sent.filter((s) => !s.includes('HostRebooted')).length >= 12, sent.join('\n'));
   });
 });
@@ -615,7 +771,6 @@ function justification(
   machine: MachineSampler | undefined,
   promStartedAt: number,
 ): string | undefined {
-  const critical = severity === 'critical';
   if (alertname === 'HostRebooted') {
     const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
     const age = (at - (Date.now() - uptime * 1000)) / 1000;
@@ -630,7 +785,8 @@ function justification(
     const last = inWindow.at(-1);
     if (!first || !last || last.total === first.total) return undefined;
     const ratio = (last.busy - first.busy) / (last.total - first.total);
-    const threshold = critical ? 0.9 : 0.7;
+    // The tiers of rules/host.yml: info over 70 % (never sent), warning over 90 %.
+    const threshold = severity === 'warning' ? 0.9 : 0.7;
     return ratio > threshold - MARGIN
       ? `CPU ${(ratio * 100).toFixed(0)} % busy over the rate window (threshold ${threshold * 100} %)`
       : undefined;
@@ -638,7 +794,8 @@ function justification(
   if (alertname === 'HostLoadHigh') {
     const recent = machine.samples.filter((s) => s.at <= at).at(-1);
     const perCore = recent ? recent.load15 / availableParallelism() : 0;
-    const threshold = critical ? 3 : 1.5;
+    // info over 1.5 per core (never sent), warning over 3.
+    const threshold = severity === 'warning' ? 3 : 1.5;
     return perCore > threshold * (1 - MARGIN)
       ? `load15 ${perCore.toFixed(2)} per core (threshold ${threshold})`
       : undefined;

@@ -5,11 +5,12 @@
  * file a user deploys.
  */
 import { execFile } from 'node:child_process';
-import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { cp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { REPO } from './procs.js';
+import { formatDuration, parseDuration } from '../../src/config/duration.js';
 
 const run = promisify(execFile);
 
@@ -58,7 +59,12 @@ export async function renderAlertmanagerConfig(opts: {
   slackUrl: string;
   /** Where the heartbeat (Watchdog) webhook goes; a local sink, never the shipped address. */
   heartbeatUrl?: string;
-  timings?: { group_wait?: string; group_interval?: string; repeat_interval?: string };
+  timings?: Timings;
+  /** Timings of the heartbeat (Watchdog) route, which has its own. */
+  heartbeatTimings?: Timings;
+  /** The two public addresses of links.tmpl, for a test that follows the links; the
+   *  templates are then a copy in dir with only those two lines changed. */
+  links?: LinkBases;
 }): Promise<AmTestConfig> {
   const secretsDir = join(opts.dir, 'secrets');
   await mkdir(secretsDir, { recursive: true });
@@ -66,12 +72,21 @@ export async function renderAlertmanagerConfig(opts: {
   await writeFile(join(secretsDir, 'smtp_password'), smtpPassword, { mode: 0o600 });
   await writeFile(join(secretsDir, 'slack_webhook_url'), opts.slackUrl, { mode: 0o600 });
 
+  let templatesDir = join(REPO, 'alertmanager/templates');
+  if (opts.links) {
+    const copy = join(opts.dir, 'templates');
+    await cp(templatesDir, copy, { recursive: true });
+    const file = join(copy, 'links.tmpl');
+    await writeFile(file, withLinkBases(await readFile(file, 'utf8'), opts.links));
+    templatesDir = copy;
+  }
+
   const shipped = await loadAlertmanagerYml();
   const config = mapStrings(shipped, (s) =>
     s.startsWith(AM_SECRETS_DIR)
       ? join(secretsDir, s.slice(AM_SECRETS_DIR.length))
       : s.startsWith(AM_TEMPLATES_DIR)
-        ? join(REPO, 'alertmanager/templates', s.slice(AM_TEMPLATES_DIR.length))
+        ? join(templatesDir, s.slice(AM_TEMPLATES_DIR.length))
         : s,
   ) as YamlMap;
   const global = config.global;
@@ -80,6 +95,13 @@ export async function renderAlertmanagerConfig(opts: {
   global.smtp_smarthost = opts.smarthost;
   global.smtp_require_tls = false;
   Object.assign(route, opts.timings ?? {});
+  if (opts.heartbeatTimings) {
+    const hb = Array.isArray(route.routes)
+      ? route.routes.find((r) => isMap(r) && r.receiver === 'heartbeat')
+      : undefined;
+    if (!isMap(hb)) throw new Error('alertmanager.yml: no route to the heartbeat receiver');
+    Object.assign(hb, opts.heartbeatTimings);
+  }
   // The shipped heartbeat URL is a placeholder on the internet: tests send only to
   // 127.0.0.1 (port 9, discard, when the test has no heartbeat sink of its own).
   const receivers = config.receivers;
@@ -93,35 +115,59 @@ export async function renderAlertmanagerConfig(opts: {
   return { text: JSON.stringify(config, null, 2), config, smtpPassword, secretsDir };
 }
 
-// ---------------------------------------------------------------- durations
-
-const UNIT_MS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-  y: 31_536_000_000,
-};
-
-/** A Prometheus duration ("1h30m", "15m", "0s") in milliseconds. */
-export function parsePromDuration(text: string): number {
-  const re = /(\d+)(ms|s|m|h|d|w|y)/gy;
-  let total = 0;
-  let end = 0;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
-    end = re.lastIndex;
-  }
-  if (text === '' || end !== text.length) throw new Error(`not a Prometheus duration: "${text}"`);
-  return total;
+export interface Timings {
+  group_wait?: string;
+  group_interval?: string;
+  repeat_interval?: string;
 }
 
-/** Milliseconds as a Prometheus duration, in whole ms ("1500ms", "2s"). */
-export function formatPromDuration(ms: number): string {
-  const whole = Math.max(0, Math.round(ms));
-  return whole % 1000 === 0 ? `${whole / 1000}s` : `${whole}ms`;
+// ---------------------------------------------------------------- links
+
+/** The public addresses alertmanager/templates/links.tmpl puts in front of rules' paths. */
+export interface LinkBases {
+  lookout: string;
+  grafana: string;
+}
+
+const LINK_DEFINE = (name: keyof LinkBases) =>
+  new RegExp(`(\\{\\{ define "lookout\\.link\\.${name}" \\}\\})([^{]*)(\\{\\{ end \\}\\})`);
+
+/** The two addresses as shipped in links.tmpl. */
+export async function shippedLinkBases(): Promise<LinkBases> {
+  const text = await readFile(join(REPO, 'alertmanager/templates/links.tmpl'), 'utf8');
+  const get = (name: keyof LinkBases) => {
+    const m = LINK_DEFINE(name).exec(text);
+    if (!m?.[2]) throw new Error(`links.tmpl: no define "lookout.link.${name}"`);
+    return m[2];
+  };
+  return { lookout: get('lookout'), grafana: get('grafana') };
+}
+
+/** links.tmpl with the two addresses replaced and nothing else. */
+function withLinkBases(text: string, links: LinkBases): string {
+  let out = text;
+  for (const name of ['lookout', 'grafana'] as const) {
+    if (!LINK_DEFINE(name).test(out))
+      throw new Error(`links.tmpl: no define "lookout.link.${name}"`);
+    out = out.replace(
+      LINK_DEFINE(name),
+      (_, open: string, _old: string, end: string) => open + links[name] + end,
+    );
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- durations
+
+/**
+ * A Prometheus duration in milliseconds, through the one parser lookout has
+ * (src/config/duration.ts); here the text comes from a shipped file or a test, so text
+ * that is not a duration is a bug to stop at, not a value to report.
+ */
+export function durationMs(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new Error(`not a Prometheus duration: "${text}"`);
+  return ms;
 }
 
 // ---------------------------------------------------------------- rules
@@ -160,7 +206,7 @@ export async function copyRulesWithShortFor(
       for (const rule of rules) {
         if (!isMap(rule) || typeof rule.alert !== 'string') continue;
         const original = typeof rule.for === 'string' ? rule.for : '0s';
-        const shortened = formatPromDuration(shorten(parsePromDuration(original)));
+        const shortened = formatDuration(shorten(durationMs(original)));
         rule.for = shortened;
         const labels = rule.labels;
         const annotations = rule.annotations;

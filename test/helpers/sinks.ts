@@ -34,6 +34,9 @@ export interface SmtpSink extends Sink<Email> {
   port: number;
   /** host:port, as smtp_smarthost wants it. */
   smarthost: string;
+  /** From now on, refuse a login with another password (535), as a real server does;
+   *  undefined accepts any login again. */
+  requirePassword(password: string | undefined): void;
 }
 
 export interface SlackAttachment {
@@ -77,6 +80,7 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
 
 export async function startSmtpSink(): Promise<SmtpSink> {
   const received: Email[] = [];
+  let required: string | undefined;
   const server = new SMTPServer({
     // Alertmanager logs in when the server offers AUTH; accept anything and record it.
     authOptional: true,
@@ -86,7 +90,19 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     logger: false,
     closeTimeout: 1000,
     onAuth(auth, _session, cb) {
+      if (required !== undefined && auth.password !== required) {
+        cb(new Error('Invalid username or password'));
+        return;
+      }
       cb(null, { user: { username: auth.username ?? '', password: auth.password ?? '' } });
+    },
+    onMailFrom(_address, session, cb) {
+      // A server that requires a login refuses mail from a client that did not log in.
+      if (required !== undefined && session.user === undefined) {
+        cb(Object.assign(new Error('Authentication required'), { responseCode: 530 }));
+        return;
+      }
+      cb();
     },
     onData(stream, session, cb) {
       simpleParser(stream).then(
@@ -117,6 +133,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     host,
     port,
     smarthost: `${host}:${port}`,
+    requirePassword: (password) => {
+      required = password;
+    },
     received,
     waitFor: waiter(
       received,
@@ -126,22 +145,41 @@ export async function startSmtpSink(): Promise<SmtpSink> {
   };
 }
 
-export async function startSlackSink(): Promise<SlackSink> {
-  const received: SlackMessage[] = [];
+/** Alertmanager's webhook payload (the heartbeat receiver), the fields tests read. */
+export interface WebhookMessage {
+  path: string;
+  body: {
+    receiver?: string;
+    status?: string;
+    alerts?: Array<{ status?: string; labels?: Record<string, string>; generatorURL?: string }>;
+  };
+  receivedAt: number;
+}
+
+export interface WebhookSink extends Sink<WebhookMessage> {
+  url: string;
+}
+
+/** An HTTP server on 127.0.0.1 that records JSON POSTs, answering a malformed one 400. */
+async function startJsonSink<M extends { path: string; body: unknown; receivedAt: number }>(
+  path: string,
+  describe: (m: M) => string,
+): Promise<Sink<M> & { url: string }> {
+  const received: M[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks).toString('utf8');
-      let body: SlackMessage['body'];
+      let body: M['body'];
       try {
-        body = JSON.parse(raw) as SlackMessage['body'];
+        body = JSON.parse(raw) as M['body'];
       } catch (err) {
         // Slack answers a malformed payload with 400 invalid_payload; so do we.
         res.writeHead(400).end(`invalid_payload: ${(err as Error).message}`);
         return;
       }
-      received.push({ path: req.url ?? '', body, receivedAt: Date.now() });
+      received.push({ path: req.url ?? '', body, receivedAt: Date.now() } as M);
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
     });
   });
@@ -151,16 +189,28 @@ export async function startSlackSink(): Promise<SlackSink> {
   });
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}/services/T000/B000/lookout-test`,
+    url: `http://127.0.0.1:${port}${path}`,
     received,
-    waitFor: waiter(received, (m) => {
-      const a = m.body.attachments?.[0];
-      return `slack color=${a?.color} title=${JSON.stringify(a?.title)}`;
-    }),
+    waitFor: waiter(received, describe),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+export function startSlackSink(): Promise<SlackSink> {
+  return startJsonSink<SlackMessage>('/services/T000/B000/lookout-test', (m) => {
+    const a = m.body.attachments?.[0];
+    return `slack color=${a?.color} title=${JSON.stringify(a?.title)}`;
+  });
+}
+
+/** Stands in for a dead-man's switch: what Alertmanager's webhook receiver posts. */
+export function startWebhookSink(): Promise<WebhookSink> {
+  return startJsonSink<WebhookMessage>('/ping/lookout', (m) => {
+    const names = (m.body.alerts ?? []).map((a) => a.labels?.alertname).join(',');
+    return `webhook receiver=${m.body.receiver} status=${m.body.status} alerts=${names}`;
+  });
 }
