@@ -43,7 +43,7 @@ export class Lifecycle {
 }
 
 /** lookout's own pages; a collector's route may not take their paths. */
-const OWN_PATHS = ['/metrics', '/healthz', '/'];
+const OWN_PATHS = ['/metrics', '/healthz', '/runbooks', '/'];
 
 export function createApp(
   runner: Runner,
