@@ -37,12 +37,6 @@ const KNOWN_GAPS: string[] = [
   'HostFilesystemFillingUp warning below',
   'HostFilesystemFillingUp critical between',
   'HostRebooted warning below',
-  'LookoutDown critical below',
-  'LookoutCollectorFailing warning below',
-  'LookoutCollectorSlow warning below',
-  'PrometheusTargetDown warning below',
-  'LookoutCollectorVanished warning below',
-  'AlertmanagerNotificationsFailing critical below',
 ];
 
 // ------------------------------------------------------------------ file shapes
