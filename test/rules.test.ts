@@ -27,24 +27,6 @@ const GRAFANA_BASE = '/d/';
  */
 const OBJECT_LABELS = ['mountpoint', 'name', 'collector', 'target', 'log'];
 
-/**
- * Issue 9 item 10, still open: alerts whose just-below case (after `for`) is not written
- * yet, as "<alert> <severity> <below|between>". Shrinks to empty; never grows.
- */
-const KNOWN_GAPS: string[] = [
-  'HostFilesystemInodesAlmostFull warning below',
-  'HostFilesystemInodesAlmostFull critical between',
-  'HostFilesystemFillingUp warning below',
-  'HostFilesystemFillingUp critical between',
-  'HostRebooted warning below',
-  'LookoutDown critical below',
-  'LookoutCollectorFailing warning below',
-  'LookoutCollectorSlow warning below',
-  'PrometheusTargetDown warning below',
-  'LookoutCollectorVanished warning below',
-  'AlertmanagerNotificationsFailing critical below',
-];
-
 // ------------------------------------------------------------------ file shapes
 
 const stringMap = z.record(z.string(), z.string());
@@ -313,8 +295,7 @@ describe('every alert', () => {
   // pending passes whatever the threshold. The object just below the threshold is named by
   // convention (rules/tests/*.test.yml headers): a label value `below` just under the
   // lowest tier of an alert (or its only one), `between` just under a higher tier (past
-  // the tier below it). KNOWN_GAPS lists the older cases not converted yet: a new alert
-  // without its case fails, and so does an entry here once its case exists.
+  // the tier below it).
   it('is tested just below its threshold after its `for` has elapsed', () => {
     const rank = (sev: string | undefined) => ['info', 'warning', 'critical'].indexOf(sev ?? '');
     const gaps: string[] = [];
@@ -339,14 +320,9 @@ describe('every alert', () => {
       if (!ok) gaps.push(`${a.name} ${a.severity ?? ''} ${near}`);
     }
     assert.deepEqual(
-      gaps.filter((g) => !KNOWN_GAPS.includes(g)),
+      gaps,
       [],
       'alerts without a case just below the threshold evaluated after `for`',
-    );
-    assert.deepEqual(
-      KNOWN_GAPS.filter((g) => !gaps.includes(g)),
-      [],
-      'KNOWN_GAPS lists a case that now exists: remove it from the list',
     );
   });
 
