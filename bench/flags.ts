@@ -139,6 +139,7 @@ async function child(flags: string[], script: string, arg: string): Promise<unkn
 export interface ParseFigures {
   regex: number;
   regexAndCount: number;
+  maxRss: number;
 }
 
 /**
@@ -151,7 +152,7 @@ export async function parseLoop(
   rounds: number,
 ): Promise<Map<string, ParseFigures>> {
   const best = new Map<string, ParseFigures>(
-    vs.map((v) => [v.name, { regex: 0, regexAndCount: 0 }]),
+    vs.map((v) => [v.name, { regex: 0, regexAndCount: 0, maxRss: 0 }]),
   );
   for (let r = 0; r < rounds; r++) {
     for (const v of vs) {
@@ -161,6 +162,7 @@ export async function parseLoop(
       const b = best.get(v.name)!;
       b.regex = Math.max(b.regex, out.regex);
       b.regexAndCount = Math.max(b.regexAndCount, out.regexAndCount);
+      b.maxRss = Math.max(b.maxRss, out.maxRss);
     }
   }
   return best;
@@ -170,9 +172,12 @@ export async function parseLoop(
 export async function idRoom(
   vs: Variant[],
   count: number,
-): Promise<Map<string, { heapUsed: number } | undefined>> {
-  const out = new Map<string, { heapUsed: number } | undefined>();
+): Promise<Map<string, { heapUsed: number; rss: number } | undefined>> {
+  const out = new Map<string, { heapUsed: number; rss: number } | undefined>();
   for (const v of vs)
-    out.set(v.name, (await child(v.flags, 'ids.ts', String(count))) as { heapUsed: number });
+    out.set(
+      v.name,
+      (await child(v.flags, 'ids.ts', String(count))) as { heapUsed: number; rss: number },
+    );
   return out;
 }

@@ -70,5 +70,7 @@ console.log(
     lines: LINES,
     regex: linesPerSecond(regexOnly),
     regexAndCount: linesPerSecond(regexAndCount),
+    // Peak resident memory of the run: how far the heap was let grow under this load.
+    maxRss: process.resourceUsage().maxRSS * 1024,
   }),
 );

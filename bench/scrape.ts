@@ -331,6 +331,9 @@ async function main() {
   for (const row of summary) console.log(`| ${row.join(' | ')} |`);
 }
 
+const idsText = (r: { heapUsed: number; rss: number } | undefined) =>
+  r ? `fit, RSS ${mb(r.rss)} MB` : 'out of memory';
+
 /** Each flag of bin/lookout with and without, --no-opt added, on idle, a parsing loop and heap room. */
 async function flagPhases() {
   const { flags, threadpool } = await launcherFlags();
@@ -354,7 +357,9 @@ async function flagPhases() {
   const k = (n: number) => `${(n / 1e6).toFixed(2)} M lines/s`;
   for (const v of vs) {
     const p = parse.get(v.name)!;
-    console.log(`${v.name.padEnd(40)} regex ${k(p.regex)}  regex + counter ${k(p.regexAndCount)}`);
+    console.log(
+      `${v.name.padEnd(40)} regex ${k(p.regex)}  regex + counter ${k(p.regexAndCount)}  peak RSS ${mb(p.maxRss)} MB`,
+    );
   }
 
   console.log(`\n# heap room: ${IDS} short string ids in a Set under each flag set`);
@@ -364,7 +369,7 @@ async function flagPhases() {
   for (const v of roomVariants) {
     const r = room.get(v.name);
     console.log(
-      `${v.name.padEnd(40)} ${r ? `fits, heap used ${mb(r.heapUsed)} MB` : 'out of memory'}`,
+      `${v.name.padEnd(40)} ${r ? `fits, heap used ${mb(r.heapUsed)} MB, RSS ${mb(r.rss)} MB` : 'out of memory'}`,
     );
   }
 
@@ -388,11 +393,12 @@ async function flagPhases() {
     const p = parse.get(v.name)!;
     summary.push([
       `flag: ${v.name}`,
-      `RSS ${f.rssEnd >= b.rssEnd ? '+' : ''}${mb(f.rssEnd - b.rssEnd)} MB, CPU ${(f.cpuMsPer15s - b.cpuMsPer15s).toFixed(1)} ms/15 s, regex + counter ${k(p.regexAndCount)}, ids: ${room.get(v.name) ? 'fit' : 'OOM'}`,
+      `RSS ${f.rssEnd >= b.rssEnd ? '+' : ''}${mb(f.rssEnd - b.rssEnd)} MB, CPU ${(f.cpuMsPer15s - b.cpuMsPer15s).toFixed(1)} ms/15 s, regex + counter ${k(p.regexAndCount)}, ids: ${idsText(room.get(v.name))}`,
       '',
       'vs bin/lookout',
     ]);
   }
+  summary.push([`${IDS} ids in a Set, bin/lookout`, idsText(room.get('bin/lookout')), '', '']);
   summary.push([
     `${IDS} ids in a Set`,
     `${room.get('bin/lookout') ? 'fit' : 'OUT OF MEMORY'} with bin/lookout's flags; ${room.get(roomVariants.at(-1)!.name) ? 'fit' : 'out of memory'} with ${OLD_CAP}`,
