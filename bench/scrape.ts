@@ -6,10 +6,15 @@
  *   3. CPU with default collectors while a real Prometheus scrapes both every 15 s (one
  *      kept-alive connection, gzip and OpenMetrics asked for, as Prometheus does), minute
  *      by minute over 5 minutes by default, once both are warm (after the soak)
+ *   4. each Node flag in bin/lookout, with and without, and --no-opt added (what the
+ *      optimizing compiler costs at idle): RSS and CPU per 15 s after BENCH_FLAG_SECONDS
+ *      (120) of 1-second scrapes, all variants side by side (bench/flags.ts)
+ *   5. the same flag sets on a parsing loop (bench/parse-loop.ts: lines/s, best of
+ *      BENCH_PARSE_ROUNDS=3) and on heap room (bench/ids.ts: BENCH_IDS=1000000 ids in a Set)
  * lookout runs exactly as `npm start` runs it (through bin/lookout, which holds the node flags).
  *
- *   npm run bench                         # the full run (~17 minutes)
- *   BENCH_SOAK_SECONDS=60 npm run bench    # a quick look
+ *   npm run bench                         # the full run (~20 minutes)
+ *   BENCH_SOAK_SECONDS=60 BENCH_CPU_MINUTES=1 BENCH_FLAG_SECONDS=60 npm run bench   # a quick look
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,10 +31,17 @@ import {
   type Running,
 } from '../test/helpers/procs.js';
 import { findSamples, parseExposition, sampleValue } from '../test/helpers/exposition.js';
+import { idle, idRoom, launcherFlags, parseLoop, variants } from './flags.js';
 
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
 const CPU_MINUTES = Number(process.env.BENCH_CPU_MINUTES ?? 5);
 const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
+const FLAG_SECONDS = Number(process.env.BENCH_FLAG_SECONDS ?? 120);
+const PARSE_LINES = Number(process.env.BENCH_PARSE_LINES ?? 1_000_000);
+const PARSE_ROUNDS = Number(process.env.BENCH_PARSE_ROUNDS ?? 3);
+const IDS = Number(process.env.BENCH_IDS ?? 1_000_000);
+/** The cap bin/lookout had before issue 8, shown in the heap-room line for comparison. */
+const OLD_CAP = '--max-old-space-size=64';
 const run = promisify(execFile);
 
 interface Target {
@@ -213,6 +225,9 @@ async function whereLookoutMemoryGoes(url: string): Promise<string> {
   ].join('\n');
 }
 
+/** The figures that decide the targets, printed again as one table at the end. */
+const summary: Array<[string, string, string, string]> = [];
+
 async function main() {
   const lookout = await startLookoutAsNpmStart();
   const node = await startNodeExporter();
@@ -235,6 +250,12 @@ async function main() {
     console.log(
       `ratio lookout p99 / node_exporter p50 = ${latRatio.toFixed(3)} (target ≤ 0.5) ${latRatio <= 0.5 ? 'MET' : 'MISSED'}`,
     );
+    summary.push([
+      '/metrics latency',
+      `p50 ${lat.lookout!.p50.toFixed(2)} ms, p99 ${lat.lookout!.p99.toFixed(2)} ms`,
+      `p50 ${lat.node_exporter!.p50.toFixed(2)} ms`,
+      `p99/p50 ${latRatio.toFixed(3)} ≤ 0.5 ${latRatio <= 0.5 ? 'MET' : 'MISSED'}`,
+    ]);
 
     console.log(`\n# resident memory, one scrape a second for ${SOAK_SECONDS} s`);
     const rss = await soak(targets);
@@ -260,6 +281,13 @@ async function main() {
     console.log(
       `ratio lookout / node_exporter RSS at end = ${(lookoutEnd / rss.get('node_exporter')!.at(-1)![1]).toFixed(2)}; lookout ≤ 80 MB: ${lookoutEnd <= 80 * 1048576 ? 'MET' : 'MISSED'}`,
     );
+    const flat = lastThird - firstThird <= 2 * 1048576;
+    summary.push([
+      `RSS after ${SOAK_SECONDS} s of 1 s scrapes`,
+      `${mb(lookoutEnd)} MB (thirds ${mb(firstThird)} → ${mb(lastThird)})`,
+      `${mb(rss.get('node_exporter')!.at(-1)![1])} MB`,
+      `≤ 80 MB and flat: ${lookoutEnd <= 80 * 1048576 && flat ? 'MET' : 'MISSED'}`,
+    ]);
     console.log('where lookout memory goes:');
     console.log(await whereLookoutMemoryGoes(lookout.url));
     console.log(
@@ -283,6 +311,12 @@ async function main() {
     console.log(
       `ratio lookout / node_exporter = ${cpuRatio.toFixed(3)}, below in ${below} of ${minutes.length} minutes; lookout ≤ 1 % in every minute (worst ${pct(worst)}): ${worst <= 0.01 ? 'MET' : 'MISSED'}, below node_exporter: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
     );
+    summary.push([
+      `CPU, Prometheus every 15 s, ${minutes.length} min`,
+      `${pct(c.lookout!)} (${((c.lookout! * 15_000) | 0).toString()} ms/15 s)`,
+      `${pct(c.node_exporter!)}`,
+      `ratio ${cpuRatio.toFixed(3)}, below in ${below}/${minutes.length}: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
+    ]);
     await writeFile(
       join(lookout.dir, 'bench.json'),
       JSON.stringify({ lat, cpu: minutes, rss: Object.fromEntries(rss) }),
@@ -291,6 +325,88 @@ async function main() {
     await lookout.stop();
     await node.stop();
   }
+  await flagPhases();
+  console.log(
+    '\n# summary (one run, side by side; CPU figures swing with other work on the machine)',
+  );
+  console.log('| what | lookout | node_exporter | target |\n|---|---|---|---|');
+  for (const row of summary) console.log(`| ${row.join(' | ')} |`);
+}
+
+const idsText = (r: { heapUsed: number; rss: number } | undefined) =>
+  r ? `fit, RSS ${mb(r.rss)} MB` : 'out of memory';
+
+/** Each flag of bin/lookout with and without, --no-opt added, on idle, a parsing loop and heap room. */
+async function flagPhases() {
+  const { flags, threadpool } = await launcherFlags();
+  const vs = variants(flags);
+  console.log(
+    `\n# node flags: bin/lookout's (${flags.join(' ')}), each left out, and --no-opt added; all side by side, RSS and CPU after ${FLAG_SECONDS} s of 1-second scrapes (start-up excluded from CPU)`,
+  );
+  const base = await idle(vs, threadpool, FLAG_SECONDS);
+  const b = base.get('bin/lookout')!;
+  for (const v of vs) {
+    const f = base.get(v.name)!;
+    console.log(
+      `${v.name.padEnd(40)} RSS ${mb(f.rssEnd)} MB (max ${mb(f.rssMax)}, ${f.rssEnd >= b.rssEnd ? '+' : ''}${mb(f.rssEnd - b.rssEnd)})  CPU ${f.cpuMsPer15s.toFixed(1)} ms per 15 s`,
+    );
+  }
+
+  console.log(
+    `\n# the same flag sets on a parsing loop: a combined-log regex over ${PARSE_LINES} lines, then the same with a prom-client counter inc per line (best of ${PARSE_ROUNDS}, interleaved)`,
+  );
+  const parse = await parseLoop(vs, PARSE_LINES, PARSE_ROUNDS);
+  const k = (n: number) => `${(n / 1e6).toFixed(2)} M lines/s`;
+  for (const v of vs) {
+    const p = parse.get(v.name)!;
+    console.log(
+      `${v.name.padEnd(40)} regex ${k(p.regex)}  regex + counter ${k(p.regexAndCount)}  peak RSS ${mb(p.maxRss)} MB`,
+    );
+  }
+
+  console.log(`\n# heap room: ${IDS} short string ids in a Set under each flag set`);
+  const capped = flags.filter((f) => !f.startsWith('--max-old-space-size=')).concat(OLD_CAP);
+  const roomVariants = [...vs, { name: `with ${OLD_CAP} (before issue 8)`, flags: capped }];
+  const room = await idRoom(roomVariants, IDS);
+  for (const v of roomVariants) {
+    const r = room.get(v.name);
+    console.log(
+      `${v.name.padEnd(40)} ${r ? `fits, heap used ${mb(r.heapUsed)} MB, RSS ${mb(r.rss)} MB` : 'out of memory'}`,
+    );
+  }
+
+  const noOpt = base.get('with --no-opt')!;
+  const pOpt = parse.get('bin/lookout')!;
+  const pNoOpt = parse.get('with --no-opt')!;
+  summary.push([
+    `the optimizing compiler at idle (${FLAG_SECONDS} s)`,
+    `RSS ${mb(b.rssEnd)} MB vs ${mb(noOpt.rssEnd)} with --no-opt; CPU ${b.cpuMsPer15s.toFixed(1)} vs ${noOpt.cpuMsPer15s.toFixed(1)} ms/15 s`,
+    '',
+    'its idle price',
+  ]);
+  summary.push([
+    'the optimizing compiler on a parsing loop',
+    `regex ${k(pOpt.regex)} vs ${k(pNoOpt.regex)}; + counter ${k(pOpt.regexAndCount)} vs ${k(pNoOpt.regexAndCount)} with --no-opt`,
+    '',
+    'what it buys',
+  ]);
+  for (const v of vs.slice(1, -1)) {
+    const f = base.get(v.name)!;
+    const p = parse.get(v.name)!;
+    summary.push([
+      `flag: ${v.name}`,
+      `RSS ${f.rssEnd >= b.rssEnd ? '+' : ''}${mb(f.rssEnd - b.rssEnd)} MB, CPU ${(f.cpuMsPer15s - b.cpuMsPer15s).toFixed(1)} ms/15 s, regex + counter ${k(p.regexAndCount)}, ids: ${idsText(room.get(v.name))}`,
+      '',
+      'vs bin/lookout',
+    ]);
+  }
+  summary.push([`${IDS} ids in a Set, bin/lookout`, idsText(room.get('bin/lookout')), '', '']);
+  summary.push([
+    `${IDS} ids in a Set`,
+    `${room.get('bin/lookout') ? 'fit' : 'OUT OF MEMORY'} with bin/lookout's flags; ${room.get(roomVariants.at(-1)!.name) ? 'fit' : 'out of memory'} with ${OLD_CAP}`,
+    '',
+    `fits: ${room.get('bin/lookout') ? 'MET' : 'MISSED'}`,
+  ]);
 }
 
 await main();
