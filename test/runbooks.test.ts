@@ -97,8 +97,8 @@ describe('runbooksHandler', () => {
     }
   });
 
-  test('heading ids follow GitHub: lower case, punctuation dropped, repeats numbered', () => {
-    const html = renderRunbooks(
+  test('heading ids follow GitHub: lower case, punctuation dropped, repeats numbered', async () => {
+    const html = await renderRunbooks(
       '# Runbooks\n## HostCpuHigh\n## What to do: restart it!\n## HostCpuHigh\n',
     );
     assert.deepEqual(ids(html), [

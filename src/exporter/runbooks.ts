@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Context } from 'koa';
-import { Marked, type Tokens } from 'marked';
+import type { Tokens } from 'marked';
 import { errorText, type Logger } from '../lib/log.js';
 
 /** From dist/exporter/ (and src/exporter/ under tsx) up to the package root. */
@@ -28,8 +28,13 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** The whole page. A repeated heading gets GitHub's -1, -2 suffix, so ids stay unique. */
-export function renderRunbooks(markdown: string): string {
+/**
+ * The whole page. A repeated heading gets GitHub's -1, -2 suffix, so ids stay unique.
+ * marked is imported here, on the first request: most lookouts never serve this page, and
+ * loading it at start-up cost every one of them its memory and compile time.
+ */
+export async function renderRunbooks(markdown: string): Promise<string> {
+  const { Marked } = await import('marked');
   const seen = new Map<string, number>();
   const marked = new Marked({
     gfm: true,
@@ -74,7 +79,7 @@ export function runbooksHandler(
   return async (ctx) => {
     if (page === undefined) {
       try {
-        page = renderRunbooks(await readFile(file, 'utf8'));
+        page = await renderRunbooks(await readFile(file, 'utf8'));
       } catch (err) {
         if (!logged) {
           logged = true;
