@@ -49,16 +49,21 @@ async function startWithFlags(v: Variant, threadpool: string): Promise<Running> 
   );
 }
 
-async function cpuNs(pid: number): Promise<number> {
+/**
+ * CPU time of every thread of a process, in seconds, from /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds on CPU). utime/stime in /proc/<pid>/stat are charged in whole 10 ms ticks to
+ * whoever runs when the tick fires, too coarse for exporters that wake for a millisecond.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
   let ns = 0;
   for (const tid of await readdir(`/proc/${pid}/task`)) {
     try {
       ns += Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')).split(' ')[0]);
     } catch {
-      // the thread ended between readdir and read
+      // the thread ended between readdir and read; its time is no longer attributable
     }
   }
-  return ns;
+  return ns / 1e9;
 }
 
 async function rss(pid: number): Promise<number> {
@@ -87,7 +92,7 @@ export async function idle(
   try {
     for (const v of vs) procs.push(await startWithFlags(v, threadpool));
     await sleep(2000); // the first refreshes
-    const c0 = await Promise.all(procs.map((p) => cpuNs(p.child.pid!)));
+    const c0 = await Promise.all(procs.map((p) => cpuSeconds(p.child.pid!)));
     const t0 = performance.now();
     const max = procs.map(() => 0);
     for (let s = 0; s < seconds; s++) {
@@ -105,7 +110,7 @@ export async function idle(
       await sleep(Math.max(0, 1000 - (performance.now() - tick)));
     }
     const wall = (performance.now() - t0) / 1000;
-    const c1 = await Promise.all(procs.map((p) => cpuNs(p.child.pid!)));
+    const c1 = await Promise.all(procs.map((p) => cpuSeconds(p.child.pid!)));
     const end = await Promise.all(procs.map((p) => rss(p.child.pid!)));
     return new Map(
       vs.map((v, i) => [
@@ -113,7 +118,7 @@ export async function idle(
         {
           rssEnd: end[i]!,
           rssMax: Math.max(max[i]!, end[i]!),
-          cpuMsPer15s: ((c1[i]! - c0[i]!) / 1e6) * (15 / wall),
+          cpuMsPer15s: (c1[i]! - c0[i]!) * 1000 * (15 / wall),
         },
       ]),
     );

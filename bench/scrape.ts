@@ -16,7 +16,7 @@
  *   npm run bench                         # the full run (~20 minutes)
  *   BENCH_SOAK_SECONDS=60 BENCH_CPU_MINUTES=1 BENCH_FLAG_SECONDS=60 npm run bench   # a quick look
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -31,7 +31,7 @@ import {
   type Running,
 } from '../test/helpers/procs.js';
 import { findSamples, parseExposition, sampleValue } from '../test/helpers/exposition.js';
-import { idle, idRoom, launcherFlags, parseLoop, variants } from './flags.js';
+import { cpuSeconds, idle, idRoom, launcherFlags, parseLoop, variants } from './flags.js';
 
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
 const CPU_MINUTES = Number(process.env.BENCH_CPU_MINUTES ?? 5);
@@ -72,23 +72,6 @@ async function scrape(url: string): Promise<number> {
 
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-/**
- * CPU time of every thread of a process, in seconds, from /proc/<pid>/task/<tid>/schedstat
- * (nanoseconds on CPU). utime/stime in /proc/<pid>/stat are charged in whole 10 ms ticks to
- * whoever runs when the tick fires, too coarse for exporters that wake for a millisecond.
- */
-async function cpuSeconds(pid: number): Promise<number> {
-  let ns = 0;
-  for (const tid of await readdir(`/proc/${pid}/task`)) {
-    try {
-      ns += Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')).split(' ')[0]);
-    } catch {
-      // the thread ended between readdir and read; its time is no longer attributable
-    }
-  }
-  return ns / 1e9;
 }
 
 async function rssBytes(pid: number): Promise<number> {

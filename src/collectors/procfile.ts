@@ -21,9 +21,13 @@ export function readProcFile(path: string): string {
  * Reads /proc/1/<rel>: PID 1 sees the host's network namespace and mount table, even
  * when lookout runs in a container. Where PID 1's is not readable (hidepid) /proc/<rel>,
  * which is our own, is the fallback: the same outside a container, the container's
- * inside one; `fellBack` says why, so the caller can say so.
+ * inside one; `fellBack` says why, so the caller can say so. `read` reads the fallback.
  */
-export function readHostProcFile(procfs: string, rel: string): { text: string; fellBack?: string } {
+function hostProcFile<T extends string | undefined>(
+  procfs: string,
+  rel: string,
+  read: (path: string) => T,
+): { text: string; fellBack?: string } | Exclude<T, string> {
   const host = join(procfs, '1', rel);
   try {
     return { text: readFileSync(host, 'utf8') };
@@ -32,8 +36,15 @@ export function readHostProcFile(procfs: string, rel: string): { text: string; f
     if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
       throw new CollectorError(`read ${host}`, { cause: err });
     }
-    return { text: readProcFile(join(procfs, rel)), fellBack: `${host}: ${code}` };
+    const own = read(join(procfs, rel));
+    return typeof own === 'string'
+      ? { text: own, fellBack: `${host}: ${code}` }
+      : (own as Exclude<T, string>);
   }
+}
+
+export function readHostProcFile(procfs: string, rel: string): { text: string; fellBack?: string } {
+  return hostProcFile(procfs, rel, readProcFile);
 }
 
 /**
@@ -57,15 +68,5 @@ export function readOptionalHostProcFile(
   procfs: string,
   rel: string,
 ): { text: string; fellBack?: string } | undefined {
-  const host = join(procfs, '1', rel);
-  try {
-    return { text: readFileSync(host, 'utf8') };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') {
-      throw new CollectorError(`read ${host}`, { cause: err });
-    }
-    const own = readOptionalProcFile(join(procfs, rel));
-    return own === undefined ? undefined : { text: own, fellBack: `${host}: ${code}` };
-  }
+  return hostProcFile(procfs, rel, readOptionalProcFile);
 }
