@@ -4,6 +4,7 @@
  * metric families, the state directory, and ordered shutdown of the real CLI.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -741,43 +742,37 @@ describe('the real CLI with test collectors (test/fixtures/platform/serve.ts)', 
   const script = join(REPO, 'test/fixtures/platform/serve.ts');
   const tsx = import.meta.resolve('tsx');
 
+  /** node's arguments for `lookout serve` with the test collectors, config in `dir`. */
+  const serveArgs = (dir: string, listen: string) => [
+    '--import',
+    tsx,
+    script,
+    'serve',
+    '--config',
+    join(dir, 'lookout.yml'),
+    '--web.listen-address',
+    listen,
+  ];
+
   async function start(config: string, env: NodeJS.ProcessEnv = {}) {
     const dir = await tempDir('lookout-platform-');
     const port = await freePort();
     await writeFile(join(dir, 'lookout.yml'), config);
-    return startProcess(
-      process.execPath,
-      [
-        '--import',
-        tsx,
-        script,
-        'serve',
-        '--config',
-        join(dir, 'lookout.yml'),
-        '--web.listen-address',
-        `127.0.0.1:${port}`,
-      ],
-      { readyPath: '/healthz', port, dir, env },
-    );
+    return startProcess(process.execPath, serveArgs(dir, `127.0.0.1:${port}`), {
+      readyPath: '/healthz',
+      port,
+      dir,
+      env,
+    });
   }
 
   it('refuses to start when two enabled collectors claim one family, naming both (exit 2)', async () => {
     const dir = await tempDir('lookout-platform-');
     await writeFile(join(dir, 'lookout.yml'), 'collectors:\n  dupe:\n    enabled: true\n');
-    const child = (await import('node:child_process')).spawn(
-      process.execPath,
-      [
-        '--import',
-        tsx,
-        script,
-        'serve',
-        '--config',
-        join(dir, 'lookout.yml'),
-        '--web.listen-address',
-        '127.0.0.1:0',
-      ],
-      { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(process.execPath, serveArgs(dir, '127.0.0.1:0'), {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     const [code] = (await once(child, 'exit')) as [number];
