@@ -91,12 +91,15 @@ export function checkFamilies(entries: readonly Pick<RunnerEntry, 'name' | 'metr
   if (problems.length > 0) throw new StartupError(problems.join('\n'));
 }
 
-/** The families in `registry` that `declared` does not cover. */
-function undeclared(registry: Registry, declared: readonly string[]): string[] {
-  return registry
+/** Why `registry` breaks its collector's declaration, or undefined when it keeps it. */
+function undeclared(registry: Registry, declared: readonly string[]): string | undefined {
+  const extra = registry
     .getMetricsAsArray()
     .map((m) => m.name)
     .filter((name) => !declared.some((d) => familyCovers(d, name)));
+  return extra.length > 0
+    ? `exports ${extra.join(', ')}, which its definition does not declare`
+    : undefined;
 }
 
 /**
@@ -323,10 +326,10 @@ export class Runner {
             if (slot.running) this.checkStream(slot, collector);
           },
         });
-        const extra = undeclared(collector.registry, entry.metrics);
-        if (extra.length > 0) {
+        const broken = undeclared(collector.registry, entry.metrics);
+        if (broken !== undefined) {
           await collector.stop();
-          throw new Error(`exports ${extra.join(', ')}, which its definition does not declare`);
+          throw new Error(broken);
         }
         slot.running = true;
         if (slot.fault !== undefined) throw new Error(slot.fault);
@@ -344,11 +347,7 @@ export class Runner {
    * on; a fault, or a family it created since start and did not declare, is a failure.
    */
   private checkStream(slot: Slot, collector: StreamingCollector): void {
-    const extra = undeclared(collector.registry, slot.entry.metrics);
-    const error =
-      extra.length > 0
-        ? `exports ${extra.join(', ')}, which its definition does not declare`
-        : slot.fault;
+    const error = undeclared(collector.registry, slot.entry.metrics) ?? slot.fault;
     if (error !== undefined) {
       this.record(slot, 'failed', error, undefined);
       return;
@@ -370,10 +369,8 @@ export class Runner {
       deadline,
       log: this.log.child({ collector: slot.entry.name }),
     });
-    const extra = undeclared(registry, slot.entry.metrics);
-    if (extra.length > 0) {
-      throw new Error(`exports ${extra.join(', ')}, which its definition does not declare`);
-    }
+    const broken = undeclared(registry, slot.entry.metrics);
+    if (broken !== undefined) throw new Error(broken);
     return registry.metrics();
   }
 
