@@ -12,7 +12,6 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { load } from 'js-yaml';
 import {
   amAlerts,
   amPost,
@@ -23,6 +22,7 @@ import {
   shippedLinkBases,
   runLookout,
   type AmTestConfig,
+  shippedAlertRules,
 } from './helpers/alerting.js';
 import { REPO, eventually, startAlertmanager, tempDir, type Running } from './helpers/procs.js';
 import {
@@ -797,16 +797,7 @@ async function watchdogRule(): Promise<{
   labels: Record<string, string>;
   annotations: Record<string, string>;
 }> {
-  const doc = load(await readFile(join(REPO, 'rules/lookout.yml'), 'utf8')) as {
-    groups: Array<{
-      rules: Array<{
-        alert?: string;
-        labels?: Record<string, string>;
-        annotations?: Record<string, string>;
-      }>;
-    }>;
-  };
-  const rule = doc.groups.flatMap((g) => g.rules).find((r) => r.alert === 'Watchdog');
-  assert.ok(rule, 'rules/lookout.yml has a Watchdog alert');
-  return { labels: rule.labels ?? {}, annotations: rule.annotations ?? {} };
+  const rule = (await shippedAlertRules()).find((r) => r.alert === 'Watchdog');
+  assert.ok(rule, 'rules/*.yml has a Watchdog alert');
+  return { labels: rule.labels, annotations: rule.annotations };
 }

@@ -16,11 +16,15 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { load } from 'js-yaml';
-import { amAlerts, renderAlertmanagerConfig, shippedLinkBases } from './helpers/alerting.js';
+import {
+  amAlerts,
+  renderAlertmanagerConfig,
+  shippedAlertRules,
+  shippedLinkBases,
+} from './helpers/alerting.js';
 import {
   baselessPaths,
   htmlIds,
@@ -51,17 +55,6 @@ import {
 } from './helpers/sinks.js';
 
 // ------------------------------------------------------------------ the rules
-
-interface RuleDoc {
-  groups: Array<{
-    name: string;
-    rules: Array<{
-      alert?: string;
-      labels?: Record<string, string>;
-      annotations?: Record<string, string>;
-    }>;
-  }>;
-}
 
 /** One shipped alerting rule that sends (warning or critical), made to fire. */
 interface Sample {
@@ -102,50 +95,43 @@ function labelValue(name: string, sample: { annotations: string }, amUrl: string
 }
 
 async function notifyingRules(amUrl: string): Promise<Sample[]> {
-  const dir = join(REPO, 'rules');
-  const files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
   const samples: Sample[] = [];
-  for (const file of files) {
-    const doc = load(await readFile(join(dir, file), 'utf8')) as RuleDoc;
-    for (const group of doc.groups) {
-      for (const rule of group.rules) {
-        const severity = rule.labels?.severity ?? '';
-        if (!rule.alert || !NOTIFYING.has(severity)) continue;
-        const annotations = rule.annotations ?? {};
-        const text = Object.values(annotations).join('\n');
-        // A unique instance per rule: a warning and a critical of one alert on one
-        // instance would inhibit each other, and every message is one (alertname, instance).
-        const n = samples.length + 1;
-        const instance = rule.alert.startsWith('Prometheus')
-          ? `prometheus-${n}:9090`
-          : rule.alert.startsWith('Alertmanager')
-            ? `alertmanager-${n}:9093`
-            : `web-${n}:10142`;
-        const used = new Set([...text.matchAll(/\$labels\.(\w+)/g)].map((m) => m[1]!));
-        used.delete('instance');
-        used.delete('mountpoint');
-        const base: Record<string, string> = { instance };
-        for (const name of [...used].sort())
-          base[name] = labelValue(name, { annotations: text }, amUrl);
-        // Filesystem alerts on two mounts of one host: one message with two alerts.
-        const series = /\$labels\.mountpoint/.test(text)
-          ? [
-              { ...base, mountpoint: '/', device: '/dev/sda1' },
-              { ...base, mountpoint: '/data', device: '/dev/sdb1' },
-            ]
-          : [base];
-        samples.push({
-          file,
-          group: group.name,
-          alert: rule.alert,
-          severity: severity as Sample['severity'],
-          ruleLabels: rule.labels ?? {},
-          annotations,
-          instance,
-          series,
-        });
-      }
-    }
+  for (const rule of await shippedAlertRules()) {
+    const severity = rule.labels.severity ?? '';
+    if (!NOTIFYING.has(severity)) continue;
+    const { annotations } = rule;
+    const text = Object.values(annotations).join('\n');
+    // A unique instance per rule: a warning and a critical of one alert on one
+    // instance would inhibit each other, and every message is one (alertname, instance).
+    const n = samples.length + 1;
+    const instance = rule.alert.startsWith('Prometheus')
+      ? `prometheus-${n}:9090`
+      : rule.alert.startsWith('Alertmanager')
+        ? `alertmanager-${n}:9093`
+        : `web-${n}:10142`;
+    const used = new Set([...text.matchAll(/\$labels\.(\w+)/g)].map((m) => m[1]!));
+    used.delete('instance');
+    used.delete('mountpoint');
+    const base: Record<string, string> = { instance };
+    for (const name of [...used].sort())
+      base[name] = labelValue(name, { annotations: text }, amUrl);
+    // Filesystem alerts on two mounts of one host: one message with two alerts.
+    const series = /\$labels\.mountpoint/.test(text)
+      ? [
+          { ...base, mountpoint: '/', device: '/dev/sda1' },
+          { ...base, mountpoint: '/data', device: '/dev/sdb1' },
+        ]
+      : [base];
+    samples.push({
+      file: rule.file,
+      group: rule.group,
+      alert: rule.alert,
+      severity: severity as Sample['severity'],
+      ruleLabels: rule.labels,
+      annotations,
+      instance,
+      series,
+    });
   }
   return samples;
 }

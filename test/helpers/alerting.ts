@@ -311,3 +311,33 @@ export async function runCommand(
 export function runLookout(args: string[], timeoutMs = 30_000): Promise<RunResult> {
   return runCommand(process.execPath, [join(REPO, 'dist/cli.js'), ...args], timeoutMs);
 }
+
+/** An alerting rule as rules/*.yml ships it. */
+export interface ShippedAlertRule {
+  /** The rule file's name under rules/, and the group's name in it. */
+  file: string;
+  group: string;
+  alert: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** Every alerting rule of rules/*.yml, file by file in name order, in file order. */
+export async function shippedAlertRules(): Promise<ShippedAlertRule[]> {
+  const dir = join(REPO, 'rules');
+  const files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const rules: ShippedAlertRule[] = [];
+  for (const file of files) {
+    const doc = load(await readFile(join(dir, file), 'utf8')) as {
+      groups: Array<{ name: string; rules: Array<Partial<ShippedAlertRule>> }>;
+    };
+    for (const group of doc.groups) {
+      for (const r of group.rules) {
+        if (!r.alert) continue;
+        const { alert, labels = {}, annotations = {} } = r;
+        rules.push({ file, group: group.name, alert, labels, annotations });
+      }
+    }
+  }
+  return rules;
+}
