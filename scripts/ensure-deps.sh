@@ -3,7 +3,10 @@
 # compose file with docker-compose and the systemd unit with systemd-analyze; the
 # benchmark times scrapes with curl. test/e2e/compose.test.ts builds Debian images with
 # debootstrap, runs the stack with dockerd and docker-compose inside a network namespace
-# (ip, nsenter) and reaches it with curl there.
+# (ip, nsenter) and reaches it with curl there. The web-service, access-log and door
+# tests run a real nginx, redis-server, PostgreSQL (a throwaway cluster), openssl-made
+# certificates and bcrypt hashes (htpasswd); the benches run prometheus-nginx-exporter,
+# prometheus-blackbox-exporter and mtail beside lookout.
 # Installs the Debian packages that bring them when run as root; otherwise stops at once
 # with the exact command to run. Never skips silently.
 set -euo pipefail
@@ -24,6 +27,16 @@ declare -A NEED=(
   [ip]=iproute2
   [nsenter]=util-linux
   [mount]=mount
+  [nginx]=nginx-light
+  [openssl]=openssl
+  [redis-server]=redis-server
+  [redis-cli]=redis-tools
+  [/usr/lib/postgresql/15/bin/initdb]=postgresql
+  [psql]=postgresql-client
+  [prometheus-nginx-exporter]=prometheus-nginx-exporter
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  [mtail]=mtail
+  [htpasswd]=apache2-utils
 )
 
 missing=()

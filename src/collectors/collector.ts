@@ -46,6 +46,11 @@ export interface UpdateContext {
 export interface PolledCollector {
   readonly kind?: 'polled';
   update(ctx: UpdateContext): Promise<Registry>;
+  /**
+   * For `lookout check`: tries each configured target once, now, and says whether it
+   * answers. Collectors with targets (nginx, TLS, probes) implement it.
+   */
+  checkTargets?(ctx: UpdateContext): Promise<TargetCheck[]>;
   /** Release sockets, timers, file handles on shutdown. */
   close?(): Promise<void> | void;
   routes?: readonly CollectorRoute[];
@@ -84,6 +89,15 @@ export interface StreamContext {
 }
 
 export type Collector = PolledCollector | StreamingCollector;
+
+/** One configured target as `lookout check` reports it. */
+export interface TargetCheck {
+  /** The target's `target` label value. */
+  target: string;
+  ok: boolean;
+  /** Why not, or what it answered: `HTTP 200 in 12 ms`, `connection refused`. */
+  detail: string;
+}
 
 /**
  * A collector that keeps what it last saw, typed, for `lookout status` and `lookout
