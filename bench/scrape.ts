@@ -16,22 +16,21 @@
  *   npm run bench                         # the full run (~20 minutes)
  *   BENCH_SOAK_SECONDS=60 BENCH_CPU_MINUTES=1 BENCH_FLAG_SECONDS=60 npm run bench   # a quick look
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { request } from 'undici';
-import {
-  freePort,
-  REPO,
-  startNodeExporter,
-  startProcess,
-  startPrometheus,
-  tempDir,
-  type Running,
-} from '../test/helpers/procs.js';
+import { startNodeExporter, startPrometheus } from '../test/helpers/procs.js';
 import { findSamples, parseExposition, sampleValue } from '../test/helpers/exposition.js';
-import { cpuSeconds, idle, idRoom, launcherFlags, parseLoop, variants } from './flags.js';
+import { idle, idRoom, launcherFlags, parseLoop, variants } from './flags.js';
+import {
+  cpuSeconds,
+  latency,
+  mb,
+  rssBytes,
+  scrape,
+  sleep,
+  startLookoutAsNpmStart,
+  type Target,
+} from './lib.js';
 
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
 const CPU_MINUTES = Number(process.env.BENCH_CPU_MINUTES ?? 5);
@@ -42,83 +41,6 @@ const PARSE_ROUNDS = Number(process.env.BENCH_PARSE_ROUNDS ?? 3);
 const IDS = Number(process.env.BENCH_IDS ?? 1_000_000);
 /** The cap bin/lookout had before issue 8, shown in the heap-room line for comparison. */
 const OLD_CAP = '--max-old-space-size=64';
-const run = promisify(execFile);
-
-interface Target {
-  name: string;
-  proc: Running;
-}
-
-async function startLookoutAsNpmStart(): Promise<Running> {
-  // npm start is `bin/lookout serve`: the launcher holds the environment and node flags.
-  const port = await freePort();
-  const dir = await tempDir('lookout-bench-');
-  return startProcess(
-    join(REPO, 'bin/lookout'),
-    ['serve', '--web.listen-address', `127.0.0.1:${port}`],
-    { readyPath: '/healthz', port, dir },
-  );
-}
-
-// undici's request() over a kept-alive connection: the lightest client in Node, so the
-// figures are the servers' time rather than the client's.
-async function scrape(url: string): Promise<number> {
-  const t0 = performance.now();
-  const res = await request(url, { headers: { 'accept-encoding': 'identity' } });
-  await res.body.arrayBuffer();
-  if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}`);
-  return performance.now() - t0;
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-async function rssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const mb = (b: number) => (b / 1048576).toFixed(1);
-
-/**
- * Sequential scrapes timed by curl (one process per round, one kept-alive connection,
- * `%{time_total}` per transfer): the same neutral client for both, so a Node client's
- * own garbage collection does not land in either tail.
- */
-async function curlTimes(url: string, n: number): Promise<number[]> {
-  const args = ['-s', '-w', '%{time_total}\\n'];
-  for (let i = 0; i < n; i++) args.push('-o', '/dev/null', url);
-  const { stdout } = await run('curl', args, { maxBuffer: 1 << 20 });
-  return stdout
-    .trim()
-    .split('\n')
-    .map((s) => Number(s) * 1000);
-}
-
-async function latency(targets: Target[]) {
-  const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-  for (const t of targets) await curlTimes(`${t.proc.url}/metrics`, 20); // warm-up
-  // Interleaved in rounds, so both see the same moments of this machine.
-  const round = 50;
-  for (let done = 0; done < SCRAPES; done += round) {
-    for (const t of targets)
-      samples.get(t.name)!.push(...(await curlTimes(`${t.proc.url}/metrics`, round)));
-  }
-  const out: Record<string, { n: number; p50: number; p90: number; p99: number; max: number }> = {};
-  for (const [name, s] of samples) {
-    s.sort((a, b) => a - b);
-    out[name] = {
-      n: s.length,
-      p50: quantile(s, 0.5),
-      p90: quantile(s, 0.9),
-      p99: quantile(s, 0.99),
-      max: s.at(-1)!,
-    };
-  }
-  return out;
-}
 
 /**
  * CPU share of each target, minute by minute, while a real Prometheus scrapes them all
@@ -223,7 +145,7 @@ async function main() {
     console.log(
       `# /metrics latency, ${SCRAPES} sequential scrapes each (curl, kept-alive), interleaved in rounds of 50`,
     );
-    const lat = await latency(targets);
+    const lat = await latency(targets, SCRAPES);
     for (const [name, l] of Object.entries(lat)) {
       console.log(
         `${name.padEnd(14)} p50 ${l.p50.toFixed(2)} ms  p90 ${l.p90.toFixed(2)} ms  p99 ${l.p99.toFixed(2)} ms  max ${l.max.toFixed(2)} ms`,

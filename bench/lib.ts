@@ -1,0 +1,120 @@
+/**
+ * What every bench measures the same way: lookout started as `npm start` starts it, a
+ * neutral client (curl) timing sequential requests, latency quantiles, resident memory
+ * and CPU seconds read from /proc. Shared so each bench compares lookout with its anchor
+ * by the same yardstick.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { freePort, REPO, startProcess, tempDir, type Running } from '../test/helpers/procs.js';
+
+export { cpuSeconds, mb } from './flags.js';
+
+const run = promisify(execFile);
+
+export interface Target {
+  name: string;
+  proc: Running;
+}
+
+/**
+ * lookout exactly as `npm start` runs it: `bin/lookout serve` (the launcher holds the
+ * environment and Node flags), on a free port, with this config (embedded defaults when
+ * none is given) and extra arguments.
+ */
+export async function startLookoutAsNpmStart(
+  configYaml?: string,
+  extraArgs: string[] = [],
+): Promise<Running> {
+  const port = await freePort();
+  const dir = await tempDir('lookout-bench-');
+  const args = ['serve', '--web.listen-address', `127.0.0.1:${port}`, ...extraArgs];
+  if (configYaml !== undefined) {
+    await writeFile(join(dir, 'lookout.yml'), configYaml);
+    args.push('--config', join(dir, 'lookout.yml'));
+  }
+  return startProcess(join(REPO, 'bin/lookout'), args, { readyPath: '/healthz', port, dir });
+}
+
+// undici's request() over a kept-alive connection: the lightest client in Node, so the
+// figures are the servers' time rather than the client's.
+export async function scrape(url: string): Promise<number> {
+  const t0 = performance.now();
+  const res = await request(url, { headers: { 'accept-encoding': 'identity' } });
+  await res.body.arrayBuffer();
+  if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}`);
+  return performance.now() - t0;
+}
+
+export function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+export async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Sequential requests timed by curl (one process per round, one kept-alive connection,
+ * `%{time_total}` per transfer): the same neutral client for every target, so a Node
+ * client's own garbage collection does not land in either tail. `curlArgs` adds TLS or
+ * auth options.
+ */
+export async function curlTimes(
+  url: string,
+  n: number,
+  curlArgs: string[] = [],
+): Promise<number[]> {
+  const args = ['-s', '-w', '%{time_total}\\n', ...curlArgs];
+  for (let i = 0; i < n; i++) args.push('-o', '/dev/null', url);
+  const { stdout } = await run('curl', args, { maxBuffer: 1 << 20 });
+  return stdout
+    .trim()
+    .split('\n')
+    .map((s) => Number(s) * 1000);
+}
+
+export interface LatencyFigures {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * `scrapes` sequential GETs of each target's url (default its /metrics), interleaved in
+ * rounds of 50 so every target sees the same moments of this machine.
+ */
+export async function latency(
+  targets: Target[],
+  scrapes: number,
+  opts: { url?: (t: Target) => string; curlArgs?: (t: Target) => string[] } = {},
+): Promise<Record<string, LatencyFigures>> {
+  const url = opts.url ?? ((t: Target) => `${t.proc.url}/metrics`);
+  const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+  for (const t of targets) await curlTimes(url(t), 20, opts.curlArgs?.(t)); // warm-up
+  const round = 50;
+  for (let done = 0; done < scrapes; done += round) {
+    for (const t of targets)
+      samples.get(t.name)!.push(...(await curlTimes(url(t), round, opts.curlArgs?.(t))));
+  }
+  const out: Record<string, LatencyFigures> = {};
+  for (const [name, s] of samples) {
+    s.sort((a, b) => a - b);
+    out[name] = {
+      n: s.length,
+      p50: quantile(s, 0.5),
+      p90: quantile(s, 0.9),
+      p99: quantile(s, 0.99),
+      max: s.at(-1)!,
+    };
+  }
+  return out;
+}
