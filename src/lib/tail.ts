@@ -49,7 +49,11 @@ export interface TailOptions {
   watch?: boolean;
   /** Bytes read per call (default 256 KiB). */
   chunkBytes?: number;
-  /** Longest line held while waiting for its newline (default 64 KiB). */
+  /**
+   * Longest partial line held while waiting for its newline (default 64 KiB); past it the
+   * line is dropped up to its newline. A complete line inside one chunk is handed over
+   * whole (it is at most chunkBytes).
+   */
   maxLineBytes?: number;
   /** A rotated-away file is read until it has not grown for this long (default 5000 ms). */
   drainMs?: number;

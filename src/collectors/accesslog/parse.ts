@@ -34,10 +34,6 @@ export function hasTiming(format: Format, pattern?: string): boolean {
   return false;
 }
 
-/** The log_format lookout ships (deploy/nginx/lookout-log-format.conf) for combined_timing. */
-export const LOG_FORMAT_TIMING =
-  'log_format lookout \'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time $upstream_response_time\';';
-
 // A quoted field as nginx writes it: `"` and `\` inside are escaped (\x22, \x5C), but
 // other servers write \" — both are accepted.
 const Q = '"((?:[^"\\\\]|\\\\.)*)"';
@@ -105,10 +101,6 @@ function makeCombined(timing: boolean): Parser {
 
 export const parseCombined: Parser = makeCombined(false);
 export const parseCombinedTiming: Parser = makeCombined(true);
-
-/** The log_format lookout ships for JSON lines (nginx 1.11.8+ `escape=json`). */
-export const LOG_FORMAT_JSON =
-  'log_format lookout_json escape=json \'{"time":"$time_iso8601","remote_addr":"$remote_addr","request_method":"$request_method","request_uri":"$request_uri","status":$status,"body_bytes_sent":$body_bytes_sent,"request_time":$request_time,"upstream_response_time":"$upstream_response_time","http_user_agent":"$http_user_agent"}\';';
 
 function pick(o: Record<string, unknown>, keys: readonly string[]): unknown {
   for (const k of keys) if (o[k] !== undefined) return o[k];

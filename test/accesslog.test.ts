@@ -1,0 +1,291 @@
+/**
+ * The access-log collector end to end: a real nginx (Debian's) with the shipped
+ * log_format file, real requests on 127.0.0.1 (200, 301, 404, 500, and slow ones proxied
+ * to a Node server that waits before answering), and the built lookout read through its
+ * /metrics. Counts per code must equal the responses the client got, exactly; the
+ * histogram's count, sum and buckets must equal what nginx wrote in the log — before and
+ * after rotation by rename + `nginx -s reopen`, and by copy-truncate, both during traffic.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { copyFile, readFile, rename, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { startNginx, type Nginx } from './helpers/nginx.js';
+import { eventually, REPO, startLookout, type Running } from './helpers/procs.js';
+import { findSamples, parseExposition, sampleValue } from './helpers/exposition.js';
+import { DEFAULT_BUCKETS } from '../src/collectors/accesslog.js';
+
+const PATHS = ['/ok', '/moved', '/missing', '/boom', '/slow'] as const;
+/** Delays of the slow upstream, in ms: either side of the 0.5 s and 2 s bucket edges too. */
+const DELAYS = [20, 120, 480, 620, 1100];
+
+let slowServer: Server;
+let nginx: Nginx;
+let lookout: Running;
+
+/** Responses the client got, by code and by path: what lookout must count. */
+const sent = new Map<string, number>();
+let total = 0;
+let inFlight = 0;
+
+async function send(path: string): Promise<void> {
+  const url =
+    path === '/slow'
+      ? `${nginx.url}/slow?ms=${DELAYS[total % DELAYS.length]}`
+      : `${nginx.url}${path}`;
+  inFlight++;
+  const res = await request(url, { headers: { 'user-agent': 'lookout-test "quoted" agent/1.0' } });
+  await res.body.dump();
+  inFlight--;
+  const key = `${res.statusCode} ${path}`;
+  sent.set(key, (sent.get(key) ?? 0) + 1);
+  total++;
+}
+
+/** While set, every worker waits for it before its next request. */
+let gate: Promise<void> | undefined;
+
+/**
+ * Sends `n` requests over the paths, `concurrency` at a time; `at(i)` runs before the
+ * i-th request is started (a rotation in the middle of the traffic) while the other
+ * workers keep sending, unless it closes the gate.
+ */
+async function traffic(
+  n: number,
+  concurrency: number,
+  at: Map<number, () => Promise<void>> = new Map(),
+) {
+  let next = 0;
+  const workers = Array.from({ length: concurrency }, async () => {
+    while (next < n) {
+      const i = next++;
+      const hook = at.get(i);
+      if (hook) await hook();
+      while (gate) await gate;
+      await send(PATHS[i % PATHS.length]!);
+    }
+  });
+  await Promise.all(workers);
+}
+
+async function metrics() {
+  const res = await request(`${lookout.url}/metrics`);
+  return parseExposition(await res.body.text());
+}
+
+const LINE = /^\S+ - \S+ \[[^\]]+\] "(\S+) (\S+) [^"]*" (\d{3}) \d+ "[^"]*" "[^"]*" ([\d.]+) \S+/;
+
+/** request_time of every line nginx wrote, over the live log and the rotated ones. */
+async function loggedTimes(files: string[]): Promise<number[]> {
+  const times: number[] = [];
+  for (const f of files) {
+    for (const line of (await readFile(f, 'latin1')).split('\n')) {
+      const m = LINE.exec(line);
+      if (m && m[2] !== '/stub_status') times.push(Number(m[4]));
+    }
+  }
+  return times;
+}
+
+/** Waits until lookout has parsed every request sent, then checks every count exactly. */
+async function assertCounts(logFiles: string[], what: string): Promise<void> {
+  const e = await eventually(
+    async () => {
+      const e = await metrics();
+      return sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'parsed' }) ===
+        total
+        ? e
+        : undefined;
+    },
+    15_000,
+    `${what}: lookout to have parsed ${total} lines`,
+  );
+  assert.equal(
+    sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'malformed' }),
+    0,
+  );
+  const counted = new Map<string, number>();
+  for (const s of findSamples(e, 'lookout_http_requests_total', { log: 'web' })) {
+    const path = s.labels.route === 'slow' ? '/slow' : undefined;
+    const key = `${s.labels.code} ${s.labels.method}`;
+    counted.set(key, (counted.get(key) ?? 0) + s.value);
+    if (path) assert.equal(s.labels.code, '200', 'the slow route answers 200');
+  }
+  const byCode = new Map<string, number>();
+  for (const [k, v] of sent) {
+    const code = k.split(' ')[0]!;
+    byCode.set(`${code} GET`, (byCode.get(`${code} GET`) ?? 0) + v);
+  }
+  assert.deepEqual(
+    Object.fromEntries([...counted].sort()),
+    Object.fromEntries([...byCode].sort()),
+    `${what}: requests per code`,
+  );
+  assert.equal(
+    sampleValue(e, 'lookout_http_requests_total', {
+      log: 'web',
+      code: '200',
+      method: 'GET',
+      route: 'slow',
+    }),
+    sent.get('200 /slow'),
+    `${what}: the slow route`,
+  );
+  // The histogram against the log itself.
+  const times = await loggedTimes(logFiles);
+  assert.equal(times.length, total, `${what}: lines in the log files`);
+  const count = sampleValue(e, 'lookout_http_request_duration_seconds_count', { log: 'web' });
+  const sum = sampleValue(e, 'lookout_http_request_duration_seconds_sum', { log: 'web' })!;
+  assert.equal(count, total, `${what}: histogram count`);
+  const logSum = times.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - logSum) < 1e-6, `${what}: histogram sum ${sum} vs log ${logSum}`);
+  for (const le of DEFAULT_BUCKETS) {
+    assert.equal(
+      sampleValue(e, 'lookout_http_request_duration_seconds_bucket', {
+        log: 'web',
+        le: String(le),
+      }),
+      times.filter((t) => t <= le).length,
+      `${what}: bucket le=${le}`,
+    );
+  }
+  // The JSON log of the same server counts the same requests.
+  assert.equal(
+    sampleValue(e, 'lookout_accesslog_lines_total', { log: 'json', result: 'parsed' }) ??
+      Number.NaN,
+    sampleValue(e, 'lookout_http_request_duration_seconds_count', { log: 'json' }),
+  );
+}
+
+describe('access log: real nginx, the shipped log_format, lookout /metrics', () => {
+  before(async () => {
+    slowServer = createServer((req, res) => {
+      const ms = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('ms') ?? 0);
+      setTimeout(() => res.end('slow\n'), ms);
+    });
+    await new Promise<void>((r) => slowServer.listen(0, '127.0.0.1', r));
+    const slowPort = (slowServer.address() as { port: number }).port;
+    nginx = await startNginx({
+      http: `include ${join(REPO, 'deploy/nginx/lookout-log-format.conf')};`,
+      accessLog:
+        '{{dir}}/logs/access.log lookout; access_log {{dir}}/logs/access.json lookout_json',
+      locations: `
+        location = /ok { return 200 "ok\\n"; }
+        location = /moved { return 301 /ok; }
+        location = /boom { return 500; }
+        location = /slow { proxy_pass http://127.0.0.1:${slowPort}; }
+      `,
+    });
+    const log = join(nginx.dir, 'logs');
+    lookout = await startLookout(`
+collectors:
+  host: { enabled: false }
+  filesystem: { enabled: false }
+  processes: { enabled: false }
+  accesslog:
+    poll_interval: 200ms
+    logs:
+      - name: web
+        path: ${log}/access.log
+        format: combined_timing
+        routes: [{ name: slow, match: "^/slow$" }]
+      - name: json
+        path: ${log}/access.json
+        format: json
+`);
+    // Lookout starts at the end: the readiness probes nginx saw before are not counted.
+    await eventually(
+      async () =>
+        sampleValue(await metrics(), 'lookout_accesslog_lines_total', {
+          log: 'web',
+          result: 'parsed',
+        }) === 0,
+      10_000,
+      'the access-log collector running',
+    );
+  });
+
+  after(async () => {
+    await lookout?.stop();
+    await nginx?.stop();
+    slowServer?.close();
+  });
+
+  it('counts every request by code, and the histogram matches the log', async () => {
+    await traffic(100, 4);
+    await assertCounts([join(nginx.dir, 'logs/access.log')], 'before rotation');
+    const e = await metrics();
+    assert.equal(
+      sampleValue(e, 'lookout_accesslog_lines_total', { log: 'json', result: 'parsed' }),
+      total,
+      'the JSON log counts the same requests',
+    );
+    assert.equal(
+      sampleValue(e, 'lookout_http_requests_total', {
+        log: 'json',
+        code: '500',
+        method: 'GET',
+      }),
+      sent.get('500 /boom'),
+    );
+  });
+
+  it('rename + nginx -s reopen during traffic: no line lost or counted twice', async () => {
+    const log = join(nginx.dir, 'logs/access.log');
+    await traffic(
+      150,
+      4,
+      new Map([
+        [
+          60,
+          async () => {
+            await rename(log, `${log}.1`);
+            // nginx keeps writing to access.log.1 until it reopens: those lines count too.
+            await send('/ok');
+            await nginx.reopen();
+          },
+        ],
+      ]),
+    );
+    await assertCounts([`${log}.1`, log], 'after rename rotation');
+  });
+
+  it('copy-truncate during traffic: the file read again from its start, nothing twice', async () => {
+    const log = join(nginx.dir, 'logs/access.log');
+    const parsedNow = async () =>
+      sampleValue(await metrics(), 'lookout_accesslog_lines_total', {
+        log: 'web',
+        result: 'parsed',
+      });
+    await traffic(
+      150,
+      4,
+      new Map([
+        [
+          50,
+          async () => {
+            // logrotate copytruncate. What nginx appends between the copy and the
+            // truncate is in neither file (logrotate's manual says so), and what it
+            // appends between the tail's last read and the truncate is never read: the
+            // senders pause for that instant, so every request is in a file and counted.
+            let open!: () => void;
+            gate = new Promise((r) => (open = r));
+            await eventually(
+              async () => inFlight === 0 && (await parsedNow()) === total,
+              10_000,
+              'the tail caught up before the copy',
+            );
+            await copyFile(log, `${log}.2`);
+            await truncate(log, 0);
+            gate = undefined;
+            open();
+          },
+        ],
+      ]),
+    );
+    // The lines copied to .2 after the last rename, plus what came after the truncate.
+    await assertCounts([`${log}.1`, `${log}.2`, log], 'after copy-truncate');
+  });
+});
