@@ -47,7 +47,12 @@ export interface TailOptions {
   pollMs?: number;
   /** Use fs.watch as well as polling (default true). */
   watch?: boolean;
-  /** Bytes read per call (default 256 KiB). */
+  /**
+   * Bytes read per call (default 64 KiB). Keep it under V8's large-object size (128 KiB):
+   * a larger block's text is allocated outside the young generation, page by page, and
+   * decoding then costs 60 times as much (measured: 200 MB in 46 ms at 64 KiB, 2.9 s at
+   * 256 KiB, under bin/lookout's heap flags).
+   */
   chunkBytes?: number;
   /**
    * Longest partial line held while waiting for its newline (default 64 KiB); past it the
@@ -104,7 +109,7 @@ export class Tail {
       from: 'end',
       pollMs: 1000,
       watch: true,
-      chunkBytes: 256 * 1024,
+      chunkBytes: 64 * 1024,
       maxLineBytes: 64 * 1024,
       drainMs: 5000,
       encoding: 'utf8',

@@ -35,9 +35,11 @@ export function hasTiming(format: Format, pattern?: string): boolean {
 }
 
 // A quoted field as nginx writes it: `"` and `\` inside are escaped (\x22, \x5C), but
-// other servers write \" — both are accepted.
-const Q = '"((?:[^"\\\\]|\\\\.)*)"';
-const QSKIP = '"(?:[^"\\\\]|\\\\.)*"';
+// other servers write \" — both are accepted. Written as an unrolled loop (runs of plain
+// characters between escapes), which V8 matches several times faster than an alternation
+// tried at every character.
+const Q = '"([^"\\\\]*(?:\\\\.[^"\\\\]*)*)"';
+const QSKIP = '"[^"\\\\]*(?:\\\\.[^"\\\\]*)*"';
 // $remote_addr (IPv4, IPv6, or a name) - $remote_user (may hold spaces) [$time_local]
 const HEAD = '^\\S+ \\S+ [^"[]*\\[[^\\]]*\\] ';
 const COMBINED = new RegExp(`${HEAD}${Q} (\\d{3}) (\\d+|-) ${QSKIP} ${QSKIP}(?: |$)`);
