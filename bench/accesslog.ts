@@ -119,6 +119,7 @@ collectors:
       chunks.push(Buffer.from(pool.slice(i, i + 1000).join(''), 'latin1'));
     }
     const rss: number[] = [];
+    // Sampled while lookout tails the burst: from the first write until it has counted all.
     let sampling = true;
     const sampler = (async () => {
       while (sampling || rss.length === 0) {
@@ -157,6 +158,7 @@ collectors:
           cpu: (await cpuSeconds(pids.lookout)) - cpu0.lookout,
           wall: (performance.now() - t0) / 1000,
         };
+        sampling = false;
       }
       if (!done.mtail && seen.mtail >= lines) {
         done.mtail = {
@@ -168,6 +170,7 @@ collectors:
     }
     sampling = false;
     await sampler;
+    // After both have counted the burst: what it left behind in lookout.
     const rssEnd = await rssBytes(pids.lookout);
     const mtailRss = await rssBytes(pids.mtail);
     const third = Math.max(1, Math.floor(rss.length / 3));
@@ -190,7 +193,7 @@ collectors:
       );
     }
     console.log(
-      `lookout RSS: ${mb(rss0)} MB before, peak ${mb(peak)} MB, first third ${mb(avg(rss.slice(0, third)))} MB, last third ${mb(avg(rss.slice(-third)))} MB, ${mb(rssEnd)} MB after  (target <= ${TARGET_RSS_MB} MB: ${peak / 1048576 <= TARGET_RSS_MB ? 'met' : 'MISSED'})`,
+      `lookout RSS: ${mb(rss0)} MB before; while tailing (${rss.length} samples) peak ${mb(peak)} MB, first third ${mb(avg(rss.slice(0, third)))} MB, last third ${mb(avg(rss.slice(-third)))} MB, ${mb(rssEnd)} MB after  (target <= ${TARGET_RSS_MB} MB: ${peak / 1048576 <= TARGET_RSS_MB ? 'met' : 'MISSED'})`,
     );
     console.log(`mtail RSS after: ${mb(mtailRss)} MB`);
   } finally {
