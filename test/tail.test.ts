@@ -127,6 +127,27 @@ for (const watch of [true, false]) {
   });
 }
 
+describe('tail errors', () => {
+  it('reports a path it cannot read, keeps trying, and recovers when it can', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'access.log');
+    const { mkdir, rmdir } = await import('node:fs/promises');
+    await mkdir(path); // a directory where the log should be: open works, read fails
+    const errors: string[] = [];
+    let recovered = 0;
+    const { lines } = await follow(path, {
+      onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message),
+      onRecovered: () => recovered++,
+    });
+    await eventually(async () => errors.length >= 2, 5000, 'the error reported, and retried');
+    assert.equal(errors[0], 'EISDIR');
+    await rmdir(path);
+    await writeFile(path, text(seq(0, 3)));
+    await got(lines, seq(0, 3), 'the file once it is one');
+    assert.ok(recovered >= 1, 'onRecovered called');
+  });
+});
+
 describe('tail bounds', () => {
   it('cuts a partial line held past maxLineBytes and goes on with the next line', async () => {
     const dir = await tempDir();

@@ -465,7 +465,10 @@ registerCollector({
             onLines: counts.onLines,
             onOverlong: () => counts.overlong(),
             onError: (err) => {
-              failing.set(l.path, errorText(err));
+              // The tail retries on every poll: report a fault once, not once a second.
+              const text = errorText(err);
+              if (failing.get(l.path) === text) return;
+              failing.set(l.path, text);
               update();
             },
             onRecovered: () => {

@@ -77,6 +77,8 @@ interface OpenFile {
   skipping: boolean;
   /** performance.now() when it last grew; for rotated files being drained. */
   lastGrowth: number;
+  /** Why its last read failed, until one succeeds. */
+  failed?: unknown;
 }
 
 const NEWLINE = 0x0a;
@@ -198,11 +200,19 @@ export class Tail {
 
   private async runPass(): Promise<void> {
     try {
-      for (const old of [...this.draining]) await this.drain(old);
-      if (this.current && (await this.readToEnd(this.current))) {
-        this.current.lastGrowth = performance.now();
+      for (const old of [...this.draining]) {
+        try {
+          await this.drain(old);
+        } catch (err) {
+          // A rotated-away file that cannot be read any more: give it up, say so.
+          this.draining = this.draining.filter((d) => d !== old);
+          await old.fh.close().catch(() => undefined);
+          throw err;
+        }
       }
+      await this.readCurrent();
       await this.checkRotation();
+      if (this.current?.failed !== undefined) throw this.current.failed;
       if (this.opts.watch && this.watcher === undefined) this.watchDirectory();
       if (this.failing) {
         this.failing = false;
@@ -248,7 +258,7 @@ export class Tail {
         // Copy-truncate: what follows the held bytes is gone, so they are a line cut short.
         this.flushHeld(cur);
         cur.position = 0;
-        await this.readToEnd(cur);
+        await this.readCurrent();
       }
       return;
     }
@@ -256,12 +266,33 @@ export class Tail {
     // open while the writer may still append to it (until it reopens), and read the
     // new one from its start: every byte in it arrived after the rotation.
     if (cur) {
-      cur.lastGrowth = performance.now();
-      this.draining.push(cur);
       this.current = undefined;
+      if (cur.failed !== undefined) await cur.fh.close().catch(() => undefined);
+      else {
+        cur.lastGrowth = performance.now();
+        this.draining.push(cur);
+      }
     }
     await this.openCurrent(0);
-    if (this.current) await this.readToEnd(this.current);
+    await this.readCurrent();
+  }
+
+  /**
+   * Reads the current file to its end. A failure (EIO, a directory where the log was) is
+   * kept on the file rather than thrown at once, so the pass still looks at the name: a
+   * new file there replaces the broken one; the same file is read again next pass. The
+   * descriptor stays open meanwhile, so its inode number cannot be reused and mistaken
+   * for it.
+   */
+  private async readCurrent(): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    try {
+      if (await this.readToEnd(cur)) cur.lastGrowth = performance.now();
+      cur.failed = undefined;
+    } catch (err) {
+      cur.failed = err;
+    }
   }
 
   private async openCurrent(position: number): Promise<void> {
