@@ -247,6 +247,10 @@ describe('counting (LogCounts) and the exposition', () => {
     assert.doesNotMatch(text, /lookout_http_request_duration_seconds_(bucket|count)\{/);
   });
 
+  it('exports no families at all when no log is configured', async () => {
+    assert.equal((await accesslogRegistry([], DEFAULT_BUCKETS).metrics()).trim(), '');
+  });
+
   it('logs the first malformed lines with their reason, then at most one summary a minute', () => {
     const lines: string[] = [];
     const log = createLogger('warn', {}, (l) => lines.push(l));

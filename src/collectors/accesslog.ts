@@ -389,6 +389,9 @@ export function durationSamples(logs: readonly LogCounts[], bounds: readonly num
 /** The registry with the four families, rendering from these logs' counts. */
 export function accesslogRegistry(logs: readonly LogCounts[], bounds: readonly number[]): Registry {
   const registry = new Registry();
+  // No logs configured (the default): no families at all, rather than four empty ones on
+  // every host's /metrics.
+  if (logs.length === 0) return registry;
   const registers = [registry];
   new RenderedCounter(
     {
