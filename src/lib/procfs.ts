@@ -86,12 +86,16 @@ export function parseStat(text: string): Stat {
       if (fields[0] === 'cpu') cpu = cpuTimes(fields.slice(1));
       else if (/^cpu\d+$/.test(fields[0] ?? '')) cpuCount++;
     } else if (line.startsWith('btime ')) {
-      bootTime = Number(line.slice(6).trim());
+      const field = line.slice(6).trim();
+      // Unix seconds, never negative; Number() alone would take "-1", "1e9" or "0x10".
+      if (!COUNT.test(field)) {
+        throw new ProcfsParseError(`stat: btime is not a time: ${JSON.stringify(field)}`);
+      }
+      bootTime = Number(field);
     }
   }
   if (!cpu) throw new ProcfsParseError('stat: no "cpu " line');
-  if (bootTime === undefined || !Number.isFinite(bootTime))
-    throw new ProcfsParseError('stat: no "btime" line');
+  if (bootTime === undefined) throw new ProcfsParseError('stat: no "btime" line');
   return { cpu, cpuCount, bootTime };
 }
 

@@ -160,6 +160,16 @@ describe('fuzz-found regressions', () => {
     assert.throws(() => parseStat(stat.replace('cpu  7482', 'cpu  -1')), ProcfsParseError);
   });
 
+  test('a negative or non-decimal btime in /proc/stat is a ProcfsParseError (found with FUZZ_RUNS=10)', () => {
+    for (const bad of ['-1', '1e9', '0x10']) {
+      assert.throws(
+        () => parseStat(stat.replace(/^btime \d+$/m, `btime ${bad}`)),
+        ProcfsParseError,
+        bad,
+      );
+    }
+  });
+
   test('a negative, exponent or hexadecimal net/dev column is a ProcfsParseError', () => {
     for (const bad of ['-5', '1e5', '0x10']) {
       assert.throws(() => parseNetDev(netDev.replace('23388', bad)), ProcfsParseError, bad);
