@@ -6,9 +6,12 @@
  * accepted holds what the schema promises.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { dump, load } from 'js-yaml';
 import { ConfigError, parseConfig, parseConfigText } from '../../src/config/load.js';
@@ -25,8 +28,10 @@ import {
   soup,
   token,
 } from '../helpers/fuzz.js';
-import { REPO } from '../helpers/procs.js';
+import { REPO, eventually, startLookout, tempDir } from '../helpers/procs.js';
+import { findSamples, sampleValue } from '../helpers/exposition.js';
 
+const run = promisify(execFile);
 const EXAMPLE = readFileSync(join(REPO, 'lookout.example.yml'), 'utf8');
 const FIXTURES = join(REPO, 'test/fixtures/config');
 const CONFIG_FIXTURES = readdirSync(FIXTURES).map((f) => readFileSync(join(FIXTURES, f), 'utf8'));
@@ -296,4 +301,43 @@ describe('fuzz-found regressions: config', () => {
       );
     }
   });
+});
+
+const isRoot = process.getuid?.() === 0;
+
+describe('fuzz-found regression: the real exporter with a backtracking pattern', () => {
+  test(
+    'lookout keeps serving /metrics with a 48-character mount point the exclude pattern backtracks on',
+    { skip: !isRoot && 'needs root to mount tmpfs' },
+    async (t) => {
+      const dir = await tempDir('lookout-fuzz-redos-');
+      assert.match(dir, /^[\w/-]+$/, 'a path that needs no escaping in the pattern');
+      const mountpoint = join(dir, 'srv', `${'a'.repeat(48)}_`);
+      await mkdir(mountpoint, { recursive: true });
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'lookout-redos', mountpoint]);
+      t.after(async () => {
+        await run('umount', [mountpoint]).catch(() => undefined);
+        await rm(dir, { recursive: true, force: true });
+      });
+      // Without the linear fallback this pattern on that mount point blocks the event
+      // loop for centuries: no refresh, no scrape, no /healthz.
+      const lookout = await startLookout(
+        `collectors:\n  filesystem:\n    interval: 1s\n    timeout: 1s\n    mount_points_exclude: "^${dir}/srv/([a-z0-9]+-?)+$"\n`,
+      );
+      t.after(() => lookout.stop());
+      const text = await eventually(
+        async () => {
+          const body = await (await fetch(`${lookout.url}/metrics`)).text();
+          return (
+            findSamples(body, 'lookout_filesystem_readonly').some(
+              (s) => s.labels.mountpoint === mountpoint,
+            ) && body
+          );
+        },
+        20_000,
+        `the mount ${mountpoint} in /metrics`,
+      );
+      assert.equal(sampleValue(text, 'lookout_collector_success', { collector: 'filesystem' }), 1);
+    },
+  );
 });
