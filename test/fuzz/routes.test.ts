@@ -4,8 +4,9 @@
  * raw TCP so the client can lie: random and mutated bodies, content types and encodings,
  * Content-Length too short, too long or garbage, chunked framing right and wrong. Every
  * request is answered with the route's 2xx or a 4xx: the app's own carry JSON with a
- * reason; Node's HTTP parser refusing the framing itself answers a bare 400. Never a 500,
- * never an unanswered connection, never a hang.
+ * reason; Node's HTTP parser refusing the framing itself answers a bare 400, and the
+ * router a wrong method with 405 and Allow. Never a 500, never an unanswered
+ * connection, never a hang.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -57,6 +58,7 @@ before(async () => {
   mountRoutes(router, 'fuzz', routes, { closed: () => undefined }, new Map());
   app.use(errorHandler(createLogger('debug', {}, (line) => logged.push(line))));
   app.use(router.routes());
+  app.use(router.allowedMethods()); // as src/exporter/app.ts mounts it
   app.silent = true;
   server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -109,6 +111,8 @@ type Framing =
   | 'none';
 
 interface Request {
+  /** undefined: the route's own method. */
+  method: string | undefined;
   path: string;
   contentType: string | undefined;
   contentEncoding: string | undefined;
@@ -119,7 +123,8 @@ interface Request {
 }
 
 function render(r: Request): Buffer {
-  const head = [`${r.path.endsWith('any') ? 'PUT' : 'POST'} ${r.path} HTTP/1.1`, 'Host: 127.0.0.1'];
+  const method = r.method ?? (r.path.endsWith('any') ? 'PUT' : 'POST');
+  const head = [`${method} ${r.path} HTTP/1.1`, 'Host: 127.0.0.1'];
   if (r.contentType !== undefined) head.push(`Content-Type: ${r.contentType}`);
   if (r.contentEncoding !== undefined) head.push(`Content-Encoding: ${r.contentEncoding}`);
   head.push('Connection: close');
@@ -196,6 +201,13 @@ const bodyBytes: fc.Arbitrary<Buffer> = fc.oneof(
 );
 
 const request: fc.Arbitrary<Request> = fc.record({
+  method: fc.oneof(
+    { weight: 9, arbitrary: fc.constant(undefined) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom('GET', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'PUT', 'POST'),
+    },
+  ),
   path: fc.constantFrom('/fuzz/strict', '/fuzz/any'),
   contentType: fc.oneof(
     { weight: 6, arbitrary: fc.constant('application/json') },
@@ -276,7 +288,15 @@ describe('fuzz: JSON bodies of collector routes over real HTTP', () => {
       assert.ok(answer.status < 500, `${answer.status} ${answer.body} for ${JSON.stringify(what)}`);
       if (answer.status < 300) return;
       assert.ok(answer.status >= 400, `${answer.status} for ${JSON.stringify(what)}`);
-      if (answer.headers.has('content-type')) {
+      if (answer.status === 405) {
+        // The router's answer to a method the path does not take (app.ts mounts
+        // allowedMethods): plain text, with the methods it does take.
+        assert.ok(answer.headers.get('allow'), `405 without Allow for ${JSON.stringify(what)}`);
+        assert.ok(
+          r.method !== undefined,
+          `405 for the route's own method: ${JSON.stringify(what)}`,
+        );
+      } else if (answer.headers.has('content-type')) {
         // The app's own refusal: JSON saying why.
         assert.match(answer.headers.get('content-type')!, /^application\/json/);
         const parsed = JSON.parse(answer.body) as { error?: unknown };

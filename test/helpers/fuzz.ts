@@ -33,7 +33,9 @@ export const HANG_MS = Number(process.env.FUZZ_HANG_MS ?? 2000);
 export function fuzzParams(t: TestContext, numRuns: number): fc.Parameters<unknown> {
   const runs = Math.max(1, Math.round(numRuns * RUNS_FACTOR));
   t.diagnostic(`fuzz seed=${FUZZ_SEED} numRuns=${runs} (replay: FUZZ_SEED=${FUZZ_SEED})`);
-  return { seed: FUZZ_SEED, numRuns: runs, endOnFailure: false };
+  // includeErrorInReport: the assertion that failed goes into the message node:test prints,
+  // not into a `cause` it leaves out.
+  return { seed: FUZZ_SEED, numRuns: runs, endOnFailure: false, includeErrorInReport: true };
 }
 
 /** Runs a synchronous property with the file's seed and prints seed and run count. */
