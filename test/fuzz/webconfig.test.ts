@@ -5,12 +5,13 @@
  * own Error classes (or ConfigError); nothing else, and never hangs. Until the module
  * lands this file says it is skipped and why.
  */
+import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ConfigError } from '../../src/config/load.js';
-import { fuzzAsync, mutated, onlyOwnErrorsAsync, soup } from '../helpers/fuzz.js';
+import { fuzzAsync, mutated, onlyOwnErrors, onlyOwnErrorsAsync, soup } from '../helpers/fuzz.js';
 import { REPO, tempDir } from '../helpers/procs.js';
 
 const MODULE = join(REPO, 'src/exporter/webconfig.ts');
@@ -60,5 +61,24 @@ describe('fuzz: web-config loader', () => {
     await fuzzAsync(t, 400, fc.oneof(soup(), mutated(SAMPLE)), async (text) => {
       await onlyOwnErrorsAsync(async () => parse(text, path), own, text);
     });
+    // Its Go-duration reader (rate limits), when it has one: milliseconds or undefined.
+    if (typeof mod.parseGoDuration === 'function') {
+      const parseGo = mod.parseGoDuration as (text: string) => number | undefined;
+      const goish = fc
+        .array(
+          fc.oneof(
+            fc.constantFrom('h', 'm', 's', 'ms', 'us', 'µs', 'ns', '.', '-', '+'),
+            fc.nat().map(String),
+          ),
+          {
+            maxLength: 16,
+          },
+        )
+        .map((p) => p.join(''));
+      await fuzzAsync(t, 500, fc.oneof(soup(10), goish), async (text) => {
+        const ms = onlyOwnErrors(() => parseGo(text), [], text);
+        assert.ok(ms === undefined || (Number.isFinite(ms) && ms >= 0), `${text} → ${ms}`);
+      });
+    }
   });
 });

@@ -19,15 +19,24 @@ import {
 } from '../../src/collectors/collector.js';
 
 /** One seed for the whole file, so one printed number replays it. */
-export const FUZZ_SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : Date.now() ^ 0;
-const RUNS_FACTOR = process.env.FUZZ_RUNS ? Number(process.env.FUZZ_RUNS) : 1;
+export const FUZZ_SEED = envNumber('FUZZ_SEED', Date.now() ^ 0);
+const RUNS_FACTOR = envNumber('FUZZ_RUNS', 1);
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  // A typo would otherwise replay nothing (NaN seed) or run nothing, silently.
+  if (!Number.isFinite(n)) throw new Error(`${name}=${raw}: expected a number`);
+  return n;
+}
 
 /**
  * How long one call of a parser may take before it counts as hung. Not a performance
  * figure: inputs are at most a few kilobytes and a healthy call takes well under a
  * millisecond, so only super-linear blow-up (a backtracking regex) comes near it.
  */
-export const HANG_MS = Number(process.env.FUZZ_HANG_MS ?? 2000);
+export const HANG_MS = envNumber('FUZZ_HANG_MS', 2000);
 
 /** The fast-check parameters of one property, printed on the test's output. */
 export function fuzzParams(t: TestContext, numRuns: number): fc.Parameters<unknown> {
