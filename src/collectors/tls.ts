@@ -18,6 +18,7 @@ import { errorText, type Logger } from '../lib/log.js';
 import {
   CollectorError,
   collectorSchema,
+  NothingToCollect,
   registerCollector,
   type Observer,
   type PolledCollector,
@@ -163,7 +164,7 @@ export function probeServer(
       // SNI carries names only; an IP address is not sent (RFC 6066).
       servername: isIP(name) ? undefined : name,
       rejectUnauthorized: false,
-      ca: anchors.pems as string[] | undefined,
+      secureContext: anchors.secureContext,
     });
     const abort = () => socket.destroy(signal.reason as Error);
     signal.addEventListener('abort', abort, { once: true });
@@ -267,6 +268,8 @@ export function createTlsCollector(
     lastSeen: () => seen,
 
     async update({ signal, deadline, log: ctxLog }) {
+      // On by default with no targets: a quiet "nothing here", not an empty success.
+      if (targets.length === 0) throw new NothingToCollect('no targets in collectors.tls.targets');
       const results = await runAll(signal, deadline);
       const registry = new Registry();
       const registers = [registry];

@@ -5,7 +5,12 @@
  * handshake to let OpenSSL verify them).
  */
 import { X509Certificate } from 'node:crypto';
-import { rootCertificates, type DetailedPeerCertificate } from 'node:tls';
+import {
+  createSecureContext,
+  rootCertificates,
+  type DetailedPeerCertificate,
+  type SecureContext,
+} from 'node:tls';
 
 /** Longest subject or issuer label value: they come from the certificate, not from us. */
 export const NAME_LABEL_MAX = 256;
@@ -114,8 +119,12 @@ export function peerChain(peer: DetailedPeerCertificate): X509Certificate[] {
 export class TrustAnchors {
   private constructor(
     readonly certs: readonly X509Certificate[],
-    /** PEM texts for tls.connect's `ca` (undefined: Node's default store). */
-    readonly pems: readonly string[] | undefined,
+    /**
+     * For tls.connect: Node's CAs plus the extra ones, made once (undefined: Node's
+     * default context). Passing `ca` to each connect instead would parse every CA again
+     * for every connection.
+     */
+    readonly secureContext: SecureContext | undefined,
   ) {}
 
   /** Node's list alone, parsed on first use (about 140 certificates). */
@@ -127,7 +136,7 @@ export class TrustAnchors {
     const extra = parsePemChain(extraPem, what);
     return new TrustAnchors(
       [...TrustAnchors.defaults, ...extra],
-      [...rootCertificates, ...extra.map((c) => c.toString())],
+      createSecureContext({ ca: [...rootCertificates, ...extra.map((c) => c.toString())] }),
     );
   }
 }
