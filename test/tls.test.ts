@@ -19,11 +19,11 @@ import {
   opensslEndDate,
   opensslSerial,
   standardCerts,
-  tlsServerBlock,
+  serveCerts,
   type StandardCerts,
   type TestPki,
 } from './helpers/certs.js';
-import { startNginx, type Nginx } from './helpers/nginx.js';
+import type { Nginx } from './helpers/nginx.js';
 import { eventually, freePort, startLookout } from './helpers/procs.js';
 import { seriesValue, findSamples, sampleValue } from './helpers/exposition.js';
 
@@ -35,7 +35,7 @@ const KINDS: Kind[] = ['valid', 'expiring', 'expired', 'selfSigned', 'wrongHost'
 let pki: TestPki;
 let certs: StandardCerts;
 let nginx: Nginx;
-const ports = {} as Record<Kind, number>;
+let ports: Record<Kind, number>;
 let blackhole: Server;
 let blackholePort: number;
 const held: Socket[] = [];
@@ -62,8 +62,7 @@ const server = (kind: Kind, extra: Partial<{ server_name: string; name: string }
 before(async () => {
   pki = await makeTestPki();
   certs = await standardCerts(pki);
-  for (const k of KINDS) ports[k] = await freePort();
-  nginx = await startNginx({ http: KINDS.map((k) => tlsServerBlock(ports[k], certs[k])).join('') });
+  ({ nginx, ports } = await serveCerts(certs));
   // Accepts TCP and never says a word: a TLS handshake to it never completes.
   blackhole = createServer((s) => held.push(s));
   await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));

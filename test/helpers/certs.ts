@@ -9,7 +9,8 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { tempDir } from './procs.js';
+import { startNginx, type Nginx } from './nginx.js';
+import { freePort, tempDir } from './procs.js';
 
 const run = promisify(execFile);
 
@@ -325,4 +326,17 @@ export function tlsServerBlock(port: number, files: CertFiles): string {
     location / { return 200 "ok\\n"; }
   }
 `;
+}
+
+/**
+ * One real nginx serving each of `files` over TLS on its own 127.0.0.1 port (plus its
+ * plain /stub_status port): `ports.expired` serves `files.expired`, and so on.
+ */
+export async function serveCerts<K extends string>(
+  files: Record<K, CertFiles>,
+): Promise<{ nginx: Nginx; ports: Record<K, number> }> {
+  const ports = {} as Record<K, number>;
+  for (const k of Object.keys(files) as K[]) ports[k] = await freePort();
+  const http = (Object.keys(files) as K[]).map((k) => tlsServerBlock(ports[k], files[k])).join('');
+  return { nginx: await startNginx({ http }), ports };
 }
