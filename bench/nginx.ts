@@ -10,6 +10,7 @@
  *   npm run bench:nginx
  *   BENCH_SCRAPES=200 npm run bench:nginx      # a quick look
  */
+import { loadavg } from 'node:os';
 import { freePort, startProcess, tempDir } from '../test/helpers/procs.js';
 import { startNginx } from '../test/helpers/nginx.js';
 import { findSamples, sampleValue } from '../test/helpers/exposition.js';
@@ -76,7 +77,13 @@ async function main() {
       ratio(v[0]!, v[2]!),
       ratio(v[1]!, v[2]!),
     ];
-    console.log(`nginx 1.22 stub_status at ${statusUrl}; ${SCRAPES} sequential scrapes each\n`);
+    console.log(`nginx 1.22 stub_status at ${statusUrl}; ${SCRAPES} sequential scrapes each`);
+    // Tails move with whatever else the machine runs: say how busy it was.
+    console.log(
+      `load average after the scrapes: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}\n`,
+    );
     console.log(
       [
         [
