@@ -118,7 +118,7 @@ export function peerChain(peer: DetailedPeerCertificate): X509Certificate[] {
 /** Certificates trusted as chain ends: Node's CA list, plus a ca_file's. */
 export class TrustAnchors {
   private constructor(
-    readonly certs: readonly X509Certificate[],
+    private readonly extra: readonly X509Certificate[],
     /**
      * For tls.connect: Node's CAs plus the extra ones, made once (undefined: Node's
      * default context). Passing `ca` to each connect instead would parse every CA again
@@ -127,15 +127,20 @@ export class TrustAnchors {
     readonly secureContext: SecureContext | undefined,
   ) {}
 
-  /** Node's list alone, parsed on first use (about 140 certificates). */
+  /** Node's list, parsed on first use (about 140 certificates): only file targets need it. */
   private static defaults?: X509Certificate[];
 
-  static from(extraPem?: string, what = 'ca_file'): TrustAnchors {
+  /** Every trusted certificate, for checking a chain read from a file. */
+  get certs(): readonly X509Certificate[] {
     TrustAnchors.defaults ??= rootCertificates.map((pem) => new X509Certificate(pem));
-    if (extraPem === undefined) return new TrustAnchors(TrustAnchors.defaults, undefined);
+    return [...TrustAnchors.defaults, ...this.extra];
+  }
+
+  static from(extraPem?: string, what = 'ca_file'): TrustAnchors {
+    if (extraPem === undefined) return new TrustAnchors([], undefined);
     const extra = parsePemChain(extraPem, what);
     return new TrustAnchors(
-      [...TrustAnchors.defaults, ...extra],
+      extra,
       createSecureContext({ ca: [...rootCertificates, ...extra.map((c) => c.toString())] }),
     );
   }
@@ -166,9 +171,10 @@ export function verifyChain(
     if (!issuer.ca) return `certificate ${i + 2} is not a CA`;
   }
   const last = chain.at(-1)!;
-  const isAnchor = anchors.certs.some((a) => a.fingerprint256 === last.fingerprint256);
+  const trusted = anchors.certs;
+  const isAnchor = trusted.some((a) => a.fingerprint256 === last.fingerprint256);
   if (isAnchor) return undefined;
-  const anchor = anchors.certs.find((a) => signs(a, last));
+  const anchor = trusted.find((a) => signs(a, last));
   if (anchor === undefined) {
     return last.checkIssued(last)
       ? 'self-signed certificate'
