@@ -166,6 +166,7 @@ describe('nginx collector in a running lookout', () => {
     const lookout = await startLookout(
       `collectors:
   nginx:
+    enabled: true
     interval: 1s
     timeout: 1s
     status_url: http://127.0.0.1:${own.port}/stub_status

@@ -26,12 +26,12 @@ const httpUrl = z
   );
 
 export const nginxSchema = collectorSchema(
-  { enabled: true, interval: '15s', timeout: '10s' },
+  { enabled: false, interval: '15s', timeout: '10s' },
   {
     status_url: httpUrl
       .default(DEFAULT_STATUS_URL)
       .describe(
-        "URL of nginx's stub_status page (a `location = /stub_status { stub_status; }` block). On a host without nginx this costs one refused local connection per refresh and reports lookout_nginx_up 0; the NginxDown alert fires only for an nginx that was up within the day.",
+        "URL of nginx's stub_status page (a `location = /stub_status { stub_status; }` block). When it does not answer, lookout_nginx_up is 0; the NginxDown alert fires only for an nginx that was up within the day.",
       ),
     status_timeout: duration
       .prefault('3s')
