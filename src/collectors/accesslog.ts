@@ -87,8 +87,7 @@ const logSchema = z
       .describe(
         'combined (nginx and Apache default, no durations), combined_timing (combined plus $request_time $upstream_response_time: the log_format lookout ships), json (escape=json lines), or pattern (a regular expression in `pattern`).',
       ),
-    pattern: z
-      .string()
+    pattern: regexSource('an access log line')
       .optional()
       .describe(
         'For format: pattern — a regular expression with named groups: status (required), method, path or request, bytes, seconds or milliseconds.',
