@@ -10,7 +10,7 @@
  *   npm run bench:accesslog                       # 1 GB, a few minutes
  *   BENCH_ACCESSLOG_MB=100 npm run bench:accesslog   # a quick look
  */
-import { open, writeFile, mkdir } from 'node:fs/promises';
+import { open, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { freePort, startProcess, tempDir, type Running } from '../test/helpers/procs.js';
@@ -199,6 +199,7 @@ collectors:
   } finally {
     await lookout.stop();
     await mtail.stop();
+    await rm(dir, { recursive: true, force: true }); // the burst: 1 GB by default
   }
 }
 
