@@ -162,7 +162,7 @@ describe('alertmanager.yml (amtool)', () => {
       {
         source_matchers: ['severity="critical"'],
         target_matchers: ['severity="warning"'],
-        equal: ['alertname', 'instance', 'mountpoint', 'name', 'site'],
+        equal: ['alertname', 'instance', 'mountpoint', 'name', 'target', 'log', 'site'],
       },
     ]);
     const global = c.global as Record<string, unknown>;
