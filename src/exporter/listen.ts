@@ -1,7 +1,371 @@
+import {
+  STATUS_CODES,
+  createServer as createHttpServer,
+  type Server as HttpServer,
+} from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import {
+  createServer as createNetServer,
+  isIP,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
+import { stat } from 'node:fs/promises';
+import type { TLSSocket } from 'node:tls';
+import type { RequestListener } from 'node:http';
+import { errorText, type Logger } from '../lib/log.js';
+import { RateLimitedLog } from '../lib/ratelog.js';
+import { loadTls, type TlsServerConfig, type WebConfig } from './webconfig.js';
+
 /** Splits ":10142", "127.0.0.1:10142" or "[::1]:10142"; an empty host means every address. */
 export function splitListenAddress(address: string): { host: string | undefined; port: number } {
   const i = address.lastIndexOf(':');
   let host = address.slice(0, i);
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   return { host: host === '' ? undefined : host, port: Number(address.slice(i + 1)) };
+}
+
+/** The `web:` limits (config/schema.ts), in bytes and milliseconds. */
+export interface Limits {
+  max_connections: number;
+  max_header_bytes: number;
+  header_timeout: number;
+  request_timeout: number;
+  keep_alive_timeout: number;
+}
+
+/**
+ * Keeps the served certificate in step with the files on disk (a Let's Encrypt renewal):
+ * each new connection waits for a stat() of the files that started after it arrived
+ * (concurrent connections share one), and a changed file is read and put in place with
+ * setSecureContext before that connection's handshake. A stat round costs a few
+ * microseconds of the thread pool, against the handshake's milliseconds, and Prometheus
+ * keeps its connection between scrapes. A half-written pair (a key that does not match
+ * its certificate yet) keeps the previous context and is retried when the files change
+ * again.
+ */
+class CertificateReloader {
+  private signature = '';
+  private failed = '';
+  private current?: Promise<void>;
+  private next?: Promise<void>;
+
+  constructor(
+    private readonly tls: TlsServerConfig,
+    private readonly source: string,
+    private readonly server: HttpsServer,
+    private readonly log: Logger,
+    private readonly warn: RateLimitedLog,
+  ) {}
+
+  private files(): string[] {
+    return [this.tls.cert.file, this.tls.key.file, this.tls.clientCa?.file].filter(
+      (f): f is string => f !== undefined,
+    );
+  }
+
+  async sign(): Promise<string> {
+    const stats = await Promise.all(
+      this.files().map((f) =>
+        stat(f).then(
+          (s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`,
+          (err: NodeJS.ErrnoException) => `error:${err.code ?? ''}`,
+        ),
+      ),
+    );
+    return stats.join('|');
+  }
+
+  /** Records the files' state as served now (at start). */
+  async start(): Promise<void> {
+    this.signature = await this.sign();
+  }
+
+  /** Resolves once the files were looked at after this call. */
+  fresh(): Promise<void> {
+    if (this.files().length === 0) return Promise.resolve();
+    if (!this.current) {
+      this.current = this.check().finally(() => (this.current = undefined));
+      return this.current;
+    }
+    // One is running and may have looked before this connection arrived: wait for the next.
+    this.next ??= this.current.then(() => {
+      this.next = undefined;
+      return this.fresh();
+    });
+    return this.next;
+  }
+
+  private async check(): Promise<void> {
+    const sig = await this.sign();
+    if (sig === this.signature || sig === this.failed) return;
+    try {
+      const { options, notAfter: until } = await loadTls(this.tls, this.source);
+      this.server.setSecureContext(options);
+      this.signature = sig;
+      this.failed = '';
+      this.log.info('TLS certificate reloaded', {
+        not_after: until === undefined ? undefined : new Date(until).toISOString(),
+      });
+      warnIfExpired(until, this.log);
+    } catch (err) {
+      this.failed = sig;
+      this.warn.warn(
+        'tls-reload',
+        'TLS files changed but cannot be used; serving the previous certificate',
+        {
+          err: errorText(err),
+        },
+      );
+    }
+  }
+}
+
+function warnIfExpired(until: number | undefined, log: Logger): void {
+  if (until !== undefined && until < Date.now()) {
+    log.warn('the TLS certificate lookout serves has expired; clients will refuse it', {
+      not_after: new Date(until).toISOString(),
+    });
+  }
+}
+
+/** The SANs of a client certificate, checked as the toolkit's client_allowed_sans. */
+function hasAllowedSan(socket: TLSSocket, allowed: readonly string[]): boolean {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) return false;
+  const uris = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+  return allowed.some(
+    (s) =>
+      (isIP(s) ? cert.checkIP(s) !== undefined : false) ||
+      cert.checkHost(s, { subject: 'never', wildcards: false }) !== undefined ||
+      cert.checkEmail(s, { subject: 'never' }) !== undefined ||
+      uris.includes(s),
+  );
+}
+
+export interface DoorEvents {
+  /** A TLS client turned away for its certificate (mTLS). */
+  onClientCertificateFailure(): void;
+}
+
+/**
+ * lookout's listening socket: plain HTTP, or TLS from a web-config file, with limits on
+ * header size, header/request/keep-alive time and concurrent connections. A plain TCP
+ * server accepts and counts connections, refuses those over the cap (503 where the
+ * protocol still allows an answer), waits for the certificate check and hands the rest
+ * to the HTTP(S) server, which never listens itself.
+ */
+export class Door {
+  private active = 0;
+  private closing = false;
+
+  private constructor(
+    private readonly outer: NetServer,
+    readonly inner: HttpServer | HttpsServer,
+  ) {}
+
+  static async open(
+    handler: RequestListener,
+    address: string,
+    limits: Limits,
+    web: WebConfig | undefined,
+    log: Logger,
+    events: DoorEvents,
+  ): Promise<Door> {
+    const warn = new RateLimitedLog(log);
+    const httpOptions = {
+      maxHeaderSize: limits.max_header_bytes,
+      headersTimeout: limits.header_timeout,
+      requestTimeout: limits.request_timeout,
+      keepAliveTimeout: limits.keep_alive_timeout,
+      // How often the header and request timeouts are enforced (Node's default is 30 s,
+      // which would let a slow client hold a connection that long past its limit).
+      connectionsCheckingInterval: Math.min(1000, limits.header_timeout),
+    };
+    const tls = web?.tls;
+    let inner: HttpServer | HttpsServer;
+    let reloader: CertificateReloader | undefined;
+    if (tls) {
+      const { options, notAfter: until } = await loadTls(tls, web.source);
+      const s = createHttpsServer(
+        {
+          ...httpOptions,
+          ...options,
+          requestCert: tls.clientAuth !== 'NoClientCert',
+          rejectUnauthorized: tls.clientAuth === 'RequireAndVerifyClientCert',
+          // A client that connects and never finishes its handshake is dropped as one
+          // that never finishes its headers.
+          handshakeTimeout: limits.header_timeout,
+          ALPNProtocols: ['http/1.1'],
+        },
+        handler,
+      );
+      s.prependListener('secureConnection', (socket: TLSSocket) => {
+        const given = socket.getPeerX509Certificate() !== undefined;
+        const refuse =
+          (tls.clientAuth === 'RequireAnyClientCert' && !given) ||
+          (tls.clientAuth === 'VerifyClientCertIfGiven' && given && !socket.authorized) ||
+          (tls.clientAllowedSans !== undefined &&
+            given &&
+            !hasAllowedSan(socket, tls.clientAllowedSans));
+        if (refuse) {
+          events.onClientCertificateFailure();
+          warn.warn(
+            'client-cert',
+            'TLS client refused: client certificate missing, untrusted or not allowed',
+            {
+              remote: socket.remoteAddress,
+              client_auth_type: tls.clientAuth,
+            },
+          );
+          socket.destroy();
+        }
+      });
+      s.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) =>
+        tlsFailure(err, socket),
+      );
+      inner = s;
+      reloader = new CertificateReloader(tls, web.source, s, log, warn);
+      await reloader.start();
+      warnIfExpired(until, log);
+    } else {
+      inner = createHttpServer(httpOptions, handler);
+    }
+    // A TLS failure can come after the handshake (TLS 1.3 verifies the client's
+    // certificate once the server has finished), through the HTTP server's clientError:
+    // one place counts and logs it either way, once per connection.
+    const failedTls = new WeakSet<Socket>();
+    const tlsFailure = (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (failedTls.has(socket)) return;
+      failedTls.add(socket);
+      if (
+        tls &&
+        tls.clientAuth !== 'NoClientCert' &&
+        /certificate/i.test(`${err.code} ${err.message}`)
+      ) {
+        events.onClientCertificateFailure();
+      }
+      warn.warn('tls-handshake', 'TLS handshake failed', {
+        remote: socket.remoteAddress,
+        err: err.code ?? err.message,
+      });
+      socket.destroy();
+    };
+    inner.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (tls && err.code?.startsWith('ERR_SSL')) {
+        tlsFailure(err, socket);
+        return;
+      }
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 408
+            : err.code === 'ECONNRESET' || err.code === 'EPIPE'
+              ? 0
+              : 400;
+      if (status !== 0) {
+        warn.warn(`client-${status}`, 'request refused', {
+          status,
+          remote: socket.remoteAddress,
+          err: err.code ?? err.message,
+        });
+      }
+      if (status !== 0 && socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+        );
+      }
+      socket.destroySoon();
+    });
+
+    const { host, port } = splitListenAddress(address);
+    let door: Door | undefined;
+    const outer = createNetServer({ pauseOnConnect: true }, (socket) => {
+      if (!door || door.closing) {
+        socket.destroy();
+        return;
+      }
+      if (door.active >= limits.max_connections) {
+        warn.warn('max-connections', 'connection refused: web.max_connections reached', {
+          max_connections: limits.max_connections,
+          remote: socket.remoteAddress,
+        });
+        refuse(socket, tls !== undefined);
+        return;
+      }
+      door.active++;
+      socket.once('close', () => door!.active--);
+      if (!reloader) {
+        inner.emit('connection', socket);
+        // Accepted paused (pauseOnConnect) so nothing is read before the HTTP server has it.
+        socket.resume();
+        return;
+      }
+      void reloader.fresh().then(() => {
+        if (!socket.destroyed) inner.emit('connection', socket);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      outer.once('error', reject);
+      outer.listen({ host, port }, () => {
+        outer.removeListener('error', reject);
+        resolve();
+      });
+    });
+    // Node starts the header/request timeout checks of an HTTP server when it listens;
+    // this one never listens (the TCP server above hands it connections), so start them.
+    inner.emit('listening');
+    door = new Door(outer, inner);
+    log.info('web config', {
+      tls: tls !== undefined,
+      client_auth_type: tls?.clientAuth,
+      basic_auth: (web?.users.size ?? 0) > 0,
+      http2: false,
+    });
+    return door;
+  }
+
+  get connections(): number {
+    return this.active;
+  }
+
+  /** Stops accepting; resolves when every connection has closed. */
+  close(): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => this.outer.close(() => resolve()));
+    return closed;
+  }
+
+  closeIdleConnections(): void {
+    this.inner.closeIdleConnections();
+  }
+
+  closeAllConnections(): void {
+    this.inner.closeAllConnections();
+  }
+}
+
+/**
+ * Over the connection cap. Plain HTTP still gets an answer (503 and Retry-After); on a
+ * TLS port nothing can be said before a handshake, which is what the cap saves, so the
+ * connection is closed.
+ */
+function refuse(socket: Socket, tls: boolean): void {
+  if (tls) {
+    socket.destroy();
+    return;
+  }
+  // Read and drop what the client sent, so closing does not reset the connection
+  // before it reads the answer.
+  socket.on('data', () => undefined);
+  socket.on('error', () => undefined);
+  socket.resume();
+  socket.end(
+    'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+  );
+  setTimeout(() => socket.destroy(), 1000).unref();
 }
