@@ -146,6 +146,34 @@ function hasAllowedSan(socket: TLSSocket, allowed: readonly string[]): boolean {
   );
 }
 
+/**
+ * Why a TLS client's certificate does not pass its client_auth_type (and
+ * client_allowed_sans), or undefined when it does. Runs before the HTTP server sees the
+ * connection, so a refused client never gets an HTTP answer.
+ */
+function clientCertificateProblem(socket: TLSSocket, tls: TlsServerConfig): string | undefined {
+  const given = socket.getPeerX509Certificate() !== undefined;
+  const untrusted = `untrusted client certificate (${String(socket.authorizationError)})`;
+  switch (tls.clientAuth) {
+    case 'RequireAnyClientCert':
+      if (!given) return 'no client certificate';
+      break;
+    case 'VerifyClientCertIfGiven':
+      if (given && !socket.authorized) return untrusted;
+      break;
+    case 'RequireAndVerifyClientCert':
+      if (!given) return 'no client certificate';
+      if (!socket.authorized) return untrusted;
+      break;
+    default:
+      break;
+  }
+  if (given && tls.clientAllowedSans && !hasAllowedSan(socket, tls.clientAllowedSans)) {
+    return 'no allowed SAN in the client certificate (client_allowed_sans)';
+  }
+  return undefined;
+}
+
 export interface DoorEvents {
   /** A TLS client turned away for its certificate (mTLS). */
   onClientCertificateFailure(): void;
@@ -195,7 +223,9 @@ export class Door {
           ...httpOptions,
           ...options,
           requestCert: tls.clientAuth !== 'NoClientCert',
-          rejectUnauthorized: tls.clientAuth === 'RequireAndVerifyClientCert',
+          // Verified here, in clientCertificateProblem: Node's own rejection of an
+          // untrusted certificate closes the connection without any event to count.
+          rejectUnauthorized: false,
           // A client that connects and never finishes its handshake is dropped as one
           // that never finishes its headers.
           handshakeTimeout: limits.header_timeout,
@@ -204,25 +234,15 @@ export class Door {
         handler,
       );
       s.prependListener('secureConnection', (socket: TLSSocket) => {
-        const given = socket.getPeerX509Certificate() !== undefined;
-        const refuse =
-          (tls.clientAuth === 'RequireAnyClientCert' && !given) ||
-          (tls.clientAuth === 'VerifyClientCertIfGiven' && given && !socket.authorized) ||
-          (tls.clientAllowedSans !== undefined &&
-            given &&
-            !hasAllowedSan(socket, tls.clientAllowedSans));
-        if (refuse) {
-          events.onClientCertificateFailure();
-          warn.warn(
-            'client-cert',
-            'TLS client refused: client certificate missing, untrusted or not allowed',
-            {
-              remote: socket.remoteAddress,
-              client_auth_type: tls.clientAuth,
-            },
-          );
-          socket.destroy();
-        }
+        const why = clientCertificateProblem(socket, tls);
+        if (why === undefined) return;
+        events.onClientCertificateFailure();
+        warn.warn('client-cert', 'TLS client refused', {
+          remote: socket.remoteAddress,
+          client_auth_type: tls.clientAuth,
+          reason: why,
+        });
+        socket.destroy();
       });
       s.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) =>
         tlsFailure(err, socket),

@@ -126,7 +126,10 @@ const tlsSchema = z.strictObject({
 
 const httpSchema = z.strictObject({
   http2: z.boolean().optional(),
-  headers: z.record(z.string(), z.string()).nullish(),
+  // YAML reads `X-XSS-Protection: 1` as a number; Go's decoder into strings takes it as "1".
+  headers: z
+    .record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String))
+    .nullish(),
 });
 
 const fileSchema = z.strictObject({
@@ -203,7 +206,9 @@ export function parseWebConfig(text: string, sourcePath: string): WebConfig {
   let doc: unknown;
   try {
     // An empty file is a valid web config in the toolkit: plain HTTP, no auth.
-    doc = text.trim() === '' ? {} : parseYaml(text, { filename: sourcePath });
+    // js-yaml 5 refuses a document of comments only; for the toolkit it is an empty file.
+    const hasContent = text.split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'));
+    doc = hasContent ? parseYaml(text, { filename: sourcePath }) : {};
   } catch (err) {
     // A YAML error, or a RangeError from absurd nesting: either way the text is unusable.
     const at =

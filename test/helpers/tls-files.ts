@@ -3,11 +3,11 @@
  * a server CA and a client CA, server certificates for 127.0.0.1 (one expired), and
  * client certificates from the trusted CA and from a stranger.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { tempDir } from './procs.js';
+import { REPO, eventually, freePort, tempDir, type Running } from './procs.js';
 
 const run = promisify(execFile);
 
@@ -141,4 +141,65 @@ export async function makeTlsFiles(): Promise<TlsFiles> {
     issue(dir, strangerCa, 'stranger', { client: true, san: 'DNS:prometheus' }),
   ]);
   return { dir, ca: serverCa.cert, server, expired, clientCa: clientCa.cert, client, stranger };
+}
+
+/**
+ * lookout serving with a web-config file (bin/lookout, as `npm start` runs it), ready
+ * once curl gets /healthz through TLS with the given CA (or plain HTTP without one).
+ */
+export async function startLookoutWeb(
+  webConfig: string,
+  opts: { ca?: string; client?: Pair; configYaml?: string } = {},
+): Promise<Running & { webConfig: string }> {
+  const dir = await tempDir('lookout-web-');
+  const port = await freePort();
+  const config = join(dir, 'lookout.yml');
+  await writeFile(config, opts.configYaml ?? '');
+  const child = spawn(
+    join(REPO, 'bin/lookout'),
+    [
+      'serve',
+      '--config',
+      config,
+      '--web.config.file',
+      webConfig,
+      '--web.listen-address',
+      `127.0.0.1:${port}`,
+    ],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const url = `${opts.ca ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    return exited;
+  };
+  try {
+    await eventually(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`exited ${child.exitCode}: ${out}`);
+        const { stdout } = await run('curl', [
+          '-s',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          ...(opts.ca ? ['--cacert', opts.ca] : []),
+          ...(opts.client ? ['--cert', opts.client.cert, '--key', opts.client.key] : []),
+          `${url}/healthz`,
+        ]).catch(() => ({ stdout: '' }));
+        return stdout === '200';
+      },
+      20_000,
+      `lookout with ${webConfig} answering /healthz\n${out}`,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { child, url, port, dir, output: () => out, stop, webConfig };
 }
