@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { dump, load } from 'js-yaml';
 import { sampleValue } from './helpers/exposition.js';
 import {
   REPO,
@@ -373,7 +374,7 @@ describe('lookout check --web.config.file, and serve refusing a bad one', () => 
   });
 });
 
-describe('Prometheus scrapes lookout through TLS, basic auth and mTLS', () => {
+describe('Prometheus scrapes lookout through TLS, basic auth and mTLS, as prometheus.yml documents', () => {
   let lookout: Running;
   let prom: Running;
   before(async () => {
@@ -391,23 +392,40 @@ basic_auth_users:
     lookout = await startLookoutWeb(path, { ca: files.ca, client: files.client });
     await writeFile(join(files.dir, 'password'), PASSWORD);
     await writeFile(join(files.dir, 'wrong-password'), 'wrong');
-    const job = (name: string, passwordFile: string) => `
-  - job_name: ${name}
-    scheme: https
-    tls_config:
-      ca_file: ${files.ca}
-      cert_file: ${files.client.cert}
-      key_file: ${files.client.key}
-    basic_auth:
-      username: ${USER}
-      password_file: ${passwordFile}
-    static_configs:
-      - targets: ['127.0.0.1:${lookout.port}']`;
-    prom = await startPrometheus(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:${job('lookout', join(files.dir, 'password'))}${job('lookout-wrong-password', join(files.dir, 'wrong-password'))}
-`);
+    // The lookout job as prometheus.yml documents it, its commented TLS lines switched on
+    // and pointed at this test's files.
+    const shipped = await readFile(join(REPO, 'prometheus.yml'), 'utf8');
+    const lines = shipped.split('\n');
+    const from = lines.findIndex((l) => /^\s+# scheme: https$/.test(l));
+    assert.ok(from > 0, 'prometheus.yml has the commented https lines');
+    const block: string[] = [];
+    for (let i = from; i < lines.length && /^\s+#/.test(lines[i]!); i++) {
+      block.push(lines[i]!.replace(/^(\s+)# /, '$1'));
+    }
+    const tlsJob = load(block.join('\n')) as {
+      scheme: string;
+      tls_config: Record<string, string>;
+      basic_auth: { username: string; password_file: string };
+    };
+    assert.equal(tlsJob.scheme, 'https');
+    assert.deepEqual(Object.keys(tlsJob.tls_config).sort(), ['ca_file', 'cert_file', 'key_file']);
+    assert.equal(tlsJob.basic_auth.username, USER);
+    const job = (name: string, passwordFile: string) => ({
+      job_name: name,
+      ...tlsJob,
+      tls_config: { ca_file: files.ca, cert_file: files.client.cert, key_file: files.client.key },
+      basic_auth: { username: USER, password_file: passwordFile },
+      static_configs: [{ targets: [`127.0.0.1:${lookout.port}`] }],
+    });
+    prom = await startPrometheus(
+      dump({
+        global: { scrape_interval: '1s', scrape_timeout: '1s' },
+        scrape_configs: [
+          job('lookout', join(files.dir, 'password')),
+          job('lookout-wrong-password', join(files.dir, 'wrong-password')),
+        ],
+      }),
+    );
   });
   after(async () => {
     await prom?.stop();
@@ -426,5 +444,39 @@ scrape_configs:${job('lookout', join(files.dir, 'password'))}${job('lookout-wron
     );
     const build = await promQuery(prom.url, 'lookout_build_info{job="lookout"}');
     assert.equal(build.length, 1);
+  });
+});
+
+describe('deploy/systemd/lookout.service: systemd-analyze security', () => {
+  /** The unit's exposure level, offline, as installed (/opt/lookout → this checkout). */
+  async function exposure(extra: string[]): Promise<number> {
+    const { tempDir } = await import('./helpers/procs.js');
+    const dir = await tempDir('lookout-unit-');
+    const unit = (await readFile(join(REPO, 'deploy/systemd/lookout.service'), 'utf8'))
+      .replaceAll('/opt/lookout/', REPO)
+      .replace('[Service]\n', `[Service]\n${extra.join('\n')}${extra.length ? '\n' : ''}`);
+    await writeFile(join(dir, 'lookout.service'), unit);
+    const { stdout } = await run('systemd-analyze', [
+      'security',
+      '--offline=true',
+      join(dir, 'lookout.service'),
+    ]);
+    const m = /Overall exposure level for lookout\.service: (\d+\.\d+)/.exec(stdout);
+    assert.ok(m, stdout.slice(-300));
+    return Number(m[1]);
+  }
+
+  it('scores 1.9 or better, and still does with the docker-group drop-in', async () => {
+    const dropIn = (
+      await readFile(join(REPO, 'deploy/systemd/lookout.service.d/docker.conf'), 'utf8')
+    )
+      .split('\n')
+      .filter((l) => /^\w+=/.test(l));
+    assert.deepEqual(dropIn, ['SupplementaryGroups=docker']);
+    const alone = await exposure([]);
+    const withDocker = await exposure(dropIn);
+    console.log(`# systemd-analyze security: ${alone} alone, ${withDocker} with docker.conf`);
+    assert.ok(alone <= 1.9, `${alone}`);
+    assert.ok(withDocker <= 1.9, `${withDocker}`);
   });
 });
