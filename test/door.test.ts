@@ -190,7 +190,7 @@ basic_auth_users:
   ${USER}: ${hash}
 `,
     );
-    lookout = await startLookoutWeb(path, { ca: files.ca, client: files.client });
+    lookout = await startLookoutWeb(path, { ca: files.ca });
   });
   after(async () => {
     await lookout?.stop();
@@ -238,6 +238,64 @@ basic_auth_users:
     args[args.length - 1] = `${USER}:wrong`;
     assert.equal((await curl(`${lookout.url}/metrics`, args)).status, 401);
   });
+});
+
+describe('every client_auth_type, and client_allowed_sans (curl)', () => {
+  // What each client gets: no certificate, one from the client CA, one from a stranger's CA.
+  const table: [string, string, { none: boolean; trusted: boolean; stranger: boolean }][] = [
+    ['NoClientCert', '', { none: true, trusted: true, stranger: true }],
+    ['RequestClientCert', '', { none: true, trusted: true, stranger: true }],
+    ['RequireAnyClientCert', '', { none: false, trusted: true, stranger: true }],
+    [
+      'VerifyClientCertIfGiven',
+      '  client_ca_file: client-ca.crt\n',
+      { none: true, trusted: true, stranger: false },
+    ],
+    [
+      'RequireAndVerifyClientCert',
+      '  client_ca_file: client-ca.crt\n',
+      { none: false, trusted: true, stranger: false },
+    ],
+    [
+      'RequireAndVerifyClientCert',
+      '  client_ca_file: client-ca.crt\n  client_allowed_sans: [someone-else]\n',
+      { none: false, trusted: false, stranger: false },
+    ],
+    [
+      'RequireAndVerifyClientCert',
+      '  client_ca_file: client-ca.crt\n  client_allowed_sans: [someone-else, prometheus]\n',
+      { none: false, trusted: true, stranger: false },
+    ],
+  ];
+  for (const [type, extra, want] of table) {
+    it(`${type}${extra.includes('sans') ? ` with ${extra.trim().split('\n').at(-1)}` : ''}`, async () => {
+      const path = await webConfig(
+        'web-type.yml',
+        `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: ${type}\n${extra}`,
+      );
+      const lookout = await startLookoutWeb(path, { ca: files.ca });
+      try {
+        const got = async (p?: { cert: string; key: string }) =>
+          (
+            await curl(`${lookout.url}/metrics`, [
+              '--cacert',
+              files.ca,
+              ...(p ? ['--cert', p.cert, '--key', p.key] : []),
+            ])
+          ).status === 200;
+        assert.deepEqual(
+          {
+            none: await got(),
+            trusted: await got(files.client),
+            stranger: await got(files.stranger),
+          },
+          want,
+        );
+      } finally {
+        await lookout.stop();
+      }
+    });
+  }
 });
 
 describe('certificates on disk', () => {
@@ -389,7 +447,7 @@ basic_auth_users:
   ${USER}: ${hash}
 `,
     );
-    lookout = await startLookoutWeb(path, { ca: files.ca, client: files.client });
+    lookout = await startLookoutWeb(path, { ca: files.ca });
     await writeFile(join(files.dir, 'password'), PASSWORD);
     await writeFile(join(files.dir, 'wrong-password'), 'wrong');
     // The lookout job as prometheus.yml documents it, its commented TLS lines switched on
