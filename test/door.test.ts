@@ -362,11 +362,35 @@ describe('certificates on disk', () => {
       await rename(join(dir, 'live.key.tmp'), join(dir, 'live.key'));
       const after = await servedCertificate(lookout.port, ca);
       assert.equal(after.cn, 'renewed');
-      assert.match(lookout.output(), /msg="TLS certificate reloaded"/);
-      assert.match(
-        lookout.output(),
-        /TLS files changed but cannot be used; serving the previous certificate/,
-      );
+      assert.match(lookout.output(), /msg="web config reloaded"/);
+      assert.match(lookout.output(), /changed but cannot be used; keeping the running ones/);
+    } finally {
+      await lookout.stop();
+    }
+  });
+});
+
+describe('the web-config file edited while lookout runs', () => {
+  it('a user added works on the next connection; a broken edit keeps the running file', async () => {
+    const path = join(files.dir, 'web-edit.yml');
+    const put = async (yaml: string) => {
+      await writeFile(`${path}.tmp`, yaml);
+      await rename(`${path}.tmp`, path);
+    };
+    await put(`basic_auth_users:\n  ${USER}: ${hash}\n`);
+    const lookout = await startLookoutWeb(path);
+    try {
+      const status = async (user: string) =>
+        (await curl(`${lookout.url}/metrics`, ['-u', `${user}:${PASSWORD}`])).status;
+      assert.equal(await status(USER), 200);
+      assert.equal(await status('added'), 401);
+      await put(`basic_auth_users:\n  ${USER}: ${hash}\n  added: ${hash}\n`);
+      assert.equal(await status('added'), 200);
+      await put('basic_auth_users:\n  added: [broken\n');
+      assert.equal(await status('added'), 200, 'the running file stays');
+      assert.equal(await status('mallory'), 401);
+      assert.match(lookout.output(), /msg="web config reloaded"/);
+      assert.match(lookout.output(), /changed but cannot be used; keeping the running ones/);
     } finally {
       await lookout.stop();
     }

@@ -51,7 +51,7 @@ export function createApp(
   version: string,
   log: Logger,
   lifecycle = new Lifecycle(),
-  door?: DoorChecks,
+  door?: () => DoorChecks,
 ): Koa {
   const app = new Koa();
   const router = new Router();

@@ -141,11 +141,13 @@ export interface DoorChecks {
 const OPEN_PATHS = new Set(['/healthz']);
 
 /**
- * The toolkit's per-request order: rate limit, then the configured headers, then basic
- * auth — on every route but /healthz.
+ * The toolkit's per-request order: the configured headers, the rate limit, then basic
+ * auth — the last two on every route but /healthz.
  */
-export function doorMiddleware(d: DoorChecks): Koa.Middleware {
+export function doorMiddleware(current: () => DoorChecks): Koa.Middleware {
   return async (ctx, next) => {
+    // Read per request: a reloaded web-config file applies from the next request.
+    const d = current();
     for (const [k, v] of Object.entries(d.headers)) ctx.set(k, v);
     if (OPEN_PATHS.has(ctx.path)) return next();
     if (d.limiter && !d.limiter.take()) {

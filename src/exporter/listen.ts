@@ -15,7 +15,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestListener } from 'node:http';
 import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
-import { loadTls, type TlsServerConfig, type WebConfig } from './webconfig.js';
+import { loadTls, loadWebConfig, type TlsServerConfig, type WebConfig } from './webconfig.js';
 
 /** Splits ":10142", "127.0.0.1:10142" or "[::1]:10142"; an empty host means every address. */
 export function splitListenAddress(address: string): { host: string | undefined; port: number } {
@@ -35,38 +35,41 @@ export interface Limits {
 }
 
 /**
- * Keeps the served certificate in step with the files on disk (a Let's Encrypt renewal):
- * each new connection waits for a stat() of the files that started after it arrived
- * (concurrent connections share one), and a changed file is read and put in place with
- * setSecureContext before that connection's handshake. A stat round costs a few
- * microseconds of the thread pool, against the handshake's milliseconds, and Prometheus
- * keeps its connection between scrapes. A half-written pair (a key that does not match
- * its certificate yet) keeps the previous context and is retried when the files change
- * again.
+ * Keeps lookout in step with its web-config file and the certificate files it names (a
+ * Let's Encrypt renewal, a user added to basic_auth_users), as the toolkit does by
+ * reading the file on every request: each new connection waits for a stat() of the
+ * files that started after it arrived (concurrent connections share one), and a change
+ * is read, validated and put in place before that connection is served — the TLS context
+ * with setSecureContext, the auth and headers through `prepare`. A stat round costs
+ * microseconds of the thread pool against a handshake's milliseconds, and Prometheus
+ * keeps its connection between scrapes. Anything that does not validate (a half-written
+ * renewal: a new certificate beside the old key) keeps what runs and is retried when the
+ * files change again.
  */
-class CertificateReloader {
+class WebConfigWatcher {
   private signature = '';
   private failed = '';
-  private current?: Promise<void>;
-  private next?: Promise<void>;
+  private running?: Promise<void>;
+  private queued?: Promise<void>;
 
   constructor(
-    private readonly tls: TlsServerConfig,
-    private readonly source: string,
-    private readonly server: HttpsServer,
+    public current: WebConfig,
+    private readonly server: HttpsServer | undefined,
+    private readonly prepare: (next: WebConfig) => Promise<() => void>,
     private readonly log: Logger,
     private readonly warn: RateLimitedLog,
   ) {}
 
-  private files(): string[] {
-    return [this.tls.cert.file, this.tls.key.file, this.tls.clientCa?.file].filter(
+  private static files(web: WebConfig): string[] {
+    const t = web.tls;
+    return [web.source, t?.cert.file, t?.key.file, t?.clientCa?.file].filter(
       (f): f is string => f !== undefined,
     );
   }
 
-  async sign(): Promise<string> {
+  private static async sign(web: WebConfig): Promise<string> {
     const stats = await Promise.all(
-      this.files().map((f) =>
+      WebConfigWatcher.files(web).map((f) =>
         stat(f).then(
           (s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`,
           (err: NodeJS.ErrnoException) => `error:${err.code ?? ''}`,
@@ -78,44 +81,59 @@ class CertificateReloader {
 
   /** Records the files' state as served now (at start). */
   async start(): Promise<void> {
-    this.signature = await this.sign();
+    this.signature = await WebConfigWatcher.sign(this.current);
   }
 
   /** Resolves once the files were looked at after this call. */
   fresh(): Promise<void> {
-    if (this.files().length === 0) return Promise.resolve();
-    if (!this.current) {
-      this.current = this.check().finally(() => (this.current = undefined));
-      return this.current;
+    if (!this.running) {
+      this.running = this.check().finally(() => (this.running = undefined));
+      return this.running;
     }
     // One is running and may have looked before this connection arrived: wait for the next.
-    this.next ??= this.current.then(() => {
-      this.next = undefined;
+    this.queued ??= this.running.then(() => {
+      this.queued = undefined;
       return this.fresh();
     });
-    return this.next;
+    return this.queued;
   }
 
   private async check(): Promise<void> {
-    const sig = await this.sign();
+    const sig = await WebConfigWatcher.sign(this.current);
     if (sig === this.signature || sig === this.failed) return;
     try {
-      const { options, notAfter: until } = await loadTls(this.tls, this.source);
-      this.server.setSecureContext(options);
-      this.signature = sig;
+      const next = await loadWebConfig(this.current.source);
+      if ((next.tls === undefined) !== (this.current.tls === undefined)) {
+        throw new Error('switching between TLS and plain HTTP needs a restart');
+      }
+      // Taken before the files are read: a change while reading shows on the next look.
+      const nextSig = await WebConfigWatcher.sign(next);
+      const tls = next.tls ? await loadTls(next.tls, next.source) : undefined;
+      const commit = await this.prepare(next);
+      if (tls && this.server) {
+        this.server.setSecureContext(tls.options);
+        // tls.Server reads requestCert for each new connection; a changed
+        // client_auth_type takes effect from the next one.
+        (this.server as unknown as { requestCert: boolean }).requestCert =
+          next.tls?.clientAuth !== 'NoClientCert';
+      }
+      commit();
+      this.current = next;
+      this.signature = nextSig;
       this.failed = '';
-      this.log.info('TLS certificate reloaded', {
-        not_after: until === undefined ? undefined : new Date(until).toISOString(),
+      this.log.info('web config reloaded', {
+        file: next.source,
+        tls: next.tls !== undefined,
+        basic_auth: next.users.size > 0,
+        not_after: tls?.notAfter === undefined ? undefined : new Date(tls.notAfter).toISOString(),
       });
-      warnIfExpired(until, this.log);
+      warnIfExpired(tls?.notAfter, this.log);
     } catch (err) {
       this.failed = sig;
       this.warn.warn(
-        'tls-reload',
-        'TLS files changed but cannot be used; serving the previous certificate',
-        {
-          err: errorText(err),
-        },
+        'web-reload',
+        'web config or TLS files changed but cannot be used; keeping the running ones',
+        { err: errorText(err) },
       );
     }
   }
@@ -177,6 +195,11 @@ function clientCertificateProblem(socket: TLSSocket, tls: TlsServerConfig): stri
 export interface DoorEvents {
   /** A TLS client turned away for its certificate (mTLS). */
   onClientCertificateFailure(): void;
+  /**
+   * The web-config file changed and validated: build what the requests need from it
+   * (may throw to keep the running one); the returned function puts it in place.
+   */
+  prepare(next: WebConfig): Promise<() => void>;
 }
 
 /**
@@ -215,7 +238,7 @@ export class Door {
     };
     const tls = web?.tls;
     let inner: HttpServer | HttpsServer;
-    let reloader: CertificateReloader | undefined;
+    let watcher: WebConfigWatcher | undefined;
     if (tls) {
       const { options, notAfter: until } = await loadTls(tls, web.source);
       const s = createHttpsServer(
@@ -234,12 +257,13 @@ export class Door {
         handler,
       );
       s.prependListener('secureConnection', (socket: TLSSocket) => {
-        const why = clientCertificateProblem(socket, tls);
+        const now = watcher?.current.tls ?? tls;
+        const why = clientCertificateProblem(socket, now);
         if (why === undefined) return;
         events.onClientCertificateFailure();
         warn.warn('client-cert', 'TLS client refused', {
           remote: socket.remoteAddress,
-          client_auth_type: tls.clientAuth,
+          client_auth_type: now.clientAuth,
           reason: why,
         });
         socket.destroy();
@@ -248,11 +272,14 @@ export class Door {
         tlsFailure(err, socket),
       );
       inner = s;
-      reloader = new CertificateReloader(tls, web.source, s, log, warn);
-      await reloader.start();
       warnIfExpired(until, log);
     } else {
       inner = createHttpServer(httpOptions, handler);
+    }
+    if (web) {
+      const server = tls ? (inner as HttpsServer) : undefined;
+      watcher = new WebConfigWatcher(web, server, events.prepare, log, warn);
+      await watcher.start();
     }
     // A TLS failure can come after the handshake (TLS 1.3 verifies the client's
     // certificate once the server has finished), through the HTTP server's clientError:
@@ -263,7 +290,7 @@ export class Door {
       failedTls.add(socket);
       if (
         tls &&
-        tls.clientAuth !== 'NoClientCert' &&
+        (watcher?.current.tls ?? tls).clientAuth !== 'NoClientCert' &&
         /certificate/i.test(`${err.code} ${err.message}`)
       ) {
         events.onClientCertificateFailure();
@@ -323,15 +350,15 @@ export class Door {
         }
         door.active++;
         socket.once('close', () => door!.active--);
-        if (!reloader) {
+        const serve = () => {
+          if (socket.destroyed) return;
           inner.emit('connection', socket);
-          // Accepted paused (pauseOnConnect) so nothing is read before the HTTP server has it.
-          socket.resume();
-          return;
-        }
-        void reloader.fresh().then(() => {
-          if (!socket.destroyed) inner.emit('connection', socket);
-        });
+          // Accepted paused (pauseOnConnect) so nothing is read before the HTTP server
+          // has it; a TLS socket reads through its own wrap.
+          if (!tls) socket.resume();
+        };
+        if (watcher) void watcher.fresh().then(serve);
+        else serve();
       },
     );
     await new Promise<void>((resolve, reject) => {

@@ -8,9 +8,16 @@ import { StorageError } from '../lib/storage.js';
 import { VERSION } from '../version.js';
 import { createApp, Lifecycle } from './app.js';
 import { buildRunner } from './build.js';
-import { AUTH_FAILURES, BasicAuth, TokenBucket, type AuthFailure, type Bcrypt } from './auth.js';
-import { Door } from './listen.js';
-import { loadWebConfig } from './webconfig.js';
+import {
+  AUTH_FAILURES,
+  BasicAuth,
+  TokenBucket,
+  type AuthFailure,
+  type Bcrypt,
+  type DoorChecks,
+} from './auth.js';
+import { Door, type DoorEvents } from './listen.js';
+import { loadWebConfig, type WebConfig } from './webconfig.js';
 import { StartupError } from './runner.js';
 
 /** The native bcrypt addon: compares run in libuv's thread pool, not on the event loop. */
@@ -46,6 +53,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   let built;
   let app;
   let failure: ((labels: Record<string, string>) => void) | undefined;
+  let prepare: DoorEvents['prepare'] = () => Promise.resolve(() => undefined);
   try {
     built = await buildRunner(config, log);
     failure = built.runner.selfCounter(
@@ -60,15 +68,19 @@ export async function serve(config: Config, log: Logger): Promise<number> {
       count({ reason });
       warn.warn(`auth-${reason}`, 'authentication failed', { reason, remote });
     };
-    // The native addon is loaded only when some user is configured: no cost otherwise.
-    const auth =
-      web && web.users.size > 0
-        ? await BasicAuth.create(web.users, await nativeBcrypt())
-        : undefined;
-    const limiter = web?.rateLimit
-      ? new TokenBucket(web.rateLimit.intervalMs, web.rateLimit.burst)
-      : undefined;
-    const door = web ? { headers: web.headers, auth, limiter, onFailure } : undefined;
+    const checksFor = async (w: WebConfig): Promise<DoorChecks> => ({
+      headers: w.headers,
+      // The native addon is loaded only when some user is configured: no cost otherwise.
+      auth: w.users.size > 0 ? await BasicAuth.create(w.users, await nativeBcrypt()) : undefined,
+      limiter: w.rateLimit ? new TokenBucket(w.rateLimit.intervalMs, w.rateLimit.burst) : undefined,
+      onFailure,
+    });
+    let checks = web ? await checksFor(web) : undefined;
+    prepare = async (next) => {
+      const c = await checksFor(next);
+      return () => (checks = c);
+    };
+    const door = web ? () => checks! : undefined;
     app = createApp(built.runner, VERSION, log, lifecycle, door);
   } catch (err) {
     if (err instanceof StartupError || err instanceof StorageError) {
@@ -85,6 +97,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   try {
     server = await Door.open(app.callback(), config.web.listen_address, config.web, web, log, {
       onClientCertificateFailure: () => countFailure({ reason: 'client_certificate' }),
+      prepare,
     });
   } catch (err) {
     if (err instanceof ConfigError) {
