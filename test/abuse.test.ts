@@ -12,7 +12,12 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { parseConfig } from '../src/config/load.js';
+import { sampleValue } from './helpers/exposition.js';
+import { makeTlsFiles, startLookoutWeb, type TlsFiles } from './helpers/tls-files.js';
 import {
   REPO,
   eventually,
@@ -22,6 +27,7 @@ import {
   type Running,
 } from './helpers/procs.js';
 
+const run = promisify(execFile);
 const RSS_LIMIT = 80 * 1024 * 1024;
 const IDLE = 1000;
 const FLOOD_WORKERS = 64;
@@ -57,7 +63,6 @@ function raw(port: number, onConnect?: (s: Socket) => void): Raw {
 }
 
 async function rss(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
 }
@@ -201,5 +206,107 @@ describe('abuse: lookout keeps serving a well-behaved scraper', () => {
     const res = await request(url);
     await res.body.arrayBuffer();
     assert.equal(res.statusCode, 200);
+  });
+});
+
+describe('abuse behind TLS and basic auth: a password flood and 1,000 idle TLS connections', () => {
+  let lookout: Running;
+  let files: TlsFiles;
+  const PASSWORD = 'right-password';
+  const auth = (pw: string) => `Basic ${Buffer.from(`prometheus:${pw}`).toString('base64')}`;
+
+  before(async () => {
+    files = await makeTlsFiles();
+    const { stdout } = await run('htpasswd', ['-nbBC', '10', '', PASSWORD]);
+    const web = join(files.dir, 'web.yml');
+    await writeFile(
+      web,
+      `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: ${stdout.trim().replace(/^:/, '')}\n`,
+    );
+    lookout = await startLookoutWeb(web, { ca: files.ca });
+  });
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('the kept-alive scraper with the right password is answered throughout; RSS ≤ 80 MB', async () => {
+    const ca = await readFile(files.ca, 'utf8');
+    const url = `${lookout.url}/metrics`;
+    let maxRss = 0;
+    const sampler = setInterval(() => {
+      void rss(lookout.child.pid!).then((v) => (maxRss = Math.max(maxRss, v)));
+    }, 200);
+    const goodAgent = new Agent({ connections: 1, keepAliveTimeout: 60_000, connect: { ca } });
+    const statuses: number[] = [];
+    const latencies: number[] = [];
+    let stop = false;
+    const good = (async () => {
+      for (let i = 0; i < 40 && !stop; i++) {
+        const t0 = performance.now();
+        try {
+          const res = await request(url, {
+            dispatcher: goodAgent,
+            headers: { authorization: auth(PASSWORD) },
+            headersTimeout: 10_000,
+          });
+          await res.body.arrayBuffer();
+          statuses.push(res.statusCode);
+        } catch {
+          statuses.push(0);
+        }
+        latencies.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (performance.now() - t0))));
+      }
+    })();
+    try {
+      await eventually(async () => statuses.length >= 2, 10_000, 'two good scrapes');
+      // 400 wrong passwords from 20 parallel clients: each costs a bcrypt, one at a time.
+      const floodAgent = new Agent({ connections: 20, connect: { ca } });
+      const flood: number[] = [];
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, w) => {
+          for (let i = 0; i < 20; i++) {
+            const res = await request(url, {
+              dispatcher: floodAgent,
+              headers: { authorization: auth(`guess-${w}-${i}`) },
+            });
+            await res.body.arrayBuffer();
+            flood.push(res.statusCode);
+          }
+        }),
+      );
+      await floodAgent.close();
+      assert.equal(flood.filter((s) => s !== 401 && s !== 503).length, 0, `${flood}`);
+      // 1,000 TCP connections that never start their handshake.
+      const idle = Array.from({ length: IDLE }, () => raw(lookout.port));
+      await Promise.all(idle.map((r) => r.closed));
+      await eventually(async () => statuses.length >= 4, 10_000, 'scrapes after the abuse');
+    } finally {
+      stop = true;
+      await good;
+      await goodAgent.close();
+      clearInterval(sampler);
+    }
+    const sorted = [...latencies].sort((a, b) => a - b);
+    console.log(
+      `# abuse (TLS + basic auth): well-behaved scrapes ${statuses.length}, p50 ${q(sorted, 0.5).toFixed(2)} ms, ` +
+        `p99 ${q(sorted, 0.99).toFixed(2)} ms, max ${sorted.at(-1)!.toFixed(2)} ms; lookout max RSS ${(maxRss / 1048576).toFixed(1)} MB`,
+    );
+    assert.deepEqual(
+      statuses.filter((s) => s !== 200),
+      [],
+    );
+    assert.ok(maxRss > 0 && maxRss <= RSS_LIMIT, `max RSS ${(maxRss / 1048576).toFixed(1)} MB`);
+    const text = await (
+      await request(url, {
+        dispatcher: new Agent({ connect: { ca } }),
+        headers: { authorization: auth(PASSWORD) },
+      })
+    ).body.text();
+    const wrong = sampleValue(text, 'lookout_http_auth_failures_total', {
+      reason: 'wrong_credentials',
+    });
+    assert.ok((wrong ?? 0) >= 1, `wrong_credentials ${wrong}`);
+    console.log(`# abuse (TLS + basic auth): wrong_credentials counted ${wrong}`);
   });
 });
