@@ -321,7 +321,11 @@ export class Door {
           err: err.code ?? err.message,
         });
       }
-      if (status !== 0 && socket.writable) {
+      // Node's HTTP server keeps the response in progress on the socket; once its head is
+      // out, a status line of ours would land inside it.
+      const inProgress = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })
+        ._httpMessage?.headersSent;
+      if (status !== 0 && socket.writable && !inProgress) {
         socket.end(
           `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
         );
