@@ -301,6 +301,21 @@ describe('parseWebConfig: refusals name the field and the fix', () => {
     }
   });
 
+  it('names that are properties of every object are unknown like any other', () => {
+    assert.match(
+      problems('http_server_config:\n  headers:\n    constructor: x\n').join(),
+      /headers\.constructor: this header cannot be configured/,
+    );
+    assert.match(
+      problems(
+        'tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [toString]\n',
+      ).join(),
+      /unknown cipher toString/,
+    );
+    const c = parseWebConfig(`basic_auth_users:\n  __proto__: '${HASH}'\n`, FILE);
+    assert.equal(Object.getPrototypeOf(c.headers), Object.prototype);
+  });
+
   it('parseGoDuration reads Go durations', () => {
     assert.equal(parseGoDuration('1m30s'), 90_000);
     assert.equal(parseGoDuration('250ms'), 250);

@@ -280,13 +280,13 @@ export function parseWebConfig(text: string, sourcePath: string): WebConfig {
     let ciphers: string | undefined;
     const suites = t.cipher_suites ?? [];
     if (suites.length > 0) {
-      const unknown = suites.filter((s) => !(s in CIPHERS));
+      const unknown = suites.filter((s) => !Object.hasOwn(CIPHERS, s));
       if (unknown.length > 0) {
         problems.push(
           `${where('cipher_suites')}: unknown cipher ${unknown.join(', ')}; the toolkit (Go) names are ${Object.keys(CIPHERS).join(', ')}`,
         );
       }
-      const names = suites.filter((s) => s in CIPHERS).map((s) => CIPHERS[s]!);
+      const names = suites.filter((s) => Object.hasOwn(CIPHERS, s)).map((s) => CIPHERS[s]!);
       // As in Go, the list governs TLS 1.2; TLS 1.3 keeps its suites unless some are named.
       const tls13 = names.filter((n) => n.startsWith('TLS_'));
       const tls12 = names.filter((n) => !n.startsWith('TLS_'));
@@ -316,7 +316,8 @@ export function parseWebConfig(text: string, sourcePath: string): WebConfig {
   }
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(h?.headers ?? {})) {
-    if (!(name in HEADERS)) {
+    // Own keys only: `constructor` or `toString` is no header either.
+    if (!Object.hasOwn(HEADERS, name)) {
       problems.push(
         `http_server_config.headers.${name}: this header cannot be configured; the toolkit allows ${Object.keys(HEADERS).join(', ')}`,
       );
