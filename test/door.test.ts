@@ -337,7 +337,7 @@ describe('certificates on disk', () => {
     }
   });
 
-  it('a certificate replaced on disk is served on the next connection, without a restart', async () => {
+  it('a certificate replaced on disk is served to the connections after the next one, without a restart', async () => {
     const dir = files.dir;
     await copyFile(files.server.cert, join(dir, 'live.crt'));
     await copyFile(files.server.key, join(dir, 'live.key'));
@@ -351,19 +351,27 @@ describe('certificates on disk', () => {
       assert.equal(before.cn, 'server');
       const serverCa = { cert: files.ca, key: files.ca.replace(/\.crt$/, '.key') };
       const renewed = await issue(dir, serverCa, 'renewed');
-      // Half a renewal first: the new certificate beside the old key. lookout keeps
-      // serving the old pair rather than nothing.
+      // Half a renewal first: the new certificate beside the old key. A new connection
+      // makes lookout look; it refuses the pair and keeps serving the old one.
       await copyFile(renewed.cert, join(dir, 'live.crt.tmp'));
       await rename(join(dir, 'live.crt.tmp'), join(dir, 'live.crt'));
-      const half = await servedCertificate(lookout.port, ca);
-      assert.equal(half.serial, before.serial);
-      // Then the key: the very next connection gets the renewed certificate.
+      await servedCertificate(lookout.port, ca);
+      await eventually(
+        async () => /changed but cannot be used; keeping the running ones/.test(lookout.output()),
+        5_000,
+        'lookout to refuse the half-renewed pair',
+      );
+      assert.equal((await servedCertificate(lookout.port, ca)).serial, before.serial);
+      // Then the key: the connection that sees the change starts the reload, the ones
+      // after it (within a stat round) get the renewed certificate.
       await copyFile(renewed.key, join(dir, 'live.key.tmp'));
       await rename(join(dir, 'live.key.tmp'), join(dir, 'live.key'));
-      const after = await servedCertificate(lookout.port, ca);
-      assert.equal(after.cn, 'renewed');
+      await eventually(
+        async () => (await servedCertificate(lookout.port, ca)).cn === 'renewed',
+        5_000,
+        'the renewed certificate on a new connection',
+      );
       assert.match(lookout.output(), /msg="web config reloaded"/);
-      assert.match(lookout.output(), /changed but cannot be used; keeping the running ones/);
     } finally {
       await lookout.stop();
     }
@@ -371,7 +379,7 @@ describe('certificates on disk', () => {
 });
 
 describe('the web-config file edited while lookout runs', () => {
-  it('a user added works on the next connection; a broken edit keeps the running file', async () => {
+  it('a user added works from the connections after the edit; a broken edit keeps the running file', async () => {
     const path = join(files.dir, 'web-edit.yml');
     const put = async (yaml: string) => {
       await writeFile(`${path}.tmp`, yaml);
@@ -385,8 +393,14 @@ describe('the web-config file edited while lookout runs', () => {
       assert.equal(await status(USER), 200);
       assert.equal(await status('added'), 401);
       await put(`basic_auth_users:\n  ${USER}: ${hash}\n  added: ${hash}\n`);
-      assert.equal(await status('added'), 200);
+      await eventually(async () => (await status('added')) === 200, 5_000, 'the added user');
       await put('basic_auth_users:\n  added: [broken\n');
+      await status('added');
+      await eventually(
+        async () => /changed but cannot be used; keeping the running ones/.test(lookout.output()),
+        5_000,
+        'lookout to refuse the broken edit',
+      );
       assert.equal(await status('added'), 200, 'the running file stays');
       assert.equal(await status('mallory'), 401);
       assert.match(lookout.output(), /msg="web config reloaded"/);

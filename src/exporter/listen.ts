@@ -37,20 +37,20 @@ export interface Limits {
 /**
  * Keeps lookout in step with its web-config file and the certificate files it names (a
  * Let's Encrypt renewal, a user added to basic_auth_users), as the toolkit does by
- * reading the file on every request: each new connection waits for a stat() of the
- * files that started after it arrived (concurrent connections share one), and a change
- * is read, validated and put in place before that connection is served — the TLS context
- * with setSecureContext, the auth and headers through `prepare`. A stat round costs
- * microseconds of the thread pool against a handshake's milliseconds, and Prometheus
- * keeps its connection between scrapes. Anything that does not validate (a half-written
- * renewal: a new certificate beside the old key) keeps what runs and is retried when the
- * files change again.
+ * reading the file on every request: each new connection starts a stat() of the files
+ * (unless one is running; then one more follows it), and a change is read, validated and
+ * put in place — the TLS context with setSecureContext, the auth and headers through
+ * `prepare` — for the connections after it, within a stat round of the change. The
+ * connection itself does not wait: on a busy machine a hop through the thread pool has a
+ * long tail, and a scrape should not pay it. Anything that does not validate (a
+ * half-written renewal: a new certificate beside the old key) keeps what runs and is
+ * retried when the files change again.
  */
 class WebConfigWatcher {
   private signature = '';
   private failed = '';
   private running?: Promise<void>;
-  private queued?: Promise<void>;
+  private again = false;
 
   constructor(
     public current: WebConfig,
@@ -84,18 +84,17 @@ class WebConfigWatcher {
     this.signature = await WebConfigWatcher.sign(this.current);
   }
 
-  /** Resolves once the files were looked at after this call. */
-  fresh(): Promise<void> {
-    if (!this.running) {
-      this.running = this.check().finally(() => (this.running = undefined));
-      return this.running;
+  /** A new connection arrived: look at the files, or again after the look under way. */
+  poke(): void {
+    if (this.running) {
+      this.again = true;
+      return;
     }
-    // One is running and may have looked before this connection arrived: wait for the next.
-    this.queued ??= this.running.then(() => {
-      this.queued = undefined;
-      return this.fresh();
+    this.again = false;
+    this.running = this.check().finally(() => {
+      this.running = undefined;
+      if (this.again) this.poke();
     });
-    return this.queued;
   }
 
   private async check(): Promise<void> {
@@ -361,8 +360,8 @@ export class Door {
           // has it; a TLS socket reads through its own wrap.
           if (!tls) socket.resume();
         };
-        if (watcher) void watcher.fresh().then(serve);
-        else serve();
+        watcher?.poke();
+        serve();
       },
     );
     await new Promise<void>((resolve, reject) => {
