@@ -3,5 +3,7 @@ import './host.js';
 import './filesystem.js';
 import './processes.js';
 import './runtime.js';
+import './nginx.js';
+import './tls.js';
 
 export { collectorDefinitions } from './collector.js';
