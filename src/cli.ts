@@ -11,8 +11,10 @@ export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
 const USAGE = `lookout ${VERSION} — a Prometheus exporter and monitoring bundle for a few Linux servers
 
 Usage:
-  lookout serve  [--config FILE] [--web.listen-address HOST:PORT]
-  lookout check  [--config FILE]          validate the config; exit 0 good, 1 invalid, 2 could not run
+  lookout serve  [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
+  lookout check  [--config FILE] [--web.config.file FILE]
+                                          validate the config (and the web-config file: TLS,
+                                          basic auth); exit 0 good, 1 invalid, 2 could not run
   lookout status [--config FILE]          one collection, as a table, for a terminal
   lookout alert-test [--alertmanager URL] [--severity warning|critical]
                                           send a synthetic alert through Alertmanager
@@ -48,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c' },
       'web.listen-address': { type: 'string' },
+      'web.config.file': { type: 'string' },
       alertmanager: { type: 'string' },
       severity: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -67,19 +70,28 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'check': {
-      await loadConfig(values.config);
+      const checked = await loadConfig(values.config);
       process.stdout.write(`${values.config ?? 'embedded defaults'}: OK\n`);
+      const webFile = values['web.config.file'] ?? checked.web.config_file;
+      if (webFile !== undefined) {
+        const { checkWebConfigFile } = await import('./exporter/webconfig.js');
+        for (const w of await checkWebConfigFile(webFile)) process.stderr.write(`warning: ${w}\n`);
+        process.stdout.write(`${webFile}: OK\n`);
+      }
       return EXIT.ok;
     }
     case 'serve': {
       const config = await loadConfig(values.config);
       if (values['web.listen-address'] !== undefined) {
         const { parseConfig } = await import('./config/load.js');
-        config.web = parseConfig(
+        // Only the address: the file's other web settings (limits) stay.
+        config.web.listen_address = parseConfig(
           { web: { listen_address: values['web.listen-address'] } },
           '--web.listen-address',
-        ).web;
+        ).web.listen_address;
       }
+      if (values['web.config.file'] !== undefined)
+        config.web.config_file = values['web.config.file'];
       const { serve } = await import('./exporter/serve.js');
       const log = createLogger(config.log.level);
       return exitNow(await serve(config, log), log);

@@ -486,6 +486,7 @@ const KNOWN: Record<string, string[]> = {
     'ProtectKernelLogs',
     'ProtectControlGroups',
     'ProtectClock',
+    'PrivateMounts',
     'RestrictAddressFamilies',
     'RestrictNamespaces',
     'RestrictRealtime',

@@ -16,11 +16,51 @@ const listenAddress = z
     message: 'port must be between 0 and 65535',
   });
 
-const webSchema = z.strictObject({
-  listen_address: listenAddress
-    .default(`:${DEFAULT_PORT}`)
-    .describe('Address and port to serve /metrics on. An empty host listens on every address.'),
-});
+const webSchema = z
+  .strictObject({
+    listen_address: listenAddress
+      .default(`:${DEFAULT_PORT}`)
+      .describe('Address and port to serve /metrics on. An empty host listens on every address.'),
+    config_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "The exporter toolkit's web-config file (TLS, mTLS, basic auth), the one node_exporter takes; --web.config.file overrides it. Unset: plain HTTP, no auth.",
+      ),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .default(512)
+      .describe(
+        'Connections open at once; past it a new one is refused (503 on plain HTTP, closed on TLS) until one closes. Kept-alive scrapers keep theirs.',
+      ),
+    max_header_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1 << 20)
+      .default(16 * 1024)
+      .describe('Largest request line plus headers, in bytes; larger is answered 431.'),
+    header_timeout: duration
+      .prefault('10s')
+      .describe(
+        'Time a client has to send its whole request headers (and, on TLS, to finish its handshake); then 408 and the connection closes. What stops a slowloris client.',
+      ),
+    request_timeout: duration
+      .prefault('30s')
+      .describe('Time a client has to send a whole request, body included; then 408.'),
+    keep_alive_timeout: duration
+      .prefault('65s')
+      .describe(
+        "How long an idle kept-alive connection stays open between requests. Above Prometheus' usual 15-60 s interval, so it reuses one connection.",
+      ),
+  })
+  .refine((w) => w.header_timeout <= w.request_timeout, {
+    message: 'header_timeout must not be longer than request_timeout',
+    path: ['header_timeout'],
+  });
 
 const pathsSchema = z.strictObject({
   procfs: z.string().min(1).default('/proc').describe('Where the host /proc is mounted.'),

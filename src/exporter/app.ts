@@ -5,6 +5,7 @@ import { landingPage } from './landing.js';
 import { errorHandler, mountRoutes } from './routes.js';
 import { runbooksHandler } from './runbooks.js';
 import type { Logger } from '../lib/log.js';
+import { doorMiddleware, type DoorChecks } from './auth.js';
 
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -50,6 +51,7 @@ export function createApp(
   version: string,
   log: Logger,
   lifecycle = new Lifecycle(),
+  door?: () => DoorChecks,
 ): Koa {
   const app = new Koa();
   const router = new Router();
@@ -89,7 +91,21 @@ export function createApp(
   }
 
   app.use(lifecycle.middleware());
+  // Headers, rate limit and basic auth from the web-config file, before anything is read.
+  if (door) app.use(doorMiddleware(door));
   app.use(errorHandler(log));
+  app.use(async (ctx, next) => {
+    // lookout's own pages take no body: one sent to them is refused unread, and the
+    // connection closed, rather than drained. Collectors' routes have their own limits.
+    const body = (ctx.request.length ?? 0) > 0 || ctx.get('transfer-encoding') !== '';
+    if (body && OWN_PATHS.includes(ctx.path)) {
+      ctx.status = 413;
+      ctx.set('Connection', 'close');
+      ctx.body = { error: `${ctx.path} takes no request body` };
+      return;
+    }
+    await next();
+  });
   app.use(router.routes());
   app.use(router.allowedMethods());
   // Errors are answered and logged once by errorHandler; koa's own printing would repeat them.

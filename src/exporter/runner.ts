@@ -1,4 +1,4 @@
-import { Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import {
   familiesOverlap,
   familyCovers,
@@ -68,6 +68,7 @@ const SELF_FAMILIES = [
   'lookout_collector_duration_seconds',
   'lookout_collector_last_success_timestamp_seconds',
   'lookout_build_info',
+  'lookout_http_auth_failures_total',
 ];
 
 /** Throws a StartupError naming both owners when two entries can export one family. */
@@ -166,6 +167,26 @@ export class Runner {
       registers,
     }).set({ version, nodejs_version: process.version }, 1);
     for (const slot of this.slots) this.success.set({ collector: slot.entry.name }, 0);
+  }
+
+  /**
+   * A counter of lookout's own, served with the runner's self metrics (the web door's
+   * lookout_http_auth_failures_total). Each label set in `initial` starts at 0, so rate()
+   * has a first point; an increment re-renders the exposition on the next scrape.
+   */
+  selfCounter(
+    name: string,
+    help: string,
+    labelNames: string[],
+    initial: Record<string, string>[],
+  ): (labels: Record<string, string>) => void {
+    const counter = new Counter({ name, help, labelNames, registers: [this.self] });
+    for (const labels of initial) counter.inc(labels, 0);
+    return (labels) => {
+      counter.inc(labels);
+      this.polledText = this.polledOpenMetricsHead = undefined;
+      this.polledBodies = {};
+    };
   }
 
   states(): readonly CollectorState[] {

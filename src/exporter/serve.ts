@@ -1,14 +1,30 @@
-import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
+import { RateLimitedLog } from '../lib/ratelog.js';
 import { StorageError } from '../lib/storage.js';
 import { VERSION } from '../version.js';
 import { createApp, Lifecycle } from './app.js';
 import { buildRunner } from './build.js';
-import { splitListenAddress } from './listen.js';
+import {
+  AUTH_FAILURES,
+  BasicAuth,
+  TokenBucket,
+  type AuthFailure,
+  type Bcrypt,
+  type DoorChecks,
+} from './auth.js';
+import { Door, type DoorEvents } from './listen.js';
+import { loadWebConfig, type WebConfig } from './webconfig.js';
 import { StartupError } from './runner.js';
+
+/** The native bcrypt addon: compares run in libuv's thread pool, not on the event loop. */
+async function nativeBcrypt(): Promise<Bcrypt> {
+  const { default: bcrypt } = await import('bcrypt');
+  return bcrypt;
+}
 
 /** The first SIGTERM or SIGINT; a second one ends the process at once (the default action). */
 function firstStopSignal(): Promise<string> {
@@ -32,30 +48,62 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   // Listened for from the start: a signal during start-up still gets an ordered stop.
   const stopSignal = firstStopSignal();
   const lifecycle = new Lifecycle();
+  // The web-config file first: a wrong one is the user's to fix (exit 1), before anything starts.
+  const web = config.web.config_file ? await loadWebConfig(config.web.config_file) : undefined;
   let built;
   let app;
+  let failure: ((labels: Record<string, string>) => void) | undefined;
+  let prepare: DoorEvents['prepare'] = () => Promise.resolve(() => undefined);
   try {
     built = await buildRunner(config, log);
-    app = createApp(built.runner, VERSION, log, lifecycle);
+    failure = built.runner.selfCounter(
+      'lookout_http_auth_failures_total',
+      'Requests (basic auth) and TLS connections (client certificate) turned away for missing or wrong credentials.',
+      ['reason'],
+      AUTH_FAILURES.map((reason) => ({ reason })),
+    );
+    const count = failure;
+    const warn = new RateLimitedLog(log);
+    const onFailure = (reason: AuthFailure, remote: string | undefined) => {
+      count({ reason });
+      warn.warn(`auth-${reason}`, 'authentication failed', { reason, remote });
+    };
+    const checksFor = async (w: WebConfig): Promise<DoorChecks> => ({
+      headers: w.headers,
+      // The native addon is loaded only when some user is configured: no cost otherwise.
+      auth: w.users.size > 0 ? await BasicAuth.create(w.users, await nativeBcrypt()) : undefined,
+      limiter: w.rateLimit ? new TokenBucket(w.rateLimit.intervalMs, w.rateLimit.burst) : undefined,
+      onFailure,
+    });
+    let checks = web ? await checksFor(web) : undefined;
+    prepare = async (next) => {
+      const c = await checksFor(next);
+      return () => (checks = c);
+    };
+    const door = web ? () => checks! : undefined;
+    app = createApp(built.runner, VERSION, log, lifecycle, door);
   } catch (err) {
     if (err instanceof StartupError || err instanceof StorageError) {
       process.stderr.write(`lookout: ${err.message}\n`);
       await built?.runner.stop();
       return 2;
     }
+    await built?.runner.stop();
     throw err;
   }
   const { runner, http } = built;
-  const { host, port } = splitListenAddress(config.web.listen_address);
-
-  let server: Server;
+  const countFailure = failure!;
+  let server: Door;
   try {
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen({ host, port });
-      s.once('listening', () => resolve(s));
-      s.once('error', reject);
+    server = await Door.open(app.callback(), config.web.listen_address, config.web, web, log, {
+      onClientCertificateFailure: () => countFailure({ reason: 'client_certificate' }),
+      prepare,
     });
   } catch (err) {
+    if (err instanceof ConfigError) {
+      await runner.stop();
+      throw err;
+    }
     const code = (err as NodeJS.ErrnoException).code;
     const why =
       code === 'EADDRINUSE'
@@ -69,9 +117,6 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     await runner.stop();
     return 2;
   }
-  // Prometheus reuses its connection between scrapes; keep it open across a 15–60 s
-  // interval rather than reconnecting. Shutdown closes idle ones at once.
-  server.keepAliveTimeout = 65_000;
   log.info('listening', { address: config.web.listen_address, version: VERSION });
   runner
     .start()
@@ -84,7 +129,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   // 1. Stop accepting. Idle kept-alive connections close now; each answer from here on
   // closes its connection, and collectors' routes answer 503.
   lifecycle.stopping = true;
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const closed = server.close();
   server.closeIdleConnections();
   const drained = await Promise.race([
     Promise.all([closed, lifecycle.idle()]).then(() => true),
