@@ -90,17 +90,23 @@ export interface LatencyFigures {
 
 /**
  * `scrapes` sequential GETs of each target's url (default its /metrics), interleaved in
- * rounds of 50 so every target sees the same moments of this machine.
+ * rounds (of 50 by default, one connection each) so every target sees the same moments of
+ * this machine.
  */
 export async function latency(
   targets: Target[],
   scrapes: number,
-  opts: { url?: (t: Target) => string; curlArgs?: (t: Target) => string[] } = {},
+  opts: {
+    url?: (t: Target) => string;
+    curlArgs?: (t: Target) => string[];
+    /** Sequential requests per curl process, i.e. per connection (50). */
+    round?: number;
+  } = {},
 ): Promise<Record<string, LatencyFigures>> {
   const url = opts.url ?? ((t: Target) => `${t.proc.url}/metrics`);
   const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
   for (const t of targets) await curlTimes(url(t), 20, opts.curlArgs?.(t)); // warm-up
-  const round = 50;
+  const round = opts.round ?? 50;
   for (let done = 0; done < scrapes; done += round) {
     for (const t of targets)
       samples.get(t.name)!.push(...(await curlTimes(url(t), round, opts.curlArgs?.(t))));
