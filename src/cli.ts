@@ -12,7 +12,8 @@ const USAGE = `lookout ${VERSION} — a Prometheus exporter and monitoring bundl
 
 Usage:
   lookout serve  [--config FILE] [--web.listen-address HOST:PORT]
-  lookout check  [--config FILE]          validate the config; exit 0 good, 1 invalid, 2 could not run
+  lookout check  [--config FILE]          validate the config (exit 0 good, 1 invalid, 2 could not
+                                          run), then say whether each target answers now
   lookout status [--config FILE]          one collection, as a table, for a terminal
   lookout alert-test [--alertmanager URL] [--severity warning|critical]
                                           send a synthetic alert through Alertmanager
@@ -67,9 +68,13 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'check': {
-      await loadConfig(values.config);
+      const config = await loadConfig(values.config);
       process.stdout.write(`${values.config ?? 'embedded defaults'}: OK\n`);
-      return EXIT.ok;
+      // Then whether each configured target answers now; the exit code stays the config's.
+      const { checkTargets, formatChecks } = await import('./check.js');
+      process.stdout.write(formatChecks(await checkTargets(config)));
+      await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+      return exitNow(EXIT.ok, createLogger(config.log.level));
     }
     case 'serve': {
       const config = await loadConfig(values.config);

@@ -3,5 +3,6 @@ import './host.js';
 import './filesystem.js';
 import './processes.js';
 import './runtime.js';
+import './probes.js';
 
 export { collectorDefinitions } from './collector.js';
