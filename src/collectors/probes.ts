@@ -30,7 +30,6 @@ import {
 export const KINDS = ['http', 'tcp', 'redis', 'postgres', 'sqlite'] as const;
 export type Kind = (typeof KINDS)[number];
 
-const DEFAULT_TARGET_TIMEOUT = '5s';
 /** Keys per Redis target: each is a series, and the config is the only bound on them. */
 const MAX_LIST_KEYS = 32;
 
@@ -48,9 +47,9 @@ const common = {
       'The `target` label; default the URL, address or path. Give one when the default would hold something you would rather not show, or is not unique.',
     ),
   timeout: duration
-    .prefault(DEFAULT_TARGET_TIMEOUT)
+    .optional()
     .describe(
-      "How long this target may take to answer; at most the collector's timeout. A target that does not answer in time fails this round.",
+      "How long this target may take to answer; default, and at most, the collector's timeout (as blackbox_exporter takes the scrape's). A target that does not answer in time fails this round.",
     ),
 };
 
@@ -227,7 +226,7 @@ export const probesSchema = collectorSchema(
 ).superRefine((value, ctx) => {
   const seen = new Map<string, number>();
   value.targets.forEach((t, i) => {
-    if (t.timeout > value.timeout)
+    if (t.timeout !== undefined && t.timeout > value.timeout)
       ctx.addIssue({
         code: 'custom',
         path: ['targets', i, 'timeout'],
@@ -318,6 +317,7 @@ function runProbe(http: HttpClient, t: Target, signal: AbortSignal): Promise<Pro
           headers: c.headers,
           body: c.body,
           expectedStatus: expectedStatus(c.expected_status),
+          expectedText: c.expected_status.join(', '),
           bodyRegex: t.bodyRegex,
           followRedirects: c.follow_redirects,
         },
@@ -352,8 +352,17 @@ function runProbe(http: HttpClient, t: Target, signal: AbortSignal): Promise<Pro
   }
 }
 
+/** Whether the probe ended at its deadline: the fan-out's, or its own abort's. */
+function timedOut(r: TargetResult<ProbeOutcome>): boolean {
+  if (r.status === 'timeout') return true;
+  if (r.status !== 'failed') return false;
+  const e = r.error;
+  return e instanceof TargetTimeoutError || (e instanceof Error && e.name === 'TimeoutError');
+}
+
 /** Why a probe failed, in a few words: for `lookout check` and the log. */
 export function failureText(r: TargetResult<ProbeOutcome>, timeoutMs: number): string {
+  if (timedOut(r)) return `no answer within ${formatDuration(timeoutMs)}`;
   switch (r.status) {
     case 'ok':
       return r.value.detail;
@@ -365,8 +374,6 @@ export function failureText(r: TargetResult<ProbeOutcome>, timeoutMs: number): s
       return `not probed: ${r.reason}`;
     case 'failed': {
       const e = r.error;
-      if (e instanceof TargetTimeoutError || (e instanceof Error && e.name === 'TimeoutError'))
-        return `no answer within ${formatDuration(timeoutMs)}`;
       // A connect to "localhost" tries each address; Node reports them as one AggregateError.
       if (e instanceof AggregateError && e.message === '')
         return e.errors.map((x: unknown) => errorText(x)).join('; ');
@@ -393,7 +400,7 @@ export function createProbesCollector(
       label,
       kind: c.kind,
       key: `${c.kind} ${label}`,
-      timeoutMs: c.timeout,
+      timeoutMs: c.timeout ?? config.timeout,
       bodyRegex: c.kind === 'http' && c.body_regex ? new RegExp(c.body_regex) : undefined,
     };
   });
@@ -496,12 +503,10 @@ export function createProbesCollector(
       return targets.map((t, i) => {
         const r = results[i]!;
         const ok = r.status === 'ok' && r.value.ok;
-        const took = r.status === 'skipped' ? '' : ` in ${(r.seconds * 1000).toFixed(0)} ms`;
-        return {
-          target: `${t.kind} ${t.label}`,
-          ok,
-          detail: `${failureText(r, t.timeoutMs)}${r.status === 'ok' ? took : ''}`,
-        };
+        // A timeout's text already says how long; an answer's time is added to it.
+        const answered = (r.status === 'ok' || r.status === 'failed') && !timedOut(r);
+        const took = answered ? ` (${(r.seconds * 1000).toFixed(0)} ms)` : '';
+        return { target: `${t.kind} ${t.label}`, ok, detail: failureText(r, t.timeoutMs) + took };
       });
     },
   };

@@ -12,6 +12,8 @@ export interface HttpProbe {
   body?: string;
   /** Status codes that count as success; empty means any 2xx (blackbox_exporter's default). */
   expectedStatus: readonly number[];
+  /** How the expected set was written ("200, 3xx"), for the failure message. */
+  expectedText?: string;
   bodyRegex?: RegExp;
   followRedirects: boolean;
 }
@@ -48,7 +50,7 @@ export async function probeHttp(
   }
   const status = res.status;
   if (!statusExpected(status, p.expectedStatus)) {
-    const want = p.expectedStatus.length ? p.expectedStatus.join(', ') : '2xx';
+    const want = p.expectedText ?? (p.expectedStatus.length ? p.expectedStatus.join(', ') : '2xx');
     return { ok: false, detail: `HTTP ${status}, expected ${want}`, httpStatus: status };
   }
   if (p.bodyRegex && !p.bodyRegex.test(res.body.toString('utf8'))) {

@@ -30,8 +30,9 @@ export async function probePostgres(p: PostgresProbe, signal: AbortSignal): Prom
     // Every transaction of this session is read-only, not only the one opened below.
     options: '-c default_transaction_read_only=on',
   };
-  if (p.password !== undefined) config.password = p.password;
   const client = new pg.Client(config);
+  // Set after parsing: pg lets the connection string's (absent) password win over config.password.
+  if (p.password !== undefined) client.password = p.password;
   // pg emits 'error' on the client for a socket that dies between queries; the awaited
   // call rejects with it too, so this listener only keeps it from being unhandled.
   client.on('error', () => undefined);
