@@ -20,6 +20,7 @@ import {
 import { ConfigError, parseConfig } from '../src/config/load.js';
 import { HttpClient } from '../src/lib/http.js';
 import { createLogger } from '../src/lib/log.js';
+import { encodeCommand, parseReply, RespError } from '../src/lib/probe-redis.js';
 import { sqliteAvailable } from '../src/lib/probe-sqlite.js';
 import { findSamples, sampleValue } from './helpers/exposition.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
@@ -154,6 +155,36 @@ describe('probes config', () => {
         'collectors.probes.targets[2].address: expected host:port, e.g. "127.0.0.1:6379" or "[::1]:6379"',
       ],
     );
+  });
+});
+
+describe('RESP, the few replies the Redis probe reads', () => {
+  test('commands are arrays of bulk strings, lengths in bytes', () => {
+    assert.equal(
+      encodeCommand(['LLEN', 'jobs:é']).toString(),
+      '*2\r\n$4\r\nLLEN\r\n$7\r\njobs:é\r\n',
+    );
+  });
+
+  test('simple, error, integer, bulk, null and array replies; a partial reply waits for more', () => {
+    const buf = Buffer.from(
+      '+PONG\r\n-WRONGPASS invalid\r\n:42\r\n$3\r\nabc\r\n$-1\r\n*2\r\n:1\r\n$1\r\nx\r\n',
+    );
+    const values: unknown[] = [];
+    for (let at = 0, r = parseReply(buf, at); r; at = r.next, r = parseReply(buf, at))
+      values.push(r.value);
+    assert.deepEqual(values, [
+      'PONG',
+      new RespError('WRONGPASS invalid'),
+      42,
+      'abc',
+      null,
+      [1, 'x'],
+    ]);
+    assert.equal(parseReply(Buffer.from('$5\r\nab')), undefined);
+    assert.equal(parseReply(Buffer.from(':4')), undefined);
+    assert.equal(parseReply(Buffer.from('*2\r\n:1\r\n')), undefined);
+    assert.throws(() => parseReply(Buffer.from('HTTP/1.1 400\r\n')), /not a Redis reply/);
   });
 });
 
