@@ -6,6 +6,7 @@
  * once. Consecutive failures are counted here, across refreshes, for "failing N times
  * in a row" alerts.
  */
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
@@ -408,9 +409,8 @@ export function createProbesCollector(
   const fanout = new Fanout({
     name: 'probes',
     concurrency: config.concurrency,
-    // Each probe ends at its own timeout (below) and says so; this is the backstop for a
-    // call that ignores its abort, a little later so the probe's own message wins.
-    timeoutMs: slowest + 250,
+    // The longest target timeout; a target with a shorter one gets its own signal below.
+    timeoutMs: slowest,
     onHung: (key, hung) =>
       hung
         ? log.warn('probe did not return after its abort; not started again until it does', {
@@ -421,13 +421,26 @@ export function createProbesCollector(
   /** Survives refreshes; holds only configured targets' keys. */
   const failures = new Map<string, number>(targets.map((t) => [t.key, 0]));
 
-  const probeAll = (ctx: UpdateContext) =>
-    fanout.run(
+  const probeAll = (ctx: UpdateContext) => {
+    // The fan-out listens on the refresh's signal once per call in flight: up to
+    // `concurrency` listeners, not a leak.
+    setMaxListeners(config.concurrency + 10, ctx.signal);
+    return fanout.run(
       targets,
       (t) => t.key,
-      (t, signal) => runProbe(http, t, AbortSignal.any([signal, AbortSignal.timeout(t.timeoutMs)])),
+      // Most targets share the fan-out's timeout and take its signal as it is; a combined
+      // signal and a timer per probe are made only for a target with a shorter timeout.
+      (t, signal) =>
+        runProbe(
+          http,
+          t,
+          t.timeoutMs < slowest
+            ? AbortSignal.any([signal, AbortSignal.timeout(t.timeoutMs)])
+            : signal,
+        ),
       { signal: ctx.signal, deadline: ctx.deadline },
     );
+  };
 
   return {
     failureCounts: () => failures,
