@@ -13,8 +13,8 @@
  *      lookout_collector_duration_seconds.
  *   2. Resident memory of each after the rounds.
  *   3. lookout's /metrics latency while its probe rounds run with blackholed targets in
- *      flight, against node_exporter's, for the foundation's target (lookout p99 at most
- *      half node_exporter's p50).
+ *      flight, against the same lookout with no probe targets and node_exporter, for the
+ *      foundation's target (lookout p99 at most half node_exporter's p50).
  *
  *   npm run bench:probes
  *   BENCH_ROUNDS=5 BENCH_SCRAPES=200 npm run bench:probes     # a quick look
@@ -103,6 +103,8 @@ ${collectorsOff}
 ${urls.map((u) => `      - { kind: http, url: "${u}", timeout: ${TIMEOUT} }`).join('\n')}
 `,
 );
+// The same lookout with no probe targets: what the probe rounds add to /metrics latency.
+const idleLookout = await startLookoutAsNpmStart(`collectors:\n${collectorsOff}\n`);
 const nodeExporter = await startNodeExporter();
 
 async function get(url: string): Promise<string> {
@@ -166,6 +168,7 @@ const lkRss = await rssBytes(lookout.child.pid!);
 
 const targets: Target[] = [
   { name: 'lookout', proc: lookout },
+  { name: 'lookout, no probes', proc: idleLookout },
   { name: 'node_exporter', proc: nodeExporter },
 ];
 const lat = await latency(targets, SCRAPES);
@@ -192,20 +195,30 @@ console.log(
 );
 const l = lat.lookout!;
 const n = lat.node_exporter!;
+const q = lat['lookout, no probes']!;
 console.log(
   `\n/metrics over ${l.n} sequential scrapes while probe rounds run with ${BLACKHOLED} blackholed targets in flight:`,
 );
 console.log(
-  `  lookout       p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  max ${ms(l.max)}`,
+  `  lookout                       p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  max ${ms(l.max)}`,
 );
 console.log(
-  `  node_exporter p50 ${ms(n.p50)}  p90 ${ms(n.p90)}  p99 ${ms(n.p99)}  max ${ms(n.max)}`,
+  `  lookout without probe targets p50 ${ms(q.p50)}  p90 ${ms(q.p90)}  p99 ${ms(q.p99)}  max ${ms(q.max)}`,
+);
+console.log(
+  `  node_exporter                 p50 ${ms(n.p50)}  p90 ${ms(n.p90)}  p99 ${ms(n.p99)}  max ${ms(n.max)}`,
 );
 console.log(
   `  target: lookout p99 at most half node_exporter's p50: ${l.p99 <= n.p50 / 2 ? 'met' : 'MISSED'} (${(l.p99 / n.p50).toFixed(2)})`,
 );
 
-await Promise.all([lookout.stop(), blackbox.stop(), nodeExporter.stop(), nginx.stop()]);
+await Promise.all([
+  lookout.stop(),
+  idleLookout.stop(),
+  blackbox.stop(),
+  nodeExporter.stop(),
+  nginx.stop(),
+]);
 for (const s of held) s.destroy();
 blackhole.close();
 upstream.close();
