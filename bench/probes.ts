@@ -103,7 +103,8 @@ ${collectorsOff}
 ${urls.map((u) => `      - { kind: http, url: "${u}", timeout: ${TIMEOUT} }`).join('\n')}
 `,
 );
-// The same lookout with no probe targets: what the probe rounds add to /metrics latency.
+// The same lookout with no probe targets: what it spends between rounds (its timers, the
+// runner, garbage collection), and what the rounds add to /metrics latency.
 const idleLookout = await startLookoutAsNpmStart(`collectors:\n${collectorsOff}\n`);
 const nodeExporter = await startNodeExporter();
 
@@ -152,6 +153,7 @@ const first = await lookoutRound();
 while ((await lookoutRound()).at < first.at + 2 * INTERVAL_S) await sleep(250);
 const lkStart = await lookoutRound();
 const lkCpu0 = await cpuSeconds(lookout.child.pid!);
+const idleCpu0 = await cpuSeconds(idleLookout.child.pid!);
 const lkWalls: number[] = [];
 let last = lkStart;
 while (lkWalls.length < ROUNDS) {
@@ -162,6 +164,7 @@ while (lkWalls.length < ROUNDS) {
 }
 const lkRounds = Math.round((last.at - lkStart.at) / INTERVAL_S);
 const lkCpuPerRound = ((await cpuSeconds(lookout.child.pid!)) - lkCpu0) / lkRounds;
+const idleCpuPerRound = ((await cpuSeconds(idleLookout.child.pid!)) - idleCpu0) / lkRounds;
 const lkRss = await rssBytes(lookout.child.pid!);
 
 // ---------------------------------------------------------------- 3. /metrics with a blackhole
@@ -186,6 +189,7 @@ const row = (name: string, l: string, b: string, ratio: number) =>
   console.log(`${name.padEnd(27)}${l.padEnd(17)}${b.padEnd(20)}${ratio.toFixed(2)}`);
 row('wall time per round (avg)', ms(avg(lkWalls)), ms(avg(bbWalls)), avg(lkWalls) / avg(bbWalls));
 row('CPU per round', cpuMs(lkCpuPerRound), cpuMs(bbCpuPerRound), lkCpuPerRound / bbCpuPerRound);
+row('  of which lookout at idle', cpuMs(idleCpuPerRound), '', idleCpuPerRound / bbCpuPerRound);
 row('RSS after the rounds', `${mb(lkRss)} MB`, `${mb(bbRss)} MB`, lkRss / bbRss);
 console.log(
   `succeeded per round        ${last.ok}/50            ${bbOk}/50               (the ${BLACKHOLED} blackholed fail)`,

@@ -15,7 +15,7 @@ import { regexSource } from '../config/regex.js';
 import { Fanout, TargetTimeoutError, type TargetResult } from '../lib/fanout.js';
 import type { HttpClient } from '../lib/http.js';
 import { errorText, type Logger } from '../lib/log.js';
-import { probeHttp } from '../lib/probe-http.js';
+import { probeHttp, type HttpProbe } from '../lib/probe-http.js';
 import { loadPg, probePostgres } from '../lib/probe-postgres.js';
 import { probeRedis } from '../lib/probe-redis.js';
 import { probeSqlite, sqliteAvailable, sqliteUnavailableMessage } from '../lib/probe-sqlite.js';
@@ -33,6 +33,8 @@ export type Kind = (typeof KINDS)[number];
 
 /** Keys per Redis target: each is a series, and the config is the only bound on them. */
 const MAX_LIST_KEYS = 32;
+/** How long a probe may take to return after its abort before it is logged as hung. */
+const HUNG_GRACE_MS = 1000;
 
 const address = z
   .string()
@@ -290,7 +292,8 @@ interface Target {
   /** The fan-out key and the failure counter's key. */
   key: string;
   timeoutMs: number;
-  bodyRegex?: RegExp;
+  /** An http target's request and checks, built once from its config. */
+  http?: HttpProbe;
 }
 
 /** A secret file's contents without the newline an editor or `echo` leaves. */
@@ -310,20 +313,7 @@ function runProbe(http: HttpClient, t: Target, signal: AbortSignal): Promise<Pro
   const c = t.config;
   switch (c.kind) {
     case 'http':
-      return probeHttp(
-        http,
-        {
-          url: c.url,
-          method: c.method,
-          headers: c.headers,
-          body: c.body,
-          expectedStatus: expectedStatus(c.expected_status),
-          expectedText: c.expected_status.join(', '),
-          bodyRegex: t.bodyRegex,
-          followRedirects: c.follow_redirects,
-        },
-        signal,
-      );
+      return probeHttp(http, t.http!, signal);
     case 'tcp':
       return probeTcp(c.address, signal);
     case 'redis':
@@ -363,24 +353,16 @@ function timedOut(r: TargetResult<ProbeOutcome>): boolean {
 
 /** Why a probe failed, in a few words: for `lookout check` and the log. */
 export function failureText(r: TargetResult<ProbeOutcome>, timeoutMs: number): string {
+  if (r.status === 'ok') return r.value.detail;
+  if (r.status === 'hung') return `the previous probe has not returned (${r.seconds.toFixed(0)}s)`;
+  if (r.status === 'skipped') return `not probed: ${r.reason}`;
   if (timedOut(r)) return `no answer within ${formatDuration(timeoutMs)}`;
-  switch (r.status) {
-    case 'ok':
-      return r.value.detail;
-    case 'timeout':
-      return `no answer within ${formatDuration(timeoutMs)}`;
-    case 'hung':
-      return `the previous probe has not returned (${r.seconds.toFixed(0)}s)`;
-    case 'skipped':
-      return `not probed: ${r.reason}`;
-    case 'failed': {
-      const e = r.error;
-      // A connect to "localhost" tries each address; Node reports them as one AggregateError.
-      if (e instanceof AggregateError && e.message === '')
-        return e.errors.map((x: unknown) => errorText(x)).join('; ');
-      return errorText(e);
-    }
-  }
+  if (r.status !== 'failed') return r.status;
+  const e = r.error;
+  // A connect to "localhost" tries each address; Node reports them as one AggregateError.
+  if (e instanceof AggregateError && e.message === '')
+    return e.errors.map((x: unknown) => errorText(x)).join('; ');
+  return errorText(e);
 }
 
 export interface ProbesCollector extends PolledCollector {
@@ -402,21 +384,44 @@ export function createProbesCollector(
       kind: c.kind,
       key: `${c.kind} ${label}`,
       timeoutMs: c.timeout ?? config.timeout,
-      bodyRegex: c.kind === 'http' && c.body_regex ? new RegExp(c.body_regex) : undefined,
+      http:
+        c.kind === 'http'
+          ? {
+              url: c.url,
+              method: c.method,
+              headers: c.headers,
+              body: c.body,
+              expectedStatus: expectedStatus(c.expected_status),
+              expectedText: c.expected_status.join(', '),
+              bodyRegex: c.body_regex === undefined ? undefined : new RegExp(c.body_regex),
+              followRedirects: c.follow_redirects,
+            }
+          : undefined,
     };
   });
   const slowest = Math.max(0, ...targets.map((t) => t.timeoutMs));
+  const hungTimers = new Map<string, NodeJS.Timeout>();
   const fanout = new Fanout({
     name: 'probes',
     concurrency: config.concurrency,
     // The longest target timeout; a target with a shorter one gets its own signal below.
     timeoutMs: slowest,
-    onHung: (key, hung) =>
-      hung
-        ? log.warn('probe did not return after its abort; not started again until it does', {
-            target: key,
-          })
-        : log.info('hung probe returned', { target: key }),
+    onHung: (key, hung) => {
+      // Every timed-out probe is "hung" for the moment its abort takes to land; only one
+      // still running a second later ignores its abort and is worth a line.
+      clearTimeout(hungTimers.get(key));
+      hungTimers.delete(key);
+      if (hung)
+        hungTimers.set(
+          key,
+          setTimeout(() => {
+            hungTimers.delete(key);
+            log.warn('probe did not return after its abort; not started again until it does', {
+              target: key,
+            });
+          }, HUNG_GRACE_MS).unref(),
+        );
+    },
   });
   /** Survives refreshes; holds only configured targets' keys. */
   const failures = new Map<string, number>(targets.map((t) => [t.key, 0]));
