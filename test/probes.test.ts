@@ -341,6 +341,41 @@ describe('HTTP and TCP probes against real nginx', () => {
     );
   });
 
+  test('a blackhole at the longest timeout ends by the fan-out’s deadline, not hung', async () => {
+    // Every target has the same timeout here, so the fan-out's own deadline ends them
+    // (a shorter one gets a signal of its own, as in the test above).
+    const c = collector(
+      {
+        targets: [
+          {
+            kind: 'http',
+            name: 'blackhole',
+            url: `http://${blackhole.address}/`,
+            timeout: '500ms',
+          },
+          { kind: 'tcp', name: 'nginx', address: `127.0.0.1:${nginx.port}`, timeout: '500ms' },
+        ],
+      },
+      http,
+    );
+    for (let round = 1; round <= 2; round++) {
+      const text = await refresh(c);
+      assert.equal(success(text, 'blackhole', 'http'), 0);
+      assert.equal(failures(text, 'blackhole', 'http'), round, 'probed again, not left as hung');
+      assert.equal(success(text, 'nginx', 'tcp'), 1);
+    }
+    const [hole] = await c.checkTargets({
+      signal: AbortSignal.timeout(10_000),
+      deadline: performance.now() + 10_000,
+      log,
+    });
+    assert.deepEqual(hole, {
+      target: 'http blackhole',
+      ok: false,
+      detail: 'no answer within 500ms',
+    });
+  });
+
   test('consecutive failures count over refreshes, reset on success, and the collector keeps them', async () => {
     const c = collector(
       {
