@@ -22,7 +22,7 @@ export function sqliteUnavailableMessage(): string {
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { DatabaseSync } = require('node:sqlite');
-// readOnly is ignored by Nodes before 22.12; query_only holds on every SQLite.
+// node:sqlite before 22.12 has no readOnly option (it is ignored); query_only holds on every SQLite.
 const db = new DatabaseSync(workerData.path, { readOnly: true });
 try {
   db.exec('PRAGMA query_only = ON');
