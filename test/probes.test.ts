@@ -597,15 +597,19 @@ describe('PostgreSQL probes against a throwaway cluster', () => {
 describe('lookout serving probes (built dist/)', () => {
   let nginx: Nginx;
   let blackhole: Awaited<ReturnType<typeof startBlackhole>>;
+  let upstream: { port: number; server: HttpServer };
   before(async () => {
     blackhole = await startBlackhole();
+    upstream = await startUpstream();
     nginx = await startNginx({
-      locations: `location = /ok { return 200; }\nlocation = /error { return 500; }`,
+      locations: `location = /ok { return 200; }\nlocation = /error { return 500; }
+        location = /slow { proxy_pass http://127.0.0.1:${upstream.port}; }`,
     });
   });
   after(async () => {
     await nginx?.stop();
     await blackhole?.close();
+    upstream?.server.close();
   });
 
   const config = (targets: string) => `
@@ -666,6 +670,40 @@ ${targets}`;
       assert.deepEqual(findSamples(text, /^lookout_probe_/, { target: 'blackhole' }), []);
     } finally {
       await second.stop();
+    }
+  });
+
+  test('slow endpoints do not make a fast one on the same site wait behind them', async () => {
+    // Six requests of 2.5 s to one origin at once: a client that allowed only a few
+    // connections per origin would queue the fast sibling behind them past its 1 s timeout.
+    const slow = Array.from(
+      { length: 6 },
+      (_, i) =>
+        `      - {kind: http, name: slow${i}, url: "http://127.0.0.1:PORT/slow?ms=2500&i=${i}", timeout: 4s}`,
+    );
+    const sibling = `      - {kind: http, name: sibling, url: "http://127.0.0.1:PORT/ok", timeout: 1s}`;
+    const lookout = await startLookout(
+      fill(`
+collectors:
+  probes:
+    interval: 5s
+    timeout: 5s
+    targets:
+${[...slow, sibling].join('\n')}`),
+    );
+    try {
+      const text = await eventually(
+        async () => {
+          const t = await (await fetch(`${lookout.url}/metrics`)).text();
+          return success(t, 'slow5', 'http') === 1 && t;
+        },
+        20_000,
+        'a round in which the slow endpoints answered',
+      );
+      assert.equal(success(text, 'sibling', 'http'), 1, 'the fast sibling answered within 1s');
+      assert.equal(failures(text, 'sibling', 'http'), 0);
+    } finally {
+      await lookout.stop();
     }
   });
 
