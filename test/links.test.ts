@@ -87,6 +87,7 @@ function labelValue(name: string, sample: { annotations: string }, amUrl: string
     rule_group: '/etc/prometheus/rules/host.yml;lookout-host.alerts',
     alertmanager: `${amUrl}/api/v2/alerts`,
     name: 'nginx',
+    target: 'shop.internal:443',
   };
   const v = values[name];
   if (v === undefined)

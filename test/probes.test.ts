@@ -707,6 +707,41 @@ ${[...slow, sibling].join('\n')}`),
     }
   });
 
+  test("lookout check reports the nginx and TLS collectors' targets through the same loop", async () => {
+    const dir = await tempDir('lookout-probes-check-');
+    const file = join(dir, 'lookout.yml');
+    await writeFile(
+      file,
+      fill(`
+collectors:
+  nginx:
+    enabled: true
+    status_url: http://127.0.0.1:PORT/stub_status
+  tls:
+    targets:
+      - { address: "127.0.0.1:PORT", name: plain-http }
+  probes:
+    targets:
+${ok}`),
+    );
+    const { stdout } = await run(process.execPath, [
+      join(REPO, 'dist/cli.js'),
+      'check',
+      '--config',
+      file,
+    ]);
+    const rows = stdout
+      .split('\n')
+      .filter((l) => /^(nginx|tls|probes) /.test(l))
+      .map((l) => l.split(/\s{2,}/).slice(0, 3));
+    assert.deepEqual(rows, [
+      ['nginx', `http://127.0.0.1:${nginx.port}/stub_status`, 'ok'],
+      ['tls', 'plain-http', 'FAIL'],
+      ['probes', 'http ok', 'ok'],
+    ]);
+    assert.match(stdout, /^1 of 3 target\(s\) do not answer right/m);
+  });
+
   test('lookout check lists each target and whether it answers, and exits 0 on a valid config', async () => {
     const dir = await tempDir('lookout-probes-check-');
     const file = join(dir, 'lookout.yml');

@@ -186,6 +186,8 @@ export function createHostCollector(
       // Counters read as absolute values; a field this kernel lacks is no series at all.
       const counter = (name: string, help: string, value: number | undefined) => {
         if (value === undefined) return;
+        // parseVmstat keeps negatives (nr_* gauges drift below 0); an event count never is.
+        if (value < 0) throw new CollectorError(`${proc('vmstat')}: ${name} read ${value}`);
         new Counter({ name, help, registers }).inc(value);
       };
       counter(

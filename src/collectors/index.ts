@@ -3,6 +3,8 @@ import './host.js';
 import './filesystem.js';
 import './processes.js';
 import './runtime.js';
+import './nginx.js';
+import './tls.js';
 import './probes.js';
 
 export { collectorDefinitions } from './collector.js';

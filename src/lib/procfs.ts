@@ -58,12 +58,19 @@ export interface Stat {
 /** The columns of a cpu line of /proc/stat, in order (proc(5)). */
 const CPU_FIELDS: readonly (keyof CpuTimes)[] = [...CPU_MODES, 'guest', 'guestNice'];
 
+/** A kernel counter column: decimal digits only, so "-1", "1e5" or "0x10" is not a count. */
+const COUNT = /^\d+$/;
+
 function cpuTimes(fields: string[]): CpuTimes {
   const out = {} as CpuTimes;
   CPU_FIELDS.forEach((name, i) => {
     // Older kernels have fewer columns (steal since 2.6.11, guest_nice since 2.6.33).
-    const ticks = Number(fields[i] ?? 0);
-    out[name] = Number.isFinite(ticks) ? ticks / USER_HZ : 0;
+    const field = fields[i] || '0';
+    // These feed counters: a negative one would make prom-client throw mid-refresh.
+    if (!COUNT.test(field)) {
+      throw new ProcfsParseError(`stat: cpu ${name} is not a count: ${JSON.stringify(field)}`);
+    }
+    out[name] = Number(field) / USER_HZ;
   });
   return out;
 }
@@ -79,12 +86,16 @@ export function parseStat(text: string): Stat {
       if (fields[0] === 'cpu') cpu = cpuTimes(fields.slice(1));
       else if (/^cpu\d+$/.test(fields[0] ?? '')) cpuCount++;
     } else if (line.startsWith('btime ')) {
-      bootTime = Number(line.slice(6).trim());
+      const field = line.slice(6).trim();
+      // Unix seconds, never negative; Number() alone would take "-1", "1e9" or "0x10".
+      if (!COUNT.test(field)) {
+        throw new ProcfsParseError(`stat: btime is not a time: ${JSON.stringify(field)}`);
+      }
+      bootTime = Number(field);
     }
   }
   if (!cpu) throw new ProcfsParseError('stat: no "cpu " line');
-  if (bootTime === undefined || !Number.isFinite(bootTime))
-    throw new ProcfsParseError('stat: no "btime" line');
+  if (bootTime === undefined) throw new ProcfsParseError('stat: no "btime" line');
   return { cpu, cpuCount, bootTime };
 }
 
@@ -149,12 +160,12 @@ export function parseNetDev(text: string): NetDevice[] {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
     const device = line.slice(0, colon).trim();
-    const n = line
+    const fields = line
       .slice(colon + 1)
       .trim()
-      .split(/\s+/)
-      .map(Number);
-    if (!device || n.length < 16 || !n.every(Number.isFinite)) {
+      .split(/\s+/);
+    const n = fields.map(Number);
+    if (!device || n.length < 16 || !fields.every((f) => COUNT.test(f))) {
       throw new ProcfsParseError(`net/dev: cannot read line ${JSON.stringify(line)}`);
     }
     out.push({

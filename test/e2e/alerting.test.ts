@@ -29,51 +29,17 @@ import { mkdtemp, readFile, rm, rmdir, statfs, symlink, writeFile } from 'node:f
 import { setTimeout as sleep } from 'node:timers/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
-import {
-  amAlerts,
-  copyRulesWithShortFor,
-  expandLabels,
-  renderAlertmanagerConfig,
-  runCommand,
-  runLookout,
-  shippedLinkBases,
-  type AmTestConfig,
-  type RuleTiming,
-} from '../helpers/alerting.js';
-import {
-  REPO,
-  eventually,
-  freePort,
-  promQuery,
-  startAlertmanager,
-  startProcess,
-  startPrometheus,
-  tempDir,
-  type Running,
-} from '../helpers/procs.js';
-import {
-  startSlackSink,
-  startSmtpSink,
-  startWebhookSink,
-  type Email,
-  type SlackMessage,
-  type SlackSink,
-  type SmtpSink,
-  type WebhookSink,
-} from '../helpers/sinks.js';
+import { after, before, describe, test } from 'node:test';
+import { runCommand, runLookout, shippedLinkBases } from '../helpers/alerting.js';
+import { AlertChain, DELIVERY_MS, QUIET_MS, color, title } from '../helpers/alertchain.js';
+import { eventually, promQuery, tempDir, type Running } from '../helpers/procs.js';
+import type { Email, SlackSink, SmtpSink } from '../helpers/sinks.js';
 
 /** `for:` in the rule copy: one minute becomes one second (15m → 15s, 5m → 5s, 2m → 2s).
  *  Proportional, so a critical with a shorter `for` than its warning still fires first. */
 const FOR_SCALE = 1 / 60;
 /** "A soak of a few minutes" (issue 4), bounded so the whole file stays under ~6 minutes. */
 const SOAK_MS = 180_000;
-/** Fault → message budget: `for` (≤ 5 s here) + collect + scrape + evaluate + group_wait. */
-const DELIVERY_MS = 45_000;
-/** How long to keep watching for something that must not arrive (≥ 3 group_intervals). */
-const QUIET_MS = 8_000;
-/** Alertmanager timings of the copy; repeat_interval stays the shipped 1h. */
-const AM_TIMINGS = { group_wait: '1s', group_interval: '2s' };
 const TMPFS_BYTES = 4 * 1024 * 1024;
 const ZOMBIES = 25;
 /** The watched name the crash-loop fault starts and kills (a symlink to sleep: comm). */
@@ -81,201 +47,27 @@ const FLAPPER = 'lookoutflap';
 /** The public addresses links.tmpl puts in front of the rules' paths. */
 const LINKS = await shippedLinkBases();
 
-/** Which message a measurement is about; the columns of the summary table. */
-const KINDS = ['email', 'slack', 'resolved email', 'resolved slack'] as const;
-type Kind = (typeof KINDS)[number];
-
-interface Measured {
-  fault: string;
-  kind: Kind;
-  /** From the fault (or, for resolved notices, the fix) to the message's arrival. */
-  ms: number;
-}
-
-/** One row per fault: fault, email s, slack s, resolved email s, resolved slack s. */
-function timesTable(measured: Measured[]): string {
-  const faults = [...new Set(measured.map((m) => m.fault))];
-  const head = ['fault', ...KINDS.map((k) => `${k} s`)];
-  const rows = faults.map((fault) => [
-    fault,
-    ...KINDS.map((kind) => {
-      const m = measured.find((x) => x.fault === fault && x.kind === kind);
-      return m ? (m.ms / 1000).toFixed(1) : '-';
-    }),
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
-}
-
 describe('alerting end to end: lookout → Prometheus → Alertmanager → email + Slack', () => {
+  let chain: AlertChain;
   let smtp: SmtpSink;
   let slack: SlackSink;
-  let heartbeat: WebhookSink;
-  let am: Running;
-  let amConfig: AmTestConfig;
   let prom: Running;
   let flapper: ChildProcess | undefined;
   let flapping = false;
-  let lookout: Running | undefined;
-  let lookoutPort: number;
-  let lookoutDir: string;
-  let instance: string;
-  let timings: RuleTiming[];
   let mountDir: string | undefined;
   let mounted = false;
   let zombieParent: ChildProcess | undefined;
   let machine: MachineSampler | undefined;
-  let promStartedAt = 0;
-  const measured: Measured[] = [];
-  const toStop: Running[] = [];
-
-  function summaryOf(alertname: string, severity: string, labels: Record<string, string>) {
-    const rule = timings.find((t) => t.alert === alertname && t.severity === severity);
-    assert.ok(rule, `rules/*.yml has no ${alertname} with severity ${severity}`);
-    return expandLabels(rule.summary, { alertname, severity, instance, job: 'lookout', ...labels });
-  }
-
-  function record(
-    t: TestContext,
-    fault: string,
-    kind: Kind,
-    from: number,
-    msg: { receivedAt: number },
-  ) {
-    const ms = msg.receivedAt - from;
-    measured.push({ fault, kind, ms });
-    const line = `${fault}: ${kind.startsWith('resolved') ? 'fix' : 'fault'} → ${kind}: ${(ms / 1000).toFixed(1)} s`;
-    console.log(line);
-    t.diagnostic(line);
-  }
-
-  const title = (m: SlackMessage) => m.body.attachments?.[0]?.title ?? '';
-  const color = (m: SlackMessage) => m.body.attachments?.[0]?.color ?? '';
-
-  /** Waits for the critical email + Slack message and the resolved ones after fix(). */
-  async function expectCriticalCycle(
-    t: TestContext,
-    name: string,
-    alertname: string,
-    summary: string,
-    faultAt: number,
-    checkWhileFiring: () => Promise<void>,
-    fix: () => Promise<void>,
-  ) {
-    const subject = `[LOOKOUT] 🔴 CRITICAL: ${alertname} — ${summary}`;
-    const mail = await smtp.waitFor((m) => m.subject === subject, DELIVERY_MS, subject);
-    record(t, name, 'email', faultAt, mail);
-    assert.deepEqual(mail.to, ['oncall@example.com']);
-    const runbook = `${LINKS.lookout}/runbooks#${alertname.toLowerCase()}`;
-    for (const body of [mail.text, mail.html]) {
-      assert.ok(body.includes(runbook), `${name}: email body has the runbook link ${runbook}`);
-      assert.ok(body.includes(instance), `${name}: email body names the instance`);
-    }
-    const red = await slack.waitFor(
-      (m) => title(m) === subject.replace('[LOOKOUT] ', ''),
-      DELIVERY_MS,
-      `the ${alertname} Slack message`,
-    );
-    record(t, name, 'slack', faultAt, red);
-    assert.equal(color(red), 'danger');
-    assert.ok(
-      JSON.stringify(red.body).includes(runbook),
-      `${name}: Slack message links the runbook`,
-    );
-
-    await checkWhileFiring();
-
-    const fixedAt = Date.now();
-    await fix();
-    const resolvedTitle = `✅ RESOLVED: ${alertname} — ${summary}`;
-    const resolvedMail = await smtp.waitFor(
-      (m) => m.subject === `[LOOKOUT] ${resolvedTitle}`,
-      DELIVERY_MS,
-      `the resolved ${alertname} email`,
-    );
-    record(t, name, 'resolved email', fixedAt, resolvedMail);
-    // Resolved is not "fixed": the notice says so and names the alerts that tell.
-    assert.match(resolvedMail.text, /^RESOLVED: no longer firing: /m);
-    assert.ok(
-      resolvedMail.text.includes(`LookoutCollectorFailing is firing for ${instance},`),
-      `${name}: the resolved email points at LookoutDown/LookoutCollectorFailing for ${instance}`,
-    );
-    // A warning that was inhibited resolves in the same evaluation and is then no longer
-    // muted (its critical is gone), so the Slack notice may count it: "(+1 more)".
-    const green = await slack.waitFor(
-      (m) => title(m).startsWith(resolvedTitle),
-      DELIVERY_MS,
-      `the resolved ${alertname} Slack message`,
-    );
-    record(t, name, 'resolved slack', fixedAt, green);
-    assert.equal(color(green), 'good');
-    assert.match(green.body.attachments?.[0]?.text ?? '', /no longer firing/);
-  }
-
-  /** The warning of the same alert fired in Prometheus, reached Alertmanager, was held back. */
-  async function expectWarningInhibited(alertname: string, labels: Record<string, string>) {
-    const sel = Object.entries({ alertname, severity: 'warning', ...labels })
-      .map(([k, v]) => `${k}="${v}"`)
-      .join(',');
-    await eventually(
-      async () => (await promQuery(prom.url, `ALERTS{${sel},alertstate="firing"}`)).length > 0,
-      DELIVERY_MS,
-      `the ${alertname} warning to fire in Prometheus`,
-    );
-    const inAm = await eventually(
-      async () => {
-        const list = await amAlerts(am.url, sel.split(','));
-        return list.length > 0 && list.every((a) => a.status.state === 'suppressed')
-          ? list
-          : undefined;
-      },
-      15_000,
-      `Alertmanager to hold the ${alertname} warning as suppressed`,
-    );
-    assert.ok(
-      inAm.every((a) => a.status.inhibitedBy.length > 0),
-      'suppressed by inhibition',
-    );
-    await new Promise((r) => setTimeout(r, QUIET_MS));
-    const leaked = slack.received.filter((m) => title(m).startsWith(`🟡 WARNING: ${alertname} `));
-    assert.equal(leaked.length, 0, `the inhibited ${alertname} warning reached Slack`);
-    const counted = slack.received.filter(
-      (m) => title(m).startsWith(`🔴 CRITICAL: ${alertname} `) && title(m).includes('(+'),
-    );
-    assert.equal(counted.length, 0, `the ${alertname} critical message counts the warning`);
-  }
 
   before(async () => {
-    assert.ok(existsSync(join(REPO, 'dist/cli.js')), 'run `npm run build` first');
     assert.equal(process.getuid?.(), 0, 'this test mounts a tmpfs and needs root');
-
-    smtp = await startSmtpSink();
-    slack = await startSlackSink();
-    // A heartbeat sink, not a dead address: Prometheus scrapes Alertmanager here, and a
-    // heartbeat that cannot be delivered is itself AlertmanagerNotificationsFailing.
-    heartbeat = await startWebhookSink();
-
-    const amDir = await tempDir('lookout-e2e-am-');
-    amConfig = await renderAlertmanagerConfig({
-      dir: amDir,
-      smarthost: smtp.smarthost,
-      slackUrl: slack.url,
-      heartbeatUrl: heartbeat.url,
-      timings: AM_TIMINGS,
-    });
-    am = await startAlertmanager(amConfig.text);
-    toStop.push(am);
-
-    lookoutDir = await tempDir('lookout-e2e-exporter-');
-    lookoutPort = await freePort();
-    instance = `127.0.0.1:${lookoutPort}`;
+    machine = await startMachineSampler();
     // Fast collectors; the watched process is Prometheus, which lives as long as the test
     // (the default watch list, nginx and dockerd, is started and stopped by other tests).
-    await writeFile(
-      join(lookoutDir, 'lookout.yml'),
-      [
+    chain = await AlertChain.start({
+      name: 'e2e',
+      forScale: FOR_SCALE,
+      lookoutConfig: [
         'collectors:',
         '  host: { interval: 1s, timeout: 1s }',
         // Only this test's tmpfs: the machine is shared with other tests that mount fault
@@ -287,64 +79,16 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
         `  processes: { interval: 1s, timeout: 1s, watch: [prometheus, ${FLAPPER}] }`,
         '',
       ].join('\n'),
-    );
-    lookout = await startLookoutOnPort();
-
-    const rulesDir = join(await tempDir('lookout-e2e-rules-'), 'rules');
-    timings = await copyRulesWithShortFor(rulesDir, (ms) => ms * FOR_SCALE);
+    });
+    ({ smtp, slack } = chain);
+    prom = chain.prom!;
     for (const name of ['HostFilesystemAlmostFull', 'HostZombieProcesses', 'LookoutDown']) {
       assert.ok(
-        timings.some((r) => r.alert === name && r.severity === 'critical'),
+        chain.timings.some((r) => r.alert === name && r.severity === 'critical'),
         `rules/*.yml: no critical ${name}`,
       );
     }
-    machine = await startMachineSampler();
-    promStartedAt = Date.now();
-    prom = await startPrometheus(
-      JSON.stringify({
-        global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
-        rule_files: [join(rulesDir, '*.yml')],
-        alerting: {
-          alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${am.port}`] }] }],
-        },
-        scrape_configs: [
-          { job_name: 'lookout', static_configs: [{ targets: [instance] }] },
-          // AlertmanagerNotificationsFailing reads Alertmanager's own counters.
-          { job_name: 'alertmanager', static_configs: [{ targets: [`127.0.0.1:${am.port}`] }] },
-        ],
-      }),
-    );
-    toStop.push(prom);
-    await eventually(
-      async () => (await promQuery(prom.url, `up{job="lookout"} == 1`)).length === 1,
-      20_000,
-      'Prometheus to scrape lookout',
-    );
-    const loaded = await fetch(`${prom.url}/api/v1/rules?type=alert`).then(
-      (r) => r.json() as Promise<{ data: { groups: Array<{ rules: unknown[] }> } }>,
-    );
-    assert.equal(
-      loaded.data.groups.reduce((n, g) => n + g.rules.length, 0),
-      timings.length,
-      'Prometheus loaded every alert rule of the copy',
-    );
   });
-
-  async function startLookoutOnPort(): Promise<Running> {
-    // startLookout picks a new port; LookoutDown needs the same target back.
-    return startProcess(
-      process.execPath,
-      [
-        join(REPO, 'dist/cli.js'),
-        'serve',
-        '--config',
-        join(lookoutDir, 'lookout.yml'),
-        '--web.listen-address',
-        `127.0.0.1:${lookoutPort}`,
-      ],
-      { readyPath: '/healthz', port: lookoutPort, dir: lookoutDir },
-    );
-  }
 
   after(async () => {
     flapping = false;
@@ -361,49 +105,13 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       await rmdir(mountDir).catch((err: unknown) => console.error(`rmdir ${mountDir}:`, err));
     }
     machine?.stop();
-    await lookout?.stop();
-    for (const r of toStop.reverse()) await r.stop();
-    await smtp?.stop();
-    await slack?.stop();
-    await heartbeat?.stop();
-    if (measured.length > 0) {
-      const setup = {
-        for_scale: FOR_SCALE,
-        scrape_interval: '1s',
-        evaluation_interval: '1s',
-        collector_interval: '1s',
-        ...AM_TIMINGS,
-        repeat_interval: 'shipped (1h)',
-      };
-      const file = join(
-        tmpdir(),
-        `lookout-e2e-alert-times-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
-      );
-      await writeFile(
-        file,
-        JSON.stringify(
-          {
-            finishedAt: new Date().toISOString(),
-            setup,
-            note: 'ms from the fault to the firing message, and from the fix to the resolved one',
-            measured,
-          },
-          null,
-          2,
-        ) + '\n',
-      );
-      console.log(
-        `\nfault → message times (for: ×${FOR_SCALE.toFixed(4)}, scrape/eval/collect 1s, group_wait ${AM_TIMINGS.group_wait}; resolved = fix → resolved notice):\n` +
-          timesTable(measured) +
-          `\n(JSON: ${file})`,
-      );
-    }
+    await chain?.stop();
   });
 
   test('the rule copy only shortens for:', (t) => {
-    for (const r of timings)
+    for (const r of chain.timings)
       t.diagnostic(`${r.alert} ${r.severity}: for ${r.forOriginal} → ${r.forShortened}`);
-    const fs = timings.find(
+    const fs = chain.timings.find(
       (r) => r.alert === 'HostFilesystemAlmostFull' && r.severity === 'critical',
     );
     assert.equal(fs?.forShortened, '5s');
@@ -419,7 +127,13 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       const { severity, alertname } = parsed;
       // A resolved notice is fine when its firing notice was.
       if (severity === 'RESOLVED') return justified.has(alertname);
-      const why = justification(alertname, severity.toLowerCase(), at, machine, promStartedAt);
+      const why = justification(
+        alertname,
+        severity.toLowerCase(),
+        at,
+        machine,
+        chain.promStartedAt,
+      );
       if (why && !justified.has(alertname)) {
         justified.set(alertname, why);
         t.diagnostic(`${alertname} ${severity} is true on this machine: ${why}`);
@@ -447,7 +161,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       .filter((text) => !judge(text, now));
     assert.deepEqual(firing, [], 'alerts firing in Prometheus at the end of the soak');
     // The rule's Watchdog, through the shipped heartbeat route, the whole soak long.
-    const pings = heartbeat.received.filter((m) =>
+    const pings = chain.heartbeat.received.filter((m) =>
       m.body.alerts?.some((a) => a.labels?.alertname === 'Watchdog'),
     );
     assert.ok(pings.length >= 2, `${pings.length} heartbeats during the soak`);
@@ -489,15 +203,14 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       t.diagnostic(`tmpfs ${mountDir} is ${(used * 100).toFixed(1)} % used`);
       assert.ok(used > 0.9 && used < 1, `fill reached ${used}`);
 
-      await expectCriticalCycle(
-        t,
-        'filesystem',
-        'HostFilesystemAlmostFull',
-        summaryOf('HostFilesystemAlmostFull', 'critical', labels),
+      await chain.criticalCycle(t, {
+        name: 'filesystem',
+        alertname: 'HostFilesystemAlmostFull',
+        labels,
         faultAt,
-        () => expectWarningInhibited('HostFilesystemAlmostFull', labels),
-        () => rm(file),
-      );
+        whileFiring: () => chain.expectWarningInhibited('HostFilesystemAlmostFull', labels),
+        fix: () => rm(file),
+      });
     },
   );
 
@@ -525,14 +238,12 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
         5_000,
         `${ZOMBIES} zombie children of perl`,
       );
-      await expectCriticalCycle(
-        t,
-        'zombies',
-        'HostZombieProcesses',
-        summaryOf('HostZombieProcesses', 'critical', {}),
+      await chain.criticalCycle(t, {
+        name: 'zombies',
+        alertname: 'HostZombieProcesses',
         faultAt,
-        () => expectWarningInhibited('HostZombieProcesses', {}),
-        async () => {
+        whileFiring: () => chain.expectWarningInhibited('HostZombieProcesses', {}),
+        fix: async () => {
           parent.kill('SIGKILL');
           await eventually(
             async () => zombies.every((pid) => !existsSync(`/proc/${pid}`)),
@@ -540,7 +251,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
             'PID 1 to reap the orphaned zombies',
           );
         },
-      );
+      });
     },
   );
 
@@ -549,19 +260,17 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
     { timeout: 180_000 },
     async (t) => {
       const faultAt = Date.now();
-      lookout!.child.kill('SIGKILL');
-      await new Promise((r) => lookout!.child.once('exit', r));
-      await expectCriticalCycle(
-        t,
-        'lookout down',
-        'LookoutDown',
-        summaryOf('LookoutDown', 'critical', {}),
+      const lookout = chain.lookout!;
+      lookout.child.kill('SIGKILL');
+      await new Promise((r) => lookout.child.once('exit', r));
+      await chain.criticalCycle(t, {
+        name: 'lookout down',
+        alertname: 'LookoutDown',
         faultAt,
-        async () => {},
-        async () => {
-          lookout = await startLookoutOnPort();
+        fix: async () => {
+          chain.lookout = await chain.startLookout();
         },
-      );
+      });
     },
   );
 
@@ -572,6 +281,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       // The SMTP server now insists on the right password, and the password file gets the
       // trap the runbook names: a trailing newline (Alertmanager 0.25 sends it as part of
       // the password). Alertmanager reads the file at each send.
+      const { amConfig, am } = chain;
       smtp.requirePassword(amConfig.smtpPassword);
       await writeFile(join(amConfig.secretsDir, 'smtp_password'), amConfig.smtpPassword + '\n');
       const mailsBefore = smtp.received.length;
@@ -586,7 +296,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
         'critical',
       ]);
       assert.equal(sent.code, 0, sent.stderr);
-      const summary = summaryOf('AlertmanagerNotificationsFailing', 'critical', {
+      const summary = chain.summaryOf('AlertmanagerNotificationsFailing', 'critical', {
         instance: `127.0.0.1:${am.port}`,
         job: 'alertmanager',
         integration: 'email',
@@ -596,7 +306,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
         DELIVERY_MS + 30_000,
         'the AlertmanagerNotificationsFailing Slack message',
       );
-      record(t, 'SMTP login broken', 'slack', faultAt, failing);
+      chain.record(t, 'SMTP login broken', 'slack', faultAt, failing);
       assert.equal(color(failing), 'danger');
       assert.ok(
         JSON.stringify(failing.body).includes(
@@ -624,7 +334,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
       await symlink('/bin/sleep', bin);
       const UP_MS = 2_500;
       const DOWN_MS = 1_100;
-      const subject = `[LOOKOUT] 🔴 CRITICAL: HostWatchedProcessFlapping — ${summaryOf('HostWatchedProcessFlapping', 'critical', { name: FLAPPER })}`;
+      const subject = `[LOOKOUT] 🔴 CRITICAL: HostWatchedProcessFlapping — ${chain.summaryOf('HostWatchedProcessFlapping', 'critical', { name: FLAPPER })}`;
       let restarts = 0;
       flapping = true;
       const start = () => {
@@ -661,13 +371,13 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
           DELIVERY_MS + 60_000,
           subject,
         );
-        record(t, 'crash loop', 'email', faultAt, mail);
+        chain.record(t, 'crash loop', 'email', faultAt, mail);
         const red = await slack.waitFor(
           (m) => title(m) === subject.replace('[LOOKOUT] ', ''),
           DELIVERY_MS,
           'the HostWatchedProcessFlapping Slack message',
         );
-        record(t, 'crash loop', 'slack', faultAt, red);
+        chain.record(t, 'crash loop', 'slack', faultAt, red);
         assert.equal(color(red), 'danger');
         t.diagnostic(`${restarts} starts of ${FLAPPER} until the alert`);
       } finally {

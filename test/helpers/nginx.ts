@@ -18,6 +18,8 @@ export interface Nginx extends Running {
   reopen(): Promise<void>;
   /** `nginx -s reload` after the test rewrote part of the config. */
   reload(): Promise<void>;
+  /** Starts it again after stop(), same config, same ports; `child` is then the new process. */
+  restart(): Promise<void>;
 }
 
 export interface NginxOptions {
@@ -76,16 +78,22 @@ http {
 }
 `;
   await writeFile(join(dir, 'nginx.conf'), conf);
-  const running = await startProcess(
-    NGINX,
-    ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', `daemon off; pid ${dir}/nginx.pid;`],
-    { readyPath: '/stub_status', port, dir },
-  );
-  return {
-    ...running,
+  const start = () =>
+    startProcess(
+      NGINX,
+      ['-c', join(dir, 'nginx.conf'), '-p', dir, '-g', `daemon off; pid ${dir}/nginx.pid;`],
+      { readyPath: '/stub_status', port, dir },
+    );
+  const nginx: Nginx = {
+    ...(await start()),
     dir,
     port,
     reopen: () => signal(dir, 'reopen'),
     reload: () => signal(dir, 'reload'),
+    restart: async () => {
+      const again = await start();
+      Object.assign(nginx, { child: again.child, output: again.output, stop: again.stop });
+    },
   };
+  return nginx;
 }
