@@ -4,7 +4,7 @@
  * superuser `lookout`, listening on a free 127.0.0.1 port and a socket in that directory.
  */
 import { execFile } from 'node:child_process';
-import { chown, writeFile } from 'node:fs/promises';
+import { chown, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -70,6 +70,8 @@ export async function startPostgres(): Promise<Postgres> {
       ).stdout,
     stop: async () => {
       await asPostgres(`${BIN}/pg_ctl -D ${dir}/data -m immediate -w stop >/dev/null`);
+      // A cluster is ~40 MB; the temp dir goes with it.
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }
