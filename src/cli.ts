@@ -14,7 +14,8 @@ Usage:
   lookout serve  [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
   lookout check  [--config FILE] [--web.config.file FILE]
                                           validate the config (and the web-config file: TLS,
-                                          basic auth); exit 0 good, 1 invalid, 2 could not run
+                                          basic auth; exit 0 good, 1 invalid, 2 could not run),
+                                          then say whether each target answers now
   lookout status [--config FILE]          one collection, as a table, for a terminal
   lookout alert-test [--alertmanager URL] [--severity warning|critical]
                                           send a synthetic alert through Alertmanager
@@ -70,15 +71,19 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'check': {
-      const checked = await loadConfig(values.config);
+      const config = await loadConfig(values.config);
       process.stdout.write(`${values.config ?? 'embedded defaults'}: OK\n`);
-      const webFile = values['web.config.file'] ?? checked.web.config_file;
+      const webFile = values['web.config.file'] ?? config.web.config_file;
       if (webFile !== undefined) {
         const { checkWebConfigFile } = await import('./exporter/webconfig.js');
         for (const w of await checkWebConfigFile(webFile)) process.stderr.write(`warning: ${w}\n`);
         process.stdout.write(`${webFile}: OK\n`);
       }
-      return EXIT.ok;
+      // Then whether each configured target answers now; the exit code stays the config's.
+      const { checkTargets, formatChecks } = await import('./check.js');
+      process.stdout.write(formatChecks(await checkTargets(config)));
+      await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+      return exitNow(EXIT.ok, createLogger(config.log.level));
     }
     case 'serve': {
       const config = await loadConfig(values.config);

@@ -88,6 +88,7 @@ function labelValue(name: string, sample: { annotations: string }, amUrl: string
     alertmanager: `${amUrl}/api/v2/alerts`,
     name: 'nginx',
     target: 'shop.internal:443',
+    kind: 'http',
   };
   const v = values[name];
   if (v === undefined)

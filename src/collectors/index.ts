@@ -6,5 +6,6 @@ import './runtime.js';
 import './nginx.js';
 import './tls.js';
 import './accesslog.js';
+import './probes.js';
 
 export { collectorDefinitions } from './collector.js';

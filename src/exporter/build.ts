@@ -17,7 +17,10 @@ export interface Built {
  * of them claim one metric family, before anything is served.
  */
 export async function buildRunner(config: Config, log: Logger): Promise<Built> {
-  const http = new HttpClient();
+  // As many connections to one origin as probes in flight (collectors.probes.concurrency's
+  // default): with fewer, a slow endpoint holds the sockets and its fast siblings on the
+  // same site wait behind it, their wait counted in their own probe duration.
+  const http = new HttpClient({ connectionsPerOrigin: 32 });
   const entries: RunnerEntry[] = [];
   for (const [name, def] of collectorDefinitions()) {
     const c = config.collectors[name];

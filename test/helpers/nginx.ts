@@ -32,6 +32,8 @@ export interface NginxOptions {
   locations?: string;
   /** The status server's access_log directive; off by default. */
   accessLog?: string;
+  /** Puts files the config names (certificates) under the prefix before nginx starts. */
+  prepare?(dir: string): Promise<void>;
 }
 
 function signal(dir: string, sig: 'reopen' | 'reload'): Promise<void> {
@@ -77,6 +79,7 @@ http {
   }
 }
 `;
+  await opts.prepare?.(dir);
   await writeFile(join(dir, 'nginx.conf'), conf);
   const start = () =>
     startProcess(
