@@ -324,3 +324,84 @@ describe('TLS collector in a running lookout', () => {
     }
   });
 });
+
+describe('https probe targets', () => {
+  it("have their certificate watched by the TLS collector under the probe's target label", async () => {
+    const url = `https://localhost:${ports.valid}/`;
+    const lookout = await startLookout(
+      `collectors:
+  tls:
+    interval: 2s
+    timeout: 2s
+    ca_file: ${pki.caFile}
+  probes:
+    interval: 2s
+    timeout: 2s
+    targets:
+      - { kind: http, url: "${url}" }
+      - { kind: http, url: "https://localhost:${ports.expired}/", name: shop }
+`,
+    );
+    try {
+      const text = await eventually(
+        async () => {
+          const t = await (await fetch(`${lookout.url}/metrics`)).text();
+          return seriesValue(t, 'lookout_tls_cert_verified{target="shop"}') !== undefined && t;
+        },
+        15_000,
+        'the tls collector to report the probes’ certificates',
+      );
+      assert.equal(
+        seriesValue(text, `lookout_tls_cert_expiry_timestamp_seconds{target="${url}"}`),
+        await opensslEndDate(certs.valid.cert),
+      );
+      assert.equal(seriesValue(text, `lookout_tls_cert_verified{target="${url}"}`), 1);
+      assert.equal(
+        seriesValue(text, 'lookout_tls_cert_expiry_timestamp_seconds{target="shop"}'),
+        await opensslEndDate(certs.expired.cert),
+      );
+      assert.equal(seriesValue(text, 'lookout_tls_cert_verified{target="shop"}'), 0);
+    } finally {
+      await lookout.stop();
+    }
+  });
+
+  it('are added once, not over a server or label the TLS targets already list, and not with TLS off', () => {
+    const tlsTargets = (doc: unknown) =>
+      (
+        parseConfig(doc).collectors.tls as unknown as {
+          targets: { address?: string; name?: string }[];
+        }
+      ).targets;
+    const probes = {
+      targets: [
+        { kind: 'http', url: 'https://shop.example:8443/health' },
+        { kind: 'http', url: 'https://api.example/', name: 'api' },
+        { kind: 'http', url: 'http://plain.example/' },
+        { kind: 'tcp', address: 'db.example:5432' },
+      ],
+    };
+    assert.deepEqual(tlsTargets({ collectors: { probes } }), [
+      { address: 'shop.example:8443', name: 'https://shop.example:8443/health' },
+      { address: 'api.example:443', name: 'api' },
+    ]);
+    assert.deepEqual(
+      tlsTargets({
+        collectors: {
+          probes,
+          tls: {
+            targets: [
+              { address: 'api.example' },
+              { file: '/etc/ssl/x.pem', name: 'https://shop.example:8443/health' },
+            ],
+          },
+        },
+      }),
+      [
+        { address: 'api.example' },
+        { file: '/etc/ssl/x.pem', name: 'https://shop.example:8443/health' },
+      ],
+    );
+    assert.deepEqual(tlsTargets({ collectors: { probes, tls: { enabled: false } } }), []);
+  });
+});

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { load as parseYaml, YAMLException } from 'js-yaml';
 import type { z } from 'zod';
+import { withHttpsProbeCertificates } from './derived.js';
 import { configSchema, type Config } from './schema.js';
 
 /** A config that cannot be used; `problems` holds one line per wrong field. */
@@ -59,7 +60,7 @@ export function parseConfig(doc: unknown, file = 'config'): Config {
     const problems = result.error.issues.flatMap((i) => describeIssue(i).split('\n'));
     throw new ConfigError(file, problems);
   }
-  return result.data as Config;
+  return withHttpsProbeCertificates(result.data as Config);
 }
 
 export function parseConfigText(text: string, file = 'config'): Config {
