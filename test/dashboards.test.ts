@@ -19,8 +19,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { load } from 'js-yaml';
+import { makeTestPki, tlsServerBlock } from './helpers/certs.js';
+import { startNginx, type Nginx } from './helpers/nginx.js';
+import { startPostgres, type Postgres } from './helpers/postgres.js';
+import { startRedis, type Redis } from './helpers/redis.js';
 import {
   REPO,
+  freePort,
   promQuery,
   startLookout,
   startPrometheus,
@@ -151,7 +156,8 @@ function ruleFiles(): RuleFile[] {
  * dashboard follows. A critical written with hysteresis (rules/host.yml: `X > 0.95 or
  * (X > 0.80 and ignoring (...) ALERTS{...})`) fires at its first number; the second is
  * its warning's, already counted from the warning rule. A further `and <condition>`
- * (HostFilesystemAlmostFull's "under 10 GiB left") leaves the ratio's line where it is.
+ * (HostFilesystemAlmostFull's "under 10 GiB left", after the whole of HttpErrorRateHigh's
+ * critical: a minimum request rate) leaves the ratio's line where it is.
  */
 function ruleThresholds(): Map<string, number[]> {
   const out = new Map<string, number[]>();
@@ -159,9 +165,12 @@ function ruleThresholds(): Map<string, number[]> {
     for (const g of f.groups ?? [])
       for (const r of g.rules ?? []) {
         if (!r.alert) continue;
+        // `( X > a or (X > b and ALERTS...) ) and <guard>`: a guard with no parentheses
+        // (HttpErrorRateHigh's minimum request rate) leaves X's line where it is.
+        const expr = /^\s*\(([^]*)\)\s*and\s+[^()]*$/.exec(String(r.expr))?.[1] ?? String(r.expr);
         const m =
           /^\s*([a-zA-Z_]+:[a-zA-Z0-9_:]+)(\{[^}]*\})?\s*>=?\s*([0-9.]+)\s*(?:and\s[^()]*?)?(?:or\s*\([^]*\bALERTS\{[^}]*\}\s*\)\s*)?$/.exec(
-            String(r.expr),
+            expr,
           );
         if (!m) continue;
         const list = out.get(m[1]!) ?? [];
@@ -221,7 +230,7 @@ describe('dashboards as provisioning data', () => {
       `docker-compose.yml must mount ./grafana/dashboards at ${p.options.path}`,
     );
     assert.ok(files.length >= 3, `expected the dashboards in ${DASH_DIR}, found ${files}`);
-    for (const uid of ['lookout-overview', 'lookout-host', 'lookout-self'])
+    for (const uid of ['lookout-overview', 'lookout-host', 'lookout-self', 'lookout-web'])
       assert.ok(
         files.some((f) => tryParse(f)?.uid === uid),
         `no dashboard with uid ${uid} in grafana/dashboards`,
@@ -424,16 +433,79 @@ function unanswerable(q: Query): string | undefined {
 describe('every panel query returns series from a live Prometheus scraping lookout', () => {
   let lookout: Running;
   let prom: Running;
+  let nginx: Nginx;
+  let redis: Redis;
+  let postgres: Postgres;
+  let traffic: NodeJS.Timeout | undefined;
   let instance = '';
   const results = new Map<Query, number | Error>();
 
   before(async () => {
     const fast = { interval: '2s', timeout: '2s' };
+    // The web dashboard's sources, real and on 127.0.0.1: nginx with stub_status, an
+    // access log in the shipped format and a TLS listener; Redis with a queue; PostgreSQL.
+    const pki = await makeTestPki();
+    const cert = await pki.issue({ name: 'site', notAfter: new Date(Date.now() + 30 * 86400_000) });
+    const tlsPort = await freePort();
+    nginx = await startNginx({
+      http: `include ${join(REPO, 'deploy/nginx/lookout-log-format.conf')};
+  ${tlsServerBlock(tlsPort, cert)}`,
+      accessLog: '{{dir}}/logs/access.log lookout',
+      locations: `location = /ok { return 200 "ok\\n"; }
+    location = /boom { return 500; }`,
+    });
+    redis = await startRedis();
+    await redis.cli('RPUSH', 'jobs', 'a', 'b', 'c');
+    postgres = await startPostgres();
+    const pgPassword = join(nginx.dir, 'pg.password');
+    await writeFile(pgPassword, postgres.password);
     lookout = await startLookout(
       JSON.stringify({
-        collectors: { host: fast, filesystem: fast, processes: fast, runtime: fast },
+        collectors: {
+          host: fast,
+          filesystem: fast,
+          processes: fast,
+          runtime: fast,
+          nginx: {
+            ...fast,
+            enabled: true,
+            status_url: `${nginx.url}/stub_status`,
+          },
+          tls: {
+            ...fast,
+            ca_file: pki.caFile,
+            targets: [{ address: `127.0.0.1:${tlsPort}`, server_name: 'localhost', name: 'site' }],
+          },
+          accesslog: {
+            logs: [
+              { name: 'site', path: join(nginx.dir, 'logs/access.log'), format: 'combined_timing' },
+            ],
+          },
+          probes: {
+            ...fast,
+            targets: [
+              { kind: 'http', url: `${nginx.url}/ok`, name: 'site' },
+              { kind: 'http', url: `${nginx.url}/boom`, name: 'broken' },
+              { kind: 'tcp', address: `127.0.0.1:${nginx.port}`, name: 'site-tcp' },
+              { kind: 'redis', address: redis.address, name: 'queue', list_keys: ['jobs'] },
+              {
+                kind: 'postgres',
+                connection_string: postgres.url,
+                password_file: pgPassword,
+                query: 'select 1',
+                name: 'db',
+              },
+            ],
+          },
+        },
       }),
     );
+    traffic = setInterval(() => {
+      for (const path of ['/ok', '/ok', '/boom'])
+        fetch(`${nginx.url}${path}`)
+          .then((r) => r.arrayBuffer())
+          .catch(() => {});
+    }, 200);
     instance = `127.0.0.1:${lookout.port}`;
     prom = await startPrometheus(
       JSON.stringify({
@@ -461,8 +533,12 @@ describe('every panel query returns series from a live Prometheus scraping looko
   });
 
   after(async () => {
+    clearInterval(traffic);
     await prom?.stop();
     await lookout?.stop();
+    await nginx?.stop();
+    await redis?.stop();
+    await postgres?.stop();
   });
 
   it('the instance variable lists the lookout target', async () => {
