@@ -89,6 +89,7 @@ function labelValue(name: string, sample: { annotations: string }, amUrl: string
     name: 'nginx',
     target: 'shop.internal:443',
     kind: 'http',
+    log: 'web',
   };
   const v = values[name];
   if (v === undefined)
