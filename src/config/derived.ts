@@ -2,6 +2,9 @@
  * What one collector's config implies for another's, applied once after validation so
  * every collector still reads only its own block.
  */
+// First: collectors register in index.ts's order (the landing page's, `lookout status`'s
+// and `lookout check`'s); importing one collector module before it would move it ahead.
+import '../collectors/index.js';
 import type { ProbeTargetConfig } from '../collectors/probes.js';
 import {
   parseAddress,
