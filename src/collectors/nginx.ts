@@ -1,9 +1,8 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
-import { Fanout, type TargetResult } from '../lib/fanout.js';
+import { Fanout, whyNot, type TargetResult } from '../lib/fanout.js';
 import type { HttpClient } from '../lib/http.js';
-import { errorText } from '../lib/log.js';
 import { parseStubStatus, type StubStatus } from '../lib/stubstatus.js';
 import {
   collectorSchema,
@@ -46,18 +45,7 @@ export type NginxConfig = z.output<typeof nginxSchema>;
 export type NginxSeen = { up: true; status: StubStatus } | { up: false; error: string };
 
 function describeFailure(result: TargetResult<StubStatus>, timeoutMs: number): string {
-  switch (result.status) {
-    case 'ok':
-      return '';
-    case 'failed':
-      return errorText(result.error);
-    case 'timeout':
-      return `no answer within ${timeoutMs / 1000}s`;
-    case 'hung':
-      return `an earlier request has not returned for ${result.seconds.toFixed(0)}s`;
-    case 'skipped':
-      return result.reason;
-  }
+  return result.status === 'ok' ? '' : whyNot(result, timeoutMs);
 }
 
 /**

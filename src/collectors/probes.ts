@@ -12,9 +12,9 @@ import { Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration, formatDuration } from '../config/duration.js';
 import { regexSource } from '../config/regex.js';
-import { Fanout, TargetTimeoutError, type TargetResult } from '../lib/fanout.js';
+import { Fanout, timedOut, whyNot, type TargetResult } from '../lib/fanout.js';
 import type { HttpClient } from '../lib/http.js';
-import { errorText, type Logger } from '../lib/log.js';
+import type { Logger } from '../lib/log.js';
 import { probeHttp, type HttpProbe } from '../lib/probe-http.js';
 import { loadPg, probePostgres } from '../lib/probe-postgres.js';
 import { probeRedis } from '../lib/probe-redis.js';
@@ -343,26 +343,9 @@ function runProbe(http: HttpClient, t: Target, signal: AbortSignal): Promise<Pro
   }
 }
 
-/** Whether the probe ended at its deadline: the fan-out's, or its own abort's. */
-function timedOut(r: TargetResult<ProbeOutcome>): boolean {
-  if (r.status === 'timeout') return true;
-  if (r.status !== 'failed') return false;
-  const e = r.error;
-  return e instanceof TargetTimeoutError || (e instanceof Error && e.name === 'TimeoutError');
-}
-
 /** Why a probe failed, in a few words: for `lookout check` and the log. */
 export function failureText(r: TargetResult<ProbeOutcome>, timeoutMs: number): string {
-  if (r.status === 'ok') return r.value.detail;
-  if (r.status === 'hung') return `the previous probe has not returned (${r.seconds.toFixed(0)}s)`;
-  if (r.status === 'skipped') return `not probed: ${r.reason}`;
-  if (timedOut(r)) return `no answer within ${formatDuration(timeoutMs)}`;
-  if (r.status !== 'failed') return r.status;
-  const e = r.error;
-  // A connect to "localhost" tries each address; Node reports them as one AggregateError.
-  if (e instanceof AggregateError && e.message === '')
-    return e.errors.map((x: unknown) => errorText(x)).join('; ');
-  return errorText(e);
+  return r.status === 'ok' ? r.value.detail : whyNot(r, timeoutMs);
 }
 
 export interface ProbesCollector extends PolledCollector {

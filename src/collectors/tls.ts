@@ -13,8 +13,8 @@ import {
   TrustAnchors,
   verifyChain,
 } from '../lib/certificate.js';
-import { Fanout, type TargetResult } from '../lib/fanout.js';
-import { errorText, type Logger } from '../lib/log.js';
+import { Fanout, whyNot, type TargetResult } from '../lib/fanout.js';
+import type { Logger } from '../lib/log.js';
 import {
   CollectorError,
   collectorSchema,
@@ -207,18 +207,7 @@ export async function probeFile(
 }
 
 function failureText(result: TargetResult<CertReport>, timeoutMs: number): string {
-  switch (result.status) {
-    case 'ok':
-      return result.value.problem ?? 'verified';
-    case 'failed':
-      return errorText(result.error);
-    case 'timeout':
-      return `no answer within ${timeoutMs / 1000}s`;
-    case 'hung':
-      return `an earlier probe has not returned for ${result.seconds.toFixed(0)}s`;
-    case 'skipped':
-      return result.reason;
-  }
+  return result.status === 'ok' ? (result.value.problem ?? 'verified') : whyNot(result, timeoutMs);
 }
 
 export function createTlsCollector(

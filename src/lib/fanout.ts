@@ -6,6 +6,8 @@
  * and the whole run ends before the refresh's own deadline, so the collector as a whole
  * still succeeds and serves every other target.
  */
+import { formatDuration } from '../config/duration.js';
+import { errorText } from './log.js';
 
 export type TargetResult<T> =
   | { status: 'ok'; value: T; seconds: number }
@@ -51,6 +53,40 @@ const SLOT_GRACE_MS = 20;
 /** A deadline overran: the call is abandoned with this as the abort reason. */
 export class TargetTimeoutError extends Error {
   readonly code = 'LOOKOUT_TARGET_TIMEOUT';
+}
+
+/** Whether a call ended at its deadline: the fan-out's, or an abort of its own (AbortSignal.timeout). */
+export function timedOut(r: TargetResult<unknown>): boolean {
+  if (r.status === 'timeout') return true;
+  if (r.status !== 'failed') return false;
+  const e = r.error;
+  return e instanceof TargetTimeoutError || (e instanceof Error && e.name === 'TimeoutError');
+}
+
+/**
+ * Why a target gave no value, in a few words, for `lookout check`, status and the log:
+ * the same words for every collector with targets.
+ */
+export function whyNot(
+  r: Exclude<TargetResult<unknown>, { status: 'ok' }>,
+  timeoutMs: number,
+): string {
+  if (timedOut(r)) return `no answer within ${formatDuration(timeoutMs)}`;
+  switch (r.status) {
+    case 'hung':
+      return `the previous call has not returned (${r.seconds.toFixed(0)}s)`;
+    case 'skipped':
+      return `not tried: ${r.reason}`;
+    case 'failed': {
+      const e = r.error;
+      // A connect to "localhost" tries each address; Node reports them as one AggregateError.
+      if (e instanceof AggregateError && e.message === '')
+        return e.errors.map((x: unknown) => errorText(x)).join('; ');
+      return errorText(e);
+    }
+    default:
+      return r.status;
+  }
 }
 
 /** Every fan-out's hung calls, for the exit path: only these may make lookout force its exit. */
