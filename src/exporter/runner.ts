@@ -9,7 +9,7 @@ import {
   type StreamingCollector,
 } from '../collectors/collector.js';
 import { errorText, type Logger } from '../lib/log.js';
-import { toOpenMetrics } from './openmetrics.js';
+import { render, type Rendered } from './openmetrics.js';
 
 export interface RunnerEntry {
   name: string;
@@ -38,9 +38,11 @@ export interface CollectorState {
 
 interface Slot {
   entry: RunnerEntry;
+  /** The runner's logger with this collector's name, made once rather than per refresh. */
+  log: Logger;
   state: CollectorState;
-  /** Polled: the exposition of the last good refresh ('' after a failure: nothing stale). */
-  text: string;
+  /** Polled: the exposition of the last good refresh, both formats (empty after a failure: nothing stale). */
+  text: Rendered;
   /** The refresh (or streaming start) still running, so a hung one is not started again. */
   inFlight?: Promise<void>;
   inFlightSince: number;
@@ -61,6 +63,8 @@ export class StartupError extends Error {
 class TimeoutError extends Error {
   readonly code = 'LOOKOUT_COLLECTOR_TIMEOUT';
 }
+
+const NOTHING: Rendered = { prometheus: '', openmetrics: '' };
 
 /** Families the runner itself exports; no collector may claim them. */
 const SELF_FAMILIES = [
@@ -113,11 +117,9 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
-  /** The polled part of the exposition in each format, rendered on the first scrape after a change. */
-  private polledText?: Promise<string>;
+  /** The polled part of the exposition, both formats, joined on the first scrape after a change. */
+  private polledText?: Promise<Rendered>;
   private polledBodies: { prometheus?: Promise<Buffer>; openmetrics?: Promise<Buffer> } = {};
-  /** OpenMetrics of the polled part without its `# EOF`, for appending streaming counters. */
-  private polledOpenMetricsHead?: Promise<string>;
   private stopped = false;
 
   constructor(
@@ -128,7 +130,8 @@ export class Runner {
     checkFamilies(entries);
     this.slots = entries.map((entry) => ({
       entry,
-      text: '',
+      log: log.child({ collector: entry.name }),
+      text: NOTHING,
       inFlightSince: 0,
       running: false,
       state: {
@@ -267,24 +270,29 @@ export class Runner {
     const streaming = this.slots.filter((s) => s.running);
     if (streaming.length === 0) {
       this.polledBodies[format] ??= this.polled().then((p) =>
-        Buffer.from(format === 'prometheus' ? p : toOpenMetrics(p)),
+        Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}# EOF\n`),
       );
       return this.polledBodies[format];
     }
     const parts = await Promise.all(
-      streaming.map((s) => (s.entry.collector as StreamingCollector).registry.metrics()),
+      streaming.map((s) => render((s.entry.collector as StreamingCollector).registry)),
     );
-    const live = parts.filter((t) => t.trim().length > 0).join('\n');
-    if (format === 'prometheus') return Buffer.from(`${await this.polled()}\n${live}`);
-    this.polledOpenMetricsHead ??= this.polled().then((p) => toOpenMetrics(p, { eof: false }));
-    return Buffer.from((await this.polledOpenMetricsHead) + toOpenMetrics(live));
+    const polled = await this.polled();
+    if (format === 'prometheus') {
+      const live = parts.map((p) => p.prometheus).filter((t) => t.trim().length > 0);
+      return Buffer.from([polled.prometheus, ...live].join('\n'));
+    }
+    return Buffer.from(`${polled.openmetrics}${parts.map((p) => p.openmetrics).join('')}# EOF\n`);
   }
 
-  private polled(): Promise<string> {
+  private polled(): Promise<Rendered> {
     this.polledText ??= (async () => {
-      const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
-      parts.push(await this.self.metrics());
-      return parts.join('\n');
+      const parts = this.slots.map((s) => s.text).filter((t) => t.openmetrics !== '');
+      parts.push(await render(this.self));
+      return {
+        prometheus: parts.map((p) => p.prometheus).join('\n'),
+        openmetrics: parts.map((p) => p.openmetrics).join(''),
+      };
     })();
     return this.polledText;
   }
@@ -309,7 +317,7 @@ export class Runner {
     if (isStreaming(collector)) {
       if (this.stopped) return;
       if (slot.running) return this.checkStream(slot, collector);
-      const log = this.log.child({ collector: entry.name });
+      const log = slot.log;
       await this.attempt(slot, started, async (signal) => {
         await collector.start({
           log,
@@ -367,11 +375,11 @@ export class Runner {
     const registry = await collector.update({
       signal,
       deadline,
-      log: this.log.child({ collector: slot.entry.name }),
+      log: slot.log,
     });
     const broken = undeclared(registry, slot.entry.metrics);
     if (broken !== undefined) throw new Error(broken);
-    return registry.metrics();
+    return render(registry);
   }
 
   /**
@@ -381,11 +389,11 @@ export class Runner {
   private async attempt(
     slot: Slot,
     started: number,
-    work: (signal: AbortSignal, deadline: number) => Promise<string | undefined>,
+    work: (signal: AbortSignal, deadline: number) => Promise<Rendered | undefined>,
   ): Promise<void> {
     const { entry, state } = slot;
     const labels = { collector: entry.name };
-    const log = this.log.child({ collector: entry.name });
+    const log = slot.log;
     const abort = new AbortController();
     slot.abort = abort;
     let timer: NodeJS.Timeout | undefined;
@@ -438,7 +446,7 @@ export class Runner {
     seconds: number | undefined,
   ) {
     const labels = { collector: slot.entry.name };
-    this.polledText = this.polledOpenMetricsHead = undefined;
+    this.polledText = undefined;
     this.polledBodies = {};
     slot.state.outcome = outcome;
     slot.state.lastError = error;
@@ -451,6 +459,6 @@ export class Runner {
     const succeeded = outcome === 'ok' || outcome === 'nothing';
     this.success.set(labels, succeeded ? 1 : 0);
     // Drop what this collector last served: a failed collector's old values must not look fresh.
-    if (outcome !== 'ok') slot.text = '';
+    if (outcome !== 'ok') slot.text = NOTHING;
   }
 }
