@@ -101,6 +101,7 @@ class StatReader {
   private readonly buffer = Buffer.allocUnsafe(STAT_BUFFER_BYTES);
   /** The bytes of the last read: the shared buffer, or a whole file that did not fit it. */
   bytes: Buffer = this.buffer;
+  private readonly buffers = [this.buffer];
   /**
    * The same bytes as a plain Uint8Array, for scanPidStat: Buffer's own indexOf is a
    * JavaScript wrapper that showed in the profile; a Uint8Array's is V8's builtin.
@@ -170,7 +171,10 @@ class StatReader {
 
   /** Closes the files of processes this walk did not list: they have exited. */
   endWalk(): void {
-    for (const [pid, kept] of this.kept) if (kept.walk !== this.walk) this.forget(pid, kept.fd);
+    // forEach, not for-of: no [pid, kept] pair and iterator result per pid (see render()).
+    this.kept.forEach((kept, pid) => {
+      if (kept.walk !== this.walk) this.forget(pid, kept.fd);
+    });
   }
 
   close(): void {
@@ -188,7 +192,8 @@ class StatReader {
 
   /** The line's length in the buffer; undefined when its process has gone; LONG when it may not fit. */
   private readAt(fd: number): number | undefined | typeof LONG {
-    const n = fs.readSync(fd, this.buffer, 0, STAT_BUFFER_BYTES, 0);
+    // readvSync: fs.readSync runs five argument validators per call, this two.
+    const n = fs.readvSync(fd, this.buffers, 0);
     if (n === 0) return undefined;
     return n < STAT_BUFFER_BYTES ? n : LONG;
   }
@@ -296,7 +301,8 @@ export function createProcessesCollector(
       let unreadable = 0;
       let walked = 0;
       stats.startWalk();
-      for (const entry of entries) {
+      for (let e = 0; e < entries.length; e++) {
+        const entry = entries[e]!;
         // Only /proc/<pid> (the entries that start with a digit): threads live under
         // /proc/<pid>/task and are not listed here.
         const first = entry.charCodeAt(0);

@@ -88,7 +88,11 @@ export async function render(registry: Registry): Promise<Rendered> {
     const helpText = escapeHelp(help);
     const family = type === 'counter' ? name.replace(/_total$/, '') : name;
     let samples = '';
-    for (const v of values ?? []) {
+    // Indexed loops: without the optimizing compiler (lookout's code rarely tiers up) a
+    // for-of allocates an iterator result per step.
+    const n = values?.length ?? 0;
+    for (let i = 0; i < n; i++) {
+      const v = values![i]!;
       let labels = '';
       const shared = v.sharedLabels;
       for (const k in v.labels) {

@@ -95,12 +95,22 @@ export function checkFamilies(entries: readonly Pick<RunnerEntry, 'name' | 'metr
   if (problems.length > 0) throw new StartupError(problems.join('\n'));
 }
 
+/**
+ * Per collector, the metric names already found declared: a refresh exports mostly the
+ * names the last one did, and a declaration does not change while lookout runs.
+ */
+const declaredSeen = new WeakMap<RunnerEntry, Set<string>>();
+
 /** Why `registry` breaks its collector's declaration, or undefined when it keeps it. */
-function undeclared(registry: Registry, declared: readonly string[]): string | undefined {
-  const extra = registry
-    .getMetricsAsArray()
-    .map((m) => m.name)
-    .filter((name) => !declared.some((d) => familyCovers(d, name)));
+function undeclared(registry: Registry, entry: RunnerEntry): string | undefined {
+  const extra: string[] = [];
+  const known = declaredSeen.get(entry) ?? new Set<string>();
+  declaredSeen.set(entry, known);
+  for (const { name } of registry.getMetricsAsArray()) {
+    if (known.has(name)) continue;
+    if (entry.metrics.some((d) => familyCovers(d, name))) known.add(name);
+    else extra.push(name);
+  }
   return extra.length > 0
     ? `exports ${extra.join(', ')}, which its definition does not declare`
     : undefined;
@@ -334,7 +344,7 @@ export class Runner {
             if (slot.running) this.checkStream(slot, collector);
           },
         });
-        const broken = undeclared(collector.registry, entry.metrics);
+        const broken = undeclared(collector.registry, entry);
         if (broken !== undefined) {
           await collector.stop();
           throw new Error(broken);
@@ -355,7 +365,7 @@ export class Runner {
    * on; a fault, or a family it created since start and did not declare, is a failure.
    */
   private checkStream(slot: Slot, collector: StreamingCollector): void {
-    const error = undeclared(collector.registry, slot.entry.metrics) ?? slot.fault;
+    const error = undeclared(collector.registry, slot.entry) ?? slot.fault;
     if (error !== undefined) {
       this.record(slot, 'failed', error, undefined);
       return;
@@ -377,7 +387,7 @@ export class Runner {
       deadline,
       log: slot.log,
     });
-    const broken = undeclared(registry, slot.entry.metrics);
+    const broken = undeclared(registry, slot.entry);
     if (broken !== undefined) throw new Error(broken);
     return render(registry);
   }
