@@ -15,6 +15,7 @@
  *
  *   npm run bench                         # the full run (~20 minutes)
  *   BENCH_SOAK_SECONDS=60 BENCH_CPU_MINUTES=1 BENCH_FLAG_SECONDS=60 npm run bench   # a quick look
+ *   BENCH_ONLY=cpu BENCH_SOAK_SECONDS=60 BENCH_CPU_MINUTES=5 npm run bench   # only the CPU phase
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,6 +42,13 @@ const PARSE_ROUNDS = Number(process.env.BENCH_PARSE_ROUNDS ?? 3);
 const IDS = Number(process.env.BENCH_IDS ?? 1_000_000);
 /** The cap bin/lookout had before issue 8, shown in the heap-room line for comparison. */
 const OLD_CAP = '--max-old-space-size=64';
+/**
+ * `cpu`: only the CPU phase (after a BENCH_SOAK_SECONDS warm-up of 1-second scrapes),
+ * for measuring one change to idle CPU side by side without the rest of the run.
+ */
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== 'cpu')
+  throw new Error(`BENCH_ONLY=${ONLY}: only "cpu" is known`);
 
 /**
  * CPU share of each target, minute by minute, while a real Prometheus scrapes them all
@@ -133,6 +141,38 @@ async function whereLookoutMemoryGoes(url: string): Promise<string> {
 /** The figures that decide the targets, printed again as one table at the end. */
 const summary: Array<[string, string, string, string]> = [];
 
+/** The CPU phase: its minutes printed, its figure added to the summary. */
+async function cpuPhase(targets: Target[]): Promise<Array<Record<string, number>>> {
+  console.log(
+    `\n# CPU, default collectors, a real Prometheus scraping both every 15 s, ${CPU_MINUTES} one-minute windows, after the soak (warm)`,
+  );
+  const minutes = await cpu(targets);
+  const pct = (v: number) => `${(v * 100).toFixed(3)} %`;
+  minutes.forEach((m, i) =>
+    console.log(
+      `minute ${i + 1}: ${targets.map((t) => `${t.name} ${pct(m[t.name]!)}`).join('  ')}  ratio ${(m.lookout! / m.node_exporter!).toFixed(3)}`,
+    ),
+  );
+  const c = Object.fromEntries(
+    targets.map((t) => [t.name, minutes.reduce((a, m) => a + m[t.name]!, 0) / minutes.length]),
+  ) as Record<string, number>;
+  for (const [name, v] of Object.entries(c))
+    console.log(`${name.padEnd(14)} ${pct(v)} of one core on average`);
+  const worst = Math.max(...minutes.map((m) => m.lookout!));
+  const below = minutes.filter((m) => m.lookout! < m.node_exporter!).length;
+  const cpuRatio = c.lookout! / c.node_exporter!;
+  console.log(
+    `ratio lookout / node_exporter = ${cpuRatio.toFixed(3)}, below in ${below} of ${minutes.length} minutes; lookout ≤ 1 % in every minute (worst ${pct(worst)}): ${worst <= 0.01 ? 'MET' : 'MISSED'}, below node_exporter: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
+  );
+  summary.push([
+    `CPU, Prometheus every 15 s, ${minutes.length} min`,
+    `${pct(c.lookout!)} (${((c.lookout! * 15_000) | 0).toString()} ms/15 s)`,
+    `${pct(c.node_exporter!)}`,
+    `ratio ${cpuRatio.toFixed(3)}, below in ${below}/${minutes.length}: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
+  ]);
+  return minutes;
+}
+
 async function main() {
   const lookout = await startLookoutAsNpmStart();
   const node = await startNodeExporter();
@@ -142,6 +182,12 @@ async function main() {
   ];
   try {
     await sleep(2000); // let lookout's first refresh land
+    if (ONLY === 'cpu') {
+      console.log(`# warm-up: one scrape a second for ${SOAK_SECONDS} s`);
+      await soak(targets);
+      await cpuPhase(targets);
+      return;
+    }
     console.log(
       `# /metrics latency, ${SCRAPES} sequential scrapes each (curl, kept-alive), interleaved in rounds of 50`,
     );
@@ -195,33 +241,7 @@ async function main() {
     ]);
     console.log('where lookout memory goes:');
     console.log(await whereLookoutMemoryGoes(lookout.url));
-    console.log(
-      `\n# CPU, default collectors, a real Prometheus scraping both every 15 s, ${CPU_MINUTES} one-minute windows, after the soak (warm)`,
-    );
-    const minutes = await cpu(targets);
-    const pct = (v: number) => `${(v * 100).toFixed(3)} %`;
-    minutes.forEach((m, i) =>
-      console.log(
-        `minute ${i + 1}: ${targets.map((t) => `${t.name} ${pct(m[t.name]!)}`).join('  ')}  ratio ${(m.lookout! / m.node_exporter!).toFixed(3)}`,
-      ),
-    );
-    const c = Object.fromEntries(
-      targets.map((t) => [t.name, minutes.reduce((a, m) => a + m[t.name]!, 0) / minutes.length]),
-    ) as Record<string, number>;
-    for (const [name, v] of Object.entries(c))
-      console.log(`${name.padEnd(14)} ${pct(v)} of one core on average`);
-    const worst = Math.max(...minutes.map((m) => m.lookout!));
-    const below = minutes.filter((m) => m.lookout! < m.node_exporter!).length;
-    const cpuRatio = c.lookout! / c.node_exporter!;
-    console.log(
-      `ratio lookout / node_exporter = ${cpuRatio.toFixed(3)}, below in ${below} of ${minutes.length} minutes; lookout ≤ 1 % in every minute (worst ${pct(worst)}): ${worst <= 0.01 ? 'MET' : 'MISSED'}, below node_exporter: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
-    );
-    summary.push([
-      `CPU, Prometheus every 15 s, ${minutes.length} min`,
-      `${pct(c.lookout!)} (${((c.lookout! * 15_000) | 0).toString()} ms/15 s)`,
-      `${pct(c.node_exporter!)}`,
-      `ratio ${cpuRatio.toFixed(3)}, below in ${below}/${minutes.length}: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
-    ]);
+    const minutes = await cpuPhase(targets);
     await writeFile(
       join(lookout.dir, 'bench.json'),
       JSON.stringify({ lat, cpu: minutes, rss: Object.fromEntries(rss) }),

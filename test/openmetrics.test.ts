@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { toOpenMetrics } from '../src/exporter/openmetrics.js';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { render, toOpenMetrics } from '../src/exporter/openmetrics.js';
 import { parseExposition } from './helpers/exposition.js';
 
 it('renames counter families, keeps samples, drops blank lines and ends with # EOF', () => {
@@ -43,4 +44,45 @@ it('leaves a gauge whose name ends in _total alone', () => {
     toOpenMetrics(prom),
     '# HELP x_total a gauge\n# TYPE x_total gauge\nx_total 1\n# EOF\n',
   );
+});
+
+it('render() writes what prom-client writes, and its OpenMetrics form what toOpenMetrics makes of it', async () => {
+  const registry = new Registry();
+  const registers = [registry];
+  new Counter({
+    name: 'a_total',
+    help: 'a counter\nwith a newline and a \\ backslash',
+    registers,
+  }).inc(3);
+  const labelled = new Counter({
+    name: 'b_seconds_total',
+    help: 'labelled',
+    labelNames: ['mode', 'path'],
+    registers,
+  });
+  labelled.inc({ mode: 'idle', path: 'C:\\dir "quoted"\nnext' }, 1.5);
+  labelled.inc({ path: '/plain', mode: 'user' }, 2);
+  const g = new Gauge({ name: 'c', help: 'a gauge', labelNames: ['x'], registers });
+  g.set({ x: 'one' }, -0.25);
+  g.set({ x: 'inf' }, Infinity);
+  g.set({ x: 'ninf' }, -Infinity);
+  g.set({ x: 'big' }, 1e21);
+  new Gauge({ name: 'd_total', help: 'a gauge named _total', registers }).set(1);
+  new Gauge({ name: 'e', help: 'no samples', labelNames: ['y'], registers });
+  const h = new Histogram({
+    name: 'f_seconds',
+    help: 'a histogram',
+    labelNames: ['kind'],
+    buckets: [0.01, 0.1, 1],
+    registers,
+  });
+  h.observe({ kind: 'minor' }, 0.05);
+  h.observe({ kind: 'major' }, 2);
+  new Histogram({ name: 'g_seconds', help: 'unlabelled', buckets: [1], registers }).observe(0.5);
+
+  const rendered = await render(registry);
+  const prom = await registry.metrics();
+  assert.equal(rendered.prometheus, prom);
+  assert.equal(`${rendered.openmetrics}# EOF\n`, toOpenMetrics(prom));
+  assert.equal((await render(new Registry())).prometheus, await new Registry().metrics());
 });

@@ -11,6 +11,7 @@ import {
   parseNetDev,
   parseOsRelease,
   parsePidStat,
+  scanPidStat,
   parseStat,
   parseSysctlInteger,
   parseVmstat,
@@ -98,6 +99,21 @@ SwapTotal:             0 kB
     assert.equal(m.get('SwapTotal'), 0);
     assert.equal(m.get('SwapFree'), undefined);
   });
+  test('only the fields asked for, read as the whole parse reads them', () => {
+    const text = `MemTotal:       24683620 kB
+MemFree:        100 kB
+HugePages_Total:       4
+SwapTotal:             0 kB
+`;
+    assert.deepEqual(
+      [...parseMeminfo(text, ['SwapTotal', 'MemTotal', 'HugePages_Total', 'SwapFree', 'Mem'])],
+      [
+        ['SwapTotal', 0],
+        ['MemTotal', 24683620 * 1024],
+        ['HugePages_Total', 4],
+      ],
+    );
+  });
 });
 
 describe('parseNetDev', () => {
@@ -154,6 +170,18 @@ describe('parseVmstat', () => {
   });
   test('a kernel without oom_kill (before 4.13): the field is absent, not 0', () => {
     assert.equal(parseVmstat('pgmajfault 5\n').get('oom_kill'), undefined);
+    assert.equal(parseVmstat('pgmajfault 5\n', ['oom_kill']).get('oom_kill'), undefined);
+  });
+  test('only the fields asked for: whole names only, first line and last line included', () => {
+    const text = 'pswpin 1024\noom_kill_x 9\nnr_zone_write_pending -2\npgmajfault 5';
+    assert.deepEqual(
+      [...parseVmstat(text, ['pgmajfault', 'oom_kill', 'pswpin', 'nr_zone_write_pending'])],
+      [
+        ['pgmajfault', 5],
+        ['pswpin', 1024],
+        ['nr_zone_write_pending', -2],
+      ],
+    );
   });
 });
 
@@ -270,6 +298,44 @@ describe('parsePidStat', () => {
   test('an empty command name, and one of 15 bytes', () => {
     assert.equal(parsePidStat(line('')).comm, '');
     assert.equal(parsePidStat(line('prometheus-node')).comm, 'prometheus-node');
+  });
+  test('scanPidStat reads the same state, rss and command name off the bytes', () => {
+    const out = { commStart: 0, commEnd: 0, state: 0, rssPages: 0 };
+    for (const [comm, state, rss] of [
+      ['nginx', 'S', 512],
+      ['my (weird) proc', 'R', 7],
+      [') R 9 (', 'Z', 0],
+      ['', 'I', 0],
+      ['prometheus-node', 'D', 123456789],
+    ] as const) {
+      // A reused buffer holds an older, longer line past the new one's end.
+      const buf = new Uint8Array(4096).fill(0x37);
+      const bytes = Buffer.from(line(comm, state, rss));
+      buf.set(bytes);
+      const p = parsePidStat(line(comm, state, rss));
+      scanPidStat(buf, bytes.length, out);
+      assert.equal(Buffer.from(buf.subarray(out.commStart, out.commEnd)).toString(), p.comm);
+      assert.equal(String.fromCharCode(out.state), p.state);
+      assert.equal(out.rssPages, p.rssPages);
+    }
+  });
+  test('scanPidStat: a truncated line is an error, also with bytes past its end', () => {
+    const buf = new Uint8Array(4096).fill(0x20);
+    for (const text of [
+      '1234 (x) S 1 2',
+      '1234 no comm',
+      '',
+      '1234 (x) S 1 2 3 4 5 6 7 8 9 10 11 12',
+    ]) {
+      const bytes = Buffer.from(text);
+      buf.set(bytes);
+      assert.throws(
+        () => scanPidStat(buf, bytes.length, { commStart: 0, commEnd: 0, state: 0, rssPages: 0 }),
+        {
+          code: 'LOOKOUT_PROCFS_PARSE',
+        },
+      );
+    }
   });
   test('a truncated line is an error', () => {
     assert.throws(() => parsePidStat('1234 (x) S 1 2'), { code: 'LOOKOUT_PROCFS_PARSE' });

@@ -27,12 +27,7 @@ import {
   type Observer,
 } from './collector.js';
 import { regexSource } from '../config/regex.js';
-import {
-  readHostProcFile,
-  readOptionalHostProcFile,
-  readOptionalProcFile,
-  readProcFile,
-} from './procfile.js';
+import { ProcFiles } from './procfile.js';
 
 export const hostSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '5s' },
@@ -88,6 +83,10 @@ async function readOsRelease(rootfs: string, signal: AbortSignal): Promise<strin
  */
 export const ROOTFS_METADATA_MAX_AGE_MS = 5 * 60_000;
 
+/** The fields of /proc/meminfo and /proc/vmstat the host collector exports. */
+const MEMINFO_FIELDS = ['MemTotal', 'MemAvailable', 'SwapTotal', 'SwapFree'];
+const VMSTAT_FIELDS = ['oom_kill', 'pswpin', 'pswpout', 'pgmajfault'];
+
 /** What the host collector read at its last refresh. */
 export interface HostSeen {
   stat: Stat;
@@ -106,9 +105,11 @@ export function createHostCollector(
   const proc = (rel: string) => join(paths.procfs, rel);
   let warnedNetFallback = false;
   let rootfsMetadata: { hostname?: string; osRelease?: string; readAt: number } | undefined;
+  const files = new ProcFiles(paths.procfs);
 
   return {
     lastSeen: () => seen,
+    close: () => files.close(),
     async update({ signal, log }) {
       const registry = new Registry();
       if (
@@ -122,26 +123,26 @@ export function createHostCollector(
         rootfsMetadata = { hostname, osRelease, readAt: performance.now() };
       }
       const { osRelease } = rootfsMetadata;
-      const hostname = rootfsMetadata.hostname ?? readProcFile(proc('sys/kernel/hostname')).trim();
-      const statText = readProcFile(proc('stat'));
-      const loadText = readProcFile(proc('loadavg'));
-      const memText = readProcFile(proc('meminfo'));
-      const netDev = readHostProcFile(paths.procfs, 'net/dev');
-      const kernel = readProcFile(proc('sys/kernel/osrelease'));
-      const vmstatText = readProcFile(proc('vmstat'));
+      const hostname = rootfsMetadata.hostname ?? files.read(proc('sys/kernel/hostname')).trim();
+      const statText = files.read(proc('stat'));
+      const loadText = files.read(proc('loadavg'));
+      const memText = files.read(proc('meminfo'));
+      const netDev = files.readHost(paths.procfs, 'net/dev');
+      const kernel = files.read(proc('sys/kernel/osrelease'));
+      const vmstatText = files.read(proc('vmstat'));
       // fs.file-nr is system-wide, not per namespace: our own /proc/sys is the host's.
-      const fileNrText = readProcFile(proc('sys/fs/file-nr'));
+      const fileNrText = files.read(proc('sys/fs/file-nr'));
       // The conntrack count is per network namespace, and /proc/sys/net/* shows the
       // reader's namespace only (there is no /proc/1/sys): net/stat/nf_conntrack, which
       // PID 1 has, holds the same count for the host's. nf_conntrack_max is one global
       // limit, the same in every namespace. Both are missing without the module loaded.
-      const conntrack = readOptionalHostProcFile(paths.procfs, 'net/stat/nf_conntrack');
-      const conntrackMaxText = readOptionalProcFile(proc('sys/net/netfilter/nf_conntrack_max'));
+      const conntrack = files.readOptionalHost(paths.procfs, 'net/stat/nf_conntrack');
+      const conntrackMaxText = files.readOptional(proc('sys/net/netfilter/nf_conntrack_max'));
       const stat = parseStat(statText);
       const load = parseLoadavg(loadText);
-      const mem = parseMeminfo(memText);
+      const mem = parseMeminfo(memText, MEMINFO_FIELDS);
       const net = parseNetDev(netDev.text);
-      const vmstat = parseVmstat(vmstatText);
+      const vmstat = parseVmstat(vmstatText, VMSTAT_FIELDS);
       const fileNr = parseFileNr(fileNrText);
       const fellBack = netDev.fellBack ?? conntrack?.fellBack;
       if (fellBack && !warnedNetFallback) {

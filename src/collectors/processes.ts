@@ -7,8 +7,9 @@ import { z } from 'zod';
 import {
   COMMON_PROCESS_STATES,
   parseAuxvPageSize,
-  parsePidStat,
   processStateName,
+  scanPidStat,
+  type PidStatScan,
 } from '../lib/procfs.js';
 import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
@@ -98,6 +99,15 @@ class StatReader {
   // Safe to share across refreshes: a walk is synchronous between yields, and uses the
   // buffer only inside one read call; the runner never runs two refreshes of a collector at once.
   private readonly buffer = Buffer.allocUnsafe(STAT_BUFFER_BYTES);
+  /** The bytes of the last read: the shared buffer, or a whole file that did not fit it. */
+  bytes: Buffer = this.buffer;
+  private readonly buffers = [this.buffer];
+  /**
+   * The same bytes as a plain Uint8Array, for scanPidStat: Buffer's own indexOf is a
+   * JavaScript wrapper that showed in the profile; a Uint8Array's is V8's builtin.
+   */
+  view: Uint8Array = new Uint8Array(this.buffer.buffer, this.buffer.byteOffset, STAT_BUFFER_BYTES);
+  private readonly bufferView = this.view;
 
   constructor(private readonly procfs: string) {}
 
@@ -106,14 +116,19 @@ class StatReader {
     this.walk++;
   }
 
-  /** undefined when the process has gone, HIDDEN when we may not read it. */
-  read(pid: string): string | undefined | typeof HIDDEN {
+  /**
+   * The length of the pid's stat line, whose bytes are then in `bytes` until the next
+   * read; undefined when the process has gone, HIDDEN when we may not read it.
+   */
+  read(pid: string): number | undefined | typeof HIDDEN {
+    this.bytes = this.buffer;
+    this.view = this.bufferView;
     const kept = this.kept.get(pid);
     if (kept !== undefined) {
       kept.walk = this.walk;
       try {
-        const text = this.readAt(kept.fd);
-        if (typeof text === 'string') return text;
+        const n = this.readAt(kept.fd);
+        if (n !== undefined && n !== LONG) return n;
       } catch {
         // classified below, where the path is read anew and named in the error
       }
@@ -132,15 +147,19 @@ class StatReader {
       throw new CollectorError(`read ${path}`, { cause: err });
     }
     try {
-      const text = this.readAt(fd);
-      // Longer than the buffer (not seen in practice: a comm is 15 bytes): read it whole.
-      if (text === LONG) return fs.readFileSync(path, 'utf8');
-      if (text === undefined) return undefined;
+      const n = this.readAt(fd);
+      if (n === LONG) {
+        // Longer than the buffer (not seen in practice: a comm is 15 bytes): read it whole.
+        this.bytes = fs.readFileSync(path);
+        this.view = new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length);
+        return this.bytes.length;
+      }
+      if (n === undefined) return undefined;
       if (this.kept.size < MAX_KEPT_STAT_FDS) {
         this.kept.set(pid, { fd, walk: this.walk });
         fd = -1; // kept: not closed below
       }
-      return text;
+      return n;
     } catch (err) {
       if (isGone(err)) return undefined;
       if (isHidden(err)) return HIDDEN;
@@ -152,7 +171,10 @@ class StatReader {
 
   /** Closes the files of processes this walk did not list: they have exited. */
   endWalk(): void {
-    for (const [pid, kept] of this.kept) if (kept.walk !== this.walk) this.forget(pid, kept.fd);
+    // forEach, not for-of: no [pid, kept] pair and iterator result per pid (see render()).
+    this.kept.forEach((kept, pid) => {
+      if (kept.walk !== this.walk) this.forget(pid, kept.fd);
+    });
   }
 
   close(): void {
@@ -168,11 +190,12 @@ class StatReader {
     }
   }
 
-  /** The file's text; undefined when its process has gone; LONG when it may not fit the buffer. */
-  private readAt(fd: number): string | undefined | typeof LONG {
-    const n = fs.readSync(fd, this.buffer, 0, this.buffer.length, 0);
+  /** The line's length in the buffer; undefined when its process has gone; LONG when it may not fit. */
+  private readAt(fd: number): number | undefined | typeof LONG {
+    // readvSync: fs.readSync runs five argument validators per call, this two.
+    const n = fs.readvSync(fd, this.buffers, 0);
     if (n === 0) return undefined;
-    return n < this.buffer.length ? this.buffer.toString('utf8', 0, n) : LONG;
+    return n < STAT_BUFFER_BYTES ? n : LONG;
   }
 }
 
@@ -192,6 +215,37 @@ export async function readPageSize(log: Logger): Promise<number> {
     log.warn('cannot read /proc/self/auxv; assuming 4096-byte pages', { err: errorText(err) });
   }
   return DEFAULT_PAGE_SIZE;
+}
+
+/**
+ * The `size` biggest processes by resident memory, biggest first, ties by lower pid: kept
+ * as the walk goes, so a walk does not gather and sort an object per process.
+ */
+class TopN {
+  private readonly items: { pid: number; name: string; bytes: number }[] = [];
+
+  constructor(private readonly size: number) {}
+
+  offer(pid: number, name: string, bytes: number): void {
+    const items = this.items;
+    if (this.size === 0) return;
+    if (items.length === this.size) {
+      const last = items[items.length - 1]!;
+      if (bytes < last.bytes || (bytes === last.bytes && pid > last.pid)) return;
+      items.pop();
+    }
+    let i = items.length;
+    while (i > 0) {
+      const before = items[i - 1]!;
+      if (before.bytes > bytes || (before.bytes === bytes && before.pid < pid)) break;
+      i--;
+    }
+    items.splice(i, 0, { pid, name, bytes });
+  }
+
+  list(): readonly { name: string; bytes: number }[] {
+    return this.items;
+  }
 }
 
 function commForm(name: string): string {
@@ -224,6 +278,7 @@ export function createProcessesCollector(
   }
 
   const stats = new StatReader(paths.procfs.replace(/\/+$/, ''));
+  const scan: PidStatScan = { commStart: 0, commEnd: 0, state: 0, rssPages: 0 };
 
   return {
     lastSeen: () => seen,
@@ -232,38 +287,45 @@ export function createProcessesCollector(
     },
     async update({ signal, log }) {
       const registry = new Registry();
-      let pids: string[];
+      let entries: string[];
       try {
-        // Only /proc/<pid>: threads live under /proc/<pid>/task and are not listed here.
-        pids = fs.readdirSync(paths.procfs).filter((e) => /^\d+$/.test(e));
+        entries = fs.readdirSync(paths.procfs);
       } catch (err) {
         throw new CollectorError(`read ${paths.procfs}`, { cause: err });
       }
 
       const states = new Map<string, number>(COMMON_PROCESS_STATES.map((s) => [s, 0]));
       const counts = new Map<string, number>(config.watch.map((n) => [n, 0]));
-      const resident: { pid: number; name: string; bytes: number }[] = [];
+      const top = new TopN(config.top);
 
       let unreadable = 0;
+      let walked = 0;
       stats.startWalk();
-      for (let i = 0; i < pids.length; i++) {
-        if (i % WALK_CHUNK === 0 && i > 0) {
+      for (let e = 0; e < entries.length; e++) {
+        const entry = entries[e]!;
+        // Only /proc/<pid> (the entries that start with a digit): threads live under
+        // /proc/<pid>/task and are not listed here.
+        const first = entry.charCodeAt(0);
+        if (first < 0x30 || first > 0x39) continue;
+        if (++walked % WALK_CHUNK === 0) {
           await setImmediate(); // let a scrape in
           signal.throwIfAborted();
         }
-        const text = stats.read(pids[i]!);
-        if (text === undefined) continue; // exited mid-walk
-        if (text === HIDDEN) {
+        const length = stats.read(entry);
+        if (length === undefined) continue; // exited mid-walk
+        if (length === HIDDEN) {
           unreadable++;
           continue;
         }
-        const p = parsePidStat(text);
-        const state = processStateName(p.state);
+        const p = scanPidStat(stats.view, length, scan);
+        const state = processStateName(String.fromCharCode(p.state));
         states.set(state, (states.get(state) ?? 0) + 1);
-        for (const name of watchedByComm.get(p.comm) ?? []) counts.set(name, counts.get(name)! + 1);
-        if (config.top > 0 && p.rssPages > 0) {
-          resident.push({ pid: p.pid, name: p.comm, bytes: p.rssPages * pageSize });
+        const comm = stats.bytes.toString('utf8', p.commStart, p.commEnd);
+        const watchedNames = watchedByComm.get(comm);
+        if (watchedNames !== undefined) {
+          for (const name of watchedNames) counts.set(name, counts.get(name)! + 1);
         }
+        if (p.rssPages > 0) top.offer(Number(entry), comm, p.rssPages * pageSize);
       }
       stats.endWalk();
       if (unreadable > 0 && !warnedHidden) {
@@ -294,18 +356,17 @@ export function createProcessesCollector(
       });
       for (const [name, n] of counts) watched.set({ name }, n);
 
-      resident.sort((a, b) => b.bytes - a.bytes || a.pid - b.pid);
-      const biggest = resident
-        .slice(0, config.top)
+      const biggest = top
+        .list()
         .map((p) => ({ name: p.name.slice(0, NAME_LABEL_MAX), bytes: p.bytes }));
       if (config.top > 0) {
-        const top = new Gauge({
+        const topGauge = new Gauge({
           name: 'lookout_top_process_resident_memory_bytes',
           help: 'Resident memory of the biggest processes; rank 1 is the biggest.',
           labelNames: ['rank', 'name'],
           registers,
         });
-        biggest.forEach((p, i) => top.set({ rank: String(i + 1), name: p.name }, p.bytes));
+        biggest.forEach((p, i) => topGauge.set({ rank: String(i + 1), name: p.name }, p.bytes));
       }
       seen = { states, watched: counts, top: biggest };
       return registry;

@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { readdirSync, statSync } from 'node:fs';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { collectorSchema, registerCollector } from './collector.js';
 
 /**
@@ -16,6 +17,48 @@ const INTERVAL_SERIES = new Set(
   ),
 );
 
+/**
+ * prom-client's nodejs_eventloop_lag_seconds, without the histogram statistics its
+ * collect() also computes for the series above: how long a callback queued now waits
+ * for the loop, set when it runs (so each refresh exports the delay the previous one
+ * measured), as prom-client does.
+ */
+function eventLoopLag(registers: Registry[]): void {
+  const lag = new Gauge({
+    name: 'nodejs_eventloop_lag_seconds',
+    help: 'Lag of event loop in seconds.',
+    registers,
+    aggregator: 'average',
+    collect() {
+      const start = process.hrtime.bigint();
+      setImmediate(() => lag.set(Number(process.hrtime.bigint() - start) / 1e9));
+    },
+  });
+}
+
+/**
+ * prom-client's process_open_fds counts by listing /proc/self/fd: a string per
+ * descriptor, and lookout keeps one open per process for the processes collector. Since
+ * Linux 6.2 the directory's size is that count; older kernels report 0 there and are
+ * listed as before.
+ */
+function openFds(registers: Registry[]): void {
+  new Gauge({
+    name: 'process_open_fds',
+    help: 'Number of open file descriptors.',
+    registers,
+    collect() {
+      try {
+        const size = statSync('/proc/self/fd').size;
+        // Minus 1 for the descriptor readdirSync itself holds while it lists.
+        this.set(size > 0 ? size : readdirSync('/proc/self/fd').length - 1);
+      } catch {
+        // not Linux, or /proc not mounted: no value, as prom-client
+      }
+    },
+  });
+}
+
 registerCollector({
   name: 'runtime',
   description: "lookout's own process: CPU, memory, heap, event-loop lag (process_*, nodejs_*)",
@@ -27,6 +70,12 @@ registerCollector({
     const own = new Registry();
     collectDefaultMetrics({ register: own, eventLoopMonitoringPrecision: NEVER_MS });
     for (const name of INTERVAL_SERIES) own.removeSingleMetric(name);
+    own.removeSingleMetric('nodejs_eventloop_lag_seconds');
+    eventLoopLag([own]);
+    if (process.platform === 'linux') {
+      own.removeSingleMetric('process_open_fds');
+      openFds([own]);
+    }
     return {
       async update() {
         return own;

@@ -9,7 +9,7 @@ import {
   type StreamingCollector,
 } from '../collectors/collector.js';
 import { errorText, type Logger } from '../lib/log.js';
-import { toOpenMetrics } from './openmetrics.js';
+import { render, type Rendered } from './openmetrics.js';
 
 export interface RunnerEntry {
   name: string;
@@ -38,9 +38,11 @@ export interface CollectorState {
 
 interface Slot {
   entry: RunnerEntry;
+  /** The runner's logger with this collector's name, made once rather than per refresh. */
+  log: Logger;
   state: CollectorState;
-  /** Polled: the exposition of the last good refresh ('' after a failure: nothing stale). */
-  text: string;
+  /** Polled: the exposition of the last good refresh, both formats (empty after a failure: nothing stale). */
+  text: Rendered;
   /** The refresh (or streaming start) still running, so a hung one is not started again. */
   inFlight?: Promise<void>;
   inFlightSince: number;
@@ -61,6 +63,8 @@ export class StartupError extends Error {
 class TimeoutError extends Error {
   readonly code = 'LOOKOUT_COLLECTOR_TIMEOUT';
 }
+
+const NOTHING: Rendered = { prometheus: '', openmetrics: '' };
 
 /** Families the runner itself exports; no collector may claim them. */
 const SELF_FAMILIES = [
@@ -92,12 +96,22 @@ export function checkFamilies(entries: readonly Pick<RunnerEntry, 'name' | 'metr
   if (problems.length > 0) throw new StartupError(problems.join('\n'));
 }
 
+/**
+ * Per collector, the metric names already found declared: a refresh exports mostly the
+ * names the last one did, and a declaration does not change while lookout runs.
+ */
+const declaredSeen = new WeakMap<RunnerEntry, Set<string>>();
+
 /** Why `registry` breaks its collector's declaration, or undefined when it keeps it. */
-function undeclared(registry: Registry, declared: readonly string[]): string | undefined {
-  const extra = registry
-    .getMetricsAsArray()
-    .map((m) => m.name)
-    .filter((name) => !declared.some((d) => familyCovers(d, name)));
+function undeclared(registry: Registry, entry: RunnerEntry): string | undefined {
+  const extra: string[] = [];
+  const known = declaredSeen.get(entry) ?? new Set<string>();
+  declaredSeen.set(entry, known);
+  for (const { name } of registry.getMetricsAsArray()) {
+    if (known.has(name)) continue;
+    if (entry.metrics.some((d) => familyCovers(d, name))) known.add(name);
+    else extra.push(name);
+  }
   return extra.length > 0
     ? `exports ${extra.join(', ')}, which its definition does not declare`
     : undefined;
@@ -114,11 +128,9 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
-  /** The polled part of the exposition in each format, rendered on the first scrape after a change. */
-  private polledText?: Promise<string>;
+  /** The polled part of the exposition, both formats, joined on the first scrape after a change. */
+  private polledText?: Promise<Rendered>;
   private polledBodies: { prometheus?: Promise<Buffer>; openmetrics?: Promise<Buffer> } = {};
-  /** OpenMetrics of the polled part without its `# EOF`, for appending streaming counters. */
-  private polledOpenMetricsHead?: Promise<string>;
   private stopped = false;
 
   constructor(
@@ -129,7 +141,8 @@ export class Runner {
     checkFamilies(entries);
     this.slots = entries.map((entry) => ({
       entry,
-      text: '',
+      log: log.child({ collector: entry.name }),
+      text: NOTHING,
       inFlightSince: 0,
       running: false,
       state: {
@@ -288,24 +301,29 @@ export class Runner {
     const streaming = this.slots.filter((s) => s.running);
     if (streaming.length === 0) {
       this.polledBodies[format] ??= this.polled().then((p) =>
-        Buffer.from(format === 'prometheus' ? p : toOpenMetrics(p)),
+        Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}# EOF\n`),
       );
       return this.polledBodies[format];
     }
     const parts = await Promise.all(
-      streaming.map((s) => (s.entry.collector as StreamingCollector).registry.metrics()),
+      streaming.map((s) => render((s.entry.collector as StreamingCollector).registry)),
     );
-    const live = parts.filter((t) => t.trim().length > 0).join('\n');
-    if (format === 'prometheus') return Buffer.from(`${await this.polled()}\n${live}`);
-    this.polledOpenMetricsHead ??= this.polled().then((p) => toOpenMetrics(p, { eof: false }));
-    return Buffer.from((await this.polledOpenMetricsHead) + toOpenMetrics(live));
+    const polled = await this.polled();
+    if (format === 'prometheus') {
+      const live = parts.map((p) => p.prometheus).filter((t) => t.trim().length > 0);
+      return Buffer.from([polled.prometheus, ...live].join('\n'));
+    }
+    return Buffer.from(`${polled.openmetrics}${parts.map((p) => p.openmetrics).join('')}# EOF\n`);
   }
 
-  private polled(): Promise<string> {
+  private polled(): Promise<Rendered> {
     this.polledText ??= (async () => {
-      const parts = this.slots.map((s) => s.text).filter((t) => t.trim().length > 0);
-      parts.push(await this.self.metrics());
-      return parts.join('\n');
+      const parts = this.slots.map((s) => s.text).filter((t) => t.openmetrics !== '');
+      parts.push(await render(this.self));
+      return {
+        prometheus: parts.map((p) => p.prometheus).join('\n'),
+        openmetrics: parts.map((p) => p.openmetrics).join(''),
+      };
     })();
     return this.polledText;
   }
@@ -330,7 +348,7 @@ export class Runner {
     if (isStreaming(collector)) {
       if (this.stopped) return;
       if (slot.running) return this.checkStream(slot, collector);
-      const log = this.log.child({ collector: entry.name });
+      const log = slot.log;
       await this.attempt(slot, started, async (signal) => {
         await collector.start({
           log,
@@ -347,7 +365,7 @@ export class Runner {
             if (slot.running) this.checkStream(slot, collector);
           },
         });
-        const broken = undeclared(collector.registry, entry.metrics);
+        const broken = undeclared(collector.registry, entry);
         if (broken !== undefined) {
           await collector.stop();
           throw new Error(broken);
@@ -368,7 +386,7 @@ export class Runner {
    * on; a fault, or a family it created since start and did not declare, is a failure.
    */
   private checkStream(slot: Slot, collector: StreamingCollector): void {
-    const error = undeclared(collector.registry, slot.entry.metrics) ?? slot.fault;
+    const error = undeclared(collector.registry, slot.entry) ?? slot.fault;
     if (error !== undefined) {
       this.record(slot, 'failed', error, undefined);
       return;
@@ -388,11 +406,11 @@ export class Runner {
     const registry = await collector.update({
       signal,
       deadline,
-      log: this.log.child({ collector: slot.entry.name }),
+      log: slot.log,
     });
-    const broken = undeclared(registry, slot.entry.metrics);
+    const broken = undeclared(registry, slot.entry);
     if (broken !== undefined) throw new Error(broken);
-    return registry.metrics();
+    return render(registry);
   }
 
   /**
@@ -402,11 +420,11 @@ export class Runner {
   private async attempt(
     slot: Slot,
     started: number,
-    work: (signal: AbortSignal, deadline: number) => Promise<string | undefined>,
+    work: (signal: AbortSignal, deadline: number) => Promise<Rendered | undefined>,
   ): Promise<void> {
     const { entry, state } = slot;
     const labels = { collector: entry.name };
-    const log = this.log.child({ collector: entry.name });
+    const log = slot.log;
     const abort = new AbortController();
     slot.abort = abort;
     let timer: NodeJS.Timeout | undefined;
@@ -459,7 +477,7 @@ export class Runner {
     seconds: number | undefined,
   ) {
     const labels = { collector: slot.entry.name };
-    this.polledText = this.polledOpenMetricsHead = undefined;
+    this.polledText = undefined;
     this.polledBodies = {};
     slot.state.outcome = outcome;
     slot.state.lastError = error;
@@ -472,6 +490,6 @@ export class Runner {
     const succeeded = outcome === 'ok' || outcome === 'nothing';
     this.success.set(labels, succeeded ? 1 : 0);
     // Drop what this collector last served: a failed collector's old values must not look fresh.
-    if (outcome !== 'ok') slot.text = '';
+    if (outcome !== 'ok') slot.text = NOTHING;
   }
 }

@@ -126,13 +126,30 @@ export function parseLoadavg(text: string): LoadAvg {
 }
 
 /**
+ * The line of `text` that starts with `prefix`, without its newline; undefined when none
+ * does. Found with indexOf over the whole text, so asking for a few fields of a long file
+ * does not split it into a string per line.
+ */
+function lineStartingWith(text: string, prefix: string): string | undefined {
+  const at = text.startsWith(prefix) ? 0 : text.indexOf(`\n${prefix}`) + 1;
+  if (at === 0 && !text.startsWith(prefix)) return undefined;
+  const end = text.indexOf('\n', at);
+  return text.slice(at, end < 0 ? text.length : end);
+}
+
+const MEMINFO_LINE = /^([^:\s]+):\s+(\d+)(?:\s+(kB))?\s*$/;
+
+/**
  * /proc/meminfo as a map from field name to value. Values with a "kB" unit (which the
  * kernel means as KiB) are converted to bytes; unitless ones (HugePages_Total) are counts.
+ * With `only`, just those fields are looked up (the host collector needs four of ~55).
  */
-export function parseMeminfo(text: string): Map<string, number> {
+export function parseMeminfo(text: string, only?: readonly string[]): Map<string, number> {
   const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^([^:\s]+):\s+(\d+)(?:\s+(kB))?\s*$/.exec(line);
+  const lines =
+    only === undefined ? text.split('\n') : only.map((f) => lineStartingWith(text, `${f}:`));
+  for (const line of lines) {
+    const m = line === undefined ? null : MEMINFO_LINE.exec(line);
     if (!m) continue;
     const value = Number(m[2]);
     out.set(m[1]!, m[3] ? value * 1024 : value);
@@ -183,16 +200,21 @@ export function parseNetDev(text: string): NetDevice[] {
   return out;
 }
 
+const VMSTAT_LINE = /^(\w+) (-?\d+)$/;
+
 /**
  * /proc/vmstat: "name value" lines, every value a count (pages or events, never bytes),
  * as a map from name to value. Fields come and go between kernel versions (oom_kill
  * since 4.13), so callers look up what they need and treat a missing one as absent.
+ * With `only`, just those fields are looked up (the host collector needs four of ~180).
  */
-export function parseVmstat(text: string): Map<string, number> {
+export function parseVmstat(text: string, only?: readonly string[]): Map<string, number> {
   const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
+  const lines =
+    only === undefined ? text.split('\n') : only.map((f) => lineStartingWith(text, `${f} `));
+  for (const line of lines) {
     // Some gauges (nr_*) can read slightly negative from per-CPU drift.
-    const m = /^(\w+) (-?\d+)$/.exec(line.trim());
+    const m = line === undefined ? null : VMSTAT_LINE.exec(line.trim());
     if (m) out.set(m[1]!, Number(m[2]));
   }
   return out;
@@ -360,6 +382,63 @@ export function parsePidStat(text: string): PidStat {
     vsizeBytes: field(23),
     rssPages: field(24),
   };
+}
+
+/** What the processes walk needs of one /proc/<pid>/stat, read off its bytes in place. */
+export interface PidStatScan {
+  /** The command name is bytes [commStart, commEnd) of the buffer. */
+  commStart: number;
+  commEnd: number;
+  /** The state letter as a byte (0x53 for "S"). */
+  state: number;
+  /** Field 24, resident set size in pages. */
+  rssPages: number;
+}
+
+const OPEN_PAREN = 0x28;
+const CLOSE_PAREN = 0x29;
+const SPACE = 0x20;
+
+/**
+ * parsePidStat for the walk over every pid: it reads the state and rss straight from the
+ * bytes of the file and leaves the command name where it is, into `out`, so a walk makes
+ * no string, array or object per pid beyond the name. The same rules: the name ends at
+ * the LAST ")" of the line; a line without fields 3–24 is a ProcfsParseError. Pass a plain
+ * Uint8Array over the bytes rather than a Buffer: it is searched with indexOf, which a
+ * Buffer overrides with a slower JavaScript wrapper.
+ */
+export function scanPidStat(buf: Uint8Array, length: number, out: PidStatScan): PidStatScan {
+  const open = buf.indexOf(OPEN_PAREN);
+  const close = buf.lastIndexOf(CLOSE_PAREN, length - 1);
+  // "<pid> (<comm>) S ": the state is the byte two past the ")".
+  const at = close + 2;
+  if (open < 0 || close < open || at + 1 >= length || buf[at + 1] !== SPACE) {
+    const text = Buffer.from(buf.buffer, buf.byteOffset, Math.min(length, 80)).toString();
+    throw new ProcfsParseError(`pid stat: cannot read ${JSON.stringify(text)}`);
+  }
+  // Field 24 starts 21 spaces after the state (field 3); the fields between are numbers.
+  let i = at + 1;
+  for (let n = 1; n < 21 && i >= 0 && i < length; n++) i = buf.indexOf(SPACE, i + 1);
+  let rss = 0;
+  let digits = 0;
+  // The buffer may hold an older, longer line past `length`: nothing there counts.
+  if (i >= 0 && i < length) {
+    for (i++; i < length; i++) {
+      const d = buf[i]! - 0x30;
+      if (d < 0 || d > 9) break;
+      rss = rss * 10 + d;
+      digits++;
+    }
+  }
+  if (digits === 0) {
+    const text = Buffer.from(buf.buffer, buf.byteOffset, Math.min(length, 80)).toString();
+    throw new ProcfsParseError(`pid stat: cannot read ${JSON.stringify(text)}`);
+  }
+  out.commStart = open + 1;
+  out.commEnd = close;
+  out.state = buf[at]!;
+  out.rssPages = rss;
+  return out;
 }
 
 /** os-release(5): PRETTY_NAME, or NAME, or "Linux" as the spec says to assume. */
