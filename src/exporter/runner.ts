@@ -197,7 +197,7 @@ export class Runner {
     for (const labels of initial) counter.inc(labels, 0);
     return (labels) => {
       counter.inc(labels);
-      this.polledText = this.polledOpenMetricsHead = undefined;
+      this.polledText = undefined;
       this.polledBodies = {};
     };
   }
