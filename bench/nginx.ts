@@ -30,14 +30,14 @@ async function main() {
     { readyPath: '/metrics', port, dir: await tempDir('lookout-nginx-exporter-') },
   );
   const lookout = await startLookoutAsNpmStart(
-    `collectors:\n  nginx:\n    status_url: ${statusUrl}\n`,
+    `collectors:\n  nginx:\n    enabled: true\n    status_url: ${statusUrl}\n`,
   );
   // The same with every other collector off: the like-for-like figure.
   const off = ['host', 'filesystem', 'processes', 'runtime', 'tls']
     .map((c) => `  ${c}:\n    enabled: false\n`)
     .join('');
   const alone = await startLookoutAsNpmStart(
-    `collectors:\n  nginx:\n    status_url: ${statusUrl}\n${off}`,
+    `collectors:\n  nginx:\n    enabled: true\n    status_url: ${statusUrl}\n${off}`,
   );
   const targets: Target[] = [
     { name: 'lookout', proc: lookout },
