@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { render, toOpenMetrics } from '../src/exporter/openmetrics.js';
+import { render } from '../src/exporter/openmetrics.js';
+import { toOpenMetrics } from './helpers/openmetrics.js';
 import { parseExposition } from './helpers/exposition.js';
 
 it('renames counter families, keeps samples, drops blank lines and ends with # EOF', () => {

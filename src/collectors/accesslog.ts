@@ -259,7 +259,8 @@ export class LogCounts {
       this.log.warn('malformed access log line', {
         log: this.name,
         reason,
-        line: text.length > 300 ? `${text.slice(0, 300)}...` : text,
+        // Query strings can carry tokens (reset links, API keys): the log shows none.
+        line: withoutQueries(text.length > 300 ? `${text.slice(0, 300)}...` : text),
         ...(this.malformedLogged === MALFORMED_LOGGED_FIRST
           ? { note: `further malformed lines are summarised at most once a minute` }
           : {}),
@@ -496,3 +497,8 @@ registerCollector({
     };
   },
 });
+
+/** A log line with every query string cut to `?…`. */
+function withoutQueries(line: string): string {
+  return line.replace(/\?[^\s"]*/g, '?…');
+}

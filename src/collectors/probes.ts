@@ -69,6 +69,10 @@ const httpTarget = z.strictObject({
   ...common,
   url: z
     .url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL' })
+    .refine((u) => {
+      const { username, password } = new URL(u);
+      return username === '' && password === '';
+    }, 'a user or password in the URL would be shown in the target label and logs; put it in headers (Authorization) instead')
     .describe('The URL to request.'),
   method: z
     .enum(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'])
@@ -182,8 +186,11 @@ function hasPassword(conn: string): boolean {
 /** The `target` label when no name is given; undefined when there is no safe one. */
 export function defaultLabel(t: ProbeTargetConfig): string | undefined {
   switch (t.kind) {
-    case 'http':
-      return t.url;
+    case 'http': {
+      // Without the query string: it may carry a token, and the label is public.
+      const u = new URL(t.url);
+      return u.origin + u.pathname;
+    }
     case 'tcp':
     case 'redis':
       return t.address;

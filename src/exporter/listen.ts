@@ -105,8 +105,16 @@ class WebConfigWatcher {
       if ((next.tls === undefined) !== (this.current.tls === undefined)) {
         throw new Error('switching between TLS and plain HTTP needs a restart');
       }
-      // Taken before the files are read: a change while reading shows on the next look.
-      const nextSig = await WebConfigWatcher.sign(next);
+      // An edit caught half-written (truncated, then written) reads as no users at all:
+      // never open the door on a reload; turning auth off takes a restart.
+      if (this.current.users.size > 0 && next.users.size === 0) {
+        throw new Error('removing every basic_auth_users entry needs a restart');
+      }
+      // The state each file had before it was read, so a write landing while it was read
+      // shows on the next look: the config file's from before loadWebConfig (files()
+      // lists it first), the certificates' from now, before loadTls reads them.
+      const certSig = (await WebConfigWatcher.sign(next)).split('|').slice(1);
+      const nextSig = [sig.split('|')[0], ...certSig].join('|');
       const tls = next.tls ? await loadTls(next.tls, next.source) : undefined;
       const commit = await this.prepare(next);
       if (tls && this.server) {

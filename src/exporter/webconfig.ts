@@ -5,6 +5,7 @@
  * is an error naming it, never ignored. Parsing is a pure function of the text; reading
  * the certificate files is `loadTlsMaterial`, apart, so the parser is easy to fuzz.
  */
+import { notAfterSeconds } from '../lib/certificate.js';
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
@@ -426,7 +427,7 @@ function secureOptions(tls: TlsServerConfig, m: TlsMaterial): SecureContextOptio
 /** When the served certificate stops being valid (ms since the epoch), or undefined if unreadable. */
 function notAfter(certPem: string): number | undefined {
   try {
-    return Date.parse(new X509Certificate(certPem).validTo);
+    return notAfterSeconds(new X509Certificate(certPem)) * 1000;
   } catch {
     // Only the warning below depends on it; createSecureContext reports a bad certificate.
     return undefined;

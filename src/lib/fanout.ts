@@ -71,6 +71,9 @@ export function whyNot(
   r: Exclude<TargetResult<unknown>, { status: 'ok' }>,
   timeoutMs: number,
 ): string {
+  // A timeout the fan-out cut to what was left of the refresh: the time the call had.
+  if (r.status === 'timeout')
+    return `no answer within ${formatDuration(Math.min(timeoutMs, Math.round(r.seconds * 1000)))}`;
   if (timedOut(r)) return `no answer within ${formatDuration(timeoutMs)}`;
   switch (r.status) {
     case 'hung':
@@ -84,8 +87,6 @@ export function whyNot(
         return e.errors.map((x: unknown) => errorText(x)).join('; ');
       return errorText(e);
     }
-    default:
-      return r.status;
   }
 }
 

@@ -22,6 +22,17 @@ export interface HttpProbe {
 export const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/** Headers that carry who the client is; Go's client drops them on a redirect to another host. */
+const CREDENTIALS = new Set(['authorization', 'cookie', 'proxy-authorization', 'host']);
+
+/** The configured headers for a request to `url`: credentials only to the probe's own origin. */
+function headersFor(url: URL, origin: string, headers: Record<string, string>) {
+  if (url.origin === origin) return headers;
+  return Object.fromEntries(
+    Object.entries(headers).filter(([name]) => !CREDENTIALS.has(name.toLowerCase())),
+  );
+}
+
 export function statusExpected(status: number, expected: readonly number[]): boolean {
   return expected.length === 0 ? status >= 200 && status <= 299 : expected.includes(status);
 }
@@ -32,6 +43,7 @@ export async function probeHttp(
   signal: AbortSignal,
 ): Promise<ProbeOutcome> {
   let url = new URL(p.url);
+  const origin = url.origin;
   let method = p.method;
   let body = p.body;
   let res = await http.request(url, { method, headers: p.headers, body, signal });
@@ -46,7 +58,12 @@ export async function probeHttp(
       method = method === 'HEAD' ? 'HEAD' : 'GET';
       body = undefined;
     }
-    res = await http.request(url, { method, headers: p.headers, body, signal });
+    res = await http.request(url, {
+      method,
+      headers: headersFor(url, origin, p.headers),
+      body,
+      signal,
+    });
   }
   const status = res.status;
   if (!statusExpected(status, p.expectedStatus)) {

@@ -176,7 +176,9 @@ export function parseNetDev(text: string): NetDevice[] {
     // Old kernels print "eth0:123" with no space once the counter is wide.
     const colon = line.indexOf(':');
     if (colon < 0) continue;
-    const device = line.slice(0, colon).trim();
+    // The kernel pads with ASCII spaces; String.trim() would also eat a no-break space,
+    // which a device name may hold (found by the fuzz test).
+    const device = line.slice(0, colon).replace(/^ +| +$/g, '');
     const fields = line
       .slice(colon + 1)
       .trim()

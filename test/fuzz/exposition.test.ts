@@ -15,7 +15,7 @@ import type { Registry } from 'prom-client';
 import { createFilesystemCollector, filesystemSchema } from '../../src/collectors/filesystem.js';
 import { createHostCollector, hostSchema } from '../../src/collectors/host.js';
 import { createProcessesCollector, processesSchema } from '../../src/collectors/processes.js';
-import { toOpenMetrics } from '../../src/exporter/openmetrics.js';
+import { render } from '../../src/exporter/openmetrics.js';
 import { createLogger } from '../../src/lib/log.js';
 import { findSamples, parseExposition } from '../helpers/exposition.js';
 import { fuzzAsync, polled } from '../helpers/fuzz.js';
@@ -26,9 +26,9 @@ const refresh = { signal: new AbortController().signal, deadline: Infinity, log:
 
 /** Both formats as a scraper receives them: UTF-8 bytes, decoded. Each must parse. */
 async function scraped(registry: Registry): Promise<string[]> {
-  const text = await registry.metrics();
+  const r = await render(registry);
   const wire = (s: string) => Buffer.from(s).toString('utf8');
-  const both = [wire(text), wire(toOpenMetrics(text))];
+  const both = [wire(r.prometheus), wire(r.openmetrics + '# EOF\n')];
   for (const t of both) parseExposition(t); // throws naming the line it cannot read
   return both;
 }

@@ -176,6 +176,16 @@ describe('fuzz-found regressions', () => {
     }
   });
 
+  test('a net/dev device name keeps a no-break space (seed 876547581: "\\u00a0!")', () => {
+    const devs = parseNetDev(
+      'Inter-|   Receive\n face |bytes\n  \u00a0!: ' + Array(16).fill('1').join(' ') + '\n',
+    );
+    assert.deepEqual(
+      devs.map((d) => d.device),
+      ['\u00a0!'],
+    );
+  });
+
   test('host: a negative vmstat event count fails the refresh with a CollectorError naming it', async (t) => {
     const dir = await tempDir('lookout-fuzz-proc-');
     t.after(() => rm(dir, { recursive: true, force: true }));
