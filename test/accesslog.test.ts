@@ -30,16 +30,19 @@ const sent = new Map<string, number>();
 let total = 0;
 let inFlight = 0;
 
-async function send(path: string): Promise<void> {
+async function send(path: string, method: 'GET' | 'OPTIONS' = 'GET'): Promise<void> {
   const url =
     path === '/slow'
       ? `${nginx.url}/slow?ms=${DELAYS[total % DELAYS.length]}`
       : `${nginx.url}${path}`;
   inFlight++;
-  const res = await request(url, { headers: { 'user-agent': 'lookout-test "quoted" agent/1.0' } });
+  const res = await request(url, {
+    method,
+    headers: { 'user-agent': 'lookout-test "quoted" agent/1.0' },
+  });
   await res.body.dump();
   inFlight--;
-  const key = `${res.statusCode} ${path}`;
+  const key = `${res.statusCode} ${path} ${method}`;
   sent.set(key, (sent.get(key) ?? 0) + 1);
   total++;
 }
@@ -89,18 +92,34 @@ async function loggedTimes(files: string[]): Promise<number[]> {
   return times;
 }
 
-/** Waits until lookout has parsed every request sent, then checks every count exactly. */
+/** OPTIONS requests sent as markers, one per assertCounts. */
+let markers = 0;
+
+/**
+ * Sends a marker (the only OPTIONS request, so the last line of the log), waits until
+ * lookout has counted it, and then requires every request sent counted exactly once: a
+ * line counted twice would leave the parsed count over the number sent, one lost under it.
+ */
 async function assertCounts(logFiles: string[], what: string): Promise<void> {
+  await send('/ok', 'OPTIONS');
+  markers++;
   const e = await eventually(
     async () => {
       const e = await metrics();
-      return sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'parsed' }) ===
-        total
-        ? e
-        : undefined;
+      const marked = sampleValue(e, 'lookout_http_requests_total', {
+        log: 'web',
+        code: '200',
+        method: 'OPTIONS',
+      });
+      return marked === markers ? e : undefined;
     },
     15_000,
-    `${what}: lookout to have parsed ${total} lines`,
+    `${what}: lookout to have counted the marker request`,
+  );
+  assert.equal(
+    sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'parsed' }),
+    total,
+    `${what}: every line parsed once`,
   );
   assert.equal(
     sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'malformed' }),
@@ -115,8 +134,8 @@ async function assertCounts(logFiles: string[], what: string): Promise<void> {
   }
   const byCode = new Map<string, number>();
   for (const [k, v] of sent) {
-    const code = k.split(' ')[0]!;
-    byCode.set(`${code} GET`, (byCode.get(`${code} GET`) ?? 0) + v);
+    const [code, , method] = k.split(' ');
+    byCode.set(`${code} ${method}`, (byCode.get(`${code} ${method}`) ?? 0) + v);
   }
   assert.deepEqual(
     Object.fromEntries([...counted].sort()),
@@ -130,7 +149,7 @@ async function assertCounts(logFiles: string[], what: string): Promise<void> {
       method: 'GET',
       route: 'slow',
     }),
-    sent.get('200 /slow'),
+    sent.get('200 /slow GET'),
     `${what}: the slow route`,
   );
   // The histogram against the log itself.
@@ -228,7 +247,7 @@ collectors:
         code: '500',
         method: 'GET',
       }),
-      sent.get('500 /boom'),
+      sent.get('500 /boom GET'),
     );
   });
 

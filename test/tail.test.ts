@@ -32,8 +32,13 @@ const seq = (from: number, to: number) =>
   Array.from({ length: to - from }, (_, i) => `line ${from + i}`);
 const text = (ls: string[]) => ls.map((l) => l + '\n').join('');
 
-async function got(lines: string[], expected: string[], what: string): Promise<void> {
+/**
+ * Waits until the tail has as many lines as expected, then for one more pass over
+ * everything written (so a late duplicate would be in), then compares.
+ */
+async function got(t: Tail, lines: string[], expected: string[], what: string): Promise<void> {
   await eventually(async () => lines.length >= expected.length, 5000, what);
+  await t.settled();
   assert.deepEqual([...lines].sort(), [...expected].sort(), what);
 }
 
@@ -43,9 +48,9 @@ for (const watch of [true, false]) {
       const dir = await tempDir();
       const path = join(dir, 'a.log');
       await writeFile(path, text(seq(0, 100)));
-      const { lines } = await follow(path, { watch });
+      const { t, lines } = await follow(path, { watch });
       await appendFile(path, text(seq(100, 110)));
-      await got(lines, seq(100, 110), 'the appended lines only');
+      await got(t, lines, seq(100, 110), 'the appended lines only');
     });
 
     it('holds a partial last line until its newline arrives', async () => {
@@ -59,22 +64,22 @@ for (const watch of [true, false]) {
       assert.deepEqual(lines, ['first']);
       await appendFile(path, 'ond\r\nthi');
       await appendFile(path, 'rd\n');
-      await got(lines, ['first', 'second', 'third'], 'the held line joined');
+      await got(t, lines, ['first', 'second', 'third'], 'the held line joined');
     });
 
     it('reads a file that does not exist yet from its start', async () => {
       const dir = await tempDir();
       const path = join(dir, 'later.log');
-      const { lines } = await follow(path, { watch });
+      const { t, lines } = await follow(path, { watch });
       await writeFile(path, text(seq(0, 5)));
-      await got(lines, seq(0, 5), 'all of the new file');
+      await got(t, lines, seq(0, 5), 'all of the new file');
     });
 
-    it('rename rotation: the old file is read to its end, writes after the rename included, then the new one', async () => {
+    it('rename rotation: the old file is read to its end, writes after the rename included, and the new one', async () => {
       const dir = await tempDir();
       const path = join(dir, 'access.log');
       await writeFile(path, '');
-      const { lines } = await follow(path, { watch });
+      const { t, lines } = await follow(path, { watch });
       // A writer holding the file open, as nginx does: it keeps writing to the renamed
       // file until it reopens.
       const writer = await open(path, 'a');
@@ -85,7 +90,7 @@ for (const watch of [true, false]) {
       await writer.write(text(seq(20, 30))); // still the old fd: before the reopen
       await writer.close();
       await appendFile(path, text(seq(30, 40))); // after the reopen
-      await got(lines, seq(0, 40), 'every line once, across the rotation');
+      await got(t, lines, seq(0, 40), 'every line once, across the rotation');
     });
 
     it('copy-truncate: reads the file again from its start', async () => {
@@ -94,12 +99,12 @@ for (const watch of [true, false]) {
       await writeFile(path, '');
       const { t, lines } = await follow(path, { watch });
       await appendFile(path, text(seq(0, 50)));
-      await got(lines, seq(0, 50), 'before the copy');
+      await got(t, lines, seq(0, 50), 'before the copy');
       await copyFile(path, path + '.1');
       await truncate(path, 0);
       await t.settled();
       await appendFile(path, text(seq(50, 55)));
-      await got(lines, seq(0, 55), 'every line once, across the truncation');
+      await got(t, lines, seq(0, 55), 'every line once, across the truncation');
     });
 
     it('a deleted file that appears again later is read from its start', async () => {
@@ -108,21 +113,21 @@ for (const watch of [true, false]) {
       await writeFile(path, '');
       const { t, lines } = await follow(path, { watch });
       await appendFile(path, text(seq(0, 3)));
-      await got(lines, seq(0, 3), 'before the delete');
+      await got(t, lines, seq(0, 3), 'before the delete');
       await rm(path);
       await t.settled();
       await writeFile(path, text(seq(3, 6)));
-      await got(lines, seq(0, 6), 'the new file after the delete');
+      await got(t, lines, seq(0, 6), 'the new file after the delete');
     });
 
     it('a directory that does not exist yet', async () => {
       const dir = await tempDir();
       const path = join(dir, 'sub', 'access.log');
-      const { lines } = await follow(path, { watch });
+      const { t, lines } = await follow(path, { watch });
       const { mkdir } = await import('node:fs/promises');
       await mkdir(join(dir, 'sub'));
       await writeFile(path, text(seq(0, 4)));
-      await got(lines, seq(0, 4), 'the file in the new directory');
+      await got(t, lines, seq(0, 4), 'the file in the new directory');
     });
   });
 }
@@ -135,7 +140,7 @@ describe('tail errors', () => {
     await mkdir(path); // a directory where the log should be: open works, read fails
     const errors: string[] = [];
     let recovered = 0;
-    const { lines } = await follow(path, {
+    const { t, lines } = await follow(path, {
       onError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message),
       onRecovered: () => recovered++,
     });
@@ -143,7 +148,7 @@ describe('tail errors', () => {
     assert.equal(errors[0], 'EISDIR');
     await rmdir(path);
     await writeFile(path, text(seq(0, 3)));
-    await got(lines, seq(0, 3), 'the file once it is one');
+    await got(t, lines, seq(0, 3), 'the file once it is one');
     assert.ok(recovered >= 1, 'onRecovered called');
   });
 });
@@ -154,12 +159,12 @@ describe('tail bounds', () => {
     const path = join(dir, 'a.log');
     await writeFile(path, '');
     let overlong = 0;
-    const { lines } = await follow(path, { maxLineBytes: 1024, onOverlong: () => overlong++ });
+    const { t, lines } = await follow(path, { maxLineBytes: 1024, onOverlong: () => overlong++ });
     // Written without its newline first, so the tail must hold it: past 1 KiB it is cut.
     await appendFile(path, 'x'.repeat(5000));
     await eventually(async () => overlong === 1, 5000, 'the long line cut');
     await appendFile(path, 'more x\nafter\n');
-    await got(lines, ['after'], 'the line after the long one');
+    await got(t, lines, ['after'], 'the line after the long one');
     assert.equal(overlong, 1);
   });
 

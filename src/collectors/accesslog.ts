@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { regexSource } from '../config/regex.js';
 import { errorText, type Logger } from '../lib/log.js';
-import { Tail } from '../lib/tail.js';
+import { forEachLine, Tail } from '../lib/tail.js';
 import {
   checkPattern,
   emptyRequest,
@@ -209,14 +209,7 @@ export class LogCounts {
   }
 
   /** Counts every line of a block of complete lines (each ending in "\n"). */
-  readonly onLines = (block: string): void => {
-    let start = 0;
-    for (let nl = block.indexOf('\n'); nl >= 0; nl = block.indexOf('\n', start)) {
-      const end = nl > start && block.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      this.line(block.slice(start, end));
-      start = nl + 1;
-    }
-  };
+  readonly onLines = (block: string): void => forEachLine(block, (text) => this.line(text));
 
   line(text: string): void {
     const r = this.req;
