@@ -319,8 +319,10 @@ describe('every link in a delivered notification leads somewhere', () => {
       smarthost: smtp.smarthost,
       slackUrl: slack.url,
       // group_wait: both alerts of a filesystem rule join its first message; then no update
-      // or repeat while the test reads them.
-      timings: { group_wait: '3s', group_interval: '5m', repeat_interval: '1h' },
+      // or repeat while the test reads them. Prometheus sends at most 64 alerts a batch and
+      // the rules fire more than that at once, so a rule's two alerts can come in two
+      // batches: 10 s leaves room for the second on a loaded machine (3 s did not, in CI).
+      timings: { group_wait: '10s', group_interval: '5m', repeat_interval: '1h' },
       links: { lookout: lookout.url, grafana: grafana.url },
     });
     am = await startWithExternalUrl(
