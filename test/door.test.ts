@@ -176,20 +176,20 @@ basic_auth_users:
   });
 });
 
-describe('mTLS: RequireAndVerifyClientCert with basic auth', () => {
-  let lookout: Running;
-  before(async () => {
-    const path = await webConfig(
-      'web-mtls.yml',
-      `tls_server_config:
+/** TLS that requires a client certificate from the test CA, and basic auth besides. */
+const mtlsWithAuth = () => `tls_server_config:
   cert_file: server.crt
   key_file: server.key
   client_auth_type: RequireAndVerifyClientCert
   client_ca_file: client-ca.crt
 basic_auth_users:
   ${USER}: ${hash}
-`,
-    );
+`;
+
+describe('mTLS: RequireAndVerifyClientCert with basic auth', () => {
+  let lookout: Running;
+  before(async () => {
+    const path = await webConfig('web-mtls.yml', mtlsWithAuth());
     lookout = await startLookoutWeb(path, { ca: files.ca });
   });
   after(async () => {
@@ -474,17 +474,7 @@ describe('Prometheus scrapes lookout through TLS, basic auth and mTLS, as promet
   let lookout: Running;
   let prom: Running;
   before(async () => {
-    const path = await webConfig(
-      'web-prom.yml',
-      `tls_server_config:
-  cert_file: server.crt
-  key_file: server.key
-  client_auth_type: RequireAndVerifyClientCert
-  client_ca_file: client-ca.crt
-basic_auth_users:
-  ${USER}: ${hash}
-`,
-    );
+    const path = await webConfig('web-prom.yml', mtlsWithAuth());
     lookout = await startLookoutWeb(path, { ca: files.ca });
     await writeFile(join(files.dir, 'password'), PASSWORD);
     await writeFile(join(files.dir, 'wrong-password'), 'wrong');

@@ -70,6 +70,23 @@ export async function fuzzAsync<Ts extends [unknown, ...unknown[]]>(
 
 type ErrorClass = abstract new (...args: never[]) => Error;
 
+/** Fails unless `err` is one of `allowed`, naming the input. */
+function ownError(err: unknown, allowed: readonly ErrorClass[], input: unknown): undefined {
+  if (allowed.some((cls) => err instanceof cls)) return undefined;
+  assert.fail(
+    `threw ${(err as Error)?.constructor?.name ?? typeof err} (${String(err)}) for ${JSON.stringify(input)?.slice(0, 300)}`,
+  );
+}
+
+/** Fails when a call that began at `started` took longer than HANG_MS. */
+function inTime(started: number, input: unknown): void {
+  const ms = performance.now() - started;
+  assert.ok(
+    ms < HANG_MS,
+    `took ${ms.toFixed(0)} ms (hang bound ${HANG_MS}) for ${JSON.stringify(input)?.slice(0, 300)}`,
+  );
+}
+
 /**
  * Calls `fn`; passes when it returns, or throws an instance of one of `allowed`. Anything
  * else thrown (a TypeError, a RangeError from deep recursion, a library's own error)
@@ -84,16 +101,9 @@ export function onlyOwnErrors<T>(
   try {
     return fn();
   } catch (err) {
-    if (allowed.some((cls) => err instanceof cls)) return undefined;
-    assert.fail(
-      `threw ${(err as Error)?.constructor?.name ?? typeof err} (${String(err)}) for ${JSON.stringify(input)?.slice(0, 300)}`,
-    );
+    return ownError(err, allowed, input);
   } finally {
-    const ms = performance.now() - started;
-    assert.ok(
-      ms < HANG_MS,
-      `took ${ms.toFixed(0)} ms (hang bound ${HANG_MS}) for ${JSON.stringify(input)?.slice(0, 300)}`,
-    );
+    inTime(started, input);
   }
 }
 
@@ -107,16 +117,9 @@ export async function onlyOwnErrorsAsync<T>(
   try {
     return await fn();
   } catch (err) {
-    if (allowed.some((cls) => err instanceof cls)) return undefined;
-    assert.fail(
-      `threw ${(err as Error)?.constructor?.name ?? typeof err} (${String(err)}) for ${JSON.stringify(input)?.slice(0, 300)}`,
-    );
+    return ownError(err, allowed, input);
   } finally {
-    const ms = performance.now() - started;
-    assert.ok(
-      ms < HANG_MS,
-      `took ${ms.toFixed(0)} ms (hang bound ${HANG_MS}) for ${JSON.stringify(input)?.slice(0, 300)}`,
-    );
+    inTime(started, input);
   }
 }
 
