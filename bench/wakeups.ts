@@ -1,9 +1,11 @@
 /**
  * What a periodic wake-up costs an idle Node process on this machine: three bare
  * node:http servers, side by side, differing only in connectionsCheckingInterval (how
- * often Node enforces the header and request timeouts): 1 s (what lookout had), 5 s
- * (header_timeout / 2 with the default 10 s, what it has now) and Node's own 30 s. Nothing
- * scrapes them; their CPU per 15 s (a Prometheus interval) is the wake-ups' price.
+ * often Node checks every connection against the header and request timeouts): 1 s
+ * (what lookout had), 5 s and Node's own 30 s. Nothing scrapes them; their CPU per 15 s
+ * (a Prometheus interval) is the wake-ups' price. lookout now arms a timer per
+ * connection only while one owes it a request (src/exporter/deadlines.ts), so an idle
+ * lookout pays none of them.
  *
  *   npm run bench:wakeups                    # 120 s
  *   BENCH_WAKE_SECONDS=300 npm run bench:wakeups

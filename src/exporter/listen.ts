@@ -14,6 +14,7 @@ import { stat } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
 import type { RequestListener } from 'node:http';
 import { errorText, type Logger } from '../lib/log.js';
+import { enforceDeadlines, NEVER_MS } from './deadlines.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { loadTls, loadWebConfig, type TlsServerConfig, type WebConfig } from './webconfig.js';
 
@@ -239,12 +240,9 @@ export class Door {
       headersTimeout: limits.header_timeout,
       requestTimeout: limits.request_timeout,
       keepAliveTimeout: limits.keep_alive_timeout,
-      // How often the header and request timeouts are enforced: a slow client is cut
-      // between header_timeout and 1.5x it. Node's default (30 s) would let it hold a
-      // connection that long past its limit; a check every second woke an idle lookout
-      // 15 times per 15 s scrape interval, which measured 10 ms of CPU per 15 s, more than
-      // half of node_exporter's whole idle cost (bench/wakeups.ts).
-      connectionsCheckingInterval: limits.header_timeout / 2,
+      // Enforced by a timer per connection instead (deadlines.ts): Node's check of every
+      // connection on an interval woke an idle lookout each time.
+      connectionsCheckingInterval: NEVER_MS,
     };
     const tls = web?.tls;
     let inner: HttpServer | HttpsServer;
@@ -286,6 +284,7 @@ export class Door {
     } else {
       inner = createHttpServer(httpOptions, handler);
     }
+    enforceDeadlines(inner, limits);
     if (web) {
       const server = tls ? (inner as HttpsServer) : undefined;
       watcher = new WebConfigWatcher(web, server, events.prepare, log, warn);
