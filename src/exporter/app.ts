@@ -57,18 +57,6 @@ export class Lifecycle {
 type Format = 'prometheus' | 'openmetrics';
 
 /**
- * The exposition, one render shared by the scrapes that ask while it runs: with a
- * streaming collector running, each render joins every part into a fresh buffer, and a
- * flood of parallel scrapes would pay that once each. A scrape that joins gets the counts
- * of a render begun at most one render's time (well under a millisecond) before it came.
- */
-function sharedExposition(runner: Runner): (format: Format) => Promise<Buffer> {
-  const running: Partial<Record<Format, Promise<Buffer>>> = {};
-  return (format) =>
-    (running[format] ??= runner.exposition(format).finally(() => (running[format] = undefined)));
-}
-
-/**
  * A plain GET /metrics without a body, and no door checks to run: answered here, in front
  * of koa. Under a flood of parallel scrapes every request's own cost is what a
  * well-behaved scraper waits behind, and koa's context, router and response handling
@@ -139,7 +127,7 @@ export function createApp(
 ): Koa {
   const app = new LookoutApp();
   const router = new Router();
-  const exposition = sharedExposition(runner);
+  const exposition = (format: Format) => runner.exposition(format);
   // Door checks (headers, rate limit, basic auth) run in koa; without a door there are none.
   if (!door) app.fast = metricsFastPath(exposition, lifecycle, log);
 
