@@ -237,10 +237,10 @@ export interface PlainResults {
 export async function plainAbuse(target: AbuseTarget): Promise<PlainResults> {
   const port = target.port;
   const flooded = await phase('flood', () =>
-    repeat(5, () => flood(target, FLOOD_WORKERS, FLOOD_EACH)),
+    repeat(20, () => flood(target, FLOOD_WORKERS, FLOOD_EACH)),
   );
   const headers = await phase('oversized headers', () =>
-    repeat(50, async () => {
+    repeat(1000, async () => {
       const clients = Array.from({ length: 5 }, () =>
         raw(port, (s) =>
           s.write(
@@ -253,7 +253,7 @@ export async function plainAbuse(target: AbuseTarget): Promise<PlainResults> {
     }),
   );
   const bodies = await phase('oversized bodies', () =>
-    repeat(50, async () => {
+    repeat(1000, async () => {
       const clients = Array.from({ length: 5 }, () =>
         raw(port, (s) =>
           s.write(
@@ -325,6 +325,8 @@ export interface PhaseFigures {
   max: number;
   /** Statuses other than 200 among the phase's scrapes. */
   bad: number[];
+  /** How long the phase ran, in seconds (a phase of abuse only). */
+  seconds?: number;
 }
 
 const q = (sorted: number[], p: number) =>
@@ -360,12 +362,13 @@ export function perPhase(phases: Phase[], scrapes: Scrape[]): PhaseFigures[] {
     ),
   );
   for (const p of phases) {
-    rows.push(
-      figures(
+    rows.push({
+      ...figures(
         p.name,
         rest.filter((s) => s.at >= p.start && s.at < p.end),
       ),
-    );
+      seconds: (p.end - p.start) / 1000,
+    });
   }
   rows.push(
     figures(
@@ -384,6 +387,7 @@ export function formatFigures(rows: PhaseFigures[], prefix = ''): string {
       (r) =>
         `${prefix}${r.phase.padEnd(34)} n ${String(r.n).padStart(3)}  p50 ${f(r.p50).padStart(7)}  ` +
         `p99 ${f(r.p99).padStart(7)}  max ${f(r.max).padStart(7)} ms` +
+        (r.seconds === undefined ? '' : `  (${r.seconds.toFixed(1)} s)`) +
         (r.bad.length > 0 ? `  not 200: ${r.bad.join(',')}` : ''),
     )
     .join('\n');
