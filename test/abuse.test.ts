@@ -190,8 +190,13 @@ describe('abuse behind TLS and basic auth: a password flood and 1,000 connection
     const wrong = sampleValue(text, 'lookout_http_auth_failures_total', {
       reason: 'wrong_credentials',
     });
-    // Every 401 was one counted failure.
+    // Every 401 was one counted failure, and every 503 (the compare queue full) another.
     assert.equal(wrong, unauthorized, `wrong_credentials ${wrong}, 401s ${unauthorized}`);
+    const busy = guesses.filter((st) => st === 503).length;
+    const tooMany = sampleValue(text, 'lookout_http_auth_failures_total', {
+      reason: 'too_many_attempts',
+    });
+    assert.equal(tooMany, busy, `too_many_attempts ${tooMany}, 503s ${busy}`);
     console.log(
       `# abuse (TLS + basic auth): ${guesses.length} wrong passwords: ${unauthorized} 401 (counted ${wrong}), ` +
         `${guesses.filter((s) => s === 503).length} 503, ${guesses.filter((s) => s === 429).length} 429`,
