@@ -66,7 +66,7 @@ describe('abuse: lookout keeps serving a well-behaved scraper', () => {
     await lookout?.stop();
   });
 
-  it('a scrape flood is served or refused 503, oversized headers get 431, oversized bodies 413, a slowloris 408, 1,000 idle connections 503 or 408; every well-behaved scrape is 200 and RSS ≤ 80 MB', async () => {
+  it('a scrape flood is served, oversized headers get 431, oversized bodies 413, a slowloris 408, 1,000 idle connections 503 or 408; every well-behaved scrape is 200 and RSS ≤ 80 MB', async () => {
     const rss = sampleRss(lookout.child.pid!);
     const { scrapes, result: r } = await scrapedThrough(`${lookout.url}/metrics`, [], () =>
       plainAbuse({
@@ -79,15 +79,15 @@ describe('abuse: lookout keeps serving a well-behaved scraper', () => {
     console.log(formatFigures(perPhase(Object.values(r), scrapes), '# abuse: '));
     console.log(`# abuse: lookout max RSS ${mb(rss.max())} MB`);
 
-    // The flood: every scrape answered, 200 or (past web.max_requests) 503.
+    // The flood: every scrape answered 200 (lookout has no in-flight cap: each /metrics is
+    // answered within its socket's turn, so requests never pile up inside it).
     const flood = r.flood.result;
     assert.ok(flood.length > 0);
     assert.deepEqual(
-      flood.filter((s) => s !== 200 && s !== 503),
+      flood.filter((s) => s !== 200),
       [],
-      'flood answers other than 200 and 503',
+      'flood scrapes not answered 200',
     );
-    assert.ok(flood.includes(200), 'some flood scrapes served');
     assert.ok(r.headers.result.length > 0 && r.bodies.result.length > 0);
     for (const first of r.headers.result) {
       assert.equal(first, 'HTTP/1.1 431 Request Header Fields Too Large');
