@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { findSamples, parseExposition, sampleValue } from './helpers/exposition.js';
 import { eventually, startLookout, type Running } from './helpers/procs.js';
 
@@ -90,6 +90,15 @@ describe('lookout serve (built, real process)', () => {
       assert.equal(Number(get.headers['content-length']), body.length);
       if (accept) assert.ok(body.toString().endsWith('# EOF\n'));
     }
+    // A connection asking more than twice a second is answered a turn later: still 200.
+    const agent = new Agent({ connections: 1 });
+    for (let i = 0; i < 6; i++) {
+      const res = await request(url, { dispatcher: agent });
+      const text = await res.body.text();
+      assert.equal(res.statusCode, 200);
+      assert.equal(Number(res.headers['content-length']), Buffer.byteLength(text));
+    }
+    await agent.close();
     const query = await request(`${url}?collect=host`);
     await query.body.dump();
     assert.equal(query.statusCode, 200);

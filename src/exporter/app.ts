@@ -56,6 +56,9 @@ export class Lifecycle {
 
 type Format = 'prometheus' | 'openmetrics';
 
+/** Scrapes a second on one connection answered at once; more wait a turn of the event loop. */
+const FREQUENT_PER_SECOND = 2;
+
 /**
  * A plain GET /metrics without a body, and no door checks to run: answered here, in front
  * of koa. Under a flood of parallel scrapes every request's own cost is what a
@@ -68,6 +71,8 @@ function metricsFastPath(
   lifecycle: Lifecycle,
   log: Logger,
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
+  /** Per connection: when its current second began and how many scrapes it asked in it. */
+  const recent = new WeakMap<object, { since: number; n: number }>();
   return (req, res) => {
     const url = req.url ?? '';
     if (req.method !== 'GET' || (url !== '/metrics' && !url.startsWith('/metrics?'))) return false;
@@ -75,31 +80,44 @@ function metricsFastPath(
       return false;
     if (lifecycle.stopping) return false;
     const om = wantsOpenMetrics(req.headers.accept);
+    // A connection asking more than twice a second is answered on the event loop's next
+    // turn: a scraper's request read in the same poll is answered first instead of behind
+    // a flood's (under 64 parallel scrapers its worst wait halved, bench/abuse.ts).
+    const now = performance.now();
+    const seen = recent.get(req.socket);
+    let frequent = false;
+    if (!seen || now - seen.since > 1000) recent.set(req.socket, { since: now, n: 1 });
+    else frequent = ++seen.n > FREQUENT_PER_SECOND;
     void lifecycle.track(
-      exposition(om ? 'openmetrics' : 'prometheus').then(
-        (body) => {
-          res.writeHead(200, {
-            'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
-            'Content-Length': body.length,
-            // As the Lifecycle middleware: stopping began while this one was in flight.
-            ...(lifecycle.stopping ? { Connection: 'close' } : {}),
-          });
-          res.end(body);
-        },
-        (err: unknown) => {
-          // As errorHandler answers and logs a failure of ours.
-          log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
-          const body = JSON.stringify({ error: 'internal error; the exporter log has the cause' });
-          res.writeHead(500, {
-            'Content-Type': 'application/json; charset=utf-8',
-            'Content-Length': Buffer.byteLength(body),
-          });
-          res.end(body);
-        },
-      ),
+      frequent
+        ? new Promise<void>((r) => setImmediate(r)).then(() => answer(om, res))
+        : answer(om, res),
     );
     return true;
   };
+  function answer(om: boolean, res: ServerResponse): Promise<void> {
+    return exposition(om ? 'openmetrics' : 'prometheus').then(
+      (body) => {
+        res.writeHead(200, {
+          'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
+          'Content-Length': body.length,
+          // As the Lifecycle middleware: stopping began while this one was in flight.
+          ...(lifecycle.stopping ? { Connection: 'close' } : {}),
+        });
+        res.end(body);
+      },
+      (err: unknown) => {
+        // As errorHandler answers and logs a failure of ours.
+        log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
+        const body = JSON.stringify({ error: 'internal error; the exporter log has the cause' });
+        res.writeHead(500, {
+          'Content-Type': 'application/json; charset=utf-8',
+          'Content-Length': Buffer.byteLength(body),
+        });
+        res.end(body);
+      },
+    );
+  }
 }
 
 /** koa, with the /metrics fast path in front of its request handler. */
