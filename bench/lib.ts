@@ -6,10 +6,17 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { request } from 'undici';
-import { freePort, REPO, startProcess, tempDir, type Running } from '../test/helpers/procs.js';
+import {
+  eventually,
+  freePort,
+  REPO,
+  startProcess,
+  tempDir,
+  type Running,
+} from '../test/helpers/procs.js';
 
 export { cpuSeconds, mb } from './flags.js';
 
@@ -123,4 +130,51 @@ export async function latency(
     };
   }
   return out;
+}
+
+/**
+ * node_exporter with `--web.config.file` (TLS, basic auth), ready once /metrics answers
+ * 200 through curl with `curlArgs` (--cacert, -u).
+ */
+export async function startNodeExporterWeb(
+  webConfig: string,
+  curlArgs: string[],
+): Promise<Running> {
+  const port = await freePort();
+  const child = spawn(
+    'prometheus-node-exporter',
+    [`--web.listen-address=127.0.0.1:${port}`, `--web.config.file=${webConfig}`],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const url = `https://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    child.kill('SIGTERM');
+    return exited;
+  };
+  try {
+    await eventually(
+      async () => {
+        const { stdout } = await run('curl', [
+          '-s',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          ...curlArgs,
+          `${url}/metrics`,
+        ]).catch(() => ({ stdout: '' }));
+        return stdout === '200';
+      },
+      20_000,
+      `node_exporter with ${webConfig}\n${out}`,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { child, url, port, dir: '', output: () => out, stop };
 }

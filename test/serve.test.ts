@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
 import { findSamples, parseExposition, sampleValue } from './helpers/exposition.js';
 import { eventually, startLookout, type Running } from './helpers/procs.js';
 
@@ -67,6 +68,43 @@ describe('lookout serve (built, real process)', () => {
     const lints = check.out.split('\n').filter((l) => l.trim() !== '' && !allowed.has(l.trim()));
     assert.ok(check.code === 0 || check.code === 3, `promtool could not parse: ${check.out}`);
     assert.deepEqual(lints, [], 'promtool check metrics found problems');
+  });
+
+  it('/metrics (answered in front of koa) and HEAD /metrics (through koa) agree on status and headers; a query string is served, a request body refused 413', async () => {
+    const url = `${lookout.url}/metrics`;
+    for (const accept of [undefined, 'application/openmetrics-text; version=1.0.0']) {
+      const headers = accept ? { accept } : {};
+      const get = await request(url, { headers });
+      const body = Buffer.from(await get.body.arrayBuffer());
+      const head = await request(url, { method: 'HEAD', headers });
+      await head.body.dump();
+      assert.equal(get.statusCode, 200);
+      assert.equal(head.statusCode, 200);
+      assert.equal(get.headers['content-type'], head.headers['content-type']);
+      assert.match(
+        String(get.headers['content-type']),
+        accept
+          ? /^application\/openmetrics-text; version=1\.0\.0/
+          : /^text\/plain; version=0\.0\.4/,
+      );
+      assert.equal(Number(get.headers['content-length']), body.length);
+      if (accept) assert.ok(body.toString().endsWith('# EOF\n'));
+    }
+    // A connection asking more than twice a second is answered a turn later: still 200.
+    const agent = new Agent({ connections: 1 });
+    for (let i = 0; i < 6; i++) {
+      const res = await request(url, { dispatcher: agent });
+      const text = await res.body.text();
+      assert.equal(res.statusCode, 200);
+      assert.equal(Number(res.headers['content-length']), Buffer.byteLength(text));
+    }
+    await agent.close();
+    const query = await request(`${url}?collect=host`);
+    await query.body.dump();
+    assert.equal(query.statusCode, 200);
+    const withBody = await request(url, { method: 'GET', body: 'x' });
+    await withBody.body.dump();
+    assert.equal(withBody.statusCode, 413);
   });
 
   it('a second lookout on the same port exits 2 with one line saying so', async () => {

@@ -1,11 +1,13 @@
+import { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Runner } from './runner.js';
 import { landingPage } from './landing.js';
 import { errorHandler, mountRoutes } from './routes.js';
 import { runbooksHandler } from './runbooks.js';
-import type { Logger } from '../lib/log.js';
+import { errorText, type Logger } from '../lib/log.js';
 import { doorMiddleware, type DoorChecks } from './auth.js';
+import { Paced } from './listen.js';
 
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -37,9 +39,106 @@ export class Lifecycle {
     };
   }
 
+  /** Counts a request served outside koa (the /metrics fast path) as in flight until `done`. */
+  async track(done: Promise<void>): Promise<void> {
+    this.active++;
+    try {
+      await done;
+    } finally {
+      if (--this.active === 0) for (const wake of this.waiters.splice(0)) wake();
+    }
+  }
+
   /** Resolves when no request is in flight. */
   idle(): Promise<void> {
     return this.active === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+}
+
+type Format = 'prometheus' | 'openmetrics';
+
+/** Scrapes a second on one established connection answered at once; more are paced. */
+const FREQUENT_PER_SECOND = 2;
+/** Frequent connections' scrapes answered per turn of the event loop. */
+const FREQUENT_PER_TURN = 8;
+
+/**
+ * A plain GET /metrics without a body, and no door checks to run: answered here, in front
+ * of koa. Under a flood of parallel scrapes every request's own cost is what a
+ * well-behaved scraper waits behind, and koa's context, router and response handling
+ * were most of it (bench/abuse.ts); the launcher's interrupt budget keeps that code
+ * interpreted for long. Anything else goes through koa. Returns whether it answered.
+ */
+function metricsFastPath(
+  exposition: (format: Format) => Promise<Buffer>,
+  lifecycle: Lifecycle,
+  log: Logger,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  /** Per connection: its first scrape, when its current second began, its scrapes in it. */
+  const recent = new WeakMap<object, { first: number; since: number; n: number }>();
+  const later = new Paced(FREQUENT_PER_TURN);
+  return (req, res) => {
+    const url = req.url ?? '';
+    if (req.method !== 'GET' || (url !== '/metrics' && !url.startsWith('/metrics?'))) return false;
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'])
+      return false;
+    if (lifecycle.stopping) return false;
+    const om = wantsOpenMetrics(req.headers.accept);
+    // Paced — answered a few a turn of the event loop — are a connection's scrapes past
+    // two a second, and all of a connection's first second (a flood that opens new
+    // connections sends their first scrapes together). A scraper on its kept-alive
+    // connection is answered within the turn that reads its request, instead of behind a
+    // whole poll's worth of a flood's; without a flood, paced costs one turn. 64 parallel
+    // scrapers: the scraper's worst wait 25-46 ms answered at once, 4-24 ms pacing only
+    // the frequent, 3.9-6.2 ms pacing new connections too (bench/abuse.ts).
+    const now = performance.now();
+    let seen = recent.get(req.socket);
+    if (!seen) recent.set(req.socket, (seen = { first: now, since: now, n: 0 }));
+    if (now - seen.since > 1000) {
+      seen.since = now;
+      seen.n = 0;
+    }
+    const paced = ++seen.n > FREQUENT_PER_SECOND || now - seen.first < 1000;
+    void lifecycle.track(
+      paced ? new Promise<void>((r) => later.run(r)).then(() => answer(om, res)) : answer(om, res),
+    );
+    return true;
+  };
+  function answer(om: boolean, res: ServerResponse): Promise<void> {
+    return exposition(om ? 'openmetrics' : 'prometheus').then(
+      (body) => {
+        res.writeHead(200, {
+          'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
+          'Content-Length': body.length,
+          // As the Lifecycle middleware: stopping began while this one was in flight.
+          ...(lifecycle.stopping ? { Connection: 'close' } : {}),
+        });
+        res.end(body);
+      },
+      (err: unknown) => {
+        // As errorHandler answers and logs a failure of ours.
+        log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
+        const body = JSON.stringify({ error: 'internal error; the exporter log has the cause' });
+        res.writeHead(500, {
+          'Content-Type': 'application/json; charset=utf-8',
+          'Content-Length': Buffer.byteLength(body),
+        });
+        res.end(body);
+      },
+    );
+  }
+}
+
+/** koa, with the /metrics fast path in front of its request handler. */
+class LookoutApp extends Koa {
+  fast?: (req: IncomingMessage, res: ServerResponse) => boolean;
+
+  override callback(): ReturnType<Koa['callback']> {
+    const koa = super.callback();
+    return (req, res) =>
+      req instanceof IncomingMessage && res instanceof ServerResponse && this.fast?.(req, res)
+        ? Promise.resolve()
+        : koa(req, res);
   }
 }
 
@@ -53,14 +152,17 @@ export function createApp(
   lifecycle = new Lifecycle(),
   door?: () => DoorChecks,
 ): Koa {
-  const app = new Koa();
+  const app = new LookoutApp();
   const router = new Router();
+  const exposition = (format: Format) => runner.exposition(format);
+  // Door checks (headers, rate limit, basic auth) run in koa; without a door there are none.
+  if (!door) app.fast = metricsFastPath(exposition, lifecycle, log);
 
   router.get('/metrics', async (ctx) => {
     // Only joins the text each collector left when it last finished: a scrape never waits on a collector.
     const om = wantsOpenMetrics(ctx.get('accept') || undefined);
     ctx.type = om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE;
-    ctx.body = await runner.exposition(om ? 'openmetrics' : 'prometheus');
+    ctx.body = await exposition(om ? 'openmetrics' : 'prometheus');
   });
 
   router.get('/healthz', (ctx) => {

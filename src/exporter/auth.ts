@@ -5,11 +5,18 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type Koa from 'koa';
 
-/** Why a request was turned away; the `reason` label of lookout_http_auth_failures_total. */
-export type AuthFailure = 'missing_credentials' | 'wrong_credentials' | 'client_certificate';
+/**
+ * Why a request was turned away; the `reason` label of lookout_http_auth_failures_total.
+ * `too_many_attempts`: credentials not yet verified arrived while the compare queue was
+ * full (answered 503 unchecked; BasicAuth.check's `busy`) — a password flood shows there, not only as
+ * wrong_credentials.
+ */
+export type AuthFailure =
+  'missing_credentials' | 'wrong_credentials' | 'too_many_attempts' | 'client_certificate';
 export const AUTH_FAILURES: readonly AuthFailure[] = [
   'missing_credentials',
   'wrong_credentials',
+  'too_many_attempts',
   'client_certificate',
 ];
 
@@ -28,7 +35,7 @@ const CACHE_SIZE = 100;
  */
 const MAX_WAITING = 16;
 
-export type AuthResult = 'ok' | AuthFailure | 'busy';
+export type AuthResult = 'ok' | 'missing_credentials' | 'wrong_credentials' | 'busy';
 
 /** `user:password` from a Basic Authorization header, or undefined. */
 export function parseBasic(
@@ -159,13 +166,13 @@ export function doorMiddleware(current: () => DoorChecks): Koa.Middleware {
     if (!d.auth?.enabled) return next();
     const result = await d.auth.check(ctx.get('authorization') || undefined);
     if (result === 'ok') return next();
+    d.onFailure(result === 'busy' ? 'too_many_attempts' : result, ctx.request.ip);
     if (result === 'busy') {
       ctx.status = 503;
       ctx.set('Retry-After', '1');
       ctx.body = 'Too many authentication attempts in progress; try again\n';
       return;
     }
-    d.onFailure(result, ctx.request.ip);
     ctx.status = 401;
     ctx.set('WWW-Authenticate', 'Basic realm="lookout", charset="UTF-8"');
     ctx.body = 'Unauthorized\n';
