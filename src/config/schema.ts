@@ -46,7 +46,7 @@ const webSchema = z
     header_timeout: duration
       .prefault('10s')
       .describe(
-        'Time a client has to send its whole request headers (and, on TLS, to finish its handshake); then 408 and the connection closes. What stops a slowloris client.',
+        'Time a new connection has to send its whole request headers (on TLS: to finish its handshake, then as long again for the headers); then 408 and the connection closes. What stops a slowloris client.',
       ),
     request_timeout: duration
       .prefault('30s')
@@ -54,7 +54,7 @@ const webSchema = z
     keep_alive_timeout: duration
       .prefault('65s')
       .describe(
-        "How long an idle kept-alive connection stays open between requests. Above Prometheus' usual 15-60 s interval, so it reuses one connection.",
+        "How long an idle kept-alive connection stays open between requests. Above Prometheus' usual 15-60 s interval, so it reuses one connection. One that sends its next request a byte at a time gets 408 after this plus header_timeout.",
       ),
   })
   .refine((w) => w.header_timeout <= w.request_timeout, {

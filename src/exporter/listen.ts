@@ -201,11 +201,12 @@ function clientCertificateProblem(socket: TLSSocket, tls: TlsServerConfig): stri
 }
 
 /**
- * Jobs done a few per turn of the event loop (also a scrape flood's answers, app.ts). Node's timeout check hands the door every
- * connection past its header or request timeout at once: 500 idle connections opened
- * together expire together, and answering each (a 408 written, the socket shut) in one go
- * held the event loop for 60 ms (bench/abuse.ts), so a scrape arriving then waited that
- * long. A batch per turn lets the poll for I/O — that scrape — come between batches.
+ * Jobs done a few per turn of the event loop (also a scrape flood's answers, app.ts).
+ * Connections opened together reach their header timeout together (deadlines.ts: their
+ * timers fire in one pass), and answering each (a 408 written, the socket shut) in one go
+ * held the event loop for 60 ms with 500 idle connections (bench/abuse.ts), so a scrape
+ * arriving then waited that long. A batch per turn lets the poll for I/O — that scrape —
+ * come between batches.
  */
 export class Paced {
   private readonly queue: (() => void)[] = [];
