@@ -220,3 +220,95 @@ describe('HTTP /metrics while a collector hangs', () => {
     assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
   });
 });
+
+/** A collector that records when each refresh began (performance.now). */
+function stamped(name: string) {
+  const starts: number[] = [];
+  const collector: Collector = {
+    async update() {
+      starts.push(performance.now());
+      const registry = new Registry();
+      new Gauge({ name: `${name}_value`, help: 'test value', registers: [registry] }).set(1);
+      return registry;
+    },
+  };
+  return { collector, starts };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('Runner scheduling: refreshes follow scrapes', () => {
+  it('with nobody scraping, a collector refreshes on its interval, never sooner', async () => {
+    const c = stamped('alone');
+    const runner = new Runner([{ ...entry('alone', c.collector), intervalMs: 150 }], quiet, '1');
+    await runner.start();
+    while (c.starts.length < 6) await sleep(20);
+    await runner.stop();
+    // From the first timer-driven refresh on (the one at start may begin late, and the
+    // interval counts from start). Timers never fire early: each gap is at least the
+    // interval.
+    const gaps = c.starts.slice(2).map((t, i) => t - c.starts[i + 1]!);
+    assert.ok(
+      gaps.every((g) => g >= 149),
+      `gaps ${gaps.map((g) => g.toFixed(0))}`,
+    );
+  });
+
+  it('scraped every interval at another phase, a collector comes to refresh right after each scrape', async () => {
+    const INTERVAL = 300;
+    const c = stamped('paced');
+    const runner = new Runner(
+      [{ ...entry('paced', c.collector), intervalMs: INTERVAL }],
+      quiet,
+      '1',
+    );
+    await runner.start();
+    // Half an interval out of phase with the collector's own timer.
+    await sleep(INTERVAL / 2);
+    const scrapes: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      scrapes.push(performance.now());
+      await runner.exposition('prometheus');
+      await sleep(INTERVAL - (performance.now() - scrapes.at(-1)!));
+    }
+    await runner.stop();
+    // After the first few scrapes have shown the rhythm, every refresh follows a scrape
+    // closely (the timer's phase would put it half an interval away) and each scrape is
+    // followed by exactly one.
+    const settled = scrapes.slice(4);
+    const late = c.starts.filter((t) => t >= settled[0]!);
+    const after = (t: number) => t - scrapes.filter((s) => s <= t).at(-1)!;
+    assert.equal(
+      late.length,
+      settled.length,
+      `refreshes ${late.length} for ${settled.length} scrapes`,
+    );
+    assert.ok(
+      late.every((t) => after(t) < INTERVAL / 3),
+      `refresh starts after their scrape: ${late.map((t) => after(t).toFixed(0))} ms`,
+    );
+  });
+
+  it('a collector whose interval is longer than the scrape gap still refreshes once per interval', async () => {
+    const c = stamped('slow');
+    const runner = new Runner([{ ...entry('slow', c.collector), intervalMs: 600 }], quiet, '1');
+    await runner.start();
+    const t0 = performance.now();
+    const scrapes: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      scrapes.push(performance.now());
+      await runner.exposition('prometheus');
+      await sleep(150);
+    }
+    await runner.stop();
+    const during = c.starts.filter((t) => t > t0);
+    const gaps = during.slice(1).map((t, i) => t - during[i]!);
+    // A scrape may pull a refresh forward by at most half the time between scrapes.
+    const pull = Math.max(...scrapes.slice(1).map((t, i) => t - scrapes[i]!)) / 2;
+    assert.ok(during.length >= 1, 'it refreshed while scraped');
+    assert.ok(
+      gaps.every((g) => g >= 600 - pull - 1),
+      `gaps ${gaps.map((g) => g.toFixed(0))}, pull at most ${pull.toFixed(0)} ms`,
+    );
+  });
+});

@@ -168,7 +168,7 @@ export class CollectorError extends Error {
 export const baseCollectorSchema = {
   enabled: z.boolean().describe('Run this collector.'),
   interval: duration.describe(
-    'How often the collector refreshes in the background, e.g. "15s" (streaming collectors: how often a failed start is tried again).',
+    'How often the collector refreshes in the background, e.g. "15s" (streaming collectors: how often a failed start is tried again). While a scraper comes about as often, the refresh runs right after its scrape, so lookout wakes once per scrape.',
   ),
   timeout: duration.describe(
     'How long one refresh may take before it is abandoned and marked failed; at most the interval.',
