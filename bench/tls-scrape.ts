@@ -12,14 +12,20 @@
  *   npm run bench:tls                    # 1000 scrapes each
  *   BENCH_SCRAPES=200 npm run bench:tls  # a quick look
  */
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
-import { eventually, freePort, type Running } from '../test/helpers/procs.js';
 import { makeTlsFiles, startLookoutWeb } from '../test/helpers/tls-files.js';
-import { curlTimes, latency, mb, quantile, rssBytes, type Target } from './lib.js';
+import {
+  curlTimes,
+  latency,
+  mb,
+  quantile,
+  rssBytes,
+  startNodeExporterWeb,
+  type Target,
+} from './lib.js';
 
 const run = promisify(execFile);
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
@@ -28,41 +34,6 @@ const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 200);
 const ROUND = 250;
 const USER = 'prometheus';
 const PASSWORD = 'bench-password';
-
-/** node_exporter 1.5 with --web.config.file, ready once /metrics answers through TLS. */
-async function startNodeExporterTls(webConfig: string, curlArgs: string[]): Promise<Running> {
-  const port = await freePort();
-  const child = spawn(
-    'prometheus-node-exporter',
-    [`--web.listen-address=127.0.0.1:${port}`, `--web.config.file=${webConfig}`],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const url = `https://127.0.0.1:${port}`;
-  await eventually(
-    async () => {
-      const { stdout } = await run('curl', [
-        '-s',
-        '-o',
-        '/dev/null',
-        '-w',
-        '%{http_code}',
-        ...curlArgs,
-        `${url}/metrics`,
-      ]).catch(() => ({ stdout: '' }));
-      return stdout === '200';
-    },
-    20_000,
-    `node_exporter with ${webConfig}\n${out}`,
-  );
-  const stop = async () => {
-    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-    child.kill('SIGTERM');
-    return exited;
-  };
-  return { child, url, port, dir: '', output: () => out, stop };
-}
 
 async function main(): Promise<void> {
   const files = await makeTlsFiles();
@@ -79,7 +50,7 @@ basic_auth_users:
   );
   const curlArgs = ['--cacert', files.ca, '-u', `${USER}:${PASSWORD}`];
   const lookout = await startLookoutWeb(webConfig, { ca: files.ca });
-  const nodeExporter = await startNodeExporterTls(webConfig, curlArgs);
+  const nodeExporter = await startNodeExporterWeb(webConfig, curlArgs);
   const targets: Target[] = [
     { name: 'lookout', proc: lookout },
     { name: 'node_exporter', proc: nodeExporter },

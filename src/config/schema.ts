@@ -50,7 +50,7 @@ const webSchema = z
       ),
     request_timeout: duration
       .prefault('30s')
-      .describe('Time a client has to send a whole request, body included; then 408.'),
+      .describe('Time a client has to send a request body, from the end of its headers; then 408.'),
     keep_alive_timeout: duration
       .prefault('65s')
       .describe(

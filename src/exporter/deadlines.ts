@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import type { Paced } from '../lib/paced.js';
 
 /** The longest delay a Node timer takes; Node's own timeout check is pushed out to it. */
 export const NEVER_MS = 2 ** 31 - 1;
@@ -32,7 +33,7 @@ function hasBody(req: IncomingMessage): boolean {
  *
  * - A new connection (on TLS: once its handshake, bounded by handshakeTimeout, is done)
  *   has header_timeout to send its request headers.
- * - A request with a body has request_timeout to send it.
+ * - A request with a body has request_timeout, from the end of its headers, to send it.
  * - After each answer, a kept-alive connection has keep_alive_timeout + header_timeout
  *   to send its next request whole. Node closes one that stays silent for
  *   keep_alive_timeout; this catches one that sends its next headers a byte at a time,
@@ -42,8 +43,14 @@ function hasBody(req: IncomingMessage): boolean {
  * ERR_HTTP_REQUEST_TIMEOUT, so it is answered 408 and logged exactly as Node's check did.
  * The server's own check is to be pushed out to NEVER_MS (connectionsCheckingInterval).
  */
-export function enforceDeadlines(server: HttpServer | HttpsServer, limits: DeadlineLimits): void {
+export function enforceDeadlines(
+  server: HttpServer | HttpsServer,
+  limits: DeadlineLimits,
+  paced: Paced,
+): void {
   const timers = new WeakMap<Socket, NodeJS.Timeout>();
+  /** Requests seen per connection, so an expiry overtaken by a request is dropped. */
+  const requests = new WeakMap<Socket, number>();
   const disarm = (socket: Socket) => {
     clearTimeout(timers.get(socket));
     timers.delete(socket);
@@ -52,14 +59,25 @@ export function enforceDeadlines(server: HttpServer | HttpsServer, limits: Deadl
   const tooSlow = (socket: Socket) => {
     server.emit('clientError', timedOut(), socket);
   };
-  /** At `ms` from now, unless disarmed: `expire`, by default a 408. */
+  /**
+   * At `ms` from now, unless disarmed: `expire`, by default a 408. Connections opened
+   * together expire together, so the expiries are answered a batch per turn (Paced); one
+   * whose request came in meanwhile is left alone.
+   */
   const arm = (socket: Socket, ms: number, expire = () => tooSlow(socket)) => {
     clearTimeout(timers.get(socket));
     if (socket.destroyed) return;
-    const timer = setTimeout(() => {
-      timers.delete(socket);
-      if (!socket.destroyed) expire();
-    }, ms);
+    const seen = requests.get(socket) ?? 0;
+    // Node turns a delay past NEVER_MS into 1 ms.
+    const timer = setTimeout(
+      () => {
+        timers.delete(socket);
+        paced.run(() => {
+          if (!socket.destroyed && (requests.get(socket) ?? 0) === seen) expire();
+        });
+      },
+      Math.min(ms, NEVER_MS),
+    );
     // A deadline never keeps lookout running on its own (shutdown closes connections).
     timer.unref();
     timers.set(socket, timer);
@@ -75,6 +93,7 @@ export function enforceDeadlines(server: HttpServer | HttpsServer, limits: Deadl
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
+    requests.set(socket, (requests.get(socket) ?? 0) + 1);
     disarm(socket);
     if (hasBody(req)) {
       arm(socket, limits.request_timeout);
@@ -82,8 +101,9 @@ export function enforceDeadlines(server: HttpServer | HttpsServer, limits: Deadl
     }
     res.once('finish', () => {
       // The next request on this connection, if it stays open. One that sent nothing at
-      // all is closed quietly, as Node's keep-alive timeout would (a little later: it
-      // adds a second of its own); only one caught sending slowly is answered 408.
+      // all is normally closed by Node's keep-alive timeout first (keep_alive_timeout plus
+      // a second of its own); should this fire first (header_timeout under a second), it
+      // is closed as quietly. Only one caught sending slowly is answered 408.
       const read = socket.bytesRead;
       arm(socket, limits.keep_alive_timeout + limits.header_timeout, () => {
         if (socket.bytesRead === read) socket.destroy();

@@ -15,6 +15,7 @@ import type { TLSSocket } from 'node:tls';
 import type { RequestListener } from 'node:http';
 import { errorText, type Logger } from '../lib/log.js';
 import { enforceDeadlines, NEVER_MS } from './deadlines.js';
+import { Paced } from '../lib/paced.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { loadTls, loadWebConfig, type TlsServerConfig, type WebConfig } from './webconfig.js';
 
@@ -200,34 +201,6 @@ function clientCertificateProblem(socket: TLSSocket, tls: TlsServerConfig): stri
   return undefined;
 }
 
-/**
- * Jobs done a few per turn of the event loop (also a scrape flood's answers, app.ts).
- * Connections opened together reach their header timeout together (deadlines.ts: their
- * timers fire in one pass), and answering each (a 408 written, the socket shut) in one go
- * held the event loop for 60 ms with 500 idle connections (bench/abuse.ts), so a scrape
- * arriving then waited that long. A batch per turn lets the poll for I/O — that scrape —
- * come between batches.
- */
-export class Paced {
-  private readonly queue: (() => void)[] = [];
-  private scheduled = false;
-
-  constructor(private readonly perTurn: number) {}
-
-  run(job: () => void): void {
-    this.queue.push(job);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(this.drain);
-  }
-
-  private readonly drain = (): void => {
-    for (const job of this.queue.splice(0, this.perTurn)) job();
-    if (this.queue.length > 0) setImmediate(this.drain);
-    else this.scheduled = false;
-  };
-}
-
 /** Timed-out connections answered per turn of the event loop (about 1 ms of work). */
 const TIMEOUTS_PER_TURN = 16;
 /**
@@ -326,7 +299,7 @@ export class Door {
     } else {
       inner = createHttpServer(httpOptions, handler);
     }
-    enforceDeadlines(inner, limits);
+    enforceDeadlines(inner, limits, paced);
     if (web) {
       const server = tls ? (inner as HttpsServer) : undefined;
       watcher = new WebConfigWatcher(web, server, events.prepare, log, warn);
@@ -383,12 +356,9 @@ export class Door {
       }
       socket.destroySoon();
     };
-    inner.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      // A timeout comes in a sweep with every other expired connection: answered paced.
-      // Other errors come one by one, as the client's bytes arrive.
-      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') paced.run(() => clientError(err, socket));
-      else clientError(err, socket);
-    });
+    // Timeouts come paced from enforceDeadlines; other errors one by one, as the
+    // client's bytes arrive.
+    inner.on('clientError', clientError);
 
     const { host, port } = splitListenAddress(address);
     let door: Door | undefined;
@@ -430,8 +400,9 @@ export class Door {
         resolve();
       });
     });
-    // Node starts the header/request timeout checks of an HTTP server when it listens;
-    // this one never listens (the TCP server above hands it connections), so start them.
+    // Node sets up an HTTP server's connection list (closeIdleConnections walks it at
+    // shutdown) when it listens; this one never listens (the TCP server above hands it
+    // connections), so tell it.
     inner.emit('listening');
     door = new Door(outer, inner);
     log.info('web config', {

@@ -58,7 +58,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     built = await buildRunner(config, log);
     failure = built.runner.selfCounter(
       'lookout_http_auth_failures_total',
-      'Requests (basic auth) and TLS connections (client certificate) turned away for missing or wrong credentials.',
+      'Requests (basic auth) and TLS connections (client certificate) turned away: missing or wrong credentials, or too many unverified ones waiting (503).',
       ['reason'],
       AUTH_FAILURES.map((reason) => ({ reason })),
     );

@@ -8,9 +8,9 @@
  * abusive clients' own event-loop stalls would land in its figures otherwise.
  * Bounded: fixed counts, and every phase has a deadline.
  */
+import { quantile, rssBytes } from '../../bench/lib.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'undici';
 
 export const RSS_TARGET_BYTES = 80 * 1024 * 1024;
@@ -94,8 +94,8 @@ export class CurlScraper {
 export function sampleRss(pid: number): { max: () => number; stop: () => void } {
   let max = 0;
   const t = setInterval(() => {
-    readFile(`/proc/${pid}/status`, 'utf8').then(
-      (s) => (max = Math.max(max, Number(/^VmRSS:\s+(\d+) kB/m.exec(s)?.[1]) * 1024)),
+    rssBytes(pid).then(
+      (bytes) => (max = Math.max(max, bytes)),
       () => undefined, // the process ended; the maximum so far stands
     );
   }, 200);
@@ -329,8 +329,7 @@ export interface PhaseFigures {
   seconds?: number;
 }
 
-const q = (sorted: number[], p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+const q = (sorted: number[], p: number) => (sorted.length === 0 ? NaN : quantile(sorted, p));
 
 export function figures(phase: string, scrapes: Scrape[]): PhaseFigures {
   const ms = scrapes.map((s) => s.ms).sort((a, b) => a - b);
