@@ -49,11 +49,20 @@ export function enforceDeadlines(
   paced: Paced,
 ): void {
   const timers = new WeakMap<Socket, NodeJS.Timeout>();
-  /** Requests seen per connection, so an expiry overtaken by a request is dropped. */
-  const requests = new WeakMap<Socket, number>();
+  /**
+   * Per connection, a count of arms and disarms: an expiry waiting in the paced queue
+   * while its connection moved on (a request or its body came in) is dropped.
+   */
+  const generation = new WeakMap<Socket, number>();
+  const bump = (socket: Socket) => {
+    const g = (generation.get(socket) ?? 0) + 1;
+    generation.set(socket, g);
+    return g;
+  };
   const disarm = (socket: Socket) => {
     clearTimeout(timers.get(socket));
     timers.delete(socket);
+    bump(socket);
   };
   // Answered 408 and logged by the server's clientError handler, as Node's own check does.
   const tooSlow = (socket: Socket) => {
@@ -62,18 +71,18 @@ export function enforceDeadlines(
   /**
    * At `ms` from now, unless disarmed: `expire`, by default a 408. Connections opened
    * together expire together, so the expiries are answered a batch per turn (Paced); one
-   * whose request came in meanwhile is left alone.
+   * whose connection moved on meanwhile is left alone.
    */
   const arm = (socket: Socket, ms: number, expire = () => tooSlow(socket)) => {
     clearTimeout(timers.get(socket));
     if (socket.destroyed) return;
-    const seen = requests.get(socket) ?? 0;
+    const armed = bump(socket);
     // Node turns a delay past NEVER_MS into 1 ms.
     const timer = setTimeout(
       () => {
         timers.delete(socket);
         paced.run(() => {
-          if (!socket.destroyed && (requests.get(socket) ?? 0) === seen) expire();
+          if (!socket.destroyed && generation.get(socket) === armed) expire();
         });
       },
       Math.min(ms, NEVER_MS),
@@ -93,7 +102,6 @@ export function enforceDeadlines(
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket;
-    requests.set(socket, (requests.get(socket) ?? 0) + 1);
     disarm(socket);
     if (hasBody(req)) {
       arm(socket, limits.request_timeout);
