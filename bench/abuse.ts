@@ -12,10 +12,7 @@
  *   BENCH_SCRAPES=200 BENCH_NODE_EXPORTER_ABUSE=0 npm run bench:abuse   # a quicker look
  *   BENCH_SCENARIO=tls npm run bench:abuse                               # one scenario
  */
-import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { parseConfig } from '../src/config/load.js';
 import {
   RSS_TARGET_BYTES,
@@ -30,7 +27,7 @@ import {
   type PhaseFigures,
 } from '../test/helpers/abuse.js';
 import { startNodeExporter, type Running } from '../test/helpers/procs.js';
-import { makeTlsFiles, startLookoutWeb } from '../test/helpers/tls-files.js';
+import { makeTlsFiles, startLookoutWeb, writeTlsAuthWebConfig } from '../test/helpers/tls-files.js';
 import {
   latency,
   mb,
@@ -39,7 +36,6 @@ import {
   type LatencyFigures,
 } from './lib.js';
 
-const run = promisify(execFile);
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 500);
 const NE_ABUSE = process.env.BENCH_NODE_EXPORTER_ABUSE !== '0';
 const SCENARIO = process.env.BENCH_SCENARIO ?? 'both';
@@ -162,12 +158,7 @@ async function plain(): Promise<boolean> {
 
 async function tls(): Promise<boolean> {
   const files = await makeTlsFiles();
-  const { stdout } = await run('htpasswd', ['-nbBC', '10', '', PASSWORD]);
-  const webConfig = join(files.dir, 'web.yml');
-  await writeFile(
-    webConfig,
-    `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  ${USER}: ${stdout.trim().replace(/^:/, '')}\n`,
-  );
+  const webConfig = await writeTlsAuthWebConfig(files, USER, PASSWORD);
   const curlArgs = ['--cacert', files.ca, '-u', `${USER}:${PASSWORD}`];
   const ca = await readFile(files.ca, 'utf8');
   const lookout = await startLookoutWeb(webConfig, { ca: files.ca });

@@ -12,11 +12,7 @@
  *   npm run bench:tls                    # 1000 scrapes each
  *   BENCH_SCRAPES=200 npm run bench:tls  # a quick look
  */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { execFile } from 'node:child_process';
-import { makeTlsFiles, startLookoutWeb } from '../test/helpers/tls-files.js';
+import { makeTlsFiles, startLookoutWeb, writeTlsAuthWebConfig } from '../test/helpers/tls-files.js';
 import {
   curlTimes,
   latency,
@@ -27,7 +23,6 @@ import {
   type Target,
 } from './lib.js';
 
-const run = promisify(execFile);
 const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 200);
 /** Scrapes per connection in the main figures. */
@@ -37,17 +32,7 @@ const PASSWORD = 'bench-password';
 
 async function main(): Promise<void> {
   const files = await makeTlsFiles();
-  const { stdout } = await run('htpasswd', ['-nbBC', '10', '', PASSWORD]);
-  const webConfig = join(files.dir, 'web.yml');
-  await writeFile(
-    webConfig,
-    `tls_server_config:
-  cert_file: server.crt
-  key_file: server.key
-basic_auth_users:
-  ${USER}: ${stdout.trim().replace(/^:/, '')}
-`,
-  );
+  const webConfig = await writeTlsAuthWebConfig(files, USER, PASSWORD);
   const curlArgs = ['--cacert', files.ca, '-u', `${USER}:${PASSWORD}`];
   const lookout = await startLookoutWeb(webConfig, { ca: files.ca });
   const nodeExporter = await startNodeExporterWeb(webConfig, curlArgs);

@@ -10,10 +10,8 @@
  * them against node_exporter). Bounded: fixed counts, every phase has a deadline.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { readFile, writeFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../src/config/load.js';
@@ -29,10 +27,9 @@ import {
   type Scrape,
 } from './helpers/abuse.js';
 import { sampleValue } from './helpers/exposition.js';
-import { makeTlsFiles, startLookoutWeb } from './helpers/tls-files.js';
+import { makeTlsFiles, startLookoutWeb, writeTlsAuthWebConfig } from './helpers/tls-files.js';
 import { REPO, freePort, startProcess, tempDir, type Running } from './helpers/procs.js';
 
-const run = promisify(execFile);
 const LIMITS = parseConfig({}).web;
 const mb = (b: number) => (b / 1048576).toFixed(1);
 
@@ -133,12 +130,7 @@ describe('abuse behind TLS and basic auth: a password flood and 1,000 connection
 
   before(async () => {
     const files = await makeTlsFiles();
-    const { stdout } = await run('htpasswd', ['-nbBC', '10', '', PASSWORD]);
-    const web = join(files.dir, 'web.yml');
-    await writeFile(
-      web,
-      `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  ${USER}: ${stdout.trim().replace(/^:/, '')}\n`,
-    );
+    const web = await writeTlsAuthWebConfig(files, USER, PASSWORD);
     caFile = files.ca;
     ca = await readFile(files.ca, 'utf8');
     lookout = await startLookoutWeb(web, { ca: files.ca });

@@ -20,7 +20,13 @@ import {
   startPrometheus,
   type Running,
 } from './helpers/procs.js';
-import { issue, makeTlsFiles, startLookoutWeb, type TlsFiles } from './helpers/tls-files.js';
+import {
+  bcryptHash,
+  issue,
+  makeTlsFiles,
+  startLookoutWeb,
+  type TlsFiles,
+} from './helpers/tls-files.js';
 
 const run = promisify(execFile);
 const USER = 'prometheus';
@@ -38,12 +44,6 @@ async function curl(url: string, args: string[]) {
   const cut = res.stdout.indexOf('\r\n\r\n');
   const body = cut < 0 ? '' : res.stdout.slice(cut + 4).replace(/\n\d+$/, '');
   return { exit: res.code, status, text: res.stdout, body, stderr: res.stderr };
-}
-
-async function bcryptHash(password: string): Promise<string> {
-  // htpasswd, as the toolkit's docs and the README tell users to make the hash.
-  const { stdout } = await run('htpasswd', ['-nbBC', '10', '', password]);
-  return stdout.trim().replace(/^:/, '');
 }
 
 /** The subject CN and serial of the certificate lookout serves on a new connection. */

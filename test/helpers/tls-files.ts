@@ -143,6 +143,30 @@ export async function makeTlsFiles(): Promise<TlsFiles> {
   return { dir, ca: serverCa.cert, server, expired, clientCa: clientCa.cert, client, stranger };
 }
 
+/** A bcrypt hash of `password` as users make it: htpasswd, as the toolkit's docs say. */
+export async function bcryptHash(password: string): Promise<string> {
+  const { stdout } = await run('htpasswd', ['-nbBC', '10', '', password]);
+  return stdout.trim().replace(/^:/, '');
+}
+
+/**
+ * A web-config file in `files.dir` serving the server certificate over TLS with one
+ * basic-auth user: what the abuse test and the TLS and abuse benches give lookout and
+ * node_exporter alike. Returns its path.
+ */
+export async function writeTlsAuthWebConfig(
+  files: TlsFiles,
+  user: string,
+  password: string,
+): Promise<string> {
+  const path = join(files.dir, 'web.yml');
+  await writeFile(
+    path,
+    `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  ${user}: ${await bcryptHash(password)}\n`,
+  );
+  return path;
+}
+
 /**
  * lookout serving with a web-config file (bin/lookout, as `npm start` runs it); `ca`
  * says it serves TLS (the url is https).
