@@ -505,17 +505,22 @@ function justification(
   }
   if (!machine) return undefined;
   if (alertname === 'HostCpuHigh') {
-    // rate(...[5m]) at the alert: the window back 5 minutes, or to Prometheus's start.
-    const from = Math.max(promStartedAt, at - 5 * 60_000);
-    const inWindow = machine.samples.filter((s) => s.at >= from - 1000 && s.at <= at);
-    const first = inWindow[0];
-    const last = inWindow.at(-1);
-    if (!first || !last || last.total === first.total) return undefined;
-    const ratio = (last.busy - first.busy) / (last.total - first.total);
-    // The tiers of rules/host.yml: info over 70 % (never sent), warning over 90 %.
+    // rate(...[5m]) as Prometheus evaluated it: the window back 5 minutes (or to
+    // Prometheus's start) from an evaluation before the message, which comes after the
+    // shortened `for` (15 s), the scrape and rule lag and group_wait. A window ending at
+    // the message itself takes in the seconds after a burst and can read lower; any
+    // evaluation in the half minute before it counts.
     const threshold = severity === 'warning' ? 0.9 : 0.7;
-    return ratio > threshold - MARGIN
-      ? `CPU ${(ratio * 100).toFixed(0)} % busy over the rate window (threshold ${threshold * 100} %)`
+    let best = 0;
+    for (const end of machine.samples.filter((s) => s.at <= at && s.at >= at - 30_000)) {
+      const from = Math.max(promStartedAt, end.at - 5 * 60_000);
+      const first = machine.samples.find((s) => s.at >= from - 1000);
+      if (!first || end.total === first.total) continue;
+      best = Math.max(best, (end.busy - first.busy) / (end.total - first.total));
+    }
+    // The tiers of rules/host.yml: info over 70 % (never sent), warning over 90 %.
+    return best > threshold - MARGIN
+      ? `CPU ${(best * 100).toFixed(0)} % busy over a rate window in the half minute before the alert (threshold ${threshold * 100} %)`
       : undefined;
   }
   if (alertname === 'HostLoadHigh') {
