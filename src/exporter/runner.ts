@@ -120,6 +120,9 @@ function undeclared(registry: Registry, entry: RunnerEntry): string | undefined 
     : undefined;
 }
 
+/** OpenMetrics' last line. */
+const EOF = '# EOF\n';
+
 /**
  * Runs polled collectors on their intervals and streaming ones from start to stop, in the
  * background. `/metrics` reads the polled collectors' last good text and renders the
@@ -372,26 +375,26 @@ export class Runner {
    * The exposition in the asked format. The polled part is encoded on the first scrape
    * after a change, not after every refresh: collectors sharing an interval finish one
    * after another, and one render then serves them all. Streaming collectors' counters
-   * are rendered on every scrape, from memory.
+   * are rendered on every scrape, from memory; when they have nothing (an access-log
+   * collector with no logs), the encoded polled part is the whole answer, served as is:
+   * re-encoding its 20 KB on every scrape was most of what a flood of scrapes allocated.
    */
   async exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
     this.scraped();
     const streaming = this.slots.filter((s) => s.running);
-    if (streaming.length === 0) {
-      this.polledBodies[format] ??= this.polled().then((p) =>
-        Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}# EOF\n`),
-      );
-      return this.polledBodies[format];
-    }
     const parts = await Promise.all(
       streaming.map((s) => render((s.entry.collector as StreamingCollector).registry)),
     );
-    const polled = await this.polled();
-    if (format === 'prometheus') {
-      const live = parts.map((p) => p.prometheus).filter((t) => t.trim().length > 0);
-      return Buffer.from([polled.prometheus, ...live].join('\n'));
-    }
-    return Buffer.from(`${polled.openmetrics}${parts.map((p) => p.openmetrics).join('')}# EOF\n`);
+    const live = parts.map((p) => p[format]).filter((t) => t.trim().length > 0);
+    this.polledBodies[format] ??= this.polled().then((p) =>
+      Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}${EOF}`),
+    );
+    const polled = await this.polledBodies[format];
+    if (live.length === 0) return polled;
+    if (format === 'prometheus')
+      return Buffer.concat([polled, Buffer.from(`\n${live.join('\n')}`)]);
+    const head = polled.subarray(0, polled.length - EOF.length);
+    return Buffer.concat([head, Buffer.from(`${live.join('')}${EOF}`)]);
   }
 
   private polled(): Promise<Rendered> {
