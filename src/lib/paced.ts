@@ -5,12 +5,20 @@
  * connections and hands new ones to the HTTP server this way, and the /metrics fast path
  * a flood's scrapes: each of those came in bursts that held the loop tens of
  * milliseconds in one go (bench/abuse.ts).
+ *
+ * With `gapMs`, a backlog's next batch waits that long instead of the next turn: the
+ * queue then takes a bounded share of the loop however fast it is refilled, and the
+ * loop sits idle in between, so a request that arrives is read at once rather than
+ * behind the batch and the garbage it left.
  */
 export class Paced {
   private readonly queue: (() => void)[] = [];
   private scheduled = false;
 
-  constructor(private readonly perTurn: number) {}
+  constructor(
+    private readonly perTurn: number,
+    private readonly gapMs = 0,
+  ) {}
 
   run(job: () => void): void {
     this.queue.push(job);
@@ -21,7 +29,8 @@ export class Paced {
 
   private readonly drain = (): void => {
     for (const job of this.queue.splice(0, this.perTurn)) job();
-    if (this.queue.length > 0) setImmediate(this.drain);
-    else this.scheduled = false;
+    if (this.queue.length === 0) this.scheduled = false;
+    else if (this.gapMs > 0) setTimeout(this.drain, this.gapMs);
+    else setImmediate(this.drain);
   };
 }
