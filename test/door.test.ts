@@ -103,6 +103,20 @@ basic_auth_users:
     assert.match(r.text, /^lookout_build_info\{/m);
   });
 
+  it('scrapes after the first, with credentials already verified, keep the configured header; a wrong password after them still gets 401', async () => {
+    // Verified credentials are answered in front of koa (app.ts metricsFastPath): the
+    // same door, without the middleware.
+    for (let i = 0; i < 3; i++) {
+      const r = await curl(`${lookout.url}/metrics`, [...tls(), '-u', `${USER}:${PASSWORD}`]);
+      assert.equal(r.status, 200, r.stderr);
+      assert.match(r.text, /^x-frame-options: deny\r?$/im);
+      assert.match(r.body, /^lookout_build_info\{/m);
+    }
+    const wrong = await curl(`${lookout.url}/metrics`, [...tls(), '-u', `${USER}:${PASSWORD}x`]);
+    assert.equal(wrong.status, 401);
+    assert.doesNotMatch(wrong.text, /lookout_build_info/);
+  });
+
   it('a wrong password, an unknown user and no password get 401 with a Basic challenge, on every route but /healthz', async () => {
     for (const args of [['-u', `${USER}:wrong`], ['-u', `mallory:${PASSWORD}`], []]) {
       for (const path of ['/metrics', '/', '/runbooks', '/nothing-here']) {
@@ -185,6 +199,36 @@ const mtlsWithAuth = () => `tls_server_config:
 basic_auth_users:
   ${USER}: ${hash}
 `;
+
+describe('rate_limit (curl)', () => {
+  let lookout: Running;
+  before(async () => {
+    const path = await webConfig(
+      'web-rate.yml',
+      `basic_auth_users:
+  ${USER}: ${hash}
+rate_limit:
+  interval: 1m
+  burst: 2
+`,
+    );
+    lookout = await startLookoutWeb(path);
+  });
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('past the burst, /metrics gets 429 with Retry-After even with verified credentials; /healthz stays open', async () => {
+    const auth = ['-u', `${USER}:${PASSWORD}`];
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await curl(`${lookout.url}/metrics`, auth)).status);
+    assert.deepEqual(statuses, [200, 200, 429, 429]);
+    const r = await curl(`${lookout.url}/metrics`, auth);
+    assert.equal(r.status, 429);
+    assert.match(r.text, /^retry-after: 1\r?$/im);
+    assert.equal((await curl(`${lookout.url}/healthz`, [])).status, 200);
+  });
+});
 
 describe('mTLS: RequireAndVerifyClientCert with basic auth', () => {
   let lookout: Running;

@@ -67,16 +67,19 @@ const FREQUENT_PER_TURN = 2;
 const FREQUENT_GAP_MS = 1;
 
 /**
- * A plain GET /metrics without a body, and no door checks to run: answered here, in front
- * of koa. Under a flood of parallel scrapes every request's own cost is what a
- * well-behaved scraper waits behind, and koa's context, router and response handling
- * were most of it (bench/abuse.ts); the launcher's interrupt budget keeps that code
- * interpreted for long. Anything else goes through koa. Returns whether it answered.
+ * A plain GET /metrics without a body, whose door checks (if any) are done by knowing
+ * its credentials: answered here, in front of koa. Under a flood of parallel scrapes
+ * every request's own cost is what a well-behaved scraper waits behind, and koa's
+ * context, router and response handling were most of it (bench/abuse.ts); the launcher's
+ * interrupt budget keeps that code interpreted for long. Behind basic auth, credentials
+ * verified before (BasicAuth's cache) pass here; anything to compare, refuse or rate-limit
+ * goes through koa's door middleware, as does everything else. Returns whether it answered.
  */
 function metricsFastPath(
   exposition: (format: Format) => Promise<Buffer>,
   lifecycle: Lifecycle,
   log: Logger,
+  door?: () => DoorChecks,
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
   /**
    * Per connection: its first scrape, when its current second began, its scrapes in it,
@@ -93,6 +96,14 @@ function metricsFastPath(
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'])
       return false;
     if (lifecycle.stopping) return false;
+    // Read per request, as the door middleware: a reloaded web-config file applies at once.
+    const checks = door?.();
+    if (
+      checks &&
+      (checks.limiter || (checks.auth?.enabled && !checks.auth.verified(req.headers.authorization)))
+    )
+      return false;
+    const headers = checks?.headers ?? {};
     const om = wantsOpenMetrics(req.headers.accept);
     // Paced — answered a few a turn of the event loop — are a connection's scrapes past
     // two a second, and all of a connection's first second (a flood that opens new
@@ -120,18 +131,23 @@ function metricsFastPath(
           later.run(r);
         }).then(() => {
           conn.waiting = false;
-          return answer(om, res);
+          return answer(om, res, headers);
         })
-      : answer(om, res);
+      : answer(om, res, headers);
     lifecycle.track(answered).catch((err: unknown) => {
       log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
     });
     return true;
   };
-  function answer(om: boolean, res: ServerResponse): Promise<void> {
+  function answer(
+    om: boolean,
+    res: ServerResponse,
+    headers: Record<string, string>,
+  ): Promise<void> {
     return exposition(om ? 'openmetrics' : 'prometheus').then(
       (body) => {
         res.writeHead(200, {
+          ...headers,
           'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
           'Content-Length': body.length,
           // As the Lifecycle middleware: stopping began while this one was in flight.
@@ -144,6 +160,7 @@ function metricsFastPath(
         log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
         const body = JSON.stringify({ error: 'internal error; the exporter log has the cause' });
         res.writeHead(500, {
+          ...headers,
           'Content-Type': 'application/json; charset=utf-8',
           'Content-Length': Buffer.byteLength(body),
         });
@@ -179,8 +196,7 @@ export function createApp(
   const app = new LookoutApp();
   const router = new Router();
   const exposition = (format: Format) => runner.exposition(format);
-  // Door checks (headers, rate limit, basic auth) run in koa; without a door there are none.
-  if (!door) app.fast = metricsFastPath(exposition, lifecycle, log);
+  app.fast = metricsFastPath(exposition, lifecycle, log, door);
 
   router.get('/metrics', async (ctx) => {
     // Only joins the text each collector left when it last finished: a scrape never waits on a collector.

@@ -81,18 +81,28 @@ export class BasicAuth {
     return new BasicAuth(users, dummy, bcrypt);
   }
 
+  private idOf(creds: { user: string; password: string }): string {
+    return createHmac('sha256', this.key)
+      .update(creds.user)
+      .update('\0')
+      .update(creds.password)
+      .digest('base64');
+  }
+
   get enabled(): boolean {
     return this.users.size > 0;
+  }
+
+  /** Whether these credentials were verified before (the cache): no compare, no waiting. */
+  verified(header: string | undefined): boolean {
+    const creds = parseBasic(header);
+    return creds !== undefined && this.cache.has(this.idOf(creds));
   }
 
   async check(header: string | undefined): Promise<AuthResult> {
     const creds = parseBasic(header);
     if (!creds) return 'missing_credentials';
-    const id = createHmac('sha256', this.key)
-      .update(creds.user)
-      .update('\0')
-      .update(creds.password)
-      .digest('base64');
+    const id = this.idOf(creds);
     if (this.cache.has(id)) return 'ok';
     if (this.waiting >= MAX_WAITING) return 'busy';
     const known = this.users.get(creds.user);
