@@ -23,6 +23,8 @@ export interface Scrape {
   ms: number;
   /** New connections curl opened for this transfer: 0 once its one connection is kept alive. */
   connects: number;
+  /** The scraper's first scrape, which opens its connection. */
+  opens: boolean;
 }
 
 /**
@@ -61,6 +63,7 @@ export class CurlScraper {
           status: Number(code),
           ms: Number(total) * 1000,
           connects: Number(connects),
+          opens: this.scrapes.length === 0,
         });
       }
       for (const wake of this.waiters.splice(0)) wake();
@@ -344,29 +347,36 @@ export function figures(phase: string, scrapes: Scrape[]): PhaseFigures {
 }
 
 /**
- * The scrapes that ended in each phase (a scrape's line arrives when it ends), plus
- * `before` and `after` the abuse, and all of them but the first (the last row).
+ * The scrapes that ended in each phase (a scrape's line arrives when it ends; a phase
+ * run in several rounds takes the scrapes of all its rounds), plus `before` and `after`
+ * the abuse, and all of them but each scraper's first (the last row).
  */
 export function perPhase(phases: Phase[], scrapes: Scrape[]): PhaseFigures[] {
-  const first = phases[0]!.start;
-  const last = phases.at(-1)!.end;
-  // The first scrape opens the connection (and behind TLS + basic auth pays the handshake
-  // and the one bcrypt compare before its credentials are cached): shown apart.
-  const [connect, ...rest] = scrapes;
-  const rows = [figures('first (opens the connection)', connect ? [connect] : [])];
+  const first = Math.min(...phases.map((p) => p.start));
+  const last = Math.max(...phases.map((p) => p.end));
+  // A scraper's first scrape opens its connection (and behind TLS + basic auth pays the
+  // handshake and the one bcrypt compare before its credentials are cached): shown apart.
+  const rest = scrapes.filter((s) => !s.opens);
+  const rows = [
+    figures(
+      'first (opens the connection)',
+      scrapes.filter((s) => s.opens),
+    ),
+  ];
   rows.push(
     figures(
       'before',
       rest.filter((s) => s.at < first),
     ),
   );
-  for (const p of phases) {
+  for (const name of new Set(phases.map((p) => p.name))) {
+    const spans = phases.filter((p) => p.name === name);
     rows.push({
       ...figures(
-        p.name,
-        rest.filter((s) => s.at >= p.start && s.at < p.end),
+        name,
+        rest.filter((s) => spans.some((p) => s.at >= p.start && s.at < p.end)),
       ),
-      seconds: (p.end - p.start) / 1000,
+      seconds: spans.reduce((a, p) => a + (p.end - p.start), 0) / 1000,
     });
   }
   rows.push(
@@ -394,23 +404,33 @@ export function formatFigures(rows: PhaseFigures[], prefix = ''): string {
 
 /** Scrapes before and after the abuse, so the scraper is seen settled on both sides. */
 const SETTLE = 3;
+/** A scraper's scrapes at most (its URLs are on curl's command line): ten minutes' worth. */
+const MAX_SCRAPES = 600;
 
 /**
- * Runs `abuse` while the curl scraper scrapes `url` once a second (`curlArgs`: TLS and
- * auth options); SETTLE scrapes before it starts and after it ends.
+ * Runs `abuse` while `scrapers` curl scrapers, each on its own kept-alive connection,
+ * scrape `url` once a second each, spread evenly over the second (`curlArgs`: TLS and
+ * auth options); SETTLE scrapes each before the abuse starts and after it ends. The
+ * scrapes of all of them, in the order they ended.
  */
 export async function scrapedThrough<R>(
   url: string,
   curlArgs: string[],
   abuse: () => Promise<R>,
+  scrapers = 1,
 ): Promise<{ scrapes: Scrape[]; result: R }> {
-  const scraper = new CurlScraper(url, 120, curlArgs);
+  const running: CurlScraper[] = [];
   try {
-    await scraper.waitFor(SETTLE, 20_000);
+    for (let i = 0; i < scrapers; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 1000 / scrapers));
+      running.push(new CurlScraper(url, MAX_SCRAPES, curlArgs));
+    }
+    for (const s of running) await s.waitFor(SETTLE, 20_000);
     const result = await abuse();
-    await scraper.waitFor(scraper.scrapes.length + SETTLE, 20_000);
-    return { scrapes: [...scraper.scrapes], result };
+    for (const s of running) await s.waitFor(s.scrapes.length + SETTLE, 20_000);
+    const scrapes = running.flatMap((s) => s.scrapes).sort((a, b) => a.at - b.at);
+    return { scrapes, result };
   } finally {
-    await scraper.stop();
+    for (const s of running) await s.stop();
   }
 }
