@@ -24,7 +24,6 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
 import {
@@ -109,12 +108,18 @@ const CLIENT = fileURLToPath(new URL('./abuse-client.ts', import.meta.url));
 
 /** One round of the abuse from bench/abuse-client.ts, at nice NICE; its phases in this process's clock. */
 async function abuseRound(kind: 'plain' | 'tls', target: AbuseTarget): Promise<Phase[]> {
-  const child = spawn(
+  const node = [
     process.execPath,
-    ['--import', 'tsx', CLIENT, JSON.stringify({ kind, target, user: USER })],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  if (NICE !== 0) setPriority(child.pid!, NICE);
+    '--import',
+    'tsx',
+    CLIENT,
+    JSON.stringify({ kind, target, user: USER }),
+  ];
+  // nice(1) sets the priority before node starts, so every thread it starts (V8's
+  // collector helpers, libuv's pool) has it too; renicing the pid after spawn reaches
+  // only the threads not yet started.
+  const [cmd, ...args] = NICE === 0 ? node : ['nice', '-n', String(NICE), ...node];
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   const code = await new Promise<number | null>((r) => child.once('close', r));
