@@ -1,6 +1,6 @@
 /**
  * Abuse against lookout, judged by node_exporter in the same run: node_exporter's
- * unloaded /metrics p50 (curl, `latency()`) sets the yardstick; then the abuse of
+ * /metrics p50 under the same scrapers, unabused, is the yardstick; then the abuse of
  * test/helpers/abuse.ts runs against lookout (as `npm start` runs it), round after round
  * for at least BENCH_ABUSE_SECONDS, while BENCH_SCRAPERS curl scrapers in their own
  * processes scrape once a second each, each over its own kept-alive connection. The
@@ -63,7 +63,7 @@ const PASSWORD = 'bench-password';
 
 const load = async () => (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
 
-function printUnloaded(figs: Record<string, LatencyFigures>): void {
+function printBackToBack(figs: Record<string, LatencyFigures>): void {
   for (const [name, f] of Object.entries(figs)) {
     console.log(
       `  ${name.padEnd(14)} p50 ${f.p50.toFixed(2)} ms  p99 ${f.p99.toFixed(2)} ms  max ${f.max.toFixed(2)} ms`,
@@ -250,14 +250,14 @@ async function plain(): Promise<boolean> {
     console.log(
       `Plain HTTP: no abuse, ${SCRAPES} curl scrapes back to back each (load ${await load()})`,
     );
-    const unloaded = await latency(
+    const backToBack = await latency(
       [
         { name: 'lookout', proc: lookout },
         { name: 'node_exporter', proc: nodeExporter },
       ],
       SCRAPES,
     );
-    printUnloaded(unloaded);
+    printBackToBack(backToBack);
     const yardstick = await scrapedUnabused(
       { lookout, node_exporter: nodeExporter },
       [],
@@ -269,7 +269,7 @@ async function plain(): Promise<boolean> {
       maxHeaderBytes: LIMITS.max_header_bytes,
     });
     const l = await abused('lookout', lookout, [], 'plain', target(lookout), ABUSE_SECONDS);
-    const v = verdict(l, yardstick, unloaded);
+    const v = verdict(l, yardstick, backToBack);
     console.log(v.lines.join('\n'));
     if (NE_ABUSE) {
       await abused('node_exporter (context)', nodeExporter, [], 'plain', target(nodeExporter), 0);
@@ -292,7 +292,7 @@ async function tls(): Promise<boolean> {
     console.log(
       `TLS + basic auth (same web-config file): no abuse, ${SCRAPES} curl scrapes back to back each (load ${await load()})`,
     );
-    const unloaded = await latency(
+    const backToBack = await latency(
       [
         { name: 'lookout', proc: lookout },
         { name: 'node_exporter', proc: nodeExporter },
@@ -300,7 +300,7 @@ async function tls(): Promise<boolean> {
       SCRAPES,
       { curlArgs: () => curlArgs },
     );
-    printUnloaded(unloaded);
+    printBackToBack(backToBack);
     const yardstick = await scrapedUnabused(
       { lookout, node_exporter: nodeExporter },
       curlArgs,
@@ -313,7 +313,7 @@ async function tls(): Promise<boolean> {
       maxHeaderBytes: LIMITS.max_header_bytes,
     });
     const l = await abused('lookout', lookout, curlArgs, 'tls', target(lookout), ABUSE_SECONDS);
-    const v = verdict(l, yardstick, unloaded, true);
+    const v = verdict(l, yardstick, backToBack, true);
     console.log(v.lines.join('\n'));
     if (NE_ABUSE) {
       await abused(
