@@ -12,11 +12,11 @@
  * ≤ 80 MB. node_exporter's p50 is taken the way the abused scrapes are: the same curl
  * scrapers, once a second each, for BENCH_YARDSTICK_SECONDS with no abuse. Scraped back
  * to back, as `latency()` does, every scrape finds caches and cores warm from the last,
- * and node_exporter's p50 drops by about a third (both are printed; the p99 against the
- * back-to-back p50 too). The worst scrape, and how many passed the line, are printed
- * beside it. Per phase: the scrapers' p50/p99/max. Then the same behind TLS + basic auth
- * (the same web-config file for both exporters). For context, one round of the same
- * abuse against node_exporter and its scrapers' figures.
+ * and node_exporter's p50 drops by a quarter to a half (both are printed; the p99
+ * against the back-to-back p50 too). The worst scrape, and how many passed the line, are
+ * printed beside it. Per phase: the scrapers' p50/p99/max. Then the same behind TLS +
+ * basic auth (the same web-config file for both exporters). For context, one round of
+ * the same abuse against node_exporter and its scrapers' figures.
  *
  *   npm run bench:abuse
  *   BENCH_ABUSE_SECONDS=30 BENCH_NODE_EXPORTER_ABUSE=0 npm run bench:abuse   # a quicker look
