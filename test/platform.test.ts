@@ -201,6 +201,23 @@ describe('per-target fan-out', () => {
     assert.ok(took < 2000, `not the 10 s per-target timeout: ${took.toFixed(0)} ms`);
   });
 
+  it('does not start a call with a few milliseconds left past the reserve (a timer may fire a millisecond early)', async () => {
+    const fanout = new Fanout({ name: 't', concurrency: 1, timeoutMs: 10_000 });
+    let started = 0;
+    const [a] = await fanout.run(
+      ['a'],
+      (k) => k,
+      async () => {
+        started++;
+        return 'answered';
+      },
+      // The 50 ms reserve plus 5 ms: less than a call is started with.
+      { deadline: performance.now() + 55 },
+    );
+    assert.equal(started, 0, 'the call was not started');
+    assert.deepEqual(a, { status: 'skipped', reason: 'no time left in this refresh' });
+  });
+
   it('a repeated key or a key() that throws is that item’s result, not the run’s', async () => {
     const fanout = new Fanout({ name: 't', concurrency: 2, timeoutMs: 1000 });
     const results = await fanout.run(

@@ -47,6 +47,12 @@ export interface RunLimits {
 
 /** Time kept back from the refresh's deadline for turning results into series. */
 const RESERVE_MS = 50;
+/**
+ * The least time a call is started with. libuv counts timers in whole milliseconds and
+ * may fire one up to a millisecond early, so the call before can end with a fraction of
+ * a millisecond left over the reserve: a call started with that only ever times out.
+ */
+const MIN_CALL_MS = 10;
 /** How long a worker waits for an aborted call to hand back its slot before taking it as hung. */
 const SLOT_GRACE_MS = 20;
 
@@ -159,7 +165,7 @@ export class Fanout {
           results[i] = { status: 'hung', seconds: (performance.now() - since) / 1000 };
         } else if (limits.signal?.aborted) {
           results[i] = { status: 'skipped', reason: 'the run was aborted' };
-        } else if (left <= RESERVE_MS) {
+        } else if (left - RESERVE_MS < MIN_CALL_MS) {
           results[i] = { status: 'skipped', reason: 'no time left in this refresh' };
         } else {
           const timeout = Math.min(this.opts.timeoutMs, left - RESERVE_MS);
