@@ -177,7 +177,8 @@ async function abused(
   const connects = scrapes.reduce((a, s) => a + s.connects, 0);
   console.log(
     `    connections the scrapers opened: ${connects} (${SCRAPERS}: one kept-alive connection each throughout); ` +
-      `max RSS ${mb(rss.max())} MB; load after ${await load()}`,
+      `max RSS ${mb(rss.max())} MB (anonymous ${mb(rss.atMax().anon)}, file pages ${mb(rss.atMax().file)}); ` +
+      `load after ${await load()}`,
   );
   const judged = scrapes.filter((s) => !s.opens).map((s) => s.ms);
   return { rows, rss: rss.max(), judged };

@@ -61,8 +61,20 @@ export function quantile(sorted: number[], q: number): number {
 }
 
 export async function rssBytes(pid: number): Promise<number> {
+  return (await residentBytes(pid)).rss;
+}
+
+/**
+ * Resident memory and its two parts: anonymous (the process's own heap and stacks) and
+ * file pages (the node binary and its libraries, shared with every other node process).
+ */
+export async function residentBytes(
+  pid: number,
+): Promise<{ rss: number; anon: number; file: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

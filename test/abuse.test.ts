@@ -74,7 +74,9 @@ describe('abuse: lookout keeps serving a well-behaved scraper', () => {
     );
     rss.stop();
     console.log(formatFigures(perPhase(Object.values(r), scrapes), '# abuse: '));
-    console.log(`# abuse: lookout max RSS ${mb(rss.max())} MB`);
+    console.log(
+      `# abuse: lookout max RSS ${mb(rss.max())} MB (anonymous ${mb(rss.atMax().anon)}, file pages ${mb(rss.atMax().file)})`,
+    );
 
     // The flood: every scrape answered 200 (lookout has no in-flight cap; a connection has
     // at most one scrape waiting in the paced queue, the rest wait in Node behind it).
@@ -159,7 +161,9 @@ describe('abuse behind TLS and basic auth: a password flood and 1,000 connection
     );
     rss.stop();
     console.log(formatFigures(perPhase(Object.values(r), scrapes), '# abuse (TLS + basic auth): '));
-    console.log(`# abuse (TLS + basic auth): lookout max RSS ${mb(rss.max())} MB`);
+    console.log(
+      `# abuse (TLS + basic auth): lookout max RSS ${mb(rss.max())} MB (anonymous ${mb(rss.atMax().anon)}, file pages ${mb(rss.atMax().file)})`,
+    );
 
     const guesses = r.passwords.result;
     assert.deepEqual(

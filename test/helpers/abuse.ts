@@ -8,7 +8,7 @@
  * abusive clients' own event-loop stalls would land in its figures otherwise.
  * Bounded: fixed counts, and every phase has a deadline.
  */
-import { quantile, rssBytes } from '../../bench/lib.js';
+import { quantile, residentBytes } from '../../bench/lib.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { Agent, request } from 'undici';
@@ -93,16 +93,25 @@ export class CurlScraper {
   }
 }
 
-/** Samples a process's resident memory every 200 ms; `max` is the highest seen. */
-export function sampleRss(pid: number): { max: () => number; stop: () => void } {
-  let max = 0;
+/**
+ * Samples a process's resident memory every 200 ms; `max` is the highest seen, `atMax`
+ * its anonymous and file parts then.
+ */
+export function sampleRss(pid: number): {
+  max: () => number;
+  atMax: () => { anon: number; file: number };
+  stop: () => void;
+} {
+  let peak = { rss: 0, anon: 0, file: 0 };
   const t = setInterval(() => {
-    rssBytes(pid).then(
-      (bytes) => (max = Math.max(max, bytes)),
+    residentBytes(pid).then(
+      (now) => {
+        if (now.rss > peak.rss) peak = now;
+      },
       () => undefined, // the process ended; the maximum so far stands
     );
   }, 200);
-  return { max: () => max, stop: () => clearInterval(t) };
+  return { max: () => peak.rss, atMax: () => peak, stop: () => clearInterval(t) };
 }
 
 export interface Raw {
