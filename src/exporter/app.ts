@@ -3,7 +3,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Runner } from './runner.js';
 import { landingPage } from './landing.js';
-import { errorHandler, mountRoutes } from './routes.js';
+import { errorHandler, mountRoutes, sendJson } from './routes.js';
 import { runbooksHandler } from './runbooks.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { doorMiddleware, type DoorChecks } from './auth.js';
@@ -242,9 +242,8 @@ export function createApp(
     // connection closed, rather than drained. Collectors' routes have their own limits.
     const body = (ctx.request.length ?? 0) > 0 || ctx.get('transfer-encoding') !== '';
     if (body && OWN_PATHS.includes(ctx.path)) {
-      ctx.status = 413;
       ctx.set('Connection', 'close');
-      ctx.body = { error: `${ctx.path} takes no request body` };
+      sendJson(ctx, 413, { error: `${ctx.path} takes no request body` });
       return;
     }
     await next();

@@ -105,6 +105,7 @@ export async function startProcess(
 export async function startLookout(
   configYaml = '',
   extraArgs: string[] = [],
+  env?: NodeJS.ProcessEnv,
 ): Promise<Running & { configFile: string }> {
   const dir = await tempDir('lookout-exporter-');
   const port = await freePort();
@@ -121,7 +122,7 @@ export async function startLookout(
       `127.0.0.1:${port}`,
       ...extraArgs,
     ],
-    { readyPath: '/healthz', port, dir },
+    { readyPath: '/healthz', port, dir, env },
   );
   return { ...running, configFile };
 }
