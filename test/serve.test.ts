@@ -142,7 +142,8 @@ describe('lookout serve (built, real process)', () => {
 });
 
 describe('memory: what a refusal costs', () => {
-  it("a refused body, a 404 and a 405 leave Node's bundled undici, HTTP/2 and web streams unloaded (12.8 MB of RSS in a bare Node process); the 413 is still JSON", async () => {
+  // Loading them costs a bare Node process 12.8 MB of RSS (README, limits section).
+  it("a refused body, a 404 and a 405 leave Node's bundled undici, HTTP/2 and web-streams ReadableStream unloaded; the 413 is still JSON with its reason", async () => {
     const list = join(await tempDir('lookout-modules-'), 'modules.txt');
     const lookout = await startLookout('', [], {
       NODE_OPTIONS: `--import ${join(REPO, 'test/fixtures/module-list.mjs')}`,
