@@ -154,9 +154,10 @@ describe('probes config', () => {
         'collectors.probes.targets[0].connection_string: holds a password; put it in password_file (or the whole string in connection_string_file) so the config holds no secret',
         'collectors.probes.targets[1].connection_string: holds a password; put it in password_file (or the whole string in connection_string_file) so the config holds no secret',
         'collectors.probes.targets[2].name: required with connection_string_file (the label cannot come from a secret)',
+        // Each kind's own checks come with its target; the collector's across targets after.
+        'collectors.probes.targets[5].password_file: required with username (AUTH needs a password)',
         "collectors.probes.targets[3].timeout: must not be longer than the collector's timeout (10s); shorten it or lengthen collectors.probes.timeout",
         'collectors.probes.targets[4].name: target "127.0.0.1:22" (tcp) is also targets[3]; give each a distinct name',
-        'collectors.probes.targets[5].password_file: required with username (AUTH needs a password)',
       ],
     );
     assert.deepEqual(
