@@ -19,7 +19,7 @@ import {
   type ProbesCollector,
   type ProbeTargetConfig,
 } from '../src/collectors/probes.js';
-import { ConfigError, parseConfig } from '../src/config/load.js';
+import { ConfigError, parseConfig } from '../src/collectors/config.js';
 import { HttpClient } from '../src/lib/http.js';
 import { probeHttp } from '../src/lib/probe-http.js';
 import { createLogger } from '../src/lib/log.js';
