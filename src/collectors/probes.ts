@@ -91,7 +91,7 @@ export function probesSchemaFor(table: ProbeTable) {
         .array(target)
         .default([])
         .describe(
-          `What to probe; none by default. Each has a kind: ${kinds.slice(0, -1).join(', ')} or ${kinds.at(-1)} (${titles.join(', ')}).`,
+          `What to probe; none by default. Each has a kind: ${listed(kinds, 'or')} (${titles.join(', ')}).`,
         ),
     },
   ).superRefine((value, ctx) => {
@@ -289,6 +289,13 @@ export function createProbesCollector(
   };
 }
 
+/** "a, b and c" (or "a, b or c"). */
+function listed(words: readonly string[], conjunction = 'and'): string {
+  return words.length < 2
+    ? words.join('')
+    : `${words.slice(0, -1).join(', ')} ${conjunction} ${words.at(-1)}`;
+}
+
 /** The families the probes collector exports with `table`'s kinds. */
 export function probeMetricNames(table: ProbeTable = PROBERS): string[] {
   return [...COMMON_METRICS, ...kindMetrics(table).map((m) => m.name)];
@@ -296,13 +303,7 @@ export function probeMetricNames(table: ProbeTable = PROBERS): string[] {
 
 registerCollector({
   name: 'probes',
-  description: `${Object.values(PROBERS)
-    .map((p) => p.title)
-    .join(
-      ', ',
-    )} probes: success, duration, consecutive failures, and each kind's own (${kindMetrics(PROBERS)
-    .map((m) => m.name)
-    .join(', ')})`,
+  description: `${listed(Object.values(PROBERS).map((p) => p.title))} probes: success, duration, consecutive failures; ${listed(kindMetrics(PROBERS).map((m) => m.name))}`,
   metrics: probeMetricNames(),
   schema: probesSchema,
   async create({ config, http, log }) {
