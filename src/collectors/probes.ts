@@ -55,7 +55,7 @@ function kindMetrics(table: ProbeTable): ProbeMetric[] {
 
 function proberFor(table: ProbeTable, target: TargetBase): Prober {
   const p = table[target.kind];
-  // The schema admits only the table's kinds; a config built around it is a bug here.
+  // The schema admits only the table's kinds: only a config that bypassed it gets here.
   if (p === undefined) throw new Error(`no probe kind "${target.kind}"`);
   return p;
 }
