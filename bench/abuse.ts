@@ -25,7 +25,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/collectors/config.js';
 import {
   RSS_TARGET_BYTES,
   figures,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { loadConfig, ConfigError } from './config/load.js';
+import { loadConfig, ConfigError } from './collectors/config.js';
 import { createLogger, errorText, type Logger } from './lib/log.js';
 import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const config = await loadConfig(values.config);
       if (values['web.listen-address'] !== undefined) {
-        const { parseConfig } = await import('./config/load.js');
+        const { parseConfig } = await import('./collectors/config.js');
         // Only the address: the file's other web settings (limits) stay.
         config.web.listen_address = parseConfig(
           { web: { listen_address: values['web.listen-address'] } },

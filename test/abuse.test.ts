@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/collectors/config.js';
 import {
   IDLE,
   RSS_TARGET_BYTES,

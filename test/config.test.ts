@@ -6,14 +6,36 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { ConfigError, loadConfig } from '../src/config/load.js';
+import { ConfigError, loadConfig } from '../src/collectors/config.js';
+import { configLoader, nearestKey } from '../src/config/load.js';
+import { collectorSchema } from '../src/collectors/collector.js';
+import { z } from 'zod';
 
 const run = promisify(execFile);
 const FIX = 'test/fixtures/config';
 
 /** Each invalid fixture and the exact lines `lookout check` must print for it. */
 const INVALID: Record<string, string[]> = {
-  'invalid-unknown-key.yml': ['web.listen_adress: unknown key; check its spelling and indentation'],
+  'invalid-unknown-key.yml': ['web.listen_adress: unknown key; did you mean listen_address?'],
+  'invalid-unknown-key-nested.yml': [
+    'collectors.tls.targets[0].servername: unknown key; did you mean server_name?',
+  ],
+  'invalid-unknown-key-probe-kind.yml': [
+    'collectors.probes.targets[0].list_key: unknown key; did you mean list_keys?',
+  ],
+  'invalid-unknown-key-case.yml': [
+    'collectors.processes.Timeout: unknown key; did you mean timeout?',
+  ],
+  'invalid-unknown-collector-typo.yml': ['collectors.hots: unknown key; did you mean host?'],
+  'invalid-probe-url-port.yml': [
+    'collectors.probes.targets[0].url: port 99999 is out of range; give a port from 1 to 65535',
+  ],
+  'invalid-probe-url-no-scheme.yml': [
+    'collectors.probes.targets[0].url: "127.0.0.1:8080/healthz" has no scheme; write "http://127.0.0.1:8080/healthz" (or https://)',
+  ],
+  'invalid-probe-url-no-host.yml': [
+    'collectors.probes.targets[0].url: "http://" has no host; write the server\'s name or address after the scheme, e.g. "http://127.0.0.1:8080/healthz"',
+  ],
   'invalid-duration-number.yml': [
     'collectors.host.interval: expected a duration like "5s", got 15',
   ],
@@ -46,6 +68,58 @@ describe('config validation', () => {
       });
     });
   }
+
+  it('an unknown key suggests the known key nearest to it, or none when nothing is near', () => {
+    const known = ['server_name', 'address', 'name', 'ca_file', 'timeout'];
+    const cases: [string, string | undefined][] = [
+      ['servername', 'server_name'],
+      ['Server-Name', 'server_name'],
+      ['adress', 'address'],
+      ['addresss', 'address'],
+      ['timout', 'timeout'],
+      ['nmae', 'name'],
+      ['cafile', 'ca_file'],
+      ['bogus', undefined],
+      ['x', undefined],
+      ['certificate', undefined],
+    ];
+    for (const [key, want] of cases) assert.equal(nearestKey(key, known), want, key);
+  });
+
+  it('the config layer loads blocks of collectors it is given, and suggests their keys', () => {
+    // src/config/ imports no collector: a block exists because the caller passes it.
+    const { parseConfig } = configLoader({
+      collectors: [
+        [
+          'queue',
+          {
+            schema: collectorSchema(
+              { enabled: true, interval: '5s', timeout: '1s' },
+              { depth_limit: z.number().default(10) },
+            ),
+          },
+        ],
+      ],
+    });
+    const config = parseConfig({ collectors: { queue: { depth_limit: 3 } } });
+    assert.deepEqual(config.collectors.queue, {
+      enabled: true,
+      interval: 5000,
+      timeout: 1000,
+      depth_limit: 3,
+    });
+    assert.throws(
+      () => parseConfig({ collectors: { queue: { depthlimit: 3 }, probes: {} } }, 'lookout.yml'),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, [
+          'collectors.queue.depthlimit: unknown key; did you mean depth_limit?',
+          'collectors.probes: unknown key; check its spelling and indentation',
+        ]);
+        return true;
+      },
+    );
+  });
 
   it('an empty file, a comments-only file and no file all mean the embedded defaults', async () => {
     const none = await loadConfig(undefined);
@@ -104,6 +178,22 @@ describe('lookout check (built CLI)', () => {
       `${file}: collectors.processes.timeout: must not be longer than the interval (15s); shorten timeout or lengthen interval`,
     ]);
   });
+
+  for (const command of ['check', 'serve']) {
+    it(`${command}: each probe URL mistake is a config error naming the field and the fix, exit 1`, async () => {
+      for (const [fixture, [line]] of Object.entries(INVALID).filter(([f]) =>
+        f.startsWith('invalid-probe-url-'),
+      )) {
+        const file = join(FIX, fixture);
+        const err = await run(process.execPath, ['dist/cli.js', command, '--config', file]).then(
+          () => assert.fail(`${command} must fail on ${fixture}`),
+          (e: { code: number; stderr: string }) => e,
+        );
+        assert.equal(err.code, 1, fixture);
+        assert.equal(err.stderr, `${file}: ${line}\n`, fixture);
+      }
+    });
+  }
 
   it('a missing file or a directory says which and how to fix it', async (t) => {
     const missing = await run(process.execPath, [...cli, '/nonexistent/lookout.yml']).catch(

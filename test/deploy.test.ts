@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { load } from 'js-yaml';
 import { parseDuration } from '../src/config/duration.js';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/collectors/config.js';
 import {
   REPO,
   freePort,

@@ -33,7 +33,7 @@ import { Agent, request as undiciRequest } from 'undici';
 import { request as httpRequest } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { collectorSchema, registerCollector } from '../src/collectors/collector.js';
-import { parseConfig } from '../src/config/load.js';
+import { parseConfig } from '../src/collectors/config.js';
 import { buildRunner } from '../src/exporter/build.js';
 
 const quiet = createLogger('error', {}, () => {});

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -14,12 +14,18 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import {
   createProbesCollector,
+  PROBERS,
+  probeMetricNames,
   probesSchema,
+  probesSchemaFor,
+  probeTable,
   targetLabel,
   type ProbesCollector,
   type ProbeTargetConfig,
 } from '../src/collectors/probes.js';
-import { ConfigError, parseConfig } from '../src/config/load.js';
+import { ConfigError, parseConfig } from '../src/collectors/config.js';
+import { configLoader } from '../src/config/load.js';
+import { prober as fileProber } from './fixtures/probes/file.js';
 import { HttpClient } from '../src/lib/http.js';
 import { probeHttp } from '../src/lib/probe-http.js';
 import { createLogger } from '../src/lib/log.js';
@@ -154,9 +160,10 @@ describe('probes config', () => {
         'collectors.probes.targets[0].connection_string: holds a password; put it in password_file (or the whole string in connection_string_file) so the config holds no secret',
         'collectors.probes.targets[1].connection_string: holds a password; put it in password_file (or the whole string in connection_string_file) so the config holds no secret',
         'collectors.probes.targets[2].name: required with connection_string_file (the label cannot come from a secret)',
+        // Each kind's own checks come with its target; the collector's across targets after.
+        'collectors.probes.targets[5].password_file: required with username (AUTH needs a password)',
         "collectors.probes.targets[3].timeout: must not be longer than the collector's timeout (10s); shorten it or lengthen collectors.probes.timeout",
         'collectors.probes.targets[4].name: target "127.0.0.1:22" (tcp) is also targets[3]; give each a distinct name',
-        'collectors.probes.targets[5].password_file: required with username (AUTH needs a password)',
       ],
     );
     assert.deepEqual(
@@ -174,6 +181,108 @@ describe('probes config', () => {
         'collectors.probes.targets[2].address: expected host:port, e.g. "127.0.0.1:6379" or "[::1]:6379"',
       ],
     );
+  });
+});
+
+describe('the table of probe kinds', () => {
+  test('a kind defined in one file outside src/ and added to a table is configured, probed and exported', async (t) => {
+    const dir = await tempDir();
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const present = join(dir, 'present');
+    const growing = join(dir, 'growing');
+    await writeFile(present, 'twelve bytes');
+    await writeFile(growing, '');
+    // The one entry: the built-in kinds plus the new one.
+    const table = probeTable(...Object.values(PROBERS), fileProber);
+    const { parseConfig: parse } = configLoader({
+      collectors: [['probes', { schema: probesSchemaFor(table) }]],
+    });
+    const doc = (targets: unknown[]) => ({ collectors: { probes: { targets } } });
+    const fail = (targets: unknown[]) =>
+      assert.throws(
+        () => parse(doc(targets), 'lookout.yml'),
+        (e: unknown) => e instanceof ConfigError && (problems.push(...e.problems), true),
+      );
+    const problems: string[] = [];
+    fail([{ kind: 'file', path: 'relative' }]);
+    fail([{ kind: 'file', path: '/x', min_byte: 1 }]);
+    fail([{ kind: 'fil', path: '/x' }]);
+    assert.deepEqual(problems, [
+      'collectors.probes.targets[0].path: expected an absolute path',
+      'collectors.probes.targets[0].min_byte: unknown key; did you mean min_bytes?',
+      'collectors.probes.targets[0].kind: expected one of "http", "tcp", "redis", "postgres", "sqlite", "file"',
+    ]);
+
+    const config = parse(
+      doc([
+        { kind: 'file', path: present },
+        { kind: 'file', path: growing, name: 'growing', min_bytes: 1 },
+        { kind: 'tcp', address: `127.0.0.1:${await freePort()}` },
+      ]),
+    ).collectors.probes as unknown as Parameters<typeof createProbesCollector>[0];
+    assert.deepEqual(probeMetricNames(table), [
+      ...probeMetricNames(),
+      'lookout_probe_file_size_bytes',
+    ]);
+    const client = new HttpClient();
+    t.after(() => client.close());
+    const c = createProbesCollector(config, client, log, table);
+    const round = () =>
+      c.update({ signal: AbortSignal.timeout(5000), deadline: performance.now() + 5000, log });
+    const registry = await round();
+    let text = await registry.metrics();
+    assert.equal(success(text, present, 'file'), 1);
+    assert.equal(success(text, 'growing', 'file'), 0, 'below min_bytes');
+    assert.equal(failures(text, 'growing', 'file'), 1);
+    assert.ok(seconds(text, present, 'file')! >= 0);
+    assert.equal(sampleValue(text, 'lookout_probe_file_size_bytes', { target: present }), 12);
+    assert.equal(sampleValue(text, 'lookout_probe_file_size_bytes', { target: 'growing' }), 0);
+    const refused = targetLabel(config.targets[2]!, table);
+    assert.equal(success(text, refused, 'tcp'), 0, 'the built-in kinds still run beside it');
+
+    // The next round: one file gone, the other grown. The same registry, the gone
+    // file's size series removed rather than left at its last value.
+    await rm(present);
+    await writeFile(growing, 'now it has bytes');
+    assert.equal(await round(), registry, 'the metric objects live as long as the collector');
+    text = await registry.metrics();
+    assert.equal(success(text, present, 'file'), 0);
+    assert.equal(failures(text, present, 'file'), 1);
+    assert.equal(
+      sampleValue(text, 'lookout_probe_file_size_bytes', { target: present }),
+      undefined,
+    );
+    assert.equal(success(text, 'growing', 'file'), 1);
+    assert.equal(failures(text, 'growing', 'file'), 0);
+    assert.equal(sampleValue(text, 'lookout_probe_file_size_bytes', { target: 'growing' }), 16);
+
+    const checks = await c.checkTargets({
+      signal: AbortSignal.timeout(5000),
+      deadline: performance.now() + 5000,
+      log,
+    });
+    assert.deepEqual(
+      checks.map((x) => [x.target, x.ok]),
+      [
+        [`file ${present}`, false],
+        ['file growing', true],
+        [`tcp ${refused}`, false],
+      ],
+    );
+    assert.match(checks[0]!.detail, /ENOENT/);
+  });
+
+  test('the built-in kinds and their metric families come from the table, one entry per kind', () => {
+    assert.deepEqual(Object.keys(PROBERS), ['http', 'tcp', 'redis', 'postgres', 'sqlite']);
+    assert.deepEqual(probeMetricNames(), [
+      'lookout_probe_success',
+      'lookout_probe_duration_seconds',
+      'lookout_probe_consecutive_failures',
+      'lookout_probe_http_status_code',
+      'lookout_redis_list_length',
+    ]);
+    for (const [kind, p] of Object.entries(PROBERS)) assert.equal(p.kind, kind);
+    assert.throws(() => probeTable(PROBERS.tcp, PROBERS.tcp), /probe kind "tcp" listed twice/);
   });
 });
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import { createTlsCollector, tlsSchema, type TlsTarget } from '../src/collectors/tls.js';
-import { parseConfig, ConfigError } from '../src/config/load.js';
+import { parseConfig, ConfigError } from '../src/collectors/config.js';
 import { createLogger } from '../src/lib/log.js';
 import {
   makeTestPki,

@@ -1,6 +1,4 @@
 import { z } from 'zod';
-// Importing the collectors registers them, and with them their config blocks.
-import { collectorDefinitions } from '../collectors/index.js';
 import { defaultStoragePath } from '../lib/storage.js';
 import { duration } from './duration.js';
 
@@ -105,19 +103,24 @@ const logSchema = z.strictObject({
 });
 
 /**
- * The whole config schema. Built on demand because each collector file adds its own
- * `collectors.<name>` block when it registers.
+ * Each collector's `collectors.<name>` block, in the order the collectors run. Given by
+ * the caller (src/collectors/config.ts passes the registered collectors) rather than
+ * imported, so the config layer knows no collector and a test can load a config for
+ * collectors of its own.
  */
-export function configSchema() {
-  const collectors: Record<string, z.ZodType> = {};
-  for (const [name, def] of collectorDefinitions()) collectors[name] = def.schema.prefault({});
+export type CollectorSchemas = Iterable<readonly [name: string, def: { schema: z.ZodType }]>;
+
+/** The whole config schema, for the given collectors. Built per parse (see storageSchema). */
+export function configSchema(collectors: CollectorSchemas) {
+  const blocks: Record<string, z.ZodType> = {};
+  for (const [name, def] of collectors) blocks[name] = def.schema.prefault({});
   return z.strictObject({
     web: webSchema.prefault({}),
     paths: pathsSchema.prefault({}),
     log: logSchema.prefault({}),
     storage: storageSchema().prefault({}),
     shutdown: shutdownSchema.prefault({}),
-    collectors: z.strictObject(collectors).prefault({}),
+    collectors: z.strictObject(blocks).prefault({}),
   });
 }
 

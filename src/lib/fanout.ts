@@ -6,7 +6,7 @@
  * and the whole run ends before the refresh's own deadline, so the collector as a whole
  * still succeeds and serves every other target.
  */
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from './duration.js';
 import { errorText } from './log.js';
 
 export type TargetResult<T> =

@@ -18,6 +18,11 @@ export interface HttpProbe {
   followRedirects: boolean;
 }
 
+export interface HttpOutcome extends ProbeOutcome {
+  /** The final response's status code. */
+  httpStatus: number;
+}
+
 /** As Go's http.Client, which blackbox_exporter uses: at most 10 redirects. */
 export const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -41,7 +46,7 @@ export async function probeHttp(
   http: HttpClient,
   p: HttpProbe,
   signal: AbortSignal,
-): Promise<ProbeOutcome> {
+): Promise<HttpOutcome> {
   let url = new URL(p.url);
   const origin = url.origin;
   let method = p.method;

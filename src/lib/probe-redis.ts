@@ -16,6 +16,11 @@ export interface RedisProbe {
   listKeys: readonly string[];
 }
 
+export interface RedisOutcome extends ProbeOutcome {
+  /** LLEN of each configured key that is a list (or absent: 0); only when Redis answered PONG. */
+  listLengths?: ReadonlyMap<string, number>;
+}
+
 /** One RESP reply: +simple, -error, :integer, $bulk (null as null), *array. */
 export type RespValue = string | number | null | RespError | RespValue[];
 
@@ -114,7 +119,7 @@ async function pipeline(
   }
 }
 
-export async function probeRedis(p: RedisProbe, signal: AbortSignal): Promise<ProbeOutcome> {
+export async function probeRedis(p: RedisProbe, signal: AbortSignal): Promise<RedisOutcome> {
   const commands: string[][] = [];
   if (p.password !== undefined)
     commands.push(p.username ? ['AUTH', p.username, p.password] : ['AUTH', p.password]);

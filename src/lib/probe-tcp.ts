@@ -10,10 +10,6 @@ export interface ProbeOutcome {
   ok: boolean;
   /** One line for `lookout check` and the log: `HTTP 200`, `PONG`, `expected 200 got 500`. */
   detail: string;
-  /** HTTP only: the final response's status code. */
-  httpStatus?: number;
-  /** Redis only: LLEN of each configured key that is a list (or absent: 0). */
-  listLengths?: Map<string, number>;
 }
 
 /** `host:port` or `[v6]:port` split; the config schema has checked the form. */

@@ -14,7 +14,7 @@ import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { dump, load } from 'js-yaml';
-import { ConfigError, parseConfig, parseConfigText } from '../../src/config/load.js';
+import { ConfigError, parseConfig, parseConfigText } from '../../src/collectors/config.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { regexSource } from '../../src/config/regex.js';
 import type { Config } from '../../src/config/schema.js';

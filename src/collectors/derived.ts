@@ -1,19 +1,11 @@
 /**
- * What one collector's config implies for another's, applied once after validation so
- * every collector still reads only its own block.
+ * What one collector's config implies for another's, applied once after validation (by
+ * the loader in ./config.ts) so every collector still reads only its own block. It lives
+ * beside the collectors because it reads their internals; the config layer only runs it.
  */
-// First: collectors register in index.ts's order (the landing page's, `lookout status`'s
-// and `lookout check`'s); importing one collector module before it would move it ahead.
-import '../collectors/index.js';
-import type { ProbeTargetConfig } from '../collectors/probes.js';
-import {
-  parseAddress,
-  targetLabel as tlsLabel,
-  TARGET_LABEL_MAX,
-  type TlsTarget,
-} from '../collectors/tls.js';
-import { targetLabel as probeLabel } from '../collectors/probes.js';
-import type { Config } from './schema.js';
+import type { Config } from '../config/schema.js';
+import { targetLabel as probeLabel, type ProbeTargetConfig } from './probes.js';
+import { parseAddress, targetLabel as tlsLabel, TARGET_LABEL_MAX, type TlsTarget } from './tls.js';
 
 type Block = Config['collectors'][string];
 
