@@ -53,9 +53,15 @@ describe('Runner', () => {
     const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, '1.2.3');
     await runner.collectOnce();
     const text = (await runner.exposition('prometheus')).toString();
-    assert.equal(seriesValue(text, 'a_value'), 1);
-    assert.equal(seriesValue(text, 'b_value'), 1);
-    assert.equal(seriesValue(text, 'lookout_collector_success{collector="a"}'), 1);
+    for (const name of ['a', 'b']) {
+      assert.equal(seriesValue(text, `${name}_value`), 1, `${name} served`);
+      assert.equal(
+        seriesValue(text, `lookout_collector_success{collector="${name}"}`),
+        1,
+        `${name} marked successful`,
+      );
+      assert.equal(runner.states().find((s) => s.name === name)?.outcome, 'ok');
+    }
     assert.match(text, /lookout_build_info\{version="1\.2\.3",nodejs_version="v\d+/);
     await runner.stop();
   });
