@@ -18,6 +18,7 @@ import type {
   CollectorAction,
   ServiceContext,
 } from '../src/collectors/collector.js';
+import { collectorSchema } from '../src/collectors/collector.js';
 import { Runner, type RunnerEntry } from '../src/exporter/runner.js';
 import { createLogger } from '../src/lib/log.js';
 import { seriesValue } from './helpers/exposition.js';
@@ -402,5 +403,27 @@ describe('an action in the built CLI', () => {
     } finally {
       await lookoutServe.stop();
     }
+  });
+});
+
+describe('the actions block of a collector’s config', () => {
+  const withActions = collectorSchema(
+    { enabled: true, interval: '15s', timeout: '5s', actions: { maxPerHour: 6 } },
+    {},
+  );
+  const without = collectorSchema({ enabled: true, interval: '15s', timeout: '5s' }, {});
+
+  it('is off by default with the collector’s limit, and only where the collector has actions', () => {
+    assert.deepEqual(withActions.parse({}).actions, { enabled: false, max_per_hour: 6 });
+    assert.deepEqual(withActions.parse({ actions: { enabled: true, max_per_hour: 1 } }).actions, {
+      enabled: true,
+      max_per_hour: 1,
+    });
+    assert.equal(without.safeParse({ actions: { enabled: true } }).success, false);
+  });
+
+  it('takes no limit below one an hour, nor keys it does not know', () => {
+    assert.equal(withActions.safeParse({ actions: { max_per_hour: 0 } }).success, false);
+    assert.equal(withActions.safeParse({ actions: { enable: true } }).success, false);
   });
 });
