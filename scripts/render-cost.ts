@@ -11,6 +11,7 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
+import { isPolled } from '../src/collectors/collector.js';
 import { parseConfig } from '../src/config/load.js';
 import { buildRunner } from '../src/exporter/build.js';
 import { render } from '../src/exporter/openmetrics.js';
@@ -28,10 +29,10 @@ new PerformanceObserver((list) => (gcs += list.getEntries().length)).observe({
 const { runner, http } = await buildRunner(parseConfig({}, 'defaults'), createLogger('error'));
 const registries: Registry[] = [];
 for (const [name, collector] of runner.collectors()) {
-  if (!('update' in collector)) continue;
+  if (!isPolled(collector)) continue;
   const signal = AbortSignal.timeout(10_000);
   const registry = await collector
-    .update({
+    .collect({
       signal,
       deadline: performance.now() + 10_000,
       log: createLogger('error', { collector: name }),

@@ -36,8 +36,8 @@ function quietLog(lines: string[] = []): Logger {
 }
 
 async function collect(collector: Collector): Promise<string> {
-  assert.ok(collector.update, 'a polled collector');
-  const registry = await collector.update({
+  assert.ok(collector.collect, 'a polled collector');
+  const registry = await collector.collect({
     signal: new AbortController().signal,
     deadline: Infinity,
     log: quietLog(),

@@ -69,7 +69,7 @@ function threeParts(dir: string) {
     },
   };
   const collector: Collector = {
-    async update() {
+    async collect() {
       if (failing) throw failing;
       // Label sets of items that went away are removed; the metric object stays.
       for (const name of lastSeen.keys()) if (!items.has(name)) health.remove({ name });

@@ -269,7 +269,7 @@ describe('a blackholed target (accepts, never answers) through the shared HTTP c
     fanout = new Fanout({ name: 'probe', concurrency: 4, timeoutMs: TARGET_TIMEOUT_MS });
     await http.dispatcher(); // as a collector's create() does: undici loaded before any deadline
     const probe: PolledCollector = {
-      async update({ signal, deadline }) {
+      async collect({ signal, deadline }) {
         const results = await fanout.run(
           targets,
           (t) => t,
@@ -358,7 +358,7 @@ describe('a collector with a service', () => {
     };
     let polls = 0;
     const polled: PolledCollector = {
-      async update() {
+      async collect() {
         const r = new Registry();
         new Gauge({ name: 'test_polls', help: 'test', registers: [r] }).set(++polls);
         return r;
@@ -708,7 +708,7 @@ describe('metric families', () => {
 
   it('a refresh exporting a family its definition does not declare fails, and serves nothing', async () => {
     const sneaky: PolledCollector = {
-      async update() {
+      async collect() {
         const r = new Registry();
         new Gauge({ name: 'test_declared', help: 't', registers: [r] }).set(1);
         new Gauge({ name: 'test_sneaky', help: 't', registers: [r] }).set(1);

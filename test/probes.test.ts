@@ -84,7 +84,7 @@ function collector(probes: unknown, http: HttpClient): ProbesCollector {
 
 /** One refresh, as the runner does it: under the collector's timeout. */
 async function refresh(c: ProbesCollector, timeoutMs = 10_000): Promise<string> {
-  const registry = await c.update({
+  const registry = await c.collect({
     signal: AbortSignal.timeout(timeoutMs),
     deadline: performance.now() + timeoutMs,
     log,

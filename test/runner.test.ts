@@ -17,7 +17,7 @@ function switchable(name: string) {
   let mode: 'ok' | 'throw' | 'hang' | 'nothing' = 'ok';
   let calls = 0;
   const collector: Collector = {
-    async update() {
+    async collect() {
       calls++;
       if (mode === 'throw')
         throw new CollectorError(`${name}: read failed`, { cause: new Error('EIO') });
@@ -97,7 +97,7 @@ describe('Runner', () => {
       'x',
     );
     hung.set('hang');
-    // collectOnce returning at all shows the runner gave up on the update that never resolves.
+    // collectOnce returning at all shows the runner gave up on the refresh that never resolves.
     await runner.collectOnce();
     let text = (await runner.exposition('prometheus')).toString();
     assert.equal(seriesValue(text, 'lookout_collector_success{collector="hung"}'), 0);
@@ -111,7 +111,7 @@ describe('Runner', () => {
     assert.equal(
       hung.calls(),
       1,
-      'the hung update is still in flight, so it must not be called again',
+      'the hung refresh is still in flight, so it must not be called again',
     );
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'stuck');
     // A stuck refresh reports how long it has been running, not the last finished duration.
@@ -132,7 +132,7 @@ describe('Runner', () => {
 
   it('a collector that throws synchronously is a failed refresh, not a crash', async () => {
     const sync: Collector = {
-      update() {
+      collect() {
         throw new Error('thrown before any await');
       },
     };
@@ -232,7 +232,7 @@ describe('HTTP /metrics while a collector hangs', () => {
 function stamped(name: string) {
   const starts: number[] = [];
   const collector: Collector = {
-    async update() {
+    async collect() {
       starts.push(performance.now());
       const registry = new Registry();
       new Gauge({ name: `${name}_value`, help: 'test value', registers: [registry] }).set(1);

@@ -29,7 +29,7 @@ export interface CollectorContext<C = unknown> {
   stateDirectory(): Promise<string>;
 }
 
-export interface UpdateContext {
+export interface CollectContext {
   /** Aborted when the collector's timeout passes; pass it to every I/O call that takes one. */
   signal: AbortSignal;
   /** When that happens, in performance.now() milliseconds: give it to Fanout.run. */
@@ -38,7 +38,7 @@ export interface UpdateContext {
 }
 
 /**
- * A collector is made of parts, any of them: `update` (polled), `service` (long-lived)
+ * A collector is made of parts, any of them: `collect` (polled), `service` (long-lived)
  * and `actions` (changes to the world). The runner times each part and records success;
  * a collector never touches self-metrics. One `lookout_collector_success{collector}`
  * covers every part: a failed refresh or a service fault sets it to 0.
@@ -51,7 +51,7 @@ export interface Collector {
    * went away removed, through prom-client's own API — or throws. After a throw the
    * runner serves nothing of this registry until the next refresh succeeds.
    */
-  update?(ctx: UpdateContext): Promise<Registry>;
+  collect?(ctx: CollectContext): Promise<Registry>;
   /**
    * Long-lived (a log tail, an ingest, an event stream): started once, its counters
    * rendered on every scrape, stopped and flushed on shutdown.
@@ -68,17 +68,17 @@ export interface Collector {
    * For `lookout check`: tries each configured target once, now, and says whether it
    * answers. Collectors with targets (nginx, TLS, probes) implement it.
    */
-  checkTargets?(ctx: UpdateContext): Promise<TargetCheck[]>;
+  checkTargets?(ctx: CollectContext): Promise<TargetCheck[]>;
   /** Release sockets, timers, file handles on shutdown (after the service has stopped). */
   close?(): Promise<void> | void;
   routes?: readonly CollectorRoute[];
 }
 
 /** A collector with a polled part: what tests and `lookout check` call directly. */
-export type PolledCollector = Collector & Required<Pick<Collector, 'update'>>;
+export type PolledCollector = Collector & Required<Pick<Collector, 'collect'>>;
 
 export function isPolled(c: Collector): c is PolledCollector {
-  return c.update !== undefined;
+  return c.collect !== undefined;
 }
 
 /** A collector with a long-lived part. */

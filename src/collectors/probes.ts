@@ -25,7 +25,7 @@ import {
   registerCollector,
   type PolledCollector,
   type TargetCheck,
-  type UpdateContext,
+  type CollectContext,
 } from './collector.js';
 
 export const KINDS = ['http', 'tcp', 'redis', 'postgres', 'sqlite'] as const;
@@ -356,7 +356,7 @@ export function failureText(r: TargetResult<ProbeOutcome>, timeoutMs: number): s
 }
 
 export interface ProbesCollector extends PolledCollector {
-  checkTargets(ctx: UpdateContext): Promise<TargetCheck[]>;
+  checkTargets(ctx: CollectContext): Promise<TargetCheck[]>;
   /** Consecutive failures by `kind target`, as the next refresh will add to them. */
   failureCounts(): ReadonlyMap<string, number>;
 }
@@ -416,7 +416,7 @@ export function createProbesCollector(
   /** Survives refreshes; holds only configured targets' keys. */
   const failures = new Map<string, number>(targets.map((t) => [t.key, 0]));
 
-  const probeAll = (ctx: UpdateContext) => {
+  const probeAll = (ctx: CollectContext) => {
     // The fan-out listens on the refresh's signal once per call in flight: up to
     // `concurrency` listeners, not a leak.
     setMaxListeners(config.concurrency + 10, ctx.signal);
@@ -440,7 +440,7 @@ export function createProbesCollector(
   return {
     failureCounts: () => failures,
 
-    async update(ctx) {
+    async collect(ctx) {
       const results = await probeAll(ctx);
       const registry = new Registry();
       const registers = [registry];

@@ -419,7 +419,7 @@ export class Runner {
   }: { services?: boolean; only?: readonly string[] } = {}): Promise<void> {
     await Promise.all(
       this.slots
-        .filter((slot) => services || slot.entry.collector.update !== undefined)
+        .filter((slot) => services || slot.entry.collector.collect !== undefined)
         .filter((slot) => only === undefined || only.includes(slot.entry.name))
         .map((slot) => this.run(slot, services)),
     );
@@ -535,10 +535,10 @@ export class Runner {
       this.log.warn('collector skipped', { collector: entry.name, err: slot.state.lastError });
       return;
     }
-    const { service, update } = entry.collector;
+    const { service, collect } = entry.collector;
     const withService = services && service !== undefined;
     if (withService && this.stopped) return;
-    if (update === undefined && slot.running) this.checkService(slot);
+    if (collect === undefined && slot.running) this.checkService(slot);
     else
       await this.attempt(slot, started, (signal, deadline) =>
         this.parts(slot, withService ? service : undefined, signal, deadline),
@@ -633,8 +633,8 @@ export class Runner {
     deadline: number,
   ): Promise<Rendered | undefined> {
     const { collector } = slot.entry;
-    if (collector.update === undefined) return undefined;
-    const registry = await collector.update({ signal, deadline, log: slot.log });
+    if (collector.collect === undefined) return undefined;
+    const registry = await collector.collect({ signal, deadline, log: slot.log });
     const broken = undeclared(registry, slot.entry);
     if (broken !== undefined) throw new Error(broken);
     return render(registry);
@@ -687,7 +687,7 @@ export class Runner {
       // A refresh that did not finish in time has nothing to serve.
       if (outcome === 'timeout') {
         slot.text = NOTHING;
-        if (entry.collector.update) slot.collectFailure = { outcome, error: errorText(err) };
+        if (entry.collector.collect) slot.collectFailure = { outcome, error: errorText(err) };
       }
       this.record(slot, outcome, errorText(err), seconds);
       const fields = { duration_seconds: seconds.toFixed(4), err: errorText(err) };
@@ -826,7 +826,7 @@ function outcomeOf(err: unknown): Outcome {
 
 function partsOf(c: Collector): Part[] {
   const parts: Part[] = [];
-  if (c.update) parts.push('collect');
+  if (c.collect) parts.push('collect');
   if (c.service) parts.push('service');
   if (c.actions?.length) parts.push('actions');
   return parts;
