@@ -8,11 +8,12 @@
  * upstream must not keep lookout — the thing that reports the upstream is down — from
  * starting, nor fail a config change that is right.
  */
-import { isStreaming, type TargetCheck } from './collectors/collector.js';
+import type { TargetCheck } from './collectors/collector.js';
 import type { Config } from './config/schema.js';
 import { buildRunner } from './exporter/build.js';
+import type { ActionReport } from './exporter/runner.js';
 import { createLogger, errorText } from './lib/log.js';
-import { table } from './status.js';
+import { formatActions, table } from './status.js';
 
 export interface CollectorChecks {
   collector: string;
@@ -21,14 +22,26 @@ export interface CollectorChecks {
   error?: string;
 }
 
-/** Runs every enabled collector's checkTargets at once; one without targets is left out. */
-export async function checkTargets(config: Config): Promise<CollectorChecks[]> {
+export interface CheckReport {
+  /** Per collector with targets, whether each answers now. */
+  targets: CollectorChecks[];
+  /** What each collector's actions would do now (never run here). */
+  actions: ActionReport[];
+}
+
+/**
+ * Runs every enabled collector's checkTargets at once (one without targets is left out),
+ * and one refresh of each collector that declares actions, to show what they would do.
+ */
+export async function checkTargets(config: Config): Promise<CheckReport> {
   const log = createLogger('error');
   const { runner, http } = await buildRunner(config, log);
   try {
     const jobs: Promise<CollectorChecks>[] = [];
+    const acting = [...runner.collectors()].filter(([, c]) => c.actions?.length);
+    const planned = runner.collectOnce({ services: false, only: acting.map(([n]) => n) });
     for (const [name, collector] of runner.collectors()) {
-      if (isStreaming(collector) || !collector.checkTargets) continue;
+      if (!collector.checkTargets) continue;
       const timeoutMs = config.collectors[name]!.timeout;
       const signal = AbortSignal.timeout(timeoutMs);
       const deadline = performance.now() + timeoutMs;
@@ -39,15 +52,21 @@ export async function checkTargets(config: Config): Promise<CollectorChecks[]> {
         ),
       );
     }
-    return (await Promise.all(jobs)).filter((c) => c.checks.length > 0 || c.error);
+    const targets = (await Promise.all(jobs)).filter((c) => c.checks.length > 0 || c.error);
+    await planned;
+    return { targets, actions: runner.actionReports() };
   } finally {
     await runner.stop();
     await http.close();
   }
 }
 
-/** The table `lookout check` prints; empty when no collector has targets. */
-export function formatChecks(results: readonly CollectorChecks[]): string {
+/** What `lookout check` prints after the config: targets, then actions; empty when there are neither. */
+export function formatChecks({ targets, actions }: CheckReport): string {
+  return formatTargets(targets) + formatActions(actions);
+}
+
+function formatTargets(results: readonly CollectorChecks[]): string {
   if (results.length === 0) return '';
   const rows = results.flatMap((r) =>
     r.error !== undefined

@@ -9,7 +9,7 @@ import type { HostSeen } from './collectors/host.js';
 import type { ProcessesSeen } from './collectors/processes.js';
 import type { Config } from './config/schema.js';
 import { buildRunner } from './exporter/build.js';
-import type { Outcome } from './exporter/runner.js';
+import type { ActionReport, Outcome } from './exporter/runner.js';
 import type { CpuTimes } from './lib/procfs.js';
 import { createLogger } from './lib/log.js';
 import { VERSION } from './version.js';
@@ -79,6 +79,29 @@ function cpuSection(
   return `CPU      ${percent(busy)} busy over ${seconds.toFixed(1)} s on ${cores} cores (${parts.join(', ')})\n`;
 }
 
+/**
+ * What each collector's actions would do now, for `lookout status` and `lookout check`:
+ * planned from the collection just made, never run. Empty when no collector has actions.
+ */
+export function formatActions(reports: readonly ActionReport[]): string {
+  if (reports.length === 0) return '';
+  let text =
+    '\nActions: what each would do now (only lookout serve runs them; this command never does)\n';
+  for (const r of reports) {
+    const limit = r.maxPerHour === undefined ? '' : `, at most ${r.maxPerHour} runs an hour`;
+    const state = r.enabled
+      ? `on${limit}`
+      : r.maxPerHour === undefined
+        ? 'off (this collector has no actions block)'
+        : `off: collectors.${r.collector}.actions.enabled is false${limit}`;
+    text += `  ${r.collector} ${r.action}: ${r.description}\n    ${state}\n`;
+    if (r.error !== undefined) text += `    ${r.error}\n`;
+    else if (!r.plans?.length) text += '    nothing to do now\n';
+    else for (const p of r.plans) text += `    would ${p.what}: ${p.why}\n`;
+  }
+  return text;
+}
+
 const FAILED: ReadonlySet<Outcome> = new Set(['failed', 'timeout', 'stuck', 'pending']);
 
 export async function status(config: Config, out: NodeJS.WritableStream): Promise<number> {
@@ -89,12 +112,12 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
   const filesystem = observer<MountSeen[]>(collectors, 'filesystem');
   const processes = observer<ProcessesSeen>(collectors, 'processes');
   try {
-    await runner.collectOnce({ streaming: false });
+    await runner.collectOnce({ services: false });
     const firstErrors = new Map(runner.states().map((s) => [s.name, s.lastError]));
     const cpuBefore = host?.lastSeen()?.stat.cpu;
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, CPU_SAMPLE_MS));
-    await runner.collectOnce({ streaming: false });
+    await runner.collectOnce({ services: false });
     const cpuSeconds = (performance.now() - t0) / 1000;
     const states = runner.states();
     const outcome = new Map(states.map((s) => [s.name, s.outcome]));
@@ -201,8 +224,9 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     // Collectors
     let failed = 0;
     const rows = states.map((s) => {
-      // Streaming collectors count events in the running service; status does not start them.
-      if (s.kind === 'streaming') return [s.name, 'streaming (see the running service)', '', ''];
+      // A service counts events in the running lookout; status does not start it.
+      if (!s.parts.includes('collect'))
+        return [s.name, 'service (see the running service)', '', ''];
       const bad = FAILED.has(s.outcome);
       if (bad) failed++;
       const err =
@@ -221,6 +245,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     text += 'Collectors\n';
     text += table(['NAME', 'STATE', 'TOOK', 'ERROR'], rows, [false, false, true, false]);
     if (failed) text += `\n${failed} collector(s) failed.\n`;
+    text += formatActions(runner.actionReports());
     out.write(text);
     return failed ? 1 : 0;
   } finally {

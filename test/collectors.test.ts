@@ -11,7 +11,7 @@ import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isStreaming, type Collector, type HostPaths } from '../src/collectors/collector.js';
+import { type Collector, type HostPaths } from '../src/collectors/collector.js';
 import {
   createFilesystemCollector,
   filesystemSchema,
@@ -36,8 +36,8 @@ function quietLog(lines: string[] = []): Logger {
 }
 
 async function collect(collector: Collector): Promise<string> {
-  assert.ok(!isStreaming(collector), 'a polled collector');
-  const registry = await collector.update({
+  assert.ok(collector.collect, 'a polled collector');
+  const registry = await collector.collect({
     signal: new AbortController().signal,
     deadline: Infinity,
     log: quietLog(),

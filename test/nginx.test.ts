@@ -49,7 +49,7 @@ async function refresh(statusUrl: string, statusTimeout = '1s') {
     nginxSchema.parse({ status_url: statusUrl, status_timeout: statusTimeout }),
     http,
   );
-  const registry = await collector.update({
+  const registry = await collector.collect({
     signal: AbortSignal.timeout(10_000),
     deadline: performance.now() + 10_000,
     log,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary } from 'prom-client';
 import { render } from '../src/exporter/openmetrics.js';
 import { toOpenMetrics } from './helpers/openmetrics.js';
 import { parseExposition } from './helpers/exposition.js';
@@ -80,6 +80,19 @@ it('render() writes what prom-client writes, and its OpenMetrics form what toOpe
   h.observe({ kind: 'minor' }, 0.05);
   h.observe({ kind: 'major' }, 2);
   new Histogram({ name: 'g_seconds', help: 'unlabelled', buckets: [1], registers }).observe(0.5);
+  const sm = new Summary({
+    name: 'h_bytes',
+    help: 'a summary',
+    labelNames: ['log'],
+    percentiles: [0.5, 0.9],
+    registers,
+  });
+  sm.observe({ log: 'a"b' }, 10);
+  sm.observe({ log: 'a"b' }, 30);
+  new Gauge({ name: 'i', help: 'numeric label value', labelNames: ['n'], registers }).set(
+    { n: 7 },
+    1,
+  );
 
   const rendered = await render(registry);
   const prom = await registry.metrics();

@@ -1,5 +1,5 @@
 /**
- * The collector platform: per-target fan-out against a real blackholed socket, streaming
+ * The collector platform: per-target fan-out against a real blackholed socket, service
  * counters across refreshes and scrapes, contributed routes over real HTTP, declared
  * metric families, the state directory, and ordered shutdown of the real CLI.
  */
@@ -18,8 +18,8 @@ import { z } from 'zod';
 import {
   RouteError,
   type PolledCollector,
-  type StreamContext,
-  type StreamingCollector,
+  type ServiceCollector,
+  type ServiceContext,
 } from '../src/collectors/collector.js';
 import { createApp } from '../src/exporter/app.js';
 import { checkFamilies, Runner, StartupError, type RunnerEntry } from '../src/exporter/runner.js';
@@ -269,7 +269,7 @@ describe('a blackholed target (accepts, never answers) through the shared HTTP c
     fanout = new Fanout({ name: 'probe', concurrency: 4, timeoutMs: TARGET_TIMEOUT_MS });
     await http.dispatcher(); // as a collector's create() does: undici loaded before any deadline
     const probe: PolledCollector = {
-      async update({ signal, deadline }) {
+      async collect({ signal, deadline }) {
         const results = await fanout.run(
           targets,
           (t) => t,
@@ -342,7 +342,7 @@ describe('a blackholed target (accepts, never answers) through the shared HTTP c
   });
 });
 
-describe('a streaming collector', () => {
+describe('a collector with a service', () => {
   it('keeps counting across many refreshes and scrapes, never reset', async () => {
     const registry = new Registry();
     const events = new Counter({
@@ -353,15 +353,12 @@ describe('a streaming collector', () => {
     });
     let started = 0;
     let stopped = 0;
-    const stream: StreamingCollector = {
-      kind: 'streaming',
-      registry,
-      start: () => void started++,
-      stop: () => void stopped++,
+    const stream: ServiceCollector = {
+      service: { registry, start: () => void started++, stop: () => void stopped++ },
     };
     let polls = 0;
     const polled: PolledCollector = {
-      async update() {
+      async collect() {
         const r = new Registry();
         new Gauge({ name: 'test_polls', help: 'test', registers: [r] }).set(++polls);
         return r;
@@ -401,20 +398,21 @@ describe('a streaming collector', () => {
   });
 });
 
-describe('a streaming collector’s health', () => {
+describe('a service’s health', () => {
   it('a failed start is tried again; a fault after start is success 0 until healthy, its counts still served', async () => {
     const registry = new Registry();
     const n = new Counter({ name: 'test_lines_total', help: 'test', registers: [registry] });
     let attempts = 0;
-    let ctx!: StreamContext;
-    const stream: StreamingCollector = {
-      kind: 'streaming',
-      registry,
-      start(c) {
-        if (++attempts === 1) throw new Error('log file not there yet');
-        ctx = c;
+    let ctx!: ServiceContext;
+    const stream: ServiceCollector = {
+      service: {
+        registry,
+        start(c) {
+          if (++attempts === 1) throw new Error('log file not there yet');
+          ctx = c;
+        },
+        stop() {},
       },
-      stop() {},
     };
     const runner = new Runner([entry('tail', stream, ['test_lines_total'])], quiet, 'x');
     const text = async () => (await runner.exposition('prometheus')).toString();
@@ -461,11 +459,8 @@ describe('a contributed route', () => {
     help: 'test',
     registers: [registry],
   });
-  const ingest: StreamingCollector = {
-    kind: 'streaming',
-    registry,
-    start() {},
-    stop() {},
+  const ingest: ServiceCollector = {
+    service: { registry, start() {}, stop() {} },
     routes: [
       {
         method: 'POST',
@@ -589,13 +584,14 @@ describe('routes and their collector', () => {
     description: 'test: a route that needs its collector running',
     metrics: [],
     schema: collectorSchema({ enabled: false, interval: '1s', timeout: '1s' }, {}),
-    create: (): StreamingCollector => ({
-      kind: 'streaming',
-      registry,
-      start() {
-        if (startFails) throw new Error('ledger disk missing');
+    create: (): ServiceCollector => ({
+      service: {
+        registry,
+        start() {
+          if (startFails) throw new Error('ledger disk missing');
+        },
+        stop() {},
       },
-      stop() {},
       routes: [{ method: 'POST', path: '/api/v1/t', handle: () => ({ status: 204, body: null }) }],
     }),
   });
@@ -644,11 +640,8 @@ describe('routes and their collector', () => {
   });
 
   it('two routes on one method and path, or one on lookout’s own pages, stop start-up', () => {
-    const routeOn = (path: string): StreamingCollector => ({
-      kind: 'streaming',
-      registry: new Registry(),
-      start() {},
-      stop() {},
+    const routeOn = (path: string): ServiceCollector => ({
+      service: { registry: new Registry(), start() {}, stop() {} },
       routes: [{ method: 'GET', path, handle: () => ({ status: 200, body: {} }) }],
     });
     assert.throws(
@@ -715,7 +708,7 @@ describe('metric families', () => {
 
   it('a refresh exporting a family its definition does not declare fails, and serves nothing', async () => {
     const sneaky: PolledCollector = {
-      async update() {
+      async collect() {
         const r = new Registry();
         new Gauge({ name: 'test_declared', help: 't', registers: [r] }).set(1);
         new Gauge({ name: 'test_sneaky', help: 't', registers: [r] }).set(1);

@@ -90,7 +90,7 @@ function collector(probes: unknown, http: HttpClient): ProbesCollector {
 
 /** One refresh, as the runner does it: under the collector's timeout. */
 async function refresh(c: ProbesCollector, timeoutMs = 10_000): Promise<string> {
-  const registry = await c.update({
+  const registry = await c.collect({
     signal: AbortSignal.timeout(timeoutMs),
     deadline: performance.now() + timeoutMs,
     log,
@@ -228,7 +228,7 @@ describe('the table of probe kinds', () => {
     t.after(() => client.close());
     const c = createProbesCollector(config, client, log, table);
     const round = () =>
-      c.update({ signal: AbortSignal.timeout(5000), deadline: performance.now() + 5000, log });
+      c.collect({ signal: AbortSignal.timeout(5000), deadline: performance.now() + 5000, log });
     const registry = await round();
     let text = await registry.metrics();
     assert.equal(success(text, present, 'file'), 1);

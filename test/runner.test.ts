@@ -17,7 +17,7 @@ function switchable(name: string) {
   let mode: 'ok' | 'throw' | 'hang' | 'nothing' = 'ok';
   let calls = 0;
   const collector: Collector = {
-    async update() {
+    async collect() {
       calls++;
       if (mode === 'throw')
         throw new CollectorError(`${name}: read failed`, { cause: new Error('EIO') });
@@ -53,9 +53,15 @@ describe('Runner', () => {
     const runner = new Runner([entry('a', a.collector), entry('b', b.collector)], quiet, '1.2.3');
     await runner.collectOnce();
     const text = (await runner.exposition('prometheus')).toString();
-    assert.equal(seriesValue(text, 'a_value'), 1);
-    assert.equal(seriesValue(text, 'b_value'), 1);
-    assert.equal(seriesValue(text, 'lookout_collector_success{collector="a"}'), 1);
+    for (const name of ['a', 'b']) {
+      assert.equal(seriesValue(text, `${name}_value`), 1, `${name} served`);
+      assert.equal(
+        seriesValue(text, `lookout_collector_success{collector="${name}"}`),
+        1,
+        `${name} marked successful`,
+      );
+      assert.equal(runner.states().find((s) => s.name === name)?.outcome, 'ok');
+    }
     assert.match(text, /lookout_build_info\{version="1\.2\.3",nodejs_version="v\d+/);
     await runner.stop();
   });
@@ -91,7 +97,7 @@ describe('Runner', () => {
       'x',
     );
     hung.set('hang');
-    // collectOnce returning at all shows the runner gave up on the update that never resolves.
+    // collectOnce returning at all shows the runner gave up on the refresh that never resolves.
     await runner.collectOnce();
     let text = (await runner.exposition('prometheus')).toString();
     assert.equal(seriesValue(text, 'lookout_collector_success{collector="hung"}'), 0);
@@ -105,7 +111,7 @@ describe('Runner', () => {
     assert.equal(
       hung.calls(),
       1,
-      'the hung update is still in flight, so it must not be called again',
+      'the hung refresh is still in flight, so it must not be called again',
     );
     assert.equal(runner.states().find((s) => s.name === 'hung')?.outcome, 'stuck');
     // A stuck refresh reports how long it has been running, not the last finished duration.
@@ -126,7 +132,7 @@ describe('Runner', () => {
 
   it('a collector that throws synchronously is a failed refresh, not a crash', async () => {
     const sync: Collector = {
-      update() {
+      collect() {
         throw new Error('thrown before any await');
       },
     };
@@ -226,7 +232,7 @@ describe('HTTP /metrics while a collector hangs', () => {
 function stamped(name: string) {
   const starts: number[] = [];
   const collector: Collector = {
-    async update() {
+    async collect() {
       starts.push(performance.now());
       const registry = new Registry();
       new Gauge({ name: `${name}_value`, help: 'test value', registers: [registry] }).set(1);

@@ -44,7 +44,7 @@ let refusedPort: number;
 /** Runs one refresh of a TLS collector with this config, as the runner would. */
 async function refresh(config: Record<string, unknown>, timeoutMs = 20_000) {
   const collector = createTlsCollector(tlsSchema.parse(config), log);
-  const registry = await collector.update({
+  const registry = await collector.collect({
     signal: AbortSignal.timeout(timeoutMs),
     deadline: performance.now() + timeoutMs,
     log,

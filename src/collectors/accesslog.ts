@@ -27,8 +27,8 @@ import {
 import {
   collectorSchema,
   registerCollector,
-  type StreamContext,
-  type StreamingCollector,
+  type ServiceCollector,
+  type ServiceContext,
 } from './collector.js';
 
 /** Methods kept as label values; any other is `other` (a scanner's junk, WebDAV verbs). */
@@ -441,51 +441,53 @@ registerCollector({
     'lookout_accesslog_lines_total',
   ],
   schema: accesslogSchema,
-  create(ctx): StreamingCollector {
+  create(ctx): ServiceCollector {
     const cfg = ctx.config;
     const logs = cfg.logs.map((l) => new LogCounts(l, cfg.buckets, ctx.log));
     const registry = accesslogRegistry(logs, cfg.buckets);
     let tails: Tail[] = [];
     return {
-      kind: 'streaming',
-      registry,
-      async start(sctx: StreamContext) {
-        const failing = new Map<string, string>();
-        const update = () => {
-          if (failing.size === 0) sctx.healthy();
-          else sctx.fault(new Error([...failing].map(([p, e]) => `${p}: ${e}`).join('; ')));
-        };
-        tails = cfg.logs.map((l, i) => {
-          const counts = logs[i]!;
-          return new Tail(l.path, {
-            onLines: counts.onLines,
-            onOverlong: () => counts.overlong(),
-            onError: (err) => {
-              // The tail retries on every poll: report a fault once, not once a second.
-              const text = errorText(err);
-              if (failing.get(l.path) === text) return;
-              failing.set(l.path, text);
-              update();
-            },
-            onRecovered: () => {
-              failing.delete(l.path);
-              update();
-            },
-            pollMs: cfg.poll_interval,
-            // nginx escapes bytes past ASCII in its default format, so latin1 (V8's
-            // one-byte strings) is exact there and cheapest; JSON and patterns get utf8.
-            encoding: l.format === 'combined' || l.format === 'combined_timing' ? 'latin1' : 'utf8',
+      service: {
+        registry,
+        async start(sctx: ServiceContext) {
+          const failing = new Map<string, string>();
+          const update = () => {
+            if (failing.size === 0) sctx.healthy();
+            else sctx.fault(new Error([...failing].map(([p, e]) => `${p}: ${e}`).join('; ')));
+          };
+          tails = cfg.logs.map((l, i) => {
+            const counts = logs[i]!;
+            return new Tail(l.path, {
+              onLines: counts.onLines,
+              onOverlong: () => counts.overlong(),
+              onError: (err) => {
+                // The tail retries on every poll: report a fault once, not once a second.
+                const text = errorText(err);
+                if (failing.get(l.path) === text) return;
+                failing.set(l.path, text);
+                update();
+              },
+              onRecovered: () => {
+                failing.delete(l.path);
+                update();
+              },
+              pollMs: cfg.poll_interval,
+              // nginx escapes bytes past ASCII in its default format, so latin1 (V8's
+              // one-byte strings) is exact there and cheapest; JSON and patterns get utf8.
+              encoding:
+                l.format === 'combined' || l.format === 'combined_timing' ? 'latin1' : 'utf8',
+            });
           });
-        });
-        await Promise.all(tails.map((t) => t.start()));
-        sctx.log.info('following access logs', {
-          logs: cfg.logs.map((l) => `${l.name}=${l.path}`).join(','),
-        });
-      },
-      async stop() {
-        const running = tails;
-        tails = [];
-        await Promise.all(running.map((t) => t.stop()));
+          await Promise.all(tails.map((t) => t.start()));
+          sctx.log.info('following access logs', {
+            logs: cfg.logs.map((l) => `${l.name}=${l.path}`).join(','),
+          });
+        },
+        async stop() {
+          const running = tails;
+          tails = [];
+          await Promise.all(running.map((t) => t.stop()));
+        },
       },
     };
   },

@@ -29,7 +29,7 @@ export interface CollectorContext<C = unknown> {
   stateDirectory(): Promise<string>;
 }
 
-export interface UpdateContext {
+export interface CollectContext {
   /** Aborted when the collector's timeout passes; pass it to every I/O call that takes one. */
   signal: AbortSignal;
   /** When that happens, in performance.now() milliseconds: give it to Fanout.run. */
@@ -38,44 +38,70 @@ export interface UpdateContext {
 }
 
 /**
- * Polled: refreshed in the background on an interval (host, filesystem, probes). Each
- * refresh returns a registry holding what the collector sees now — a fresh one, so a
- * series that went away is gone — or throws. The runner times it and records success;
- * a collector never touches self-metrics.
+ * A collector is made of parts, any of them: `collect` (polled), `service` (long-lived)
+ * and `actions` (changes to the world). The runner times each part and records success;
+ * a collector never touches self-metrics. One `lookout_collector_success{collector}`
+ * covers every part: a failed refresh or a service fault sets it to 0.
  */
-export interface PolledCollector {
-  readonly kind?: 'polled';
-  update(ctx: UpdateContext): Promise<Registry>;
+export interface Collector {
+  /**
+   * Polled: refreshed in the background on the collector's interval, under its deadline.
+   * Returns the collector's registry holding what it sees now — the same long-lived one
+   * every time is the expected case: its metric objects are updated, and label sets that
+   * went away removed, through prom-client's own API — or throws. After a throw the
+   * runner serves nothing of this registry until the next refresh succeeds.
+   */
+  collect?(ctx: CollectContext): Promise<Registry>;
+  /**
+   * Long-lived (a log tail, an ingest, an event stream): started once, its counters
+   * rendered on every scrape, stopped and flushed on shutdown.
+   */
+  service?: CollectorService;
+  /**
+   * What the collector may change in the world (restart a container), planned from what
+   * it last saw. Run only under `serve`, only when its config's `actions.enabled` is
+   * true, at most `actions.max_per_hour` times an hour each; `lookout status` and
+   * `lookout check` show the plans and never run them.
+   */
+  actions?: readonly CollectorAction[];
   /**
    * For `lookout check`: tries each configured target once, now, and says whether it
    * answers. Collectors with targets (nginx, TLS, probes) implement it.
    */
-  checkTargets?(ctx: UpdateContext): Promise<TargetCheck[]>;
-  /** Release sockets, timers, file handles on shutdown. */
+  checkTargets?(ctx: CollectContext): Promise<TargetCheck[]>;
+  /** Release sockets, timers, file handles on shutdown (after the service has stopped). */
   close?(): Promise<void> | void;
   routes?: readonly CollectorRoute[];
 }
 
-/**
- * Streaming: started once, counts events as they come (a log tail, an ingest route).
- * Its registry lives as long as the process and is rendered on each scrape, so its
- * metrics must not do I/O in collect(); only the collector removes one of its series.
- */
-export interface StreamingCollector {
-  readonly kind: 'streaming';
-  readonly registry: Registry;
-  /**
-   * Begin reading (open the file, the socket, the ledger: create() must not, so
-   * `lookout status` can build a collector without touching what a running one holds).
-   * A throw is a failed start, tried again on the collector's interval.
-   */
-  start(ctx: StreamContext): Promise<void> | void;
-  /** Stop reading and flush what must be kept; awaited on shutdown, under a deadline. */
-  stop(): Promise<void> | void;
-  routes?: readonly CollectorRoute[];
+/** A collector with a polled part: what tests and `lookout check` call directly. */
+export type PolledCollector = Collector & Required<Pick<Collector, 'collect'>>;
+
+export function isPolled(c: Collector): c is PolledCollector {
+  return c.collect !== undefined;
 }
 
-export interface StreamContext {
+/** A collector with a long-lived part. */
+export type ServiceCollector = Collector & Required<Pick<Collector, 'service'>>;
+
+/**
+ * A collector's long-lived part. Its registry lives as long as the process and is
+ * rendered on each scrape, so its metrics must not do I/O in collect(); only the
+ * service removes one of its series. A fault keeps its counters served.
+ */
+export interface CollectorService {
+  readonly registry: Registry;
+  /**
+   * Begin (open the file, the socket, the ledger: create() must not, so `lookout status`
+   * can build a collector without touching what a running one holds). A throw is a
+   * failed start, tried again on the collector's interval.
+   */
+  start(ctx: ServiceContext): Promise<void> | void;
+  /** Stop and flush what must be kept; awaited on shutdown, under a deadline. */
+  stop(): Promise<void> | void;
+}
+
+export interface ServiceContext {
   log: Logger;
   /** Aborted when start() overruns the collector's timeout. */
   signal: AbortSignal;
@@ -88,7 +114,38 @@ export interface StreamContext {
   healthy(): void;
 }
 
-export type Collector = PolledCollector | StreamingCollector;
+/** One thing an action would do now, and why: what `lookout status` prints. */
+export interface ActionPlan {
+  /** What it acts on (a container's name). */
+  target: string;
+  /** What it would do, as a person says it: `restart web-1`. */
+  what: string;
+  /** Why, from what the collector last saw: `unhealthy 3 times in a row`. */
+  why: string;
+}
+
+/**
+ * Something a collector may do to the world. plan() reads only what the collector last
+ * saw (no I/O), so `lookout status` can show it; run() does it.
+ */
+export interface CollectorAction<P extends ActionPlan = ActionPlan> {
+  /** One word, the `action` label: `restart`. */
+  readonly name: string;
+  /** One line for `lookout status` and the docs. */
+  readonly description: string;
+  /** What it would do now; empty when nothing calls for it. */
+  plan(): readonly P[];
+  /**
+   * Does one planned thing; a throw is a failed run. The signal aborts at the
+   * collector's timeout and on shutdown.
+   */
+  run(plan: P, ctx: ActionContext): Promise<void>;
+}
+
+export interface ActionContext {
+  signal: AbortSignal;
+  log: Logger;
+}
 
 /** One configured target as `lookout check` reports it. */
 export interface TargetCheck {
@@ -105,10 +162,6 @@ export interface TargetCheck {
  */
 export interface Observer<T> {
   lastSeen(): T | undefined;
-}
-
-export function isStreaming(c: Collector): c is StreamingCollector {
-  return c.kind === 'streaming';
 }
 
 /** An HTTP route a collector adds (the AI-usage ingest); mounted only when it is enabled. */
@@ -168,7 +221,7 @@ export class CollectorError extends Error {
 export const baseCollectorSchema = {
   enabled: z.boolean().describe('Run this collector.'),
   interval: duration.describe(
-    'How often the collector refreshes in the background, e.g. "15s" (streaming collectors: how often a failed start is tried again). While a scraper comes about as often, the refresh runs right after its scrape, so lookout wakes once per scrape.',
+    'How often the collector refreshes in the background, e.g. "15s" (a collector with a service: how often a failed start is tried again). While a scraper comes about as often, the refresh runs right after its scrape, so lookout wakes once per scrape.',
   ),
   timeout: duration.describe(
     'How long one refresh may take before it is abandoned and marked failed; at most the interval.',
@@ -179,6 +232,38 @@ export interface CollectorDefaults {
   enabled: boolean;
   interval: string;
   timeout: string;
+  /**
+   * Given by a collector that declares actions: its config block then has `actions:`
+   * (off unless the operator opts in), with this many runs an hour allowed by default.
+   */
+  actions?: { maxPerHour: number };
+}
+
+/** The `actions:` block of a collector that declares actions. */
+export interface ActionsConfig {
+  enabled: boolean;
+  max_per_hour: number;
+}
+
+function actionsSchema(maxPerHour: number) {
+  return z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Let lookout serve run this collector's actions. Off by default: an exporter changes nothing unless told to.",
+        ),
+      max_per_hour: z
+        .number()
+        .int()
+        .min(1)
+        .default(maxPerHour)
+        .describe(
+          'At most this many runs of each action in any hour; more are skipped and counted as skipped_rate_limited.',
+        ),
+    })
+    .describe('What this collector may change (see `lookout status` for what it would do now).');
 }
 
 export interface CollectorDefinition<S extends z.ZodType = z.ZodType> {
@@ -245,6 +330,9 @@ export function collectorSchema<T extends z.ZodRawShape>(defaults: CollectorDefa
       enabled: baseCollectorSchema.enabled.default(defaults.enabled),
       interval: baseCollectorSchema.interval.prefault(defaults.interval),
       timeout: baseCollectorSchema.timeout.prefault(defaults.timeout),
+      ...(defaults.actions
+        ? { actions: actionsSchema(defaults.actions.maxPerHour).prefault({}) }
+        : {}),
       ...own,
     })
     .superRefine((value, ctx) => {

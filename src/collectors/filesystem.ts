@@ -95,7 +95,7 @@ export function createFilesystemCollector(
   return {
     stuck: () => fanout.hungKeys(),
     lastSeen: () => seen,
-    async update({ signal, deadline, log: ctxLog }) {
+    async collect({ signal, deadline, log: ctxLog }) {
       const byMountpoint = new Map<string, Mount>();
       // PID 1's mount table is the host's, even when lookout runs in a container.
       for (const m of parseMounts(readHostProcFile(paths.procfs, 'mounts').text)) {

@@ -110,7 +110,7 @@ export function createHostCollector(
   return {
     lastSeen: () => seen,
     close: () => files.close(),
-    async update({ signal, log }) {
+    async collect({ signal, log }) {
       const registry = new Registry();
       if (
         rootfsMetadata === undefined ||

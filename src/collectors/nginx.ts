@@ -89,7 +89,7 @@ export function createNginxCollector(
   return {
     lastSeen: () => seen,
 
-    async update({ signal, deadline, log }) {
+    async collect({ signal, deadline, log }) {
       const result = await probe(signal, deadline);
       const registry = new Registry();
       const registers = [registry];

@@ -19,7 +19,7 @@ import {
   registerCollector,
   type PolledCollector,
   type TargetCheck,
-  type UpdateContext,
+  type CollectContext,
 } from './collector.js';
 import type { ProbeMetric, ProbeOutcome, Prober, TargetBase } from './probes/prober.js';
 import { PROBERS, type ProbeTable, type TargetIn } from './probes/table.js';
@@ -144,7 +144,7 @@ export function failureText(r: TargetResult<ProbeOutcome>, timeoutMs: number): s
 }
 
 export interface ProbesCollector extends PolledCollector {
-  checkTargets(ctx: UpdateContext): Promise<TargetCheck[]>;
+  checkTargets(ctx: CollectContext): Promise<TargetCheck[]>;
   /** Consecutive failures by `kind target`, as the next refresh will add to them. */
   failureCounts(): ReadonlyMap<string, number>;
 }
@@ -223,7 +223,7 @@ export function createProbesCollector(
   );
   const gauges = [success, seconds, consecutive, ...own.values()];
 
-  const probeAll = (ctx: UpdateContext) => {
+  const probeAll = (ctx: CollectContext) => {
     // The fan-out listens on the refresh's signal once per call in flight: up to
     // `concurrency` listeners, not a leak.
     setMaxListeners(config.concurrency + 10, ctx.signal);
@@ -248,7 +248,7 @@ export function createProbesCollector(
   return {
     failureCounts: () => failures,
 
-    async update(ctx) {
+    async collect(ctx) {
       const results = await probeAll(ctx);
       // From here to the return nothing awaits, so a scrape never sees the reset half-set;
       // a label set not set again this round (a Redis key that is no longer a list) is gone.

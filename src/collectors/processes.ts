@@ -285,7 +285,7 @@ export function createProcessesCollector(
     close() {
       stats.close();
     },
-    async update({ signal, log }) {
+    async collect({ signal, log }) {
       const registry = new Registry();
       let entries: string[];
       try {

@@ -77,7 +77,7 @@ registerCollector({
       openFds([own]);
     }
     return {
-      async update() {
+      async collect() {
         return own;
       },
     };

@@ -256,7 +256,7 @@ export function createTlsCollector(
   return {
     lastSeen: () => seen,
 
-    async update({ signal, deadline, log: ctxLog }) {
+    async collect({ signal, deadline, log: ctxLog }) {
       // On by default with no targets: a quiet "nothing here", not an empty success.
       if (targets.length === 0) throw new NothingToCollect('no targets in collectors.tls.targets');
       const results = await runAll(signal, deadline);

@@ -130,5 +130,14 @@ export interface Config {
   log: z.output<typeof logSchema>;
   storage: z.output<ReturnType<typeof storageSchema>>;
   shutdown: z.output<typeof shutdownSchema>;
-  collectors: Record<string, { enabled: boolean; interval: number; timeout: number }>;
+  collectors: Record<
+    string,
+    {
+      enabled: boolean;
+      interval: number;
+      timeout: number;
+      /** Present for a collector that declares actions. */
+      actions?: { enabled: boolean; max_per_hour: number };
+    }
+  >;
 }

@@ -40,6 +40,7 @@ export async function buildRunner(config: Config, log: Logger): Promise<Built> {
       collector,
       intervalMs: c.interval,
       timeoutMs: c.timeout,
+      actions: c.actions,
     });
   }
   return { runner: new Runner(entries, log, VERSION), http };

@@ -8,24 +8,6 @@ export interface Rendered {
   openmetrics: string;
 }
 
-/** What prom-client's metrics hand the registry to render (Metric.get / getForPromString). */
-interface MetricData {
-  name: string;
-  help: string;
-  type: string;
-  values?: {
-    value: number;
-    labels?: Record<string, string | number>;
-    metricName?: string;
-    sharedLabels?: Record<string, string | number>;
-  }[];
-}
-
-interface Renderable {
-  get(): Promise<MetricData> | MetricData;
-  getForPromString?(): Promise<MetricData> | MetricData;
-}
-
 const NEEDS_ESCAPE = /[\\\n"]/;
 
 function escapeHelp(s: string): string {
@@ -43,41 +25,41 @@ function valueText(v: number): string {
   return `${v}`;
 }
 
+/** A sample's own name (a histogram's `_bucket`, `_sum`, `_count`), when it has one. */
+function sampleName(v: object): string | undefined {
+  return 'metricName' in v && typeof v.metricName === 'string' ? v.metricName : undefined;
+}
+
 /**
  * Renders a registry as prom-client's `registry.metrics()` does (the same lines, in the
- * same order: a sample's own labels, then those it shares, as a histogram bucket's `le`
- * then its labels), and its OpenMetrics form with it. Written here because rendering
- * each collector's registry after every refresh was the largest part of an idle
- * refresh: prom-client builds an array per label set and runs three regular expressions
- * per label value; here a value is escaped only when it holds a character that needs it.
- * Default labels and exemplars, which lookout does not use, are not written.
+ * same order: a histogram bucket's `le`, then its labels), and its OpenMetrics form with
+ * it, from one pass over `registry.getMetricsAsJSON()`, prom-client's public reading of
+ * every metric. Written here because rendering each collector's registry after every
+ * refresh was the largest part of an idle refresh: prom-client builds an array per label
+ * set and runs three regular expressions per label value; here a value is escaped only
+ * when it holds a character that needs it. Default labels and exemplars, which lookout
+ * does not use, are not written.
  */
 export async function render(registry: Registry): Promise<Rendered> {
-  const metrics = registry.getMetricsAsArray() as unknown as Renderable[];
-  const data = await Promise.all(
-    metrics.map((m) => (m.getForPromString ? m.getForPromString() : m.get())),
-  );
+  const data = await registry.getMetricsAsJSON();
   let prometheus = '';
   let openmetrics = '';
   for (let f = 0; f < data.length; f++) {
-    const { name, help, type, values } = data[f]!;
+    const { name, help, values } = data[f]!;
+    // Typed as an enum by prom-client, a string ('counter') when it runs.
+    const type = String(data[f]!.type);
     const helpText = escapeHelp(help);
     const family = type === 'counter' ? name.replace(/_total$/, '') : name;
     let samples = '';
     // Indexed loops: without the optimizing compiler (lookout's code rarely tiers up) a
     // for-of allocates an iterator result per step.
-    const n = values?.length ?? 0;
+    const n = values.length;
     for (let i = 0; i < n; i++) {
-      const v = values![i]!;
+      const v = values[i]!;
       let labels = '';
-      const shared = v.sharedLabels;
-      for (const k in v.labels) {
-        if (shared !== undefined && Object.hasOwn(shared, k)) continue;
-        labels += `${labels === '' ? '' : ','}${k}="${labelValue(v.labels[k]!)}"`;
-      }
-      for (const k in shared)
-        labels += `${labels === '' ? '' : ','}${k}="${labelValue(shared[k]!)}"`;
-      samples += `\n${v.metricName ?? name}${labels === '' ? '' : `{${labels}}`} ${valueText(v.value)}`;
+      for (const k in v.labels)
+        labels += `${labels === '' ? '' : ','}${k}="${labelValue(v.labels[k] ?? '')}"`;
+      samples += `\n${sampleName(v) ?? name}${labels === '' ? '' : `{${labels}}`} ${valueText(v.value)}`;
     }
     prometheus += `${f === 0 ? '' : '\n\n'}# HELP ${name} ${helpText}\n# TYPE ${name} ${type}${samples}`;
     openmetrics += `# HELP ${family} ${helpText}\n# TYPE ${family} ${type}${samples}\n`;

@@ -2,13 +2,15 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import {
   familiesOverlap,
   familyCovers,
-  isStreaming,
   NothingToCollect,
+  type ActionPlan,
+  type ActionsConfig,
   type Collector,
-  type PolledCollector,
-  type StreamingCollector,
+  type CollectorAction,
+  type CollectorService,
 } from '../collectors/collector.js';
 import { errorText, type Logger } from '../lib/log.js';
+import { RateLimitedLog } from '../lib/ratelog.js';
 import { render, type Rendered } from './openmetrics.js';
 
 export interface RunnerEntry {
@@ -19,7 +21,12 @@ export interface RunnerEntry {
   collector: Collector;
   intervalMs: number;
   timeoutMs: number;
+  /** Its `actions:` block, when it declares actions; without one they never run. */
+  actions?: ActionsConfig;
 }
+
+/** The parts a collector is made of, as the landing page and `lookout status` name them. */
+export type Part = 'collect' | 'service' | 'actions';
 
 export type Outcome = 'pending' | 'ok' | 'failed' | 'timeout' | 'nothing' | 'stuck';
 
@@ -27,7 +34,7 @@ export type Outcome = 'pending' | 'ok' | 'failed' | 'timeout' | 'nothing' | 'stu
 export interface CollectorState {
   readonly name: string;
   readonly description: string;
-  readonly kind: 'polled' | 'streaming';
+  readonly parts: readonly Part[];
   readonly intervalMs: number;
   readonly timeoutMs: number;
   outcome: Outcome;
@@ -41,21 +48,52 @@ interface Slot {
   /** The runner's logger with this collector's name, made once rather than per refresh. */
   log: Logger;
   state: CollectorState;
-  /** Polled: the exposition of the last good refresh, both formats (empty after a failure: nothing stale). */
+  /** The polled part: the exposition of its last good refresh, both formats (empty after a failure: nothing stale). */
   text: Rendered;
-  /** The refresh (or streaming start) still running, so a hung one is not started again. */
+  /** The polled part's last failure (undefined after a success), kept for the service's health checks. */
+  collectFailure?: { outcome: Outcome; error: string };
+  /** The refresh (or service start) still running, so a hung one is not started again. */
   inFlight?: Promise<void>;
   inFlightSince: number;
   /** The next run, when no scrape pulls it forward (see schedule). */
   timer?: NodeJS.Timeout;
-  /** When the last run (refresh, streaming start or health check) began (performance.now). */
+  /** When the last run (refresh, service start or health check) began (performance.now). */
   lastRunAt: number;
-  /** Streaming: started and not stopped. */
+  /** The service part: started and not stopped. */
   running: boolean;
-  /** Streaming: the fault it reported after start, until it says it is healthy again. */
+  /** The service part: the fault it reported after start, until it says it is healthy again. */
   fault?: string;
   /** The refresh or start in flight, aborted on shutdown. */
   abort?: AbortController;
+  /** The actions being run after the last refresh; none are planned again until they end. */
+  acting?: Promise<void>;
+  /** Aborts the action running now (shutdown). */
+  actionAbort?: AbortController;
+  /** Per action, when each run in the last hour began (Date.now): the sliding window. */
+  actionRuns: Map<string, number[]>;
+}
+
+/** How one planned action ended: the `result` label of lookout_collector_actions_total. */
+export type ActionResult = 'done' | 'failed' | 'skipped_rate_limited';
+const ACTION_RESULTS: readonly ActionResult[] = ['done', 'failed', 'skipped_rate_limited'];
+
+const HOUR_MS = 3_600_000;
+
+/** One action of one collector as `lookout status` and `lookout check` show it. */
+export interface ActionReport {
+  collector: string;
+  action: string;
+  description: string;
+  /** Whether the config lets `lookout serve` run it (`actions.enabled`). */
+  enabled: boolean;
+  /** The config's `actions.max_per_hour` (undefined: the collector has no actions block). */
+  maxPerHour?: number;
+  /** Runs this process began in the last hour. */
+  runsLastHour: number;
+  /** What it would do now, from the collector's last refresh; undefined when that failed. */
+  plans?: readonly ActionPlan[];
+  /** Why there are no plans: the refresh failed, or plan() threw. */
+  error?: string;
 }
 
 /** Two collectors claim one metric family, or a collector claims one of lookout's own. */
@@ -76,6 +114,7 @@ const SELF_FAMILIES = [
   'lookout_collector_last_success_timestamp_seconds',
   'lookout_build_info',
   'lookout_http_auth_failures_total',
+  'lookout_collector_actions_total',
 ];
 
 /** Throws a StartupError naming both owners when two entries can export one family. */
@@ -124,9 +163,10 @@ function undeclared(registry: Registry, entry: RunnerEntry): string | undefined 
 const EOF = '# EOF\n';
 
 /**
- * Runs polled collectors on their intervals and streaming ones from start to stop, in the
- * background. `/metrics` reads the polled collectors' last good text and renders the
- * streaming collectors' in-memory counters: a scrape never waits on a collector's I/O.
+ * Runs each collector's parts in the background: the polled part on its interval, the
+ * service from start to stop, the actions (under `serve`, when opted in) after a
+ * refresh. `/metrics` reads the polled parts' last good text and renders the services'
+ * in-memory counters: a scrape never waits on a collector's I/O.
  */
 export class Runner {
   private readonly slots: Slot[];
@@ -134,12 +174,16 @@ export class Runner {
   private readonly success: Gauge;
   private readonly duration: Gauge;
   private readonly lastSuccess: Gauge;
+  private readonly actionsTotal: Counter;
+  private readonly actionLog: RateLimitedLog;
   /** The polled part of the exposition, both formats, joined on the first scrape after a change. */
   private polledText?: Promise<Rendered>;
   private polledBodies: { prometheus?: Promise<Buffer>; openmetrics?: Promise<Buffer> } = {};
   private stopped = false;
   /** Timers run (start() has been called): scrapes may pull runs forward. */
   private scheduling = false;
+  /** Actions may run: only `lookout serve` says so (start({ actions: true })). */
+  private acting = false;
   /** The last scrape, and the time from the one before it (performance.now, ms). */
   private lastScrapeAt = 0;
   private scrapeGap?: number;
@@ -151,6 +195,7 @@ export class Runner {
     version: string,
   ) {
     checkFamilies(entries);
+    this.actionLog = new RateLimitedLog(log);
     this.slots = entries.map((entry) => ({
       entry,
       log: log.child({ collector: entry.name }),
@@ -158,10 +203,11 @@ export class Runner {
       inFlightSince: 0,
       lastRunAt: 0,
       running: false,
+      actionRuns: new Map(),
       state: {
         name: entry.name,
         description: entry.description,
-        kind: isStreaming(entry.collector) ? 'streaming' : 'polled',
+        parts: partsOf(entry.collector),
         intervalMs: entry.intervalMs,
         timeoutMs: entry.timeoutMs,
         outcome: 'pending',
@@ -170,20 +216,26 @@ export class Runner {
     const registers = [this.self];
     this.success = new Gauge({
       name: 'lookout_collector_success',
-      help: 'Whether the last refresh of the collector succeeded (1; also when it found nothing to collect on this host) or failed or timed out (0). A streaming collector: 1 while it runs.',
+      help: 'Whether the collector works (1; also when it found nothing to collect on this host) or not (0): its last refresh failed or timed out, or its service did not start or reports a fault.',
       labelNames: ['collector'],
       registers,
     });
     this.duration = new Gauge({
       name: 'lookout_collector_duration_seconds',
-      help: 'How long the last refresh of the collector took (a streaming collector: its start).',
+      help: 'How long the last refresh of the collector took (a collector with only a service: its start).',
       labelNames: ['collector'],
       registers,
     });
     this.lastSuccess = new Gauge({
       name: 'lookout_collector_last_success_timestamp_seconds',
-      help: 'When the collector last refreshed successfully (a streaming collector: when it started) (Unix time).',
+      help: 'When the collector last refreshed successfully (a collector with only a service: when it was last seen healthy) (Unix time).',
       labelNames: ['collector'],
+      registers,
+    });
+    this.actionsTotal = new Counter({
+      name: 'lookout_collector_actions_total',
+      help: 'Actions a collector planned under lookout serve with its actions enabled, by how each ended: done, failed, or skipped_rate_limited (over actions.max_per_hour).',
+      labelNames: ['collector', 'action', 'result'],
       registers,
     });
     new Gauge({
@@ -192,7 +244,12 @@ export class Runner {
       labelNames: ['version', 'nodejs_version'],
       registers,
     }).set({ version, nodejs_version: process.version }, 1);
-    for (const slot of this.slots) this.success.set({ collector: slot.entry.name }, 0);
+    for (const slot of this.slots) {
+      this.success.set({ collector: slot.entry.name }, 0);
+      for (const action of slot.entry.collector.actions ?? [])
+        for (const result of ACTION_RESULTS)
+          this.actionsTotal.inc({ collector: slot.entry.name, action: action.name, result }, 0);
+    }
   }
 
   /**
@@ -224,20 +281,59 @@ export class Runner {
     return new Map(this.slots.map((s) => [s.entry.name, s.entry.collector]));
   }
 
-  /** Whether the collector of that name is enabled and, if it streams, running now. */
+  /** Whether the collector of that name is enabled and, if it has a service, that runs now. */
   isRunning(name: string): boolean {
     const slot = this.slots.find((s) => s.entry.name === name);
     if (!slot || this.stopped) return false;
-    return !isStreaming(slot.entry.collector) || slot.running;
+    return slot.entry.collector.service === undefined || slot.running;
+  }
+
+  /** The fault the named collector's service reports now, if any (its routes then answer 503). */
+  serviceFault(name: string): string | undefined {
+    return this.slots.find((s) => s.entry.name === name)?.fault;
   }
 
   /**
-   * Runs every collector once now (starts the streaming ones), then each on its interval
-   * (right after a scrape when one comes about then: schedule): a polled one refreshes, a
-   * streaming one that failed to start is tried again, and one that runs has its health
-   * recorded (its last-success time moves on while it is healthy).
+   * Every declared action and what it would do now, planned from the collector's last
+   * refresh; nothing is run. For `lookout status` and `lookout check`.
    */
-  async start(): Promise<void> {
+  actionReports(): ActionReport[] {
+    const reports: ActionReport[] = [];
+    for (const slot of this.slots) {
+      const { name, collector, actions: cfg } = slot.entry;
+      for (const action of collector.actions ?? []) {
+        const report: ActionReport = {
+          collector: name,
+          action: action.name,
+          description: action.description,
+          enabled: cfg?.enabled ?? false,
+          maxPerHour: cfg?.max_per_hour,
+          runsLastHour: this.recentRuns(slot, action.name, Date.now()).length,
+        };
+        if (!this.fresh(slot))
+          report.error = `not planned: ${slot.state.lastError ?? slot.state.outcome}`;
+        else {
+          try {
+            report.plans = action.plan();
+          } catch (err) {
+            report.error = `plan failed: ${errorText(err)}`;
+          }
+        }
+        reports.push(report);
+      }
+    }
+    return reports;
+  }
+
+  /**
+   * Runs every collector once now (starts the services), then each on its interval
+   * (right after a scrape when one comes about then: schedule): a polled part refreshes,
+   * a service that failed to start is tried again, and one that runs has its health
+   * recorded. With `actions` (lookout serve only), a collector whose actions are enabled
+   * runs what they plan after each successful run.
+   */
+  async start({ actions = false }: { actions?: boolean } = {}): Promise<void> {
+    this.acting = actions;
     const began = performance.now();
     for (const slot of this.slots) slot.lastRunAt = began;
     await this.collectOnce();
@@ -312,21 +408,27 @@ export class Runner {
   }
 
   /**
-   * One refresh of every polled collector, and a start of every streaming one not
-   * running unless `streaming` is false (`lookout status` must not open what the running
-   * service holds).
+   * One refresh of every polled part, and a start of every service not running unless
+   * `services` is false (`lookout status` must not open what the running service holds);
+   * with `only`, of those collectors alone.
+   * Actions run only after start({ actions: true }), never from here alone.
    */
-  async collectOnce({ streaming = true }: { streaming?: boolean } = {}): Promise<void> {
+  async collectOnce({
+    services = true,
+    only,
+  }: { services?: boolean; only?: readonly string[] } = {}): Promise<void> {
     await Promise.all(
       this.slots
-        .filter((slot) => streaming || !isStreaming(slot.entry.collector))
-        .map((slot) => this.run(slot)),
+        .filter((slot) => services || slot.entry.collector.collect !== undefined)
+        .filter((slot) => only === undefined || only.includes(slot.entry.name))
+        .map((slot) => this.run(slot, services)),
     );
   }
 
   /**
-   * Stops timers, then stops every collector — a streaming one flushes what it must
-   * keep — each under `deadlineMs`. Resolves with the names of those that overran.
+   * Stops timers, then stops every collector — a service flushes what it must keep, an
+   * action running is aborted and awaited — each under `deadlineMs`. Resolves with the
+   * names of those that overran.
    */
   async stop(deadlineMs = 10_000): Promise<string[]> {
     this.stopped = true;
@@ -334,6 +436,7 @@ export class Runner {
       clearTimeout(slot.timer);
       // A refresh still running would be thrown away: let its calls end now.
       slot.abort?.abort(new Error('lookout is shutting down'));
+      slot.actionAbort?.abort(new Error('lookout is shutting down'));
     }
     const overran: string[] = [];
     await Promise.all(
@@ -344,15 +447,13 @@ export class Runner {
           timer = setTimeout(() => resolve('overran'), deadlineMs);
         });
         try {
-          // A streaming start still in flight is waited for first, so stop() sees it whole.
+          // A service start still in flight is waited for first, so stop() sees it whole.
           const stopping = (async () => {
-            if (isStreaming(collector)) {
-              await slot.inFlight;
-              if (slot.running) await collector.stop();
-              slot.running = false;
-            } else {
-              await collector.close?.();
-            }
+            await slot.inFlight;
+            await slot.acting;
+            if (slot.running) await collector.service?.stop();
+            slot.running = false;
+            await collector.close?.();
           })();
           if ((await Promise.race([stopping, deadline])) === 'overran') {
             overran.push(name);
@@ -374,17 +475,19 @@ export class Runner {
   /**
    * The exposition in the asked format. The polled part is encoded on the first scrape
    * after a change, not after every refresh: collectors sharing an interval finish one
-   * after another, and one render then serves them all. Streaming collectors' counters
-   * are rendered on every scrape, from memory; when they have nothing (an access-log
-   * collector with no logs), the encoded polled part is the whole answer, served as is:
-   * re-encoding its 20 KB on every scrape was most of what a flood of scrapes allocated.
+   * after another, and one render then serves them all. Services' counters are rendered
+   * on every scrape, from memory; when they have nothing (an access-log collector with
+   * no logs), the encoded polled part is the whole answer, served as is: re-encoding its
+   * 20 KB on every scrape was most of what a flood of scrapes allocated.
    */
   async exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
     this.scraped();
-    const streaming = this.slots.filter((s) => s.running);
-    const parts = await Promise.all(
-      streaming.map((s) => render((s.entry.collector as StreamingCollector).registry)),
-    );
+    const services: Registry[] = [];
+    for (const s of this.slots) {
+      const service = s.entry.collector.service;
+      if (s.running && service) services.push(service.registry);
+    }
+    const parts = await Promise.all(services.map((r) => render(r)));
     const live = parts.map((p) => p[format]).filter((t) => t.trim().length > 0);
     this.polledBodies[format] ??= this.polled().then((p) =>
       Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}${EOF}`),
@@ -409,7 +512,13 @@ export class Runner {
     return this.polledText;
   }
 
-  private async run(slot: Slot): Promise<void> {
+  /** The next scrape renders anew: something it shows has changed. */
+  private changed(): void {
+    this.polledText = undefined;
+    this.polledBodies = {};
+  }
+
+  private async run(slot: Slot, services = true): Promise<void> {
     const { entry } = slot;
     const started = performance.now();
     if (slot.inFlight) {
@@ -422,54 +531,94 @@ export class Runner {
         'the previous refresh has not returned yet (hung I/O?)',
         runningFor,
       );
+      slot.text = NOTHING;
       this.log.warn('collector skipped', { collector: entry.name, err: slot.state.lastError });
       return;
     }
-    const collector = entry.collector;
-    if (isStreaming(collector)) {
-      if (this.stopped) return;
-      if (slot.running) return this.checkStream(slot, collector);
-      const log = slot.log;
-      await this.attempt(slot, started, async (signal) => {
-        await collector.start({
-          log,
-          signal,
-          fault: (err) => {
-            slot.fault = errorText(err);
-            log.warn('collector fault', { err: slot.fault });
-            if (slot.running) this.record(slot, 'failed', slot.fault, undefined);
-          },
-          healthy: () => {
-            if (slot.fault === undefined) return;
-            slot.fault = undefined;
-            log.info('collector healthy again');
-            if (slot.running) this.checkStream(slot, collector);
-          },
-        });
-        const broken = undeclared(collector.registry, entry);
-        if (broken !== undefined) {
-          await collector.stop();
-          throw new Error(broken);
-        }
-        slot.running = true;
-        if (slot.fault !== undefined) throw new Error(slot.fault);
-        return undefined;
-      });
-    } else {
+    const { service, collect } = entry.collector;
+    const withService = services && service !== undefined;
+    if (withService && this.stopped) return;
+    if (collect === undefined && slot.running) this.checkService(slot);
+    else
       await this.attempt(slot, started, (signal, deadline) =>
-        this.refresh(slot, collector, signal, deadline),
+        this.parts(slot, withService ? service : undefined, signal, deadline),
       );
-    }
+    if (this.acting && this.fresh(slot)) this.act(slot);
   }
 
   /**
-   * A running streaming collector, on its interval: healthy moves its last-success time
-   * on; a fault, or a family it created since start and did not declare, is a failure.
+   * One run of a collector's parts under one deadline: the service started if it is not
+   * running, the polled part refreshed, both at once. A failed refresh drops the polled
+   * text; a service that fails to start, reports a fault or exports what it did not
+   * declare fails the run while the refresh's text is kept.
    */
-  private checkStream(slot: Slot, collector: StreamingCollector): void {
-    const error = undeclared(collector.registry, slot.entry) ?? slot.fault;
+  private async parts(
+    slot: Slot,
+    service: CollectorService | undefined,
+    signal: AbortSignal,
+    deadline: number,
+  ): Promise<PartsResult> {
+    const starting =
+      service && !slot.running ? this.startService(slot, service, signal) : undefined;
+    const refreshing = this.refresh(slot, signal, deadline);
+    const [started, refreshed] = await Promise.allSettled([starting, refreshing]);
+    let text: Rendered | undefined;
+    let error: unknown;
+    if (refreshed.status === 'fulfilled') text = refreshed.value;
+    else {
+      text = NOTHING;
+      error = refreshed.reason;
+    }
+    slot.collectFailure =
+      error === undefined ? undefined : { outcome: outcomeOf(error), error: errorText(error) };
+    if (started.status === 'rejected') error ??= started.reason;
+    else if (service && slot.running) {
+      const broken = undeclared(service.registry, slot.entry) ?? slot.fault;
+      if (broken !== undefined) error ??= new Error(broken);
+    }
+    return { text, error };
+  }
+
+  private async startService(slot: Slot, service: CollectorService, signal: AbortSignal) {
+    const log = slot.log;
+    await service.start({
+      log,
+      signal,
+      fault: (err) => {
+        slot.fault = errorText(err);
+        log.warn('collector fault', { err: slot.fault });
+        if (slot.running) this.record(slot, 'failed', slot.fault, undefined);
+      },
+      healthy: () => {
+        if (slot.fault === undefined) return;
+        slot.fault = undefined;
+        log.info('collector healthy again');
+        if (slot.running) this.checkService(slot);
+      },
+    });
+    const broken = undeclared(service.registry, slot.entry);
+    if (broken !== undefined) {
+      await service.stop();
+      throw new Error(broken);
+    }
+    slot.running = true;
+    if (slot.fault !== undefined) throw new Error(slot.fault);
+  }
+
+  /**
+   * A running service, on its interval or when it says it is healthy again: healthy
+   * moves its last-success time on; a fault, a family it created since start and did not
+   * declare, or a failed last refresh of the polled part is a failure.
+   */
+  private checkService(slot: Slot): void {
+    const service = slot.entry.collector.service!;
+    const error = undeclared(service.registry, slot.entry) ?? slot.fault;
     if (error !== undefined) {
       this.record(slot, 'failed', error, undefined);
+      return;
+    }
+    if (slot.collectFailure) {
+      this.record(slot, slot.collectFailure.outcome, slot.collectFailure.error, undefined);
       return;
     }
     slot.state.lastSuccessTimestamp = Date.now() / 1000;
@@ -477,31 +626,28 @@ export class Runner {
     this.record(slot, 'ok', undefined, undefined);
   }
 
-  /** One refresh of a polled collector: its exposition, checked against what it declared. */
+  /** One refresh of the polled part, if there is one: its exposition, checked against what it declared. */
   private async refresh(
     slot: Slot,
-    collector: PolledCollector,
     signal: AbortSignal,
     deadline: number,
-  ) {
-    const registry = await collector.update({
-      signal,
-      deadline,
-      log: slot.log,
-    });
+  ): Promise<Rendered | undefined> {
+    const { collector } = slot.entry;
+    if (collector.collect === undefined) return undefined;
+    const registry = await collector.collect({ signal, deadline, log: slot.log });
     const broken = undeclared(registry, slot.entry);
     if (broken !== undefined) throw new Error(broken);
     return render(registry);
   }
 
   /**
-   * Runs `work` under the collector's deadline and records the outcome; a polled
-   * collector's text is kept only when it came in time.
+   * Runs `work` under the collector's deadline and records the outcome; the polled text
+   * is kept only when it came in time.
    */
   private async attempt(
     slot: Slot,
     started: number,
-    work: (signal: AbortSignal, deadline: number) => Promise<Rendered | undefined>,
+    work: (signal: AbortSignal, deadline: number) => Promise<PartsResult>,
   ): Promise<void> {
     const { entry, state } = slot;
     const labels = { collector: entry.name };
@@ -527,8 +673,9 @@ export class Runner {
     void slot.inFlight.then(() => (slot.inFlight = undefined));
 
     try {
-      const text = await Promise.race([job, timedOut]);
+      const { text, error } = await Promise.race([job, timedOut]);
       if (text !== undefined) slot.text = text;
+      if (error !== undefined) throw error;
       const seconds = (performance.now() - started) / 1000;
       state.lastSuccessTimestamp = Date.now() / 1000;
       this.lastSuccess.set(labels, state.lastSuccessTimestamp);
@@ -536,12 +683,12 @@ export class Runner {
       log.debug('collector succeeded', { duration_seconds: seconds.toFixed(4) });
     } catch (err) {
       const seconds = (performance.now() - started) / 1000;
-      const outcome: Outcome =
-        err instanceof TimeoutError
-          ? 'timeout'
-          : err instanceof NothingToCollect
-            ? 'nothing'
-            : 'failed';
+      const outcome = outcomeOf(err);
+      // A refresh that did not finish in time has nothing to serve.
+      if (outcome === 'timeout') {
+        slot.text = NOTHING;
+        if (entry.collector.collect) slot.collectFailure = { outcome, error: errorText(err) };
+      }
       this.record(slot, outcome, errorText(err), seconds);
       const fields = { duration_seconds: seconds.toFixed(4), err: errorText(err) };
       if (outcome === 'nothing') log.debug('collector found nothing to collect', fields);
@@ -558,8 +705,7 @@ export class Runner {
     seconds: number | undefined,
   ) {
     const labels = { collector: slot.entry.name };
-    this.polledText = undefined;
-    this.polledBodies = {};
+    this.changed();
     slot.state.outcome = outcome;
     slot.state.lastError = error;
     if (seconds !== undefined) {
@@ -570,7 +716,118 @@ export class Runner {
     // counting it as one would page LookoutCollectorFailing on every host without Docker.
     const succeeded = outcome === 'ok' || outcome === 'nothing';
     this.success.set(labels, succeeded ? 1 : 0);
-    // Drop what this collector last served: a failed collector's old values must not look fresh.
-    if (outcome !== 'ok') slot.text = NOTHING;
   }
+
+  /** Whether the collector's last run succeeded, so what it saw is current enough to act on. */
+  private fresh(slot: Slot): boolean {
+    return slot.state.outcome === 'ok';
+  }
+
+  /** Starts running what the collector's actions plan now, unless they are off or still running. */
+  private act(slot: Slot): void {
+    const { collector, actions: cfg } = slot.entry;
+    if (!collector.actions?.length || !cfg?.enabled || slot.acting || this.stopped) return;
+    slot.acting = this.runActions(slot, collector.actions, cfg.max_per_hour).finally(
+      () => (slot.acting = undefined),
+    );
+  }
+
+  /** Each action's plans, one after another, each counted by how it ended. */
+  private async runActions(
+    slot: Slot,
+    actions: readonly CollectorAction[],
+    maxPerHour: number,
+  ): Promise<void> {
+    for (const action of actions) {
+      let plans: readonly ActionPlan[];
+      try {
+        plans = action.plan();
+      } catch (err) {
+        slot.log.warn('action plan failed', { action: action.name, err: errorText(err) });
+        continue;
+      }
+      for (const plan of plans) {
+        if (this.stopped) return;
+        const result = await this.runAction(slot, action, plan, maxPerHour);
+        this.actionsTotal.inc({ collector: slot.entry.name, action: action.name, result });
+        this.changed();
+      }
+    }
+  }
+
+  private async runAction(
+    slot: Slot,
+    action: CollectorAction,
+    plan: ActionPlan,
+    maxPerHour: number,
+  ): Promise<ActionResult> {
+    const now = Date.now();
+    const runs = this.recentRuns(slot, action.name, now);
+    const fields = { action: action.name, target: plan.target, why: plan.why };
+    if (runs.length >= maxPerHour) {
+      // The same plan comes back every interval while the limit holds: say so once a while.
+      this.actionLog.warn(
+        `action-limit-${slot.entry.name}-${action.name}`,
+        'action skipped: rate limit reached',
+        { collector: slot.entry.name, ...fields, max_per_hour: maxPerHour },
+      );
+      return 'skipped_rate_limited';
+    }
+    runs.push(now);
+    const abort = new AbortController();
+    slot.actionAbort = abort;
+    const timeoutMs = slot.entry.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    // Ended at the deadline even when run() ignores its signal: the next plan must not wait forever.
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new TimeoutError(`timed out after ${timeoutMs / 1000}s`);
+        abort.abort(err);
+        reject(err);
+      }, timeoutMs);
+      abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+    });
+    slot.log.info('action running', { ...fields, what: plan.what });
+    try {
+      await Promise.race([action.run(plan, { signal: abort.signal, log: slot.log }), timedOut]);
+      slot.log.info('action done', { ...fields, what: plan.what });
+      return 'done';
+    } catch (err) {
+      slot.log.warn('action failed', { ...fields, what: plan.what, err: errorText(err) });
+      return 'failed';
+    } finally {
+      clearTimeout(timer);
+      slot.actionAbort = undefined;
+    }
+  }
+
+  /** The action's runs begun in the hour before `now`, older ones dropped: the sliding window. */
+  private recentRuns(slot: Slot, action: string, now: number): number[] {
+    const runs = (slot.actionRuns.get(action) ?? []).filter((t) => t > now - HOUR_MS);
+    slot.actionRuns.set(action, runs);
+    return runs;
+  }
+}
+
+/** What one run of a collector's parts gave: the polled text to keep, and why it failed. */
+interface PartsResult {
+  /** The polled part's new text (NOTHING after a failed refresh); undefined without a polled part. */
+  text: Rendered | undefined;
+  error?: unknown;
+}
+
+function outcomeOf(err: unknown): Outcome {
+  return err instanceof TimeoutError
+    ? 'timeout'
+    : err instanceof NothingToCollect
+      ? 'nothing'
+      : 'failed';
+}
+
+function partsOf(c: Collector): Part[] {
+  const parts: Part[] = [];
+  if (c.collect) parts.push('collect');
+  if (c.service) parts.push('service');
+  if (c.actions?.length) parts.push('actions');
+  return parts;
 }

@@ -118,8 +118,9 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     return 2;
   }
   log.info('listening', { address: config.web.listen_address, version: VERSION });
+  // Only here do collectors' actions run (when their config opts in): status and check never.
   runner
-    .start()
+    .start({ actions: true })
     .catch((err: unknown) => log.error('collectors did not start', { err: errorText(err) }));
 
   const signal = await stopSignal;
@@ -141,7 +142,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     });
     server.closeAllConnections();
   }
-  // 2. Stop the collectors; streaming ones flush what they must keep. A polled refresh
+  // 2. Stop the collectors; services flush what they must keep. A polled refresh
   // still in flight is aborted: its result would be thrown away.
   const overran = await runner.stop(flushMs);
   await http.close();

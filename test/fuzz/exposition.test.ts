@@ -80,7 +80,7 @@ describe('fuzz: label values from /proc and the config render and parse back unc
           4096,
         );
         try {
-          const registry = await polled(collector).update(refresh);
+          const registry = await polled(collector).collect(refresh);
           const seen = collector.lastSeen()!;
           // Biggest first: pid 13 has the most pages. A name is the file's text as UTF-8.
           const expected = [...comms].reverse().map((c) => c.toString('utf8'));
@@ -126,7 +126,7 @@ describe('fuzz: label values from /proc and the config render and parse back unc
         (m) => `${escape(m.device)} /${escape(m.path)} ext4 rw,relatime 0 0`,
       );
       await writeFile(join(procfs, '1/mounts'), Buffer.from(lines.join('\n') + '\n', 'latin1'));
-      const registry = await polled(collector).update(refresh);
+      const registry = await polled(collector).collect(refresh);
       const seen = collector.lastSeen()!;
       for (const text of await scraped(registry)) {
         const samples = findSamples(text, 'lookout_filesystem_readonly');
@@ -170,7 +170,7 @@ describe('fuzz: label values from /proc and the config render and parse back unc
           join(procfs, 'net/dev'),
           Buffer.concat([Buffer.from('Inter-|\n face |\n'), ...devices.map(devLine)]),
         );
-        const registry = await polled(collector).update(refresh);
+        const registry = await polled(collector).collect(refresh);
         const { info } = collector.lastSeen()!;
         for (const text of await scraped(registry)) {
           const [sample] = findSamples(text, 'lookout_host_info');

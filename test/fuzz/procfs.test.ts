@@ -200,7 +200,7 @@ describe('fuzz-found regressions', () => {
       sysfs: '/nonexistent',
       rootfs: join(REPO, 'test/fixtures/rootfs'),
     });
-    await assert.rejects(polled(collector).update(refresh), (err: unknown) => {
+    await assert.rejects(polled(collector).collect(refresh), (err: unknown) => {
       assert.ok(err instanceof CollectorError, String(err));
       assert.match(err.message, /lookout_oom_kills_total read -3/);
       return true;
@@ -245,7 +245,7 @@ describe('fuzz: collectors on a damaged /proc tree', () => {
         await writeFile(join(procfs, rel), text);
         try {
           await onlyOwnErrorsAsync(
-            async () => (await polled(collector).update(refresh)).metrics(),
+            async () => (await polled(collector).collect(refresh)).metrics(),
             COLLECTOR_OWN,
             {
               rel,
@@ -273,7 +273,7 @@ describe('fuzz: collectors on a damaged /proc tree', () => {
     await fuzzAsync(t, 200, mutated(fixture('42/stat')), async (text) => {
       await writeFile(join(procfs, '42/stat'), text);
       await onlyOwnErrorsAsync(
-        async () => (await polled(collector).update(refresh)).metrics(),
+        async () => (await polled(collector).collect(refresh)).metrics(),
         COLLECTOR_OWN,
         text,
       );
@@ -295,7 +295,7 @@ describe('fuzz: collectors on a damaged /proc tree', () => {
     await fuzzAsync(t, 200, mutated(fixture('1/mounts')), async (text) => {
       await writeFile(join(procfs, '1/mounts'), text);
       await onlyOwnErrorsAsync(
-        async () => (await polled(collector).update(refresh)).metrics(),
+        async () => (await polled(collector).collect(refresh)).metrics(),
         COLLECTOR_OWN,
         text,
       );

@@ -12,11 +12,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
-import {
-  isStreaming,
-  type Collector,
-  type PolledCollector,
-} from '../../src/collectors/collector.js';
+import { isPolled, type Collector, type PolledCollector } from '../../src/collectors/collector.js';
 
 /** One seed for the whole file, so one printed number replays it. */
 export const FUZZ_SEED = envNumber('FUZZ_SEED', Date.now() ^ 0);
@@ -316,6 +312,6 @@ export class RegexSandbox {
 
 /** The polled side of a collector a factory returned (the host, filesystem and processes ones are). */
 export function polled(collector: Collector): PolledCollector {
-  assert.ok(!isStreaming(collector), 'a polled collector');
+  assert.ok(isPolled(collector), 'a polled collector');
   return collector;
 }
