@@ -35,6 +35,7 @@ import { gzipSync } from 'node:zlib';
 import { collectorSchema, registerCollector } from '../src/collectors/collector.js';
 import { parseConfig } from '../src/config/load.js';
 import { buildRunner } from '../src/exporter/build.js';
+import { testRouteToken, withRouteToken } from './helpers/routetoken.js';
 
 const quiet = createLogger('error', {}, () => {});
 
@@ -470,6 +471,7 @@ describe('a contributed route', () => {
       {
         method: 'POST',
         path: '/api/v1/test-ingest',
+        token: testRouteToken,
         bodyLimitBytes: 1024,
         body: z.strictObject({ id: z.string().min(1), tokens: z.number().int().nonnegative() }),
         handle(req) {
@@ -496,7 +498,7 @@ describe('a contributed route', () => {
     await runner.stop();
   });
   const post = (body: string, type = 'application/json') =>
-    fetch(url, { method: 'POST', headers: { 'content-type': type }, body });
+    fetch(url, { method: 'POST', headers: { 'content-type': type, ...withRouteToken }, body });
 
   it('takes valid JSON and counts it on /metrics', async () => {
     const res = await post(JSON.stringify({ id: 'a', tokens: 7 }));
@@ -565,6 +567,7 @@ describe('a contributed route', () => {
       );
       req.on('error', reject);
       req.setHeader('content-type', 'application/json');
+      req.setHeader('authorization', withRouteToken.authorization);
       // No Content-Length: the limit must hold while reading, not only from the header.
       for (let i = 0; i < 20; i++) req.write(`${' '.repeat(100)}`);
       req.end('{}');
@@ -573,7 +576,11 @@ describe('a contributed route', () => {
     assert.match(chunked.body, /1024 bytes/);
     const gz = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      headers: {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+        ...withRouteToken,
+      },
       body: gzipSync('{"id":"a","tokens":1}'),
     });
     assert.equal(gz.status, 415);
@@ -596,7 +603,14 @@ describe('routes and their collector', () => {
         if (startFails) throw new Error('ledger disk missing');
       },
       stop() {},
-      routes: [{ method: 'POST', path: '/api/v1/t', handle: () => ({ status: 204, body: null }) }],
+      routes: [
+        {
+          method: 'POST',
+          path: '/api/v1/t',
+          token: testRouteToken,
+          handle: () => ({ status: 204, body: null }),
+        },
+      ],
     }),
   });
 
@@ -611,7 +625,7 @@ describe('routes and their collector', () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return {
       runner,
-      post: () => fetch(`${base}/api/v1/t`, { method: 'POST' }),
+      post: () => fetch(`${base}/api/v1/t`, { method: 'POST', headers: withRouteToken }),
       close: async () => {
         server.close();
         await runner.stop();
@@ -649,7 +663,9 @@ describe('routes and their collector', () => {
       registry: new Registry(),
       start() {},
       stop() {},
-      routes: [{ method: 'GET', path, handle: () => ({ status: 200, body: {} }) }],
+      routes: [
+        { method: 'GET', path, token: testRouteToken, handle: () => ({ status: 200, body: {} }) },
+      ],
     });
     assert.throws(
       () =>
@@ -827,7 +843,7 @@ describe('the real CLI with test collectors (test/fixtures/platform/serve.ts)', 
     })();
     const inFlight = fetch(`${lookout.url}/api/v1/slow`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...withRouteToken },
       body: '{"n":1}',
     });
     await eventually(
