@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
+import { promisify } from 'node:util';
 import { once } from 'node:events';
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +16,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConnectTimeoutError, HttpClient } from '../src/lib/http.js';
-import { tempDir } from './helpers/procs.js';
+import { REPO, tempDir } from './helpers/procs.js';
+import { issue, makeTlsFiles } from './helpers/tls-files.js';
+
+const run = promisify(execFile);
 
 function listening(server: Server | ReturnType<typeof createNetServer>, where: string | number) {
   return new Promise<void>((resolve) =>
@@ -230,6 +236,76 @@ describe('the shared HTTP client', () => {
     } finally {
       await http.close();
       cut.close();
+    }
+  });
+
+  it('https: verifies the server certificate and its name against the trusted CAs (NODE_EXTRA_CA_CERTS), as undici did', async () => {
+    const files = await makeTlsFiles();
+    const serve = async (pair: { cert: string; key: string }) => {
+      const server = createHttpsServer(
+        { cert: await readFile(pair.cert), key: await readFile(pair.key) },
+        (_, res) => res.end('over tls'),
+      );
+      await listening(server, 0);
+      return { server, port: (server.address() as AddressInfo).port };
+    };
+    const good = await serve(files.server);
+    const expired = await serve(files.expired);
+    // Signed by the same CA for another name only.
+    const issuer = { cert: files.ca, key: join(files.dir, 'server-ca.key') };
+    const other = await serve(
+      await issue(files.dir, issuer, 'other', { san: 'DNS:other.example' }),
+    );
+    const http = new HttpClient();
+    try {
+      // This process does not trust the test CA: refused, and the TLS kind was made.
+      await assert.rejects(
+        http.request(`https://localhost:${good.port}/`, { signal: AbortSignal.timeout(5000) }),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(err.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+          return true;
+        },
+      );
+      assert.deepEqual(http.kindsInUse(), ['tls']);
+      // A process that trusts it, as a host's CA bundle would: each URL's answer or error code.
+      const script = `
+        import { HttpClient } from ${JSON.stringify(join(REPO, 'src/lib/http.ts'))};
+        const http = new HttpClient();
+        for (const url of process.argv.slice(1)) {
+          const out = await http.request(url, { signal: AbortSignal.timeout(5000) }).then(
+            (r) => r.status + ' ' + r.body.toString(),
+            (e) => e.code,
+          );
+          console.log(out);
+        }
+        await http.close();
+      `;
+      const { stdout } = await run(
+        process.execPath,
+        [
+          '--import',
+          import.meta.resolve('tsx'),
+          '--input-type=module',
+          '-e',
+          script,
+          `https://localhost:${good.port}/`,
+          `https://127.0.0.1:${good.port}/`,
+          `https://localhost:${other.port}/`,
+          `https://localhost:${expired.port}/`,
+        ],
+        { env: { ...process.env, NODE_EXTRA_CA_CERTS: files.ca } },
+      );
+      assert.deepEqual(stdout.trim().split('\n'), [
+        '200 over tls',
+        '200 over tls',
+        'ERR_TLS_CERT_ALTNAME_INVALID',
+        'CERT_HAS_EXPIRED',
+      ]);
+    } finally {
+      await http.close();
+      good.server.close();
+      expired.server.close();
+      other.server.close();
     }
   });
 });
