@@ -35,6 +35,7 @@ import { gzipSync } from 'node:zlib';
 import { collectorSchema, registerCollector } from '../src/collectors/collector.js';
 import { parseConfig } from '../src/collectors/config.js';
 import { buildRunner } from '../src/exporter/build.js';
+import { testRouteToken, withRouteToken } from './helpers/routetoken.js';
 
 const quiet = createLogger('error', {}, () => {});
 
@@ -465,6 +466,7 @@ describe('a contributed route', () => {
       {
         method: 'POST',
         path: '/api/v1/test-ingest',
+        token: testRouteToken,
         bodyLimitBytes: 1024,
         body: z.strictObject({ id: z.string().min(1), tokens: z.number().int().nonnegative() }),
         handle(req) {
@@ -491,7 +493,7 @@ describe('a contributed route', () => {
     await runner.stop();
   });
   const post = (body: string, type = 'application/json') =>
-    fetch(url, { method: 'POST', headers: { 'content-type': type }, body });
+    fetch(url, { method: 'POST', headers: { 'content-type': type, ...withRouteToken }, body });
 
   it('takes valid JSON and counts it on /metrics', async () => {
     const res = await post(JSON.stringify({ id: 'a', tokens: 7 }));
@@ -560,6 +562,7 @@ describe('a contributed route', () => {
       );
       req.on('error', reject);
       req.setHeader('content-type', 'application/json');
+      req.setHeader('authorization', withRouteToken.authorization);
       // No Content-Length: the limit must hold while reading, not only from the header.
       for (let i = 0; i < 20; i++) req.write(`${' '.repeat(100)}`);
       req.end('{}');
@@ -568,7 +571,11 @@ describe('a contributed route', () => {
     assert.match(chunked.body, /1024 bytes/);
     const gz = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      headers: {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+        ...withRouteToken,
+      },
       body: gzipSync('{"id":"a","tokens":1}'),
     });
     assert.equal(gz.status, 415);
@@ -592,7 +599,14 @@ describe('routes and their collector', () => {
         },
         stop() {},
       },
-      routes: [{ method: 'POST', path: '/api/v1/t', handle: () => ({ status: 204, body: null }) }],
+      routes: [
+        {
+          method: 'POST',
+          path: '/api/v1/t',
+          token: testRouteToken,
+          handle: () => ({ status: 204, body: null }),
+        },
+      ],
     }),
   });
 
@@ -607,7 +621,7 @@ describe('routes and their collector', () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return {
       runner,
-      post: () => fetch(`${base}/api/v1/t`, { method: 'POST' }),
+      post: () => fetch(`${base}/api/v1/t`, { method: 'POST', headers: withRouteToken }),
       close: async () => {
         server.close();
         await runner.stop();
@@ -642,7 +656,9 @@ describe('routes and their collector', () => {
   it('two routes on one method and path, or one on lookout’s own pages, stop start-up', () => {
     const routeOn = (path: string): ServiceCollector => ({
       service: { registry: new Registry(), start() {}, stop() {} },
-      routes: [{ method: 'GET', path, handle: () => ({ status: 200, body: {} }) }],
+      routes: [
+        { method: 'GET', path, token: testRouteToken, handle: () => ({ status: 200, body: {} }) },
+      ],
     });
     assert.throws(
       () =>
@@ -820,7 +836,7 @@ describe('the real CLI with test collectors (test/fixtures/platform/serve.ts)', 
     })();
     const inFlight = fetch(`${lookout.url}/api/v1/slow`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...withRouteToken },
       body: '{"n":1}',
     });
     await eventually(

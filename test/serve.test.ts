@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -178,6 +180,57 @@ describe('memory: what a refusal costs', () => {
         assert.ok(!loaded.includes(`NativeModule ${mod}`), `${mod} was loaded`);
     } finally {
       await lookout.stop();
+    }
+  });
+});
+
+describe('memory: what the HTTP client costs', () => {
+  it('the nginx collector reads its status page without loading undici, npm package or Node’s bundled copy', async () => {
+    const stub = createServer((_, res) =>
+      res.end(
+        'Active connections: 1 \nserver accepts handled requests\n 1 1 1 \nReading: 0 Writing: 1 Waiting: 0 \n',
+      ),
+    );
+    await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
+    const port = (stub.address() as AddressInfo).port;
+    const list = join(await tempDir('lookout-modules-'), 'modules.txt');
+    const lookout = await startLookout(
+      `collectors:\n  nginx:\n    enabled: true\n    interval: 1s\n    timeout: 1s\n    status_url: http://127.0.0.1:${port}/stub_status\n`,
+      [],
+      {
+        NODE_OPTIONS: `--import ${join(REPO, 'test/fixtures/module-list.mjs')}`,
+        LOOKOUT_MODULE_LIST: list,
+      },
+    );
+    try {
+      await eventually(
+        async () =>
+          sampleValue(await (await fetch(`${lookout.url}/metrics`)).text(), 'lookout_nginx_up') ===
+          1,
+        10_000,
+        'lookout_nginx_up 1',
+      );
+      lookout.child.kill('SIGUSR2');
+      const loaded = await eventually(
+        async () => (await readFile(list, 'utf8')).split('\n'),
+        5000,
+        'the module list',
+      );
+      // The list is the real one: the HTTP client lookout used is in it, and npm packages are.
+      assert.ok(loaded.includes('NativeModule _http_client'), 'node:http client loaded');
+      assert.ok(
+        loaded.some((l) => l.includes('/node_modules/prom-client/')),
+        'npm packages are listed',
+      );
+      assert.deepEqual(
+        loaded.filter((l) => l.includes('/node_modules/undici/')),
+        [],
+        'undici files loaded',
+      );
+      assert.ok(!loaded.includes('NativeModule internal/deps/undici/undici'));
+    } finally {
+      await lookout.stop();
+      stub.close();
     }
   });
 });

@@ -164,16 +164,34 @@ export interface Observer<T> {
   lastSeen(): T | undefined;
 }
 
-/** An HTTP route a collector adds (the AI-usage ingest); mounted only when it is enabled. */
+/**
+ * An HTTP route a collector adds (the AI-usage ingest); mounted only when its collector
+ * is enabled and its own bearer token is configured (`token`), never behind the scrape
+ * credentials: web-config basic auth does not open it, and its token opens nothing else.
+ */
 export interface CollectorRoute {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** An absolute path, e.g. `/api/v1/ai-usage`. */
   path: string;
+  /** Where its bearer token comes from: routeToken() over the collector's routeTokenSchema fields. */
+  token: RouteToken;
   /** Largest request body accepted, in bytes (default 1 MiB); larger is a 413. */
   bodyLimitBytes?: number;
   /** Validates the JSON body; a mismatch is a 400 naming each wrong field. Without it, no body is read. */
   body?: z.ZodType;
   handle(req: RouteRequest): Promise<RouteResponse> | RouteResponse;
+}
+
+/**
+ * A route's bearer token source, from its collector's config: a file (its trailing
+ * newline dropped) or an environment variable, each with the setting that names it, so a
+ * missing file or an unset variable is a startup error naming that setting. Neither
+ * given: the route is not mounted, and `hint` says what to set.
+ */
+export interface RouteToken {
+  file?: { path: string; setting: string };
+  env?: { name: string; setting: string };
+  hint: string;
 }
 
 export interface RouteRequest {
@@ -183,11 +201,29 @@ export interface RouteRequest {
   query: URLSearchParams;
 }
 
-export interface RouteResponse {
-  status: number;
-  /** Sent as JSON. */
-  body: unknown;
+/** One item of a batch, as the route decided it. */
+export interface RouteItemResult {
+  /** The item's id (its idempotency key), when it has one. */
+  id?: string;
+  /** accepted: stored now; duplicate: stored before (not counted again); rejected: not stored. */
+  result: 'accepted' | 'duplicate' | 'rejected';
+  /** Why it was rejected: what the client must change before sending it again. */
+  reason?: string;
 }
+
+/**
+ * A route's answer: a JSON body, or per-item results of a batch, sent as
+ * `{ accepted, duplicate, rejected, items: [{ index, id?, result, reason? }] }` with
+ * status 200 when no item was rejected, 207 when some were, 422 when all were (unless
+ * `status` says otherwise). Items are in the order the request sent them.
+ */
+export type RouteResponse =
+  | { status: number; body: unknown; headers?: Readonly<Record<string, string>> }
+  | {
+      items: readonly RouteItemResult[];
+      status?: number;
+      headers?: Readonly<Record<string, string>>;
+    };
 
 /** A route's answer to input it cannot take: sent as `{ error, problems? }` with this status. */
 export class RouteError extends Error {

@@ -3,7 +3,15 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Runner } from './runner.js';
 import { landingPage } from './landing.js';
-import { errorHandler, mountRoutes, sendJson } from './routes.js';
+import {
+  errorHandler,
+  mountRoutes,
+  routeKey,
+  sendJson,
+  type RouteDoor,
+  type RouteGate,
+  type RouteNote,
+} from './routes.js';
 import { runbooksHandler } from './runbooks.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { doorMiddleware, type DoorChecks } from './auth.js';
@@ -187,12 +195,36 @@ class LookoutApp extends Koa {
 /** lookout's own pages; a collector's route may not take their paths. */
 const OWN_PATHS = ['/metrics', '/healthz', '/runbooks', '/'];
 
+/**
+ * The gate of collector `name`'s routes, from what the runner knows of it: closed while
+ * lookout stops, while the collector is not running (not started yet, its start failed,
+ * stopped), and while its service reports a fault (ctx.fault(), until ctx.healthy()). The client learns only that
+ * it must come back; the fault itself is on the landing page and in the log.
+ */
+export function collectorGate(runner: Runner, name: string, lifecycle: Lifecycle): RouteGate {
+  return {
+    closed: () => {
+      if (lifecycle.stopping) return 'lookout is shutting down; try again shortly';
+      if (!runner.isRunning(name))
+        return `the ${name} collector is not running (see the landing page); try again shortly`;
+      if (runner.serviceFault(name) !== undefined)
+        return `the ${name} collector reports a fault (see the landing page); try again shortly`;
+      return undefined;
+    },
+  };
+}
+
+/**
+ * `door`: the web-config file's checks (headers, rate limit, basic auth), read per
+ * request. `routeDoor`: where collectors' routes report a request without their token.
+ */
 export function createApp(
   runner: Runner,
   version: string,
   log: Logger,
   lifecycle = new Lifecycle(),
   door?: () => DoorChecks,
+  routeDoor: RouteDoor = {},
 ): Koa {
   const app = new LookoutApp();
   const router = new Router();
@@ -213,29 +245,31 @@ export function createApp(
 
   router.get('/runbooks', runbooksHandler(log));
 
+  const notes: RouteNote[] = [];
   router.get('/', (ctx) => {
     ctx.type = 'text/html; charset=utf-8';
-    ctx.body = landingPage(runner.states(), version);
+    ctx.body = landingPage(runner.states(), version, notes);
   });
 
   // Routes of enabled collectors only: a disabled collector was never built.
-  const taken = new Map(OWN_PATHS.map((p) => [`* ${p}`, 'lookout itself']));
+  const taken = new Map(OWN_PATHS.map((p) => [`* ${routeKey(p)}`, 'lookout itself']));
   for (const [name, collector] of runner.collectors()) {
     if (!collector.routes) continue;
-    const gate = {
-      closed: () =>
-        lifecycle.stopping
-          ? 'lookout is shutting down; try again shortly'
-          : runner.isRunning(name)
-            ? undefined
-            : `the ${name} collector is not running (see the landing page); try again shortly`,
-    };
-    mountRoutes(router, name, collector.routes, gate, taken);
+    const gate = collectorGate(runner, name, lifecycle);
+    notes.push(...mountRoutes(router, name, collector.routes, gate, taken, routeDoor));
   }
+  for (const n of notes) {
+    if (n.off === undefined)
+      log.info('route mounted', { collector: n.collector, route: `${n.method} ${n.path}` });
+    else
+      log.warn('route off', { collector: n.collector, route: `${n.method} ${n.path}`, why: n.off });
+  }
+  const ownDoor = new Set(notes.filter((n) => n.off === undefined).map((n) => routeKey(n.path)));
 
   app.use(lifecycle.middleware());
-  // Headers, rate limit and basic auth from the web-config file, before anything is read.
-  if (door) app.use(doorMiddleware(door));
+  // Headers, rate limit and basic auth from the web-config file, before anything is read;
+  // collectors' routes check their own token instead of basic auth.
+  if (door) app.use(doorMiddleware(door, (path) => ownDoor.has(routeKey(path))));
   app.use(errorHandler(log));
   app.use(async (ctx, next) => {
     // lookout's own pages take no body: one sent to them is refused unread, and the

@@ -9,15 +9,23 @@ import type Koa from 'koa';
  * Why a request was turned away; the `reason` label of lookout_http_auth_failures_total.
  * `too_many_attempts`: credentials not yet verified arrived while the compare queue was
  * full (answered 503 unchecked; BasicAuth.check's `busy`) — a password flood shows there, not only as
- * wrong_credentials.
+ * wrong_credentials. `missing_token`, `wrong_token`: a collector's route (an ingest)
+ * called without its own bearer token, or with another.
  */
 export type AuthFailure =
-  'missing_credentials' | 'wrong_credentials' | 'too_many_attempts' | 'client_certificate';
+  | 'missing_credentials'
+  | 'wrong_credentials'
+  | 'too_many_attempts'
+  | 'client_certificate'
+  | 'missing_token'
+  | 'wrong_token';
 export const AUTH_FAILURES: readonly AuthFailure[] = [
   'missing_credentials',
   'wrong_credentials',
   'too_many_attempts',
   'client_certificate',
+  'missing_token',
+  'wrong_token',
 ];
 
 /** The bcrypt calls lookout makes; the native `bcrypt` package in production. */
@@ -159,9 +167,14 @@ const OPEN_PATHS = new Set(['/healthz']);
 
 /**
  * The toolkit's per-request order: the configured headers, the rate limit, then basic
- * auth — the last two on every route but /healthz.
+ * auth — the last two on every route but /healthz, and basic auth not on the paths for
+ * which `ownDoor` is true: collectors' routes, which check their own bearer token (the
+ * scrape credentials must not open them, and one Authorization header cannot carry both).
  */
-export function doorMiddleware(current: () => DoorChecks): Koa.Middleware {
+export function doorMiddleware(
+  current: () => DoorChecks,
+  ownDoor: (path: string) => boolean = () => false,
+): Koa.Middleware {
   return async (ctx, next) => {
     // Read per request: a reloaded web-config file applies from the next request.
     const d = current();
@@ -173,7 +186,7 @@ export function doorMiddleware(current: () => DoorChecks): Koa.Middleware {
       ctx.body = 'Too Many Requests\n';
       return;
     }
-    if (!d.auth?.enabled) return next();
+    if (!d.auth?.enabled || ownDoor(ctx.path)) return next();
     const result = await d.auth.check(ctx.get('authorization') || undefined);
     if (result === 'ok') return next();
     d.onFailure(result === 'busy' ? 'too_many_attempts' : result, ctx.request.ip);

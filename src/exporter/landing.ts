@@ -1,11 +1,33 @@
+import type { RouteNote } from './routes.js';
 import type { CollectorState } from './runner.js';
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** The page at `/`: what is running and how each collector is doing. */
-export function landingPage(states: readonly CollectorState[], version: string): string {
+/** Collectors' routes: each mounted, or off and why. */
+function routesTable(routes: readonly RouteNote[]): string {
+  if (routes.length === 0) return '';
+  const rows = routes
+    .map(
+      (r) =>
+        `<tr class="${r.off === undefined ? 'ok' : 'off'}"><td>${escapeHtml(`${r.method} ${r.path}`)}</td><td>${escapeHtml(r.collector)}</td><td>${r.off === undefined ? 'on (its own bearer token)' : escapeHtml(`off: ${r.off}`)}</td></tr>`,
+    )
+    .join('\n');
+  return `<h2>Routes</h2>
+<table><thead><tr><th>route</th><th>collector</th><th>state</th></tr></thead>
+<tbody>
+${rows}
+</tbody></table>
+`;
+}
+
+/** The page at `/`: what is running, how each collector is doing, and collectors' routes. */
+export function landingPage(
+  states: readonly CollectorState[],
+  version: string,
+  routes: readonly RouteNote[] = [],
+): string {
   const rows = states
     .map((s) => {
       const took =
@@ -30,6 +52,6 @@ tr.ok td:nth-child(2){color:#1a7f37}tr.failed td:nth-child(2),tr.timeout td:nth-
 <tbody>
 ${rows}
 </tbody></table>
-</body></html>
+${routesTable(routes)}</body></html>
 `;
 }

@@ -414,10 +414,6 @@ export class Door {
     return door;
   }
 
-  get connections(): number {
-    return this.active;
-  }
-
   /** Stops accepting; resolves when every connection has closed. */
   close(): Promise<void> {
     this.closing = true;

@@ -1,8 +1,16 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type Koa from 'koa';
 import type Router from '@koa/router';
 import getRawBody from 'raw-body';
 import type { z } from 'zod';
-import { RouteError, type CollectorRoute } from '../collectors/collector.js';
+import {
+  RouteError,
+  type CollectorRoute,
+  type RouteResponse,
+  type RouteToken,
+} from '../collectors/collector.js';
+import type { AuthFailure } from './auth.js';
 import { formatPath } from '../config/load.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { StartupError } from './runner.js';
@@ -64,16 +72,119 @@ function validate(schema: z.ZodType, body: unknown): unknown {
   );
 }
 
-/** Answers 503 instead of calling a route: its collector is not running, or lookout is stopping. */
+/**
+ * Answers 503 (with Retry-After) instead of calling a route: its collector is not
+ * running, its service reported a fault (ctx.fault() until ctx.healthy()), or lookout is
+ * stopping. Asked on every request, after the route's token was checked.
+ */
 export interface RouteGate {
   /** Why the route cannot be served now, or undefined when it can. */
   closed(): string | undefined;
 }
 
+/** Shortest token taken: a guessable one would open writes to anyone who tries. */
+export const MIN_TOKEN_LENGTH = 16;
+
 /**
- * Mounts a collector's routes; input problems become JSON 4xx answers. `taken` holds the
- * `METHOD path` pairs already served (lookout's own pages included): a second is a
- * StartupError, so one collector can never shadow another or /metrics.
+ * The token a route's settings name, read now (at start): undefined when none is
+ * configured; a StartupError naming the setting when one is configured but cannot be
+ * used (a missing or empty file, an unset variable, a short token).
+ */
+export function resolveRouteToken(token: RouteToken): string | undefined {
+  if (token.file && token.env) {
+    throw new StartupError(
+      `${token.file.setting} and ${token.env.setting} are both set; keep one of them`,
+    );
+  }
+  let value: string;
+  let setting: string;
+  if (token.file) {
+    setting = token.file.setting;
+    try {
+      value = readFileSync(token.file.path, 'utf8');
+    } catch (err) {
+      throw new StartupError(`${setting}: cannot read ${token.file.path}: ${errorText(err)}`);
+    }
+    // Written by `echo` or an editor: the newline is not part of the token.
+    value = value.replace(/\r?\n$/, '');
+    if (value === '') throw new StartupError(`${setting}: ${token.file.path} is empty`);
+  } else if (token.env) {
+    setting = token.env.setting;
+    const v = process.env[token.env.name];
+    if (v === undefined || v === '') {
+      throw new StartupError(
+        `${setting}: the environment variable ${token.env.name} is ${v === undefined ? 'not set' : 'empty'}`,
+      );
+    }
+    value = v;
+  } else {
+    return undefined;
+  }
+  if (!/^[\x21-\x7e]+$/.test(value)) {
+    throw new StartupError(
+      `${setting}: the token holds spaces, control or non-ASCII characters, which an Authorization header cannot carry unchanged`,
+    );
+  }
+  if (value.length < MIN_TOKEN_LENGTH) {
+    throw new StartupError(
+      `${setting}: the token is ${value.length} characters; use at least ${MIN_TOKEN_LENGTH} (e.g. openssl rand -hex 32)`,
+    );
+  }
+  return value;
+}
+
+export type BearerResult = 'ok' | 'missing_token' | 'wrong_token';
+
+/**
+ * A route's bearer token, compared in constant time: both sides are HMACs under a key
+ * made at start, so the compare is of equal lengths whatever is sent, and its time tells
+ * nothing about the token's length or its first differing byte.
+ */
+export class BearerToken {
+  private readonly key = randomBytes(32);
+  private readonly digest: Buffer;
+
+  constructor(token: string) {
+    this.digest = this.mac(token);
+  }
+
+  private mac(value: string): Buffer {
+    return createHmac('sha256', this.key).update(value).digest();
+  }
+
+  check(header: string | undefined): BearerResult {
+    const m = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    if (!m) return 'missing_token';
+    return timingSafeEqual(this.mac(m[1]!), this.digest) ? 'ok' : 'wrong_token';
+  }
+}
+
+/** What became of one route at start, for the log and the landing page. */
+export interface RouteNote {
+  collector: string;
+  method: string;
+  path: string;
+  /** Undefined when mounted; else why not and what to set. */
+  off?: string;
+}
+
+export interface RouteDoor {
+  /** A request turned away for its token; counted in lookout_http_auth_failures_total. */
+  onFailure?(reason: AuthFailure, remote: string | undefined): void;
+}
+
+/** Paths compared as the router matches them: case-insensitive, a trailing slash ignored. */
+export function routeKey(path: string): string {
+  const p = path.toLowerCase();
+  return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
+}
+
+/**
+ * Mounts a collector's routes behind their own bearer token; input problems become JSON
+ * 4xx answers. A route whose token is not configured is not mounted (a 404), and says so
+ * in the returned notes. `taken` holds the `METHOD path` pairs already served (lookout's
+ * own pages included): a second is a StartupError, so one collector can never shadow
+ * another or /metrics.
  */
 export function mountRoutes(
   router: Router,
@@ -81,16 +192,50 @@ export function mountRoutes(
   routes: readonly CollectorRoute[],
   gate: RouteGate,
   taken: Map<string, string>,
-): void {
+  door: RouteDoor = {},
+): RouteNote[] {
+  const notes: RouteNote[] = [];
   for (const route of routes) {
     const id = `${route.method} ${route.path}`;
-    const owner = taken.get(id) ?? taken.get(`* ${route.path}`);
+    const key = routeKey(route.path);
+    const owner = taken.get(`${route.method} ${key}`) ?? taken.get(`* ${key}`);
     if (owner !== undefined) {
       throw new StartupError(`collector ${collector} adds ${id}, which ${owner} already serves`);
     }
-    taken.set(id, `collector ${collector}`);
+    taken.set(`${route.method} ${key}`, `collector ${collector}`);
+    const value = resolveRouteToken(route.token);
+    if (value === undefined) {
+      notes.push({
+        collector,
+        method: route.method,
+        path: route.path,
+        off: `no token configured; ${route.token.hint}`,
+      });
+      continue;
+    }
+    notes.push({ collector, method: route.method, path: route.path });
+    const bearer = new BearerToken(value);
     const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
     router[method](route.path, async (ctx) => {
+      // The token first: a client without it learns nothing, not even the collector's state.
+      const result = bearer.check(ctx.get('authorization') || undefined);
+      if (result !== 'ok') {
+        door.onFailure?.(result, ctx.request.ip);
+        ctx.set(
+          'WWW-Authenticate',
+          result === 'wrong_token'
+            ? 'Bearer realm="lookout", error="invalid_token"'
+            : 'Bearer realm="lookout"',
+        );
+        // The body is not read: the connection goes, rather than draining what was sent.
+        ctx.set('Connection', 'close');
+        throw new RouteError(
+          401,
+          result === 'wrong_token'
+            ? "the bearer token is not this route's"
+            : 'this route takes its own bearer token: Authorization: Bearer <token>',
+        );
+      }
       const why = gate.closed();
       if (why !== undefined) {
         // A client that retries (an ingest with idempotent ids) comes back later.
@@ -108,9 +253,27 @@ export function mountRoutes(
         headers: ctx.headers,
         query: new URLSearchParams(ctx.querystring),
       });
-      sendJson(ctx, res.status, res.body);
+      answer(ctx, res);
     });
   }
+  return notes;
+}
+
+/** Sends a route's answer: its body, or a batch's per-item results with their counts. */
+function answer(ctx: Koa.Context, res: RouteResponse): void {
+  for (const [k, v] of Object.entries(res.headers ?? {})) ctx.set(k, v);
+  if (!('items' in res)) {
+    sendJson(ctx, res.status, res.body);
+    return;
+  }
+  const counts = { accepted: 0, duplicate: 0, rejected: 0 };
+  for (const item of res.items) counts[item.result]++;
+  const n = res.items.length;
+  const status = res.status ?? (counts.rejected === 0 ? 200 : counts.rejected === n ? 422 : 207);
+  sendJson(ctx, status, {
+    ...counts,
+    items: res.items.map((item, index) => ({ index, ...item })),
+  });
 }
 
 /**

@@ -58,7 +58,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
     built = await buildRunner(config, log);
     failure = built.runner.selfCounter(
       'lookout_http_auth_failures_total',
-      'Requests (basic auth) and TLS connections (client certificate) turned away: missing or wrong credentials, or too many unverified ones waiting (503).',
+      "Requests (basic auth, a collector route's bearer token) and TLS connections (client certificate) turned away: missing or wrong credentials or token, or too many unverified ones waiting (503).",
       ['reason'],
       AUTH_FAILURES.map((reason) => ({ reason })),
     );
@@ -81,7 +81,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
       return () => (checks = c);
     };
     const door = web ? () => checks! : undefined;
-    app = createApp(built.runner, VERSION, log, lifecycle, door);
+    app = createApp(built.runner, VERSION, log, lifecycle, door, { onFailure });
   } catch (err) {
     if (err instanceof StartupError || err instanceof StorageError) {
       process.stderr.write(`lookout: ${err.message}\n`);

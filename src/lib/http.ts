@@ -1,7 +1,11 @@
-import type { Agent, Dispatcher } from 'undici';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS';
 
 export interface HttpRequest {
-  method?: Dispatcher.HttpMethod;
+  method?: HttpMethod;
   headers?: Record<string, string>;
   body?: string | Buffer;
   /** Aborts the request; pass the target's deadline. */
@@ -18,83 +22,213 @@ export interface HttpResponse {
   truncated: boolean;
 }
 
+/**
+ * An HTTP server on a unix socket (the Docker Engine API): the socket's path and the
+ * request's path and query. `host` is the Host header sent (default `localhost`).
+ */
+export interface UnixEndpoint {
+  socketPath: string;
+  path: string;
+  host?: string;
+}
+
+/** Where a request goes: a URL (http: or https:), or a unix socket. */
+export type Endpoint = string | URL | UnixEndpoint;
+
+/** The kinds of endpoint, each with its own dispatcher (a connection pool). */
+export type EndpointKind = 'tcp' | 'tls' | 'unix';
+
 const DEFAULT_MAX_BODY = 1 << 20;
 
+/** Connecting (TCP, and the TLS handshake after it) took longer than connectTimeoutMs. */
+export class ConnectTimeoutError extends Error {
+  readonly code = 'LOOKOUT_CONNECT_TIMEOUT';
+}
+
 /**
- * The one HTTP client collectors share: one undici Agent with bounded connections,
- * kept-alive sockets and a connect timeout. undici is imported on the first request, so
- * a host with no HTTP collector enabled never pays its ~7 MB; a collector that uses it
- * awaits dispatcher() in create(), so its first refresh does not spend a target's
- * deadline loading undici.
+ * The one HTTP client collectors share, on Node's own http and https modules: one
+ * keep-alive agent per kind of endpoint (TCP, TLS, unix socket), each made on first use,
+ * with bounded connections per origin (per socket path) and a connect timeout. Node's
+ * HTTP server code is loaded for lookout's own door anyway, so a request costs its
+ * sockets; undici's index cost 20-29 MB of RSS in a bare Node 20 process after a few
+ * requests (its llhttp WebAssembly compiled on first use), Node's http 3.5 MB.
  */
 export class HttpClient {
-  private agent?: Promise<Agent>;
+  private readonly agents = new Map<EndpointKind, HttpAgent>();
 
   constructor(
     private readonly options: { connectTimeoutMs?: number; connectionsPerOrigin?: number } = {},
   ) {}
 
-  /** undici's dispatcher, for a collector that needs more than request() (a Unix socket, TLS details). */
-  dispatcher(): Promise<Dispatcher> {
-    this.agent ??= import('undici').then(
-      ({ Agent }) =>
-        new Agent({
-          connect: { timeout: this.options.connectTimeoutMs ?? 10_000 },
-          connections: this.options.connectionsPerOrigin ?? 4,
-          // Targets are polled every 15–60 s; a socket idle past that is closed, not kept.
-          keepAliveTimeout: 60_000,
-          keepAliveMaxTimeout: 120_000,
-        }),
-    );
-    return this.agent;
+  /** The kinds of endpoint a dispatcher was made for so far (tests, status). */
+  kindsInUse(): EndpointKind[] {
+    return [...this.agents.keys()];
   }
 
-  /** One request; redirects are not followed (the caller decides). Rejects on network errors. */
-  async request(url: string | URL, req: HttpRequest): Promise<HttpResponse> {
-    const dispatcher = await this.dispatcher();
-    // undici 7 ignores a signal that was aborted before the call (it only listens for the
-    // abort event): a deadline that passed while undici was loading would never end it.
-    req.signal.throwIfAborted();
-    const u = new URL(url);
-    const res = await dispatcher.request({
-      origin: u.origin,
-      path: u.pathname + u.search,
-      method: req.method ?? 'GET',
-      headers: req.headers,
-      body: req.body,
-      signal: req.signal,
-    });
-    const limit = req.maxBodyBytes ?? DEFAULT_MAX_BODY;
-    const chunks: Buffer[] = [];
-    let kept = 0;
-    let truncated = false;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      const piece = chunk.length > limit - kept ? chunk.subarray(0, limit - kept) : chunk;
-      chunks.push(piece);
-      kept += piece.length;
-      if (piece.length < chunk.length) {
-        // Stop reading: a target that streams forever must not hold the refresh.
-        truncated = true;
-        res.body.destroy();
-        break;
-      }
+  private agent(kind: EndpointKind): HttpAgent {
+    let agent = this.agents.get(kind);
+    if (!agent) {
+      const options = {
+        keepAlive: true,
+        maxSockets: this.options.connectionsPerOrigin ?? 4,
+        // Targets are polled every 15–60 s; a socket idle past that is closed, not kept
+        // (a server's shorter Keep-Alive timeout hint wins).
+        timeout: 60_000,
+      };
+      agent = kind === 'tls' ? new HttpsAgent(options) : new HttpAgent(options);
+      this.agents.set(kind, agent);
     }
-    return {
-      status: res.statusCode,
-      headers: res.headers,
-      body: Buffer.concat(chunks),
-      truncated,
-    };
+    return agent;
   }
 
-  /** Closes kept-alive sockets; requests still running after `graceMs` are cut off. */
-  async close(graceMs = 1000): Promise<void> {
-    if (!this.agent) return;
-    const agent = await this.agent;
-    this.agent = undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));
-    if ((await Promise.race([agent.close(), late])) === 'late') await agent.destroy();
-    clearTimeout(timer);
+  /**
+   * Nothing to load any more (Node's http is in every lookout); kept so a collector that
+   * awaited it before its first deadline still compiles.
+   * @deprecated
+   */
+  dispatcher(): Promise<void> {
+    return Promise.resolve();
   }
+
+  /**
+   * One request; redirects are not followed (the caller decides). Rejects on network
+   * errors, and with the signal's reason once it aborts (a TimeoutError for
+   * AbortSignal.timeout), whether the request had begun or not.
+   */
+  async request(endpoint: Endpoint, req: HttpRequest): Promise<HttpResponse> {
+    req.signal.throwIfAborted();
+    const method = req.method ?? 'GET';
+    const target =
+      typeof endpoint === 'string' || endpoint instanceof URL
+        ? tcpTarget(new URL(endpoint))
+        : {
+            kind: 'unix' as const,
+            options: {
+              socketPath: endpoint.socketPath,
+              path: endpoint.path,
+              headers: { host: endpoint.host ?? 'localhost' },
+            },
+            where: `unix:${endpoint.socketPath}`,
+          };
+    const agent = this.agent(target.kind);
+    const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    const limit = req.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    return await new Promise<HttpResponse>((resolve, reject) => {
+      let settled = false;
+      let connectTimer: NodeJS.Timeout | undefined;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(connectTimer);
+        req.signal.removeEventListener('abort', onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      };
+      const onAbort = () => {
+        // The signal's own reason, as fetch and undici reject: a deadline reads as a
+        // TimeoutError, not as a generic abort.
+        const reason: unknown = req.signal.reason;
+        fail(reason);
+        request.destroy(reason instanceof Error ? reason : undefined);
+      };
+      const make = target.kind === 'tls' ? httpsRequest : httpRequest;
+      const request = make({
+        ...target.options,
+        method,
+        agent,
+        headers: { ...target.options.headers, ...req.headers },
+      });
+      request.on('error', fail);
+      request.on('socket', (socket: Socket) => {
+        if (!socket.connecting) return;
+        connectTimer = setTimeout(() => {
+          request.destroy(
+            new ConnectTimeoutError(
+              `connect to ${target.where} timed out after ${connectTimeoutMs / 1000}s`,
+            ),
+          );
+        }, connectTimeoutMs);
+        socket.once(target.kind === 'tls' ? 'secureConnect' : 'connect', () =>
+          clearTimeout(connectTimer),
+        );
+      });
+      request.on('response', (res: IncomingMessage) => {
+        clearTimeout(connectTimer);
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        let truncated = false;
+        res.on('data', (chunk: Buffer) => {
+          if (truncated) return;
+          const piece = chunk.length > limit - kept ? chunk.subarray(0, limit - kept) : chunk;
+          chunks.push(piece);
+          kept += piece.length;
+          if (piece.length < chunk.length) {
+            // Stop reading: a target that streams forever must not hold the refresh. The
+            // socket goes with it (it is mid-body, so it cannot be kept).
+            truncated = true;
+            res.destroy();
+            done();
+          }
+        });
+        res.on('end', done);
+        res.on('error', fail);
+        res.on('close', () => {
+          if (!res.complete) fail(new Error(`${target.where} closed the connection mid-response`));
+        });
+        function done() {
+          if (settled) return;
+          settled = true;
+          req.signal.removeEventListener('abort', onAbort);
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks),
+            truncated,
+          });
+        }
+      });
+      req.signal.addEventListener('abort', onAbort, { once: true });
+      request.end(req.body);
+    });
+  }
+
+  /**
+   * Closes kept-alive sockets now; requests still running after `graceMs` are cut off.
+   * The agents are dropped: a request after close makes new ones.
+   */
+  async close(graceMs = 1000): Promise<void> {
+    const agents = [...this.agents.values()];
+    this.agents.clear();
+    if (agents.length === 0) return;
+    // Idle sockets go at once; a socket in use is handed back (and closed, being no
+    // longer kept) when its request ends, or destroyed when the grace runs out.
+    const busy = () =>
+      agents.some((a) => Object.values(a.sockets).some((list) => (list?.length ?? 0) > 0));
+    for (const a of agents) for (const list of Object.values(a.freeSockets)) closeAll(list);
+    const until = performance.now() + graceMs;
+    while (busy() && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
+    for (const a of agents) a.destroy();
+  }
+}
+
+function closeAll(list: Socket[] | undefined): void {
+  for (const s of list ?? []) s.destroy();
+}
+
+function tcpTarget(u: URL) {
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new TypeError(`${u.protocol} URLs are not fetched (only http: and https:): ${u.href}`);
+  }
+  const tls = u.protocol === 'https:';
+  return {
+    kind: tls ? ('tls' as const) : ('tcp' as const),
+    options: {
+      protocol: u.protocol,
+      // node:http takes a bare IPv6 address, without URL brackets.
+      hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: u.port === '' ? undefined : Number(u.port),
+      path: u.pathname + u.search,
+      headers: {} as Record<string, string>,
+    },
+    where: u.host,
+  };
 }

@@ -2,8 +2,9 @@
  * Fuzzing the JSON body reading of collectors' routes (src/exporter/routes.ts) through a
  * real koa app on 127.0.0.1, the way lookout mounts them (errorHandler, mountRoutes), over
  * raw TCP so the client can lie: random and mutated bodies, content types and encodings,
- * Content-Length too short, too long or garbage, chunked framing right and wrong. Every
- * request is answered with the route's 2xx or a 4xx: the app's own carry JSON with a
+ * Content-Length too short, too long or garbage, chunked framing right and wrong, the
+ * route's bearer token or none or another. Every request is answered with the route's
+ * 2xx (only with its token) or a 4xx: the app's own carry JSON with a
  * reason; Node's HTTP parser refusing the framing itself answers a bare 400, and the
  * router a wrong method with 405 and Allow. Never a 500, never an unanswered
  * connection, never a hang.
@@ -21,6 +22,7 @@ import type { CollectorRoute } from '../../src/collectors/collector.js';
 import { errorHandler, mountRoutes } from '../../src/exporter/routes.js';
 import { createLogger } from '../../src/lib/log.js';
 import { HANG_MS, fuzzAsync, mutated, soup } from '../helpers/fuzz.js';
+import { TEST_ROUTE_TOKEN, testRouteToken } from '../helpers/routetoken.js';
 
 const LIMIT = 2048;
 const GOOD = { id: 'req-1', model: 'claude', tokens: 1234, tags: ['a', 'b'] };
@@ -29,6 +31,7 @@ const routes: CollectorRoute[] = [
   {
     method: 'POST',
     path: '/fuzz/strict',
+    token: testRouteToken,
     bodyLimitBytes: LIMIT,
     body: z.strictObject({
       id: z.string().min(1).max(64),
@@ -42,6 +45,7 @@ const routes: CollectorRoute[] = [
     // Any JSON at all reaches the handler: deep nesting and odd values get past validation.
     method: 'PUT',
     path: '/fuzz/any',
+    token: testRouteToken,
     bodyLimitBytes: LIMIT,
     body: z.unknown(),
     handle: ({ body }) => ({ status: 200, body: { type: typeof body } }),
@@ -113,6 +117,8 @@ type Framing =
 interface Request {
   /** undefined: the route's own method. */
   method: string | undefined;
+  /** Mostly the route's token; else none, another, or another scheme. */
+  authorization: string | undefined;
   path: string;
   contentType: string | undefined;
   contentEncoding: string | undefined;
@@ -125,6 +131,7 @@ interface Request {
 function render(r: Request): Buffer {
   const method = r.method ?? (r.path.endsWith('any') ? 'PUT' : 'POST');
   const head = [`${method} ${r.path} HTTP/1.1`, 'Host: 127.0.0.1'];
+  if (r.authorization !== undefined) head.push(`Authorization: ${r.authorization}`);
   if (r.contentType !== undefined) head.push(`Content-Type: ${r.contentType}`);
   if (r.contentEncoding !== undefined) head.push(`Content-Encoding: ${r.contentEncoding}`);
   head.push('Connection: close');
@@ -208,6 +215,22 @@ const request: fc.Arbitrary<Request> = fc.record({
       arbitrary: fc.constantFrom('GET', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'PUT', 'POST'),
     },
   ),
+  authorization: fc.oneof(
+    { weight: 12, arbitrary: fc.constant(`Bearer ${TEST_ROUTE_TOKEN}`) },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
+        undefined,
+        `Bearer ${TEST_ROUTE_TOKEN}x`,
+        `Bearer ${TEST_ROUTE_TOKEN.slice(0, -1)}`,
+        `bearer ${TEST_ROUTE_TOKEN}`,
+        `Basic ${Buffer.from(`u:${TEST_ROUTE_TOKEN}`).toString('base64')}`,
+        `Bearer`,
+        `Bearer ${TEST_ROUTE_TOKEN} extra`,
+        '',
+      ),
+    },
+  ),
   path: fc.constantFrom('/fuzz/strict', '/fuzz/any'),
   contentType: fc.oneof(
     { weight: 6, arbitrary: fc.constant('application/json') },
@@ -286,7 +309,20 @@ describe('fuzz: JSON bodies of collector routes over real HTTP', () => {
       const key = `${r.framing}:${answer.status}${answer.headers.has('content-type') ? '' : 'p'}`;
       tally.set(key, (tally.get(key) ?? 0) + 1);
       assert.ok(answer.status < 500, `${answer.status} ${answer.body} for ${JSON.stringify(what)}`);
-      if (answer.status < 300) return;
+      const rightToken =
+        /^bearer /i.test(r.authorization ?? '') && r.authorization!.slice(7) === TEST_ROUTE_TOKEN;
+      if (answer.status < 300 && r.method === 'OPTIONS') {
+        // The router's own answer (allowedMethods): the methods the path takes, no route run.
+        assert.ok(answer.headers.get('allow'), `OPTIONS without Allow: ${JSON.stringify(what)}`);
+        return;
+      }
+      if (answer.status < 300) {
+        assert.ok(
+          rightToken,
+          `${answer.status} without the route's token: ${JSON.stringify(what)}`,
+        );
+        return;
+      }
       assert.ok(answer.status >= 400, `${answer.status} for ${JSON.stringify(what)}`);
       if (answer.status === 405) {
         // The router's answer to a method the path does not take (app.ts mounts
