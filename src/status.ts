@@ -12,6 +12,8 @@ import { buildRunner } from './exporter/build.js';
 import type { Outcome } from './exporter/runner.js';
 import type { CpuTimes } from './lib/procfs.js';
 import { createLogger } from './lib/log.js';
+import { isStateReporter } from './lib/storage.js';
+import { existsSync } from 'node:fs';
 import { VERSION } from './version.js';
 
 /** CPU utilisation needs two readings of the counters; this far apart is long enough to mean something. */
@@ -77,6 +79,25 @@ function cpuSection(
   const busy = 1 - share('idle') - share('iowait');
   const parts = ['user', 'system', 'iowait', 'steal'].map((m) => `${m} ${percent(share(m))}`);
   return `CPU      ${percent(busy)} busy over ${seconds.toFixed(1)} s on ${cores} cores (${parts.join(', ')})\n`;
+}
+
+/**
+ * What the running service keeps under storage.path, as each collector that keeps state
+ * reads it (opened read-only: nothing is made or changed).
+ */
+async function stateSection(
+  root: string,
+  collectors: ReadonlyMap<string, Collector>,
+): Promise<string> {
+  let text = `\nState in ${root}\n`;
+  if (!existsSync(root)) return text + '  none yet (no such directory)\n';
+  const rows: string[][] = [];
+  for (const [name, c] of collectors) {
+    if (!isStateReporter(c)) continue;
+    for (const line of await c.describeState()) rows.push([name, line]);
+  }
+  if (rows.length === 0) return text + '  nothing kept by the enabled collectors\n';
+  return text + table(['COLLECTOR', 'KEPT'], rows).replace(/^/gm, '  ');
 }
 
 const FAILED: ReadonlySet<Outcome> = new Set(['failed', 'timeout', 'stuck', 'pending']);
@@ -220,6 +241,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     });
     text += 'Collectors\n';
     text += table(['NAME', 'STATE', 'TOOK', 'ERROR'], rows, [false, false, true, false]);
+    text += await stateSection(config.storage.path, collectors);
     if (failed) text += `\n${failed} collector(s) failed.\n`;
     out.write(text);
     return failed ? 1 : 0;

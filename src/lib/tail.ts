@@ -166,6 +166,8 @@ export class Tail {
   private failing = false;
   /** Bytes read, from every file: for tests and benches. */
   bytes = 0;
+  /** position() when stop() closed the files: what a consumer saves at shutdown. */
+  private lastPosition: TailPosition | undefined;
 
   constructor(path: string, opts: TailOptions) {
     this.path = path;
@@ -216,6 +218,7 @@ export class Tail {
     this.watcher?.close();
     this.watcher = undefined;
     await this.pass;
+    this.lastPosition = this.position();
     const files = [...this.draining, this.current].filter((f) => f !== undefined);
     this.current = undefined;
     this.draining = [];
@@ -230,11 +233,12 @@ export class Tail {
 
   /**
    * How far the consumer has acknowledged, in the file being read (a rotated-away one
-   * while it drains); undefined before any file was opened.
+   * while it drains); undefined before any file was opened. After stop(), where it stopped.
    */
   position(): TailPosition | undefined {
     const f = this.draining[0] ?? this.current;
-    return f && { dev: f.dev, ino: f.ino, offset: f.acked, before: f.ackedBefore };
+    if (!f) return this.lastPosition;
+    return { dev: f.dev, ino: f.ino, offset: f.acked, before: f.ackedBefore };
   }
 
   /** Where the saved position is now: at the path, renamed beside it, or nowhere. */
