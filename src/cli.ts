@@ -4,7 +4,7 @@ import { loadConfig, ConfigError } from './config/load.js';
 import { createLogger, errorText, type Logger } from './lib/log.js';
 import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
-import { resolveStoragePath } from './lib/storage.js';
+import { resolveStoragePath, StorageError } from './lib/storage.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
@@ -145,6 +145,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       process.stderr.write(err.message + '\n');
       process.exitCode = EXIT.invalid;
+    } else if (err instanceof StorageError) {
+      // Its message already says why (permission denied, not a directory) and what to set.
+      process.stderr.write(`lookout: ${err.message}\n`);
+      process.exitCode = EXIT.failed;
     } else if (
       err instanceof UsageError ||
       (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
