@@ -31,7 +31,9 @@
  * - on the file at the path (same dev and inode, the bytes before the offset unchanged):
  *   read on from the offset;
  * - renamed beside it (`access.log.1`, `access.log-20261206`: same dev and inode in the
- *   same directory): its remainder first, then the file at the path from its start;
+ *   same directory): its remainder first, then any file rotated after it meanwhile
+ *   (named after the log, not compressed, last written later), then the file at the path
+ *   from its start;
  * - nowhere (deleted, compressed, moved to another directory), or the file truncated or
  *   rewritten: the file at the path from its start, and `onGap` says what was skipped.
  *
@@ -44,7 +46,7 @@
  * under its new name. A wake-up while a pass runs sets a flag for one more pass, so
  * passes never overlap and no wake-up is lost.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher, type Stats } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
@@ -132,6 +134,8 @@ interface OpenFile {
 }
 
 const NEWLINE = 0x0a;
+/** Rotated files logrotate compressed: bytes no line reader can use. */
+const COMPRESSED = /\.(gz|bz2|xz|zst|lz4|lzma|z|zip)$/i;
 /** Bytes kept in TailPosition.before. */
 const FINGERPRINT_BYTES = 32;
 
@@ -243,7 +247,7 @@ export class Tail {
 
   /** Where the saved position is now: at the path, renamed beside it, or nowhere. */
   private async resume(p: TailPosition): Promise<void> {
-    let st;
+    let st: Stats | undefined;
     try {
       st = await stat(this.path);
     } catch (err) {
@@ -255,10 +259,46 @@ export class Tail {
       if (f) this.current = f;
       return;
     }
-    const renamed = await this.findRenamed(p);
-    if (renamed) {
-      renamed.lastGrowth = performance.now();
-      this.draining.push(renamed);
+    const siblings = await this.siblings();
+    const saved = siblings.find((s) => s.st.dev === p.dev && s.st.ino === p.ino);
+    const f = saved && (await this.fileAt(await open(saved.path, 'r'), p));
+    if (saved && f) {
+      f.lastGrowth = performance.now();
+      this.draining.push(f);
+      // Rotated after it while the consumer was stopped (two rotations in one stop): each
+      // was written to after the one before it stopped being written, so the order of
+      // their last writes is the order of the rotations. Older rotations were last
+      // written before the saved file was.
+      const name = basename(this.path);
+      const later = siblings
+        .filter(
+          (s) =>
+            s !== saved &&
+            s.name.startsWith(name) &&
+            !COMPRESSED.test(s.name) &&
+            s.st.mtimeMs > saved.st.mtimeMs &&
+            !(st && s.st.dev === st.dev && s.st.ino === st.ino),
+        )
+        .sort((x, y) => x.st.mtimeMs - y.st.mtimeMs);
+      for (const s of later) {
+        const fh = await open(s.path, 'r');
+        const o = await fh.stat();
+        if (o.dev !== s.st.dev || o.ino !== s.st.ino) {
+          await fh.close();
+          continue;
+        }
+        this.draining.push({
+          fh,
+          dev: o.dev,
+          ino: o.ino,
+          position: 0,
+          acked: 0,
+          ackedBefore: '',
+          held: undefined,
+          skipping: false,
+          lastGrowth: performance.now(),
+        });
+      }
     } else {
       this.opts.onGap?.(
         `the file last read (inode ${p.ino}) is neither at ${this.path} nor renamed beside it; reading ${this.path} from its start`,
@@ -267,31 +307,29 @@ export class Tail {
     if (st) await this.openCurrent(0);
   }
 
-  /** A renamed file in the path's directory with the saved dev and inode, opened at the position. */
-  private async findRenamed(p: TailPosition): Promise<OpenFile | undefined> {
+  /** The regular files beside the path (not it), with their stat. */
+  private async siblings(): Promise<{ name: string; path: string; st: Stats }[]> {
     const dir = dirname(this.path);
     let names: string[];
     try {
       names = await readdir(dir);
     } catch (err) {
-      if (errCode(err) === 'ENOENT') return undefined;
+      if (errCode(err) === 'ENOENT') return [];
       throw err;
     }
+    const out: { name: string; path: string; st: Stats }[] = [];
     for (const name of names) {
-      const candidate = join(dir, name);
-      if (candidate === this.path) continue;
+      const path = join(dir, name);
+      if (path === this.path) continue;
       try {
-        const st = await stat(candidate);
-        if (st.dev !== p.dev || st.ino !== p.ino || !st.isFile()) continue;
-        const fh = await open(candidate, 'r');
-        const f = await this.fileAt(fh, p);
-        if (f) return f;
+        const st = await stat(path);
+        if (st.isFile()) out.push({ name, path, st });
       } catch (err) {
-        // Gone or unreadable between readdir and open: not the file, or not one to read.
-        if (errCode(err) !== 'ENOENT' && errCode(err) !== 'EACCES') throw err;
+        // Gone between readdir and stat: not a file to read.
+        if (errCode(err) !== 'ENOENT') throw err;
       }
     }
-    return undefined;
+    return out;
   }
 
   /**
