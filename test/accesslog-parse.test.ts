@@ -279,6 +279,18 @@ describe('counting (LogCounts) and the exposition', () => {
     assert.deepEqual(registry.getMetricsAsArray(), objects, 'the same metric objects');
   });
 
+  it('a duration too long for a double is counted without a duration, and the next lines still count', async () => {
+    const counts = new LogCounts(cfg({}), DEFAULT_BUCKETS, silent);
+    const registry = accesslogRegistry([counts], DEFAULT_BUCKETS);
+    counts.onLines(line('GET', '/', 200, '9'.repeat(400)) + line('GET', '/', 200, '0.1'));
+    const e = parseExposition(await registry.metrics());
+    assert.equal(
+      sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'parsed' }),
+      2,
+    );
+    assert.equal(sampleValue(e, 'lookout_http_request_duration_seconds_count', { log: 'web' }), 1);
+  });
+
   it('exports no families at all when no log is configured', async () => {
     assert.equal((await accesslogRegistry([], DEFAULT_BUCKETS).metrics()).trim(), '');
   });

@@ -250,7 +250,9 @@ export class LogCounts {
     this.pendingRequests.set(key, (this.pendingRequests.get(key) ?? 0) + 1);
     this.pendingBytes += r.bytes;
     const s = r.seconds;
-    if (s === s) this.observeSeconds(s); // not NaN
+    // NaN: the line has no duration. Infinity (a 309-digit $request_time) would make
+    // observe() throw, and a throw here would stop the tail on this line for good.
+    if (s === s && s !== Infinity) this.observeSeconds(s);
   }
 
   /** A line the tail had to cut (longer than its limit). */
