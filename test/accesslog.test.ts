@@ -346,13 +346,13 @@ collectors:
     const counted = parsedNow(e);
     const lost = total - counted;
     ctx.diagnostic(
-      `copy-truncate during traffic: ${total - before} requests, ${done.filter((t) => Math.abs(t - truncated) < 20).length} answered within 20 ms of the truncate, copy+truncate ${(truncated - copyStart).toFixed(1)} ms, ${lost} lines lost (bound ${bound}), ${looks} looks at /metrics`,
+      `copy-truncate during traffic: ${total - before} requests, ${done.filter((t) => Math.abs(t - truncated) < 100).length} answered within 100 ms of the truncate, copy+truncate ${(truncated - copyStart).toFixed(1)} ms, ${lost} lines lost (bound ${bound}), ${looks} looks at /metrics`,
     );
     assert.ok(copyStart > 0 && truncated > copyStart, 'the copy and truncate ran mid-traffic');
-    const around = done.filter((t) => Math.abs(t - truncated) < 20).length;
+    const around = done.filter((t) => Math.abs(t - truncated) < 100).length;
     assert.ok(
       around > 0,
-      'requests were answered within 20 ms of the truncate: the senders kept on',
+      'requests were answered within 100 ms of the truncate: the senders kept on',
     );
     assert.ok(lost >= 0, `no line counted twice: ${counted} counted, ${total} sent`);
     assert.ok(lost <= bound, `lost ${lost} lines, more than the window allows (${bound})`);

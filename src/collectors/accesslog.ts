@@ -455,8 +455,19 @@ registerCollector({
         tails = cfg.logs.map((l, i) => {
           const counts = logs[i]!;
           return new Tail(l.path, {
-            // Counted in memory, nothing to commit: acknowledged as soon as it returns.
-            onLines: counts.onLines,
+            // Counted in memory, nothing to commit: acknowledged as soon as it returns —
+            // even when counting threw, or the tail would hand the same block over again
+            // for good.
+            onLines: (block) => {
+              try {
+                counts.onLines(block);
+              } catch (err) {
+                sctx.log.error('counting access log lines failed', {
+                  log: l.name,
+                  err: errorText(err),
+                });
+              }
+            },
             onOverlong: () => counts.overlong(),
             onError: (err) => {
               // The tail retries on every poll: report a fault once, not once a second.
