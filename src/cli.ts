@@ -4,6 +4,7 @@ import { loadConfig, ConfigError } from './collectors/config.js';
 import { createLogger, errorText, type Logger } from './lib/log.js';
 import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
+import { resolveStoragePath, StorageError } from './lib/storage.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
@@ -12,14 +13,21 @@ const USAGE = `lookout ${VERSION} — a Prometheus exporter and monitoring bundl
 
 Usage:
   lookout serve  [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
-  lookout check  [--config FILE] [--web.config.file FILE]
+                 [--storage.path DIR]
+  lookout check  [--config FILE] [--web.config.file FILE] [--storage.path DIR]
                                           validate the config (and the web-config file: TLS,
                                           basic auth; exit 0 good, 1 invalid, 2 could not run),
                                           then say whether each target answers now
-  lookout status [--config FILE]          one collection, as a table, for a terminal
+  lookout status [--config FILE] [--storage.path DIR]
+                                          one collection, as a table, for a terminal, and
+                                          what the running service keeps in its state
+                                          directory (read, never changed)
   lookout alert-test [--alertmanager URL] [--severity warning|critical]
                                           send a synthetic alert through Alertmanager
   lookout --version | --help
+
+--storage.path DIR: the state directory (default: storage.path in the config, else
+$STATE_DIRECTORY, else data/ under lookout's package). Give every command the same one.
 `;
 
 class UsageError extends Error {}
@@ -52,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       'web.listen-address': { type: 'string' },
       'web.config.file': { type: 'string' },
+      'storage.path': { type: 'string' },
       alertmanager: { type: 'string' },
       severity: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -68,10 +77,21 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = positionals[0] ?? 'serve';
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  /** The config file with what every command's flags override, applied the same way for all. */
+  const load = async () => {
+    const config = await loadConfig(values.config);
+    const flag = values['storage.path'];
+    if (flag === '') throw new UsageError('--storage.path: expected a directory, got ""');
+    config.storage.path = resolveStoragePath(config.storage.path, {
+      flag,
+      configFile: values.config,
+    });
+    return config;
+  };
 
   switch (command) {
     case 'check': {
-      const config = await loadConfig(values.config);
+      const config = await load();
       process.stdout.write(`${values.config ?? 'embedded defaults'}: OK\n`);
       const webFile = values['web.config.file'] ?? config.web.config_file;
       if (webFile !== undefined) {
@@ -86,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
       return exitNow(EXIT.ok, createLogger(config.log.level));
     }
     case 'serve': {
-      const config = await loadConfig(values.config);
+      const config = await load();
       if (values['web.listen-address'] !== undefined) {
         const { parseConfig } = await import('./collectors/config.js');
         // Only the address: the file's other web settings (limits) stay.
@@ -102,7 +122,7 @@ async function main(argv: string[]): Promise<number> {
       return exitNow(await serve(config, log), log);
     }
     case 'status': {
-      const config = await loadConfig(values.config);
+      const config = await load();
       const { status } = await import('./status.js');
       const code = await status(config, process.stdout);
       await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
@@ -125,6 +145,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       process.stderr.write(err.message + '\n');
       process.exitCode = EXIT.invalid;
+    } else if (err instanceof StorageError) {
+      // Its message already says why (permission denied, not a directory) and what to set.
+      process.stderr.write(`lookout: ${err.message}\n`);
+      process.exitCode = EXIT.failed;
     } else if (
       err instanceof UsageError ||
       (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')

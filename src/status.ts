@@ -12,6 +12,8 @@ import { buildRunner } from './exporter/build.js';
 import type { ActionReport, Outcome } from './exporter/runner.js';
 import type { CpuTimes } from './lib/procfs.js';
 import { createLogger } from './lib/log.js';
+import { isStateReporter } from './lib/storage.js';
+import { existsSync } from 'node:fs';
 import { VERSION } from './version.js';
 
 /** CPU utilisation needs two readings of the counters; this far apart is long enough to mean something. */
@@ -100,6 +102,25 @@ export function formatActions(reports: readonly ActionReport[]): string {
     else for (const p of r.plans) text += `    would ${p.what}: ${p.why}\n`;
   }
   return text;
+}
+
+/**
+ * What the running service keeps under storage.path, as each collector that keeps state
+ * reads it (opened read-only: nothing is made or changed).
+ */
+async function stateSection(
+  root: string,
+  collectors: ReadonlyMap<string, Collector>,
+): Promise<string> {
+  let text = `\nState in ${root}\n`;
+  if (!existsSync(root)) return text + '  none yet (no such directory)\n';
+  const rows: string[][] = [];
+  for (const [name, c] of collectors) {
+    if (!isStateReporter(c)) continue;
+    for (const line of await c.describeState()) rows.push([name, line]);
+  }
+  if (rows.length === 0) return text + '  nothing kept by the enabled collectors\n';
+  return text + table(['COLLECTOR', 'KEPT'], rows).replace(/^/gm, '  ');
 }
 
 const FAILED: ReadonlySet<Outcome> = new Set(['failed', 'timeout', 'stuck', 'pending']);
@@ -244,6 +265,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     });
     text += 'Collectors\n';
     text += table(['NAME', 'STATE', 'TOOK', 'ERROR'], rows, [false, false, true, false]);
+    text += await stateSection(config.storage.path, collectors);
     if (failed) text += `\n${failed} collector(s) failed.\n`;
     text += formatActions(runner.actionReports());
     out.write(text);

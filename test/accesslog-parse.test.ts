@@ -197,6 +197,8 @@ describe('counting (LogCounts) and the exposition', () => {
       DEFAULT_BUCKETS,
       silent,
     );
+    // As the collector does: the registry (its metric objects) first, then the lines.
+    const registry = accesslogRegistry([counts], DEFAULT_BUCKETS);
     counts.onLines(
       line('GET', '/api/users/1?x', 200, '0.004') +
         line('GET', '/api/users/2', 200, '0.5') +
@@ -205,7 +207,7 @@ describe('counting (LogCounts) and the exposition', () => {
         'garbage line\n' +
         line('GET', '/x', 200, '0.1').replace('200', '20x'),
     );
-    const text = await accesslogRegistry([counts], DEFAULT_BUCKETS).metrics();
+    const text = await registry.metrics();
     const e = parseExposition(text);
     const v = (name: string, labels: Record<string, string>) => sampleValue(e, name, labels);
     assert.equal(
@@ -241,10 +243,52 @@ describe('counting (LogCounts) and the exposition', () => {
 
   it('has no route label without routes, and no histogram for plain combined', async () => {
     const counts = new LogCounts(cfg({ format: 'combined' }), DEFAULT_BUCKETS, silent);
+    const registry = accesslogRegistry([counts], DEFAULT_BUCKETS);
     counts.onLines(line('GET', '/', 200, '0.1'));
-    const text = await accesslogRegistry([counts], DEFAULT_BUCKETS).metrics();
+    const text = await registry.metrics();
     assert.match(text, /^lookout_http_requests_total\{log="web",code="200",method="GET"\} 1$/m);
     assert.doesNotMatch(text, /lookout_http_request_duration_seconds_(bucket|count)\{/);
+  });
+
+  it('its metric objects live: counts add up across renders, never go back, and no series is rebuilt', async () => {
+    const counts = new LogCounts(cfg({}), DEFAULT_BUCKETS, silent);
+    const registry = accesslogRegistry([counts], DEFAULT_BUCKETS);
+    const objects = registry.getMetricsAsArray();
+    const requests = (text: string) =>
+      sampleValue(parseExposition(text), 'lookout_http_requests_total', {
+        log: 'web',
+        code: '200',
+        method: 'GET',
+      });
+    const first = await registry.metrics();
+    assert.equal(requests(first), undefined, 'no request series before a request');
+    assert.match(first, /^lookout_accesslog_lines_total\{log="web",result="parsed"\} 0$/m);
+    assert.match(first, /^lookout_http_request_duration_seconds_count\{log="web"\} 0$/m);
+    counts.onLines(line('GET', '/', 200, '0.1').repeat(3));
+    assert.equal(requests(await registry.metrics()), 3);
+    assert.equal(requests(await registry.metrics()), 3, 'a render with nothing new adds nothing');
+    counts.onLines(line('GET', '/', 200, '0.1').repeat(2));
+    const text = await registry.metrics();
+    assert.equal(requests(text), 5);
+    assert.equal(
+      sampleValue(parseExposition(text), 'lookout_http_request_duration_seconds_count', {
+        log: 'web',
+      }),
+      5,
+    );
+    assert.deepEqual(registry.getMetricsAsArray(), objects, 'the same metric objects');
+  });
+
+  it('a duration too long for a double is counted without a duration, and the next lines still count', async () => {
+    const counts = new LogCounts(cfg({}), DEFAULT_BUCKETS, silent);
+    const registry = accesslogRegistry([counts], DEFAULT_BUCKETS);
+    counts.onLines(line('GET', '/', 200, '9'.repeat(400)) + line('GET', '/', 200, '0.1'));
+    const e = parseExposition(await registry.metrics());
+    assert.equal(
+      sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'parsed' }),
+      2,
+    );
+    assert.equal(sampleValue(e, 'lookout_http_request_duration_seconds_count', { log: 'web' }), 1);
   });
 
   it('exports no families at all when no log is configured', async () => {

@@ -2,18 +2,23 @@
  * The access-log collector: tails web server access logs (src/lib/tail.ts) and counts
  * requests by code, method and route, response bytes, and request durations into a
  * histogram. Streaming: the counters live in memory from start-up; a scrape renders them
- * and never reads a file.
+ * and never reads a file. It keeps how far it read each log in its state directory, for
+ * `lookout status`.
  *
  * The hot loop (one line) is one regex match, a Map lookup for the method, an integer
- * key for the series and a linear walk of the buckets; the prom-client metric objects
- * only turn those plain numbers into samples when /metrics is rendered.
+ * key for the series, and a histogram observe() for lines with a duration; the counters
+ * take the counts the lines added when /metrics is rendered (their collect()), so the
+ * per-line path makes no label hash for them.
  */
-import { Counter, Histogram, Registry, type MetricType } from 'prom-client';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { regexSource } from '../config/regex.js';
 import { errorText, type Logger } from '../lib/log.js';
-import { forEachLine, Tail } from '../lib/tail.js';
+import { type StateReporter } from '../lib/storage.js';
+import { forEachLine, Tail, type TailPosition } from '../lib/tail.js';
 import {
   checkPattern,
   emptyRequest,
@@ -166,22 +171,28 @@ export const accesslogSchema = collectorSchema(
 export type AccesslogConfig = z.output<typeof accesslogSchema>;
 export type LogConfig = AccesslogConfig['logs'][number];
 
-/** Everything counted for one log: plain numbers, turned into samples at render time. */
+/**
+ * Everything counted for one log. Request, byte and line counts are plain numbers on the
+ * per-line path and reach their prom-client counters, as increments, in the counters'
+ * collect() when /metrics is rendered; durations go to the histogram as they are read.
+ */
 export class LogCounts {
   readonly name: string;
   readonly timed: boolean;
   private readonly parse: Parser;
   private readonly routes: { name: string; re: RegExp }[];
   private readonly req: Request = emptyRequest();
-  /** Requests by key = (route * 16 + method) * 1000 + code. */
-  readonly requests = new Map<number, number>();
-  /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
-  readonly buckets: Float64Array;
-  durationSum = 0;
-  durationCount = 0;
-  bytes = 0;
+  /** Requests not yet handed to the counter, by key = (route * 16 + method) * 1000 + code. */
+  readonly pendingRequests = new Map<number, number>();
+  /** The counter's labels for each key seen: built once per series, not once per scrape. */
+  private readonly labelsByKey = new Map<number, Record<string, string>>();
+  /** Where a duration goes: the histogram's child for this log, once bound (accesslogRegistry). */
+  observeSeconds: (seconds: number) => void = () => undefined;
+  pendingBytes = 0;
   parsed = 0;
   malformed = 0;
+  reportedParsed = 0;
+  reportedMalformed = 0;
   private malformedLogged = 0;
   private malformedSinceReport = 0;
   private lastReason = '';
@@ -189,23 +200,33 @@ export class LogCounts {
 
   constructor(
     cfg: LogConfig,
-    private readonly bounds: readonly number[],
+    readonly bounds: readonly number[],
     private readonly log: Logger,
   ) {
     this.name = cfg.name;
     this.timed = hasTiming(cfg.format as Format, cfg.pattern);
     this.parse = parserFor(cfg.format as Format, cfg.pattern);
     this.routes = cfg.routes.map((r) => ({ name: r.name, re: new RegExp(r.match) }));
-    this.buckets = new Float64Array(bounds.length + 1);
   }
 
   get routed(): boolean {
     return this.routes.length > 0;
   }
 
-  /** The route labels by index; `other` is last. */
-  routeLabels(): string[] {
-    return [...this.routes.map((r) => r.name), 'other'];
+  /** The counter's labels for a request key. */
+  requestLabels(key: number): Record<string, string> {
+    let labels = this.labelsByKey.get(key);
+    if (labels === undefined) {
+      const code = key % 1000;
+      const rm = (key - code) / 1000;
+      labels = { log: this.name, code: String(code), method: METHOD_LABELS[rm % 16]! };
+      if (this.routed) {
+        const route = Math.floor(rm / 16);
+        labels.route = route < this.routes.length ? this.routes[route]!.name : 'other';
+      }
+      this.labelsByKey.set(key, labels);
+    }
+    return labels;
   }
 
   /** Counts every line of a block of complete lines (each ending in "\n"). */
@@ -226,18 +247,12 @@ export class LogCounts {
       while (route < routes.length && !routes[route]!.re.test(r.path)) route++;
     }
     const key = (route * 16 + method) * 1000 + r.status;
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
-    this.bytes += r.bytes;
+    this.pendingRequests.set(key, (this.pendingRequests.get(key) ?? 0) + 1);
+    this.pendingBytes += r.bytes;
     const s = r.seconds;
-    if (s === s) {
-      // not NaN
-      const bounds = this.bounds;
-      let b = 0;
-      while (b < bounds.length && s > bounds[b]!) b++;
-      this.buckets[b]!++;
-      this.durationSum += s;
-      this.durationCount++;
-    }
+    // NaN: the line has no duration. Infinity (a 309-digit $request_time) would make
+    // observe() throw, and a throw here would stop the tail on this line for good.
+    if (s === s && s !== Infinity) this.observeSeconds(s);
   }
 
   /** A line the tail had to cut (longer than its limit). */
@@ -276,158 +291,113 @@ export class LogCounts {
   }
 }
 
-type Sample = { labels: Record<string, string>; value: number; metricName?: string };
-
 /**
- * A prom-client metric whose samples come from a function at render time: the counts
- * live in LogCounts as plain numbers, so the per-line path never touches prom-client.
+ * The registry with the four families for these logs: its metric objects are made here,
+ * once, and live as long as the collector. The counters take what the logs counted since
+ * the last render through their collect() (labels().inc() by the difference), so a
+ * series counts from start-up and only goes up; durations are observed as lines are
+ * read. No label set goes away while the collector runs: a log's series exist from its
+ * first request until the process ends.
  */
-const noCollect = (): void => undefined;
-// prom-client's types declare the type field as an enum; at run time it is this string.
-const metricType = (t: 'counter' | 'histogram') => t as unknown as MetricType;
-
-class RenderedCounter extends Counter<string> {
-  constructor(
-    private readonly cfg: {
-      name: string;
-      help: string;
-      labelNames: string[];
-      registers: Registry[];
-    },
-    private readonly samples: () => Sample[],
-  ) {
-    super(cfg);
-  }
-  override async get() {
-    const { name, help } = this.cfg;
-    return {
-      name,
-      help,
-      type: metricType('counter'),
-      aggregator: 'sum' as const,
-      collect: noCollect,
-      values: this.samples(),
-    };
-  }
-}
-
-class RenderedHistogram extends Histogram<string> {
-  constructor(
-    private readonly cfg: {
-      name: string;
-      help: string;
-      labelNames: string[];
-      buckets: number[];
-      registers: Registry[];
-    },
-    private readonly samples: () => Sample[],
-  ) {
-    super(cfg);
-  }
-  override async get() {
-    const { name, help } = this.cfg;
-    const values = this.samples() as (Sample & { metricName: string })[];
-    return {
-      name,
-      help,
-      type: metricType('histogram'),
-      aggregator: 'sum' as const,
-      collect: noCollect,
-      values,
-    };
-  }
-  // The registry renders a histogram through this one when it has it (prom-client 15).
-  async getForPromString() {
-    return this.get();
-  }
-}
-
-export function requestSamples(logs: readonly LogCounts[]): Sample[] {
-  const out: Sample[] = [];
-  for (const l of logs) {
-    const routes = l.routeLabels();
-    const keys = [...l.requests.keys()].sort((a, b) => a - b);
-    for (const key of keys) {
-      const code = key % 1000;
-      const rm = (key - code) / 1000;
-      const method = METHOD_LABELS[rm % 16]!;
-      const labels: Record<string, string> = { log: l.name, code: String(code), method };
-      if (l.routed) labels.route = routes[Math.floor(rm / 16)]!;
-      out.push({ labels, value: l.requests.get(key)! });
-    }
-  }
-  return out;
-}
-
-export function durationSamples(logs: readonly LogCounts[], bounds: readonly number[]): Sample[] {
-  const name = 'lookout_http_request_duration_seconds';
-  const out: Sample[] = [];
-  for (const l of logs) {
-    if (!l.timed) continue;
-    let cumulative = 0;
-    for (let b = 0; b <= bounds.length; b++) {
-      cumulative += l.buckets[b]!;
-      out.push({
-        metricName: `${name}_bucket`,
-        labels: { log: l.name, le: b < bounds.length ? String(bounds[b]) : '+Inf' },
-        value: cumulative,
-      });
-    }
-    out.push({ metricName: `${name}_sum`, labels: { log: l.name }, value: l.durationSum });
-    out.push({ metricName: `${name}_count`, labels: { log: l.name }, value: l.durationCount });
-  }
-  return out;
-}
-
-/** The registry with the four families, rendering from these logs' counts. */
 export function accesslogRegistry(logs: readonly LogCounts[], bounds: readonly number[]): Registry {
   const registry = new Registry();
   // No logs configured (the default): no families at all, rather than four empty ones on
   // every host's /metrics.
   if (logs.length === 0) return registry;
   const registers = [registry];
-  new RenderedCounter(
-    {
-      name: 'lookout_http_requests_total',
-      help: 'Requests in the access log by status code, method (unknown ones as other) and route (only where routes are configured).',
-      labelNames: ['log', 'code', 'method', 'route'],
-      registers,
+  new Counter({
+    name: 'lookout_http_requests_total',
+    help: 'Requests in the access log by status code, method (unknown ones as other) and route (only where routes are configured).',
+    labelNames: ['log', 'code', 'method', 'route'],
+    registers,
+    collect() {
+      for (const l of logs) {
+        for (const [key, n] of l.pendingRequests) this.inc(l.requestLabels(key), n);
+        l.pendingRequests.clear();
+      }
     },
-    () => requestSamples(logs),
-  );
-  new RenderedHistogram(
-    {
-      name: 'lookout_http_request_duration_seconds',
-      help: 'Request durations from the access log ($request_time), for logs whose format has them.',
-      labelNames: ['log'],
-      buckets: [...bounds],
-      registers,
+  });
+  const duration = new Histogram({
+    name: 'lookout_http_request_duration_seconds',
+    help: 'Request durations from the access log ($request_time), for logs whose format has them.',
+    labelNames: ['log'],
+    buckets: [...bounds],
+    registers,
+  });
+  const bytes = new Counter({
+    name: 'lookout_http_response_bytes_total',
+    help: 'Response body bytes in the access log ($body_bytes_sent).',
+    labelNames: ['log'],
+    registers,
+    collect() {
+      for (const l of logs) {
+        this.inc({ log: l.name }, l.pendingBytes);
+        l.pendingBytes = 0;
+      }
     },
-    () => durationSamples(logs, bounds),
-  );
-  new RenderedCounter(
-    {
-      name: 'lookout_http_response_bytes_total',
-      help: 'Response body bytes in the access log ($body_bytes_sent).',
-      labelNames: ['log'],
-      registers,
+  });
+  const lines = new Counter({
+    name: 'lookout_accesslog_lines_total',
+    help: 'Access log lines read, by result: parsed, or malformed (counted, not used; the first few are logged with the reason).',
+    labelNames: ['log', 'result'],
+    registers,
+    collect() {
+      for (const l of logs) {
+        this.inc({ log: l.name, result: 'parsed' }, l.parsed - l.reportedParsed);
+        this.inc({ log: l.name, result: 'malformed' }, l.malformed - l.reportedMalformed);
+        l.reportedParsed = l.parsed;
+        l.reportedMalformed = l.malformed;
+      }
     },
-    () => logs.map((l) => ({ labels: { log: l.name }, value: l.bytes })),
-  );
-  new RenderedCounter(
-    {
-      name: 'lookout_accesslog_lines_total',
-      help: 'Access log lines read, by result: parsed, or malformed (counted, not used; the first few are logged with the reason).',
-      labelNames: ['log', 'result'],
-      registers,
-    },
-    () =>
-      logs.flatMap((l) => [
-        { labels: { log: l.name, result: 'parsed' }, value: l.parsed },
-        { labels: { log: l.name, result: 'malformed' }, value: l.malformed },
-      ]),
-  );
+  });
+  for (const l of logs) {
+    // Present at 0 from the start, as a counter should be, so the first lines are an increase.
+    bytes.inc({ log: l.name }, 0);
+    lines.inc({ log: l.name, result: 'parsed' }, 0);
+    lines.inc({ log: l.name, result: 'malformed' }, 0);
+    if (l.timed) {
+      duration.zero({ log: l.name });
+      l.observeSeconds = duration.labels({ log: l.name }).observe;
+    }
+  }
   return registry;
+}
+
+/** What the accesslog collector keeps in its state directory: how far each log was read. */
+interface SavedPositions {
+  saved: string;
+  logs: Record<string, { path: string; position: TailPosition }>;
+}
+
+const POSITIONS_FILE = 'positions.json';
+
+/** Writes the file whole or not at all: a reader never sees half of it. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, text, { mode: 0o640 });
+  await rename(tmp, path);
+}
+
+/** `lookout status`'s lines: each log's saved position against the file at its path now. */
+async function describePositions(dir: string, logs: readonly LogConfig[]): Promise<string[]> {
+  let saved: SavedPositions | undefined;
+  try {
+    saved = JSON.parse(await readFile(join(dir, POSITIONS_FILE), 'utf8')) as SavedPositions;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return Promise.all(
+    logs.map(async (l) => {
+      const p = saved?.logs[l.name]?.position;
+      if (!saved || !p) return `${l.name} ${l.path}: no read position saved yet`;
+      const at = `read to byte ${p.offset}`;
+      const when = `saved ${saved.saved}`;
+      const st = await stat(l.path).catch(() => undefined);
+      if (!st || st.dev !== p.dev || st.ino !== p.ino)
+        return `${l.name} ${l.path}: ${at} of a file rotated away since (inode ${p.ino}), ${when}`;
+      return `${l.name} ${l.path}: ${at} of ${st.size} (${Math.max(0, st.size - p.offset)} behind), ${when}`;
+    }),
+  );
 }
 
 registerCollector({
@@ -441,12 +411,38 @@ registerCollector({
     'lookout_accesslog_lines_total',
   ],
   schema: accesslogSchema,
-  create(ctx): ServiceCollector {
+  create(ctx): ServiceCollector & StateReporter {
     const cfg = ctx.config;
     const logs = cfg.logs.map((l) => new LogCounts(l, cfg.buckets, ctx.log));
     const registry = accesslogRegistry(logs, cfg.buckets);
     let tails: Tail[] = [];
+    let saver: NodeJS.Timeout | undefined;
+    let lastSaved = '';
+    /**
+     * How far each log was read, for `lookout status` (an operator's "is lookout behind
+     * on this log?"). Not a place to resume from: the counters start at 0 with the
+     * process, and lines written while lookout was down would all land in its first
+     * scrape, so a start is at the logs' ends, as before.
+     */
+    const savePositions = async (dir: string) => {
+      const entries = tails.flatMap((t, i) => {
+        const position = t.position();
+        return position ? [[cfg.logs[i]!.name, { path: t.path, position }] as const] : [];
+      });
+      const key = JSON.stringify(entries);
+      if (key === lastSaved) return;
+      const saved: SavedPositions = {
+        saved: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        logs: Object.fromEntries(entries),
+      };
+      await writeAtomically(join(dir, POSITIONS_FILE), JSON.stringify(saved) + '\n');
+      lastSaved = key;
+    };
     return {
+      async describeState() {
+        if (cfg.logs.length === 0) return [];
+        return describePositions(await ctx.stateDirectory(), cfg.logs);
+      },
       service: {
         registry,
         async start(sctx: ServiceContext) {
@@ -455,10 +451,23 @@ registerCollector({
             if (failing.size === 0) sctx.healthy();
             else sctx.fault(new Error([...failing].map(([p, e]) => `${p}: ${e}`).join('; ')));
           };
+          const dir = cfg.logs.length > 0 ? await ctx.stateDirectory() : undefined;
           tails = cfg.logs.map((l, i) => {
             const counts = logs[i]!;
             return new Tail(l.path, {
-              onLines: counts.onLines,
+              // Counted in memory, nothing to commit: acknowledged as soon as it returns —
+              // even when counting threw, or the tail would hand the same block over again
+              // for good.
+              onLines: (block) => {
+                try {
+                  counts.onLines(block);
+                } catch (err) {
+                  sctx.log.error('counting access log lines failed', {
+                    log: l.name,
+                    err: errorText(err),
+                  });
+                }
+              },
               onOverlong: () => counts.overlong(),
               onError: (err) => {
                 // The tail retries on every poll: report a fault once, not once a second.
@@ -479,14 +488,30 @@ registerCollector({
             });
           });
           await Promise.all(tails.map((t) => t.start()));
+          if (dir !== undefined) {
+            const save = () =>
+              savePositions(dir).catch((err: unknown) =>
+                sctx.log.warn('cannot save the access logs read positions', {
+                  err: errorText(err),
+                }),
+              );
+            await save();
+            saver = setInterval(() => void save(), cfg.interval);
+            saver.unref();
+          }
           sctx.log.info('following access logs', {
             logs: cfg.logs.map((l) => `${l.name}=${l.path}`).join(','),
           });
         },
         async stop() {
+          clearInterval(saver);
+          saver = undefined;
           const running = tails;
-          tails = [];
           await Promise.all(running.map((t) => t.stop()));
+          if (running.length > 0 && ctx.stateMode === 'read-write') {
+            await savePositions(await ctx.stateDirectory());
+          }
+          tails = [];
         },
       },
     };

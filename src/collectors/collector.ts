@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Logger } from '../lib/log.js';
 import type { HttpClient } from '../lib/http.js';
+import type { StorageMode } from '../lib/storage.js';
 import { duration } from '../config/duration.js';
 
 /** Where the host's pseudo filesystems live; tests point these at fixtures. */
@@ -22,9 +23,16 @@ export interface CollectorContext<C = unknown> {
   /** The shared HTTP client (undici, loaded on first use); never make another. */
   http: HttpClient;
   /**
+   * 'read-write' under `serve`; 'read-only' for `status`, `check` and reports, which
+   * read what a running service keeps and must change nothing.
+   */
+  stateMode: StorageMode;
+  /**
    * Its own directory under `storage.path` for state that must survive a restart (a
-   * ledger, a read position), created on first call; throws a StorageError naming the
-   * setting and the fix when it cannot be.
+   * ledger, a read position). Read-write: created on first call. Read-only: never
+   * created — the path is returned whether or not it exists (a missing file there is
+   * no state yet). Throws a StorageError naming the setting and the fix when it cannot
+   * be used.
    */
   stateDirectory(): Promise<string>;
 }

@@ -78,7 +78,7 @@ const storageSchema = () =>
       .min(1)
       .default(defaultStoragePath())
       .describe(
-        'Directory for state that must survive a restart (each collector gets a subdirectory, made when it first needs one). Default: $STATE_DIRECTORY (set by systemd\'s StateDirectory= and by the image: /var/lib/lookout), else "data" under the working directory.',
+        "Directory for state that must survive a restart (each collector gets a subdirectory). `serve` makes it and checks it is writable; `status`, `check` and reports only read it and make nothing. --storage.path overrides it for any command. A relative path is taken from the config file's directory. Default: $STATE_DIRECTORY (set by systemd's StateDirectory= and by the image: /var/lib/lookout), else \"data\" under lookout's package directory (not the working directory, so `lookout status` run anywhere finds what `npm start` keeps).",
       ),
   });
 

@@ -2,7 +2,7 @@ import { collectorDefinitions } from '../collectors/collector.js';
 import type { Config } from '../config/schema.js';
 import { HttpClient } from '../lib/http.js';
 import type { Logger } from '../lib/log.js';
-import { ensureStateDirectory } from '../lib/storage.js';
+import { openStateDirectory, type StorageMode } from '../lib/storage.js';
 import { Runner, type RunnerEntry } from './runner.js';
 import { VERSION } from '../version.js';
 
@@ -14,9 +14,18 @@ export interface Built {
 
 /**
  * Creates the enabled collectors and a runner over them. Throws a StartupError when two
- * of them claim one metric family, before anything is served.
+ * of them claim one metric family, before anything is served, and a StorageError when
+ * storage.path cannot be used in `storage` mode: `serve` opens it read-write (made and
+ * checked writable now, rather than at the first flush an hour later); reports open it
+ * read-only, the default, so a command that forgets to say creates nothing.
  */
-export async function buildRunner(config: Config, log: Logger): Promise<Built> {
+export async function buildRunner(
+  config: Config,
+  log: Logger,
+  opts: { storage?: StorageMode } = {},
+): Promise<Built> {
+  const storage = opts.storage ?? 'read-only';
+  const root = await openStateDirectory(config.storage.path, undefined, storage);
   // As many connections to one origin as probes in flight (collectors.probes.concurrency's
   // default): with fewer, a slow endpoint holds the sockets and its fast siblings on the
   // same site wait behind it, their wait counted in their own probe duration.
@@ -31,7 +40,8 @@ export async function buildRunner(config: Config, log: Logger): Promise<Built> {
       paths: config.paths,
       log: log.child({ collector: name }),
       http,
-      stateDirectory: () => ensureStateDirectory(config.storage.path, name),
+      stateMode: storage,
+      stateDirectory: () => openStateDirectory(root, name, storage),
     });
     entries.push({
       name,

@@ -55,7 +55,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   let failure: ((labels: Record<string, string>) => void) | undefined;
   let prepare: DoorEvents['prepare'] = () => Promise.resolve(() => undefined);
   try {
-    built = await buildRunner(config, log);
+    built = await buildRunner(config, log, { storage: 'read-write' });
     failure = built.runner.selfCounter(
       'lookout_http_auth_failures_total',
       "Requests (basic auth, a collector route's bearer token) and TLS connections (client certificate) turned away: missing or wrong credentials or token, or too many unverified ones waiting (503).",
