@@ -21,6 +21,9 @@
  *   npm run bench:abuse
  *   BENCH_ABUSE_SECONDS=30 BENCH_NODE_EXPORTER_ABUSE=0 npm run bench:abuse   # a quicker look
  *   BENCH_SCENARIO=tls npm run bench:abuse                                    # one scenario
+ *
+ * In the smoke run (BENCH_SMOKE=1) lookout's header_timeout is 2 s, so the phases that
+ * wait for it (slowloris, idle and never-handshake connections) end in seconds.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -42,19 +45,23 @@ import { makeTlsFiles, startLookoutWeb, writeTlsAuthWebConfig } from '../test/he
 import {
   latency,
   mb,
+  setting,
+  SMOKE,
+  startedAll,
   startLookoutAsNpmStart,
   startNodeExporterWeb,
   type LatencyFigures,
 } from './lib.js';
 
-const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 500);
-const SCRAPERS = Number(process.env.BENCH_SCRAPERS ?? 5);
+const SCRAPES = setting('BENCH_SCRAPES', 500, 20);
+const SCRAPERS = setting('BENCH_SCRAPERS', 5, 2);
 /** Rounds of abuse until this long has passed: 5 scrapers × 100 s ≥ 500 scrapes judged. */
-const ABUSE_SECONDS = Number(process.env.BENCH_ABUSE_SECONDS ?? 100);
-const NICE = Number(process.env.BENCH_ABUSE_NICE ?? 19);
+const ABUSE_SECONDS = setting('BENCH_ABUSE_SECONDS', 100, 0);
+const NICE = setting('BENCH_ABUSE_NICE', 19, 19);
 /** How long each exporter is scraped once a second, unabused, for the yardstick (≥ 100 scrapes). */
-const YARDSTICK_SECONDS = Number(process.env.BENCH_YARDSTICK_SECONDS ?? 30);
-const NE_ABUSE = process.env.BENCH_NODE_EXPORTER_ABUSE !== '0';
+const YARDSTICK_SECONDS = setting('BENCH_YARDSTICK_SECONDS', 30, 2);
+const NE_ABUSE = setting('BENCH_NODE_EXPORTER_ABUSE', 1, 0) !== 0;
+const LOOKOUT_CONFIG = SMOKE ? 'web: { header_timeout: 2s }\n' : undefined;
 const SCENARIO = process.env.BENCH_SCENARIO ?? 'both';
 const RATIO_TARGET = 0.5;
 const LIMITS = parseConfig({}).web;
@@ -245,9 +252,10 @@ function verdict(
 }
 
 async function plain(): Promise<boolean> {
-  const lookout = await startLookoutAsNpmStart();
+  const lookout = await startLookoutAsNpmStart(LOOKOUT_CONFIG);
   const nodeExporter = await startNodeExporter();
   try {
+    await startedAll();
     console.log(
       `Plain HTTP: no abuse, ${SCRAPES} curl scrapes back to back each (load ${await load()})`,
     );
@@ -287,9 +295,10 @@ async function tls(): Promise<boolean> {
   const webConfig = await writeTlsAuthWebConfig(files, USER, PASSWORD);
   const curlArgs = ['--cacert', files.ca, '-u', `${USER}:${PASSWORD}`];
   const ca = await readFile(files.ca, 'utf8');
-  const lookout = await startLookoutWeb(webConfig, { ca: files.ca });
+  const lookout = await startLookoutWeb(webConfig, { ca: files.ca, configYaml: LOOKOUT_CONFIG });
   const nodeExporter = await startNodeExporterWeb(webConfig, curlArgs);
   try {
+    await startedAll();
     console.log(
       `TLS + basic auth (same web-config file): no abuse, ${SCRAPES} curl scrapes back to back each (load ${await load()})`,
     );
