@@ -90,7 +90,8 @@ export async function idle(
 ): Promise<Map<string, IdleFigures>> {
   const procs: Running[] = [];
   try {
-    for (const v of vs) procs.push(await startWithFlags(v, threadpool));
+    // Started at once; a failed start leaves the others to the bench's cleanup (bench/lib.ts).
+    procs.push(...(await Promise.all(vs.map((v) => startWithFlags(v, threadpool)))));
     await sleep(2000); // the first refreshes
     const c0 = await Promise.all(procs.map((p) => cpuSeconds(p.child.pid!)));
     const t0 = performance.now();

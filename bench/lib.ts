@@ -108,6 +108,12 @@ export interface Target {
 }
 
 /**
+ * The launcher benches start lookout through: bin/lookout, or BENCH_LOOKOUT, a copy of it
+ * with other Node flags (a heap cap to try, --trace-gc) for measuring what they change.
+ */
+const LAUNCHER = process.env.BENCH_LOOKOUT ?? join(REPO, 'bin/lookout');
+
+/**
  * lookout exactly as `npm start` runs it: `bin/lookout serve` (the launcher holds the
  * environment and Node flags), on a free port, with this config (embedded defaults when
  * none is given) and extra arguments.
@@ -123,7 +129,7 @@ export async function startLookoutAsNpmStart(
     await writeFile(join(dir, 'lookout.yml'), configYaml);
     args.push('--config', join(dir, 'lookout.yml'));
   }
-  return startProcess(join(REPO, 'bin/lookout'), args, { readyPath: '/healthz', port, dir });
+  return startProcess(LAUNCHER, args, { readyPath: '/healthz', port, dir });
 }
 
 // undici's request() over a kept-alive connection: the lightest client in Node, so the
