@@ -21,9 +21,16 @@
  *   npm run bench:abuse
  *   BENCH_ABUSE_SECONDS=30 BENCH_NODE_EXPORTER_ABUSE=0 npm run bench:abuse   # a quicker look
  *   BENCH_SCENARIO=tls npm run bench:abuse                                    # one scenario
+ *
+ * In the smoke run (BENCH_SMOKE=1) lookout's header_timeout is 2 s, so the phases that
+ * wait for it (slowloris, idle and never-handshake connections) end in seconds, and the
+ * password's bcrypt cost is 4, not 10, so the wrong-password flood (400 hashes) does too;
+ * the abuser runs at normal priority, since at nice 19 on a busy machine it barely runs.
  */
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/collectors/config.js';
 import {
@@ -42,19 +49,23 @@ import { makeTlsFiles, startLookoutWeb, writeTlsAuthWebConfig } from '../test/he
 import {
   latency,
   mb,
+  setting,
+  SMOKE,
+  startedAll,
   startLookoutAsNpmStart,
   startNodeExporterWeb,
   type LatencyFigures,
 } from './lib.js';
 
-const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 500);
-const SCRAPERS = Number(process.env.BENCH_SCRAPERS ?? 5);
+const SCRAPES = setting('BENCH_SCRAPES', 500, 20);
+const SCRAPERS = setting('BENCH_SCRAPERS', 5, 2);
 /** Rounds of abuse until this long has passed: 5 scrapers × 100 s ≥ 500 scrapes judged. */
-const ABUSE_SECONDS = Number(process.env.BENCH_ABUSE_SECONDS ?? 100);
-const NICE = Number(process.env.BENCH_ABUSE_NICE ?? 19);
+const ABUSE_SECONDS = setting('BENCH_ABUSE_SECONDS', 100, 0);
+const NICE = setting('BENCH_ABUSE_NICE', 19, 0);
 /** How long each exporter is scraped once a second, unabused, for the yardstick (≥ 100 scrapes). */
-const YARDSTICK_SECONDS = Number(process.env.BENCH_YARDSTICK_SECONDS ?? 30);
-const NE_ABUSE = process.env.BENCH_NODE_EXPORTER_ABUSE !== '0';
+const YARDSTICK_SECONDS = setting('BENCH_YARDSTICK_SECONDS', 30, 2);
+const NE_ABUSE = setting('BENCH_NODE_EXPORTER_ABUSE', 1, 0) !== 0;
+const LOOKOUT_CONFIG = SMOKE ? 'web: { header_timeout: 2s }\n' : undefined;
 const SCENARIO = process.env.BENCH_SCENARIO ?? 'both';
 const RATIO_TARGET = 0.5;
 const LIMITS = parseConfig({}).web;
@@ -245,9 +256,10 @@ function verdict(
 }
 
 async function plain(): Promise<boolean> {
-  const lookout = await startLookoutAsNpmStart();
+  const lookout = await startLookoutAsNpmStart(LOOKOUT_CONFIG);
   const nodeExporter = await startNodeExporter();
   try {
+    await startedAll();
     console.log(
       `Plain HTTP: no abuse, ${SCRAPES} curl scrapes back to back each (load ${await load()})`,
     );
@@ -284,12 +296,15 @@ async function plain(): Promise<boolean> {
 
 async function tls(): Promise<boolean> {
   const files = await makeTlsFiles();
-  const webConfig = await writeTlsAuthWebConfig(files, USER, PASSWORD);
+  const webConfig = SMOKE
+    ? await cheapWebConfig(files.dir)
+    : await writeTlsAuthWebConfig(files, USER, PASSWORD);
   const curlArgs = ['--cacert', files.ca, '-u', `${USER}:${PASSWORD}`];
   const ca = await readFile(files.ca, 'utf8');
-  const lookout = await startLookoutWeb(webConfig, { ca: files.ca });
+  const lookout = await startLookoutWeb(webConfig, { ca: files.ca, configYaml: LOOKOUT_CONFIG });
   const nodeExporter = await startNodeExporterWeb(webConfig, curlArgs);
   try {
+    await startedAll();
     console.log(
       `TLS + basic auth (same web-config file): no abuse, ${SCRAPES} curl scrapes back to back each (load ${await load()})`,
     );
@@ -331,6 +346,17 @@ async function tls(): Promise<boolean> {
     await lookout.stop();
     await nodeExporter.stop();
   }
+}
+
+/** The bench's web config with a bcrypt cost of 4 (htpasswd's least): the smoke run's. */
+async function cheapWebConfig(dir: string): Promise<string> {
+  const { stdout } = await promisify(execFile)('htpasswd', ['-nbBC', '4', '', PASSWORD]);
+  const path = join(dir, 'web-cheap.yml');
+  await writeFile(
+    path,
+    `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  ${USER}: ${stdout.trim().replace(/^:/, '')}\n`,
+  );
+  return path;
 }
 
 const met: boolean[] = [];

@@ -2,7 +2,7 @@
  * Why each Node flag in bin/lookout is there: lookout run with bin/lookout's flags, and
  * with each flag left out, and with --no-opt added (what the optimizing compiler costs
  * at idle), side by side in one phase; then what the same flag sets do to a parsing loop
- * (bench/parse-loop.ts) and to heap room (bench/ids.ts).
+ * (bench/parse-loop.ts).
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -90,7 +90,8 @@ export async function idle(
 ): Promise<Map<string, IdleFigures>> {
   const procs: Running[] = [];
   try {
-    for (const v of vs) procs.push(await startWithFlags(v, threadpool));
+    // Started at once; a failed start leaves the others to the bench's cleanup (bench/lib.ts).
+    procs.push(...(await Promise.all(vs.map((v) => startWithFlags(v, threadpool)))));
     await sleep(2000); // the first refreshes
     const c0 = await Promise.all(procs.map((p) => cpuSeconds(p.child.pid!)));
     const t0 = performance.now();
@@ -137,7 +138,7 @@ async function child(flags: string[], script: string, arg: string): Promise<unkn
     );
     return JSON.parse(stdout.trim().split('\n').at(-1)!);
   } catch {
-    return undefined; // V8's out-of-memory abort, for ids.ts under a small heap cap
+    return undefined; // the caller names the flags it crashed under
   }
 }
 
@@ -171,18 +172,4 @@ export async function parseLoop(
     }
   }
   return best;
-}
-
-/** Whether `count` short string ids fit in a Set under each flag set, and the heap they took. */
-export async function idRoom(
-  vs: Variant[],
-  count: number,
-): Promise<Map<string, { heapUsed: number; rss: number } | undefined>> {
-  const out = new Map<string, { heapUsed: number; rss: number } | undefined>();
-  for (const v of vs)
-    out.set(
-      v.name,
-      (await child(v.flags, 'ids.ts', String(count))) as { heapUsed: number; rss: number },
-    );
-  return out;
 }

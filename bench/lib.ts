@@ -3,13 +3,25 @@
  * neutral client (curl) timing sequential requests, latency quantiles, resident memory
  * and CPU seconds read from /proc. Shared so each bench compares lookout with its anchor
  * by the same yardstick.
+ *
+ * Importing this module also makes the bench clean up after itself: whatever it started
+ * (every process below it, by the process tree, whichever helper spawned it) is stopped
+ * when it exits, fails, or gets SIGINT or SIGTERM.
+ *
+ * BENCH_SMOKE=1 runs a bench in a few seconds (`setting()` picks the short values): it
+ * starts every process it compares and measures each once, and its figures mean nothing.
+ * `npm test` runs every bench so (test/bench-smoke.test.ts), so one that no longer starts
+ * fails CI.
  */
 import { readFile, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { join } from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import {
+  alive,
+  descendants,
   eventually,
   freePort,
   REPO,
@@ -22,10 +34,84 @@ export { cpuSeconds, mb } from './flags.js';
 
 const run = promisify(execFile);
 
+/** The short run `npm test` makes of every bench: a few seconds, figures not judged. */
+export const SMOKE = process.env.BENCH_SMOKE === '1';
+
+/** A numeric setting: the environment's value if set, else the smoke or the full default. */
+export function setting(name: string, full: number, smoke: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return SMOKE ? smoke : full;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name}=${v}: not a number`);
+  return n;
+}
+
+// ---------------------------------------------------------------- cleanup
+
+const STOP_GRACE_MS = 2000;
+
+/**
+ * Stops every process below this one: SIGTERM, up to STOP_GRACE_MS for them to go (lookout
+ * flushes, nginx's master stops its workers), then SIGKILL. Synchronous, so it can run in
+ * an 'exit' handler; the tree is read first, since a killed parent's children move to init.
+ */
+function stopDescendants(): void {
+  const procs = descendants();
+  if (procs.length === 0) return;
+  const signal = (sig: NodeJS.Signals) => {
+    for (const p of procs) {
+      try {
+        process.kill(p.pid, sig);
+      } catch {
+        // gone already
+      }
+    }
+  };
+  signal('SIGTERM');
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + STOP_GRACE_MS;
+  while (procs.some((p) => alive(p.pid)) && Date.now() < deadline) Atomics.wait(wait, 0, 0, 20);
+  signal('SIGKILL');
+}
+
+// A failing bench ends through an uncaught error, which still emits 'exit'; a finished one
+// has stopped what it started, and this finds nothing (or tsx's esbuild, which is fine).
+process.on('exit', stopDescendants);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`bench: ${sig}, stopping what it started`);
+    stopDescendants();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  });
+}
+
+/**
+ * Called by each bench once it has started everything it compares. Prints them on stderr
+ * (`bench: running pid=… comm=…`) under BENCH_SMOKE or BENCH_FAIL, so a test can see that
+ * they started and, after a failure, that they are gone. BENCH_FAIL=throw fails the bench
+ * here and BENCH_FAIL=hang waits for a signal: how that test makes a bench fail.
+ */
+export async function startedAll(): Promise<void> {
+  const fail = process.env.BENCH_FAIL;
+  if (SMOKE || fail !== undefined) {
+    const procs = descendants().filter((p) => p.comm !== 'esbuild'); // tsx's compiler
+    for (const p of procs) console.error(`bench: running pid=${p.pid} comm=${p.comm}`);
+    console.error(`bench: started ${basename(process.argv[1] ?? '')}`);
+  }
+  if (fail === 'throw') throw new Error('BENCH_FAIL=throw: failing after start, as asked');
+  if (fail === 'hang') await new Promise(() => setInterval(() => undefined, 1 << 30));
+}
+
 export interface Target {
   name: string;
   proc: Running;
 }
+
+/**
+ * The launcher benches start lookout through: bin/lookout, or BENCH_LOOKOUT, a copy of it
+ * with other Node flags (a heap cap to try, --trace-gc) for measuring what they change.
+ */
+const LAUNCHER = process.env.BENCH_LOOKOUT ?? join(REPO, 'bin/lookout');
 
 /**
  * lookout exactly as `npm start` runs it: `bin/lookout serve` (the launcher holds the
@@ -43,7 +129,7 @@ export async function startLookoutAsNpmStart(
     await writeFile(join(dir, 'lookout.yml'), configYaml);
     args.push('--config', join(dir, 'lookout.yml'));
   }
-  return startProcess(join(REPO, 'bin/lookout'), args, { readyPath: '/healthz', port, dir });
+  return startProcess(LAUNCHER, args, { readyPath: '/healthz', port, dir });
 }
 
 // undici's request() over a kept-alive connection: the lightest client in Node, so the
@@ -125,7 +211,7 @@ export async function latency(
   const url = opts.url ?? ((t: Target) => `${t.proc.url}/metrics`);
   const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
   for (const t of targets) await curlTimes(url(t), 20, opts.curlArgs?.(t)); // warm-up
-  const round = opts.round ?? 50;
+  const round = Math.min(opts.round ?? 50, scrapes);
   for (let done = 0; done < scrapes; done += round) {
     for (const t of targets)
       samples.get(t.name)!.push(...(await curlTimes(url(t), round, opts.curlArgs?.(t))));

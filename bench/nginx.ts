@@ -14,9 +14,18 @@ import { loadavg } from 'node:os';
 import { freePort, startProcess, tempDir } from '../test/helpers/procs.js';
 import { startNginx } from '../test/helpers/nginx.js';
 import { findSamples, sampleValue } from '../test/helpers/exposition.js';
-import { cpuSeconds, latency, mb, rssBytes, startLookoutAsNpmStart, type Target } from './lib.js';
+import {
+  cpuSeconds,
+  latency,
+  mb,
+  rssBytes,
+  setting,
+  startedAll,
+  startLookoutAsNpmStart,
+  type Target,
+} from './lib.js';
 
-const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
+const SCRAPES = setting('BENCH_SCRAPES', 1000, 20);
 
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 
@@ -45,6 +54,7 @@ async function main() {
     { name: 'nginx-prometheus-exporter', proc: exporter },
   ];
   try {
+    await startedAll();
     // Both see nginx before anything is measured.
     const text = (t: Target) => fetch(`${t.proc.url}/metrics`).then((r) => r.text());
     for (let i = 0; i < 100; i++) {

@@ -16,6 +16,9 @@
  *      flight, against the same lookout with no probe targets and node_exporter, for the
  *      foundation's target (lookout p99 at most half node_exporter's p50).
  *
+ * Each target has its own name (its `target` label): the default, the URL without its
+ * query string, would give the 40 fast ones one name, which the config rejects.
+ *
  *   npm run bench:probes
  *   BENCH_ROUNDS=5 BENCH_SCRAPES=200 npm run bench:probes     # a quick look
  */
@@ -32,14 +35,16 @@ import {
   latency,
   mb,
   rssBytes,
+  setting,
   sleep,
+  startedAll,
   startLookoutAsNpmStart,
   type Target,
 } from './lib.js';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
-const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
-const INTERVAL_S = Number(process.env.BENCH_INTERVAL ?? 3);
+const ROUNDS = setting('BENCH_ROUNDS', 10, 1);
+const SCRAPES = setting('BENCH_SCRAPES', 1000, 20);
+const INTERVAL_S = setting('BENCH_INTERVAL', 3, 3);
 const TIMEOUT = '2s';
 const FAST = 40;
 const SLOW = 6;
@@ -70,11 +75,14 @@ const nginx = await startNginx({
   `,
 });
 
-const urls = [
-  ...Array.from({ length: FAST }, (_, i) => `http://127.0.0.1:${nginx.port}/ok?t=${i}`),
-  ...Array.from({ length: SLOW }, (_, i) => `http://127.0.0.1:${nginx.port}/slow?t=${i}`),
-  ...Array.from({ length: BLACKHOLED }, (_, i) => `http://127.0.0.1:${blackholePort}/?t=${i}`),
+const targetsOf = (kind: string, n: number, url: (i: number) => string) =>
+  Array.from({ length: n }, (_, i) => ({ name: `${kind}-${i}`, url: url(i) }));
+const probeTargets = [
+  ...targetsOf('fast', FAST, (i) => `http://127.0.0.1:${nginx.port}/ok?t=${i}`),
+  ...targetsOf('slow', SLOW, (i) => `http://127.0.0.1:${nginx.port}/slow?t=${i}`),
+  ...targetsOf('blackholed', BLACKHOLED, (i) => `http://127.0.0.1:${blackholePort}/?t=${i}`),
 ];
+const urls = probeTargets.map((t) => t.url);
 
 // ---------------------------------------------------------------- the two exporters
 
@@ -100,13 +108,14 @@ ${collectorsOff}
     interval: ${INTERVAL_S}s
     timeout: ${INTERVAL_S}s
     targets:
-${urls.map((u) => `      - { kind: http, url: "${u}", timeout: ${TIMEOUT} }`).join('\n')}
+${probeTargets.map((t) => `      - { kind: http, name: ${t.name}, url: "${t.url}", timeout: ${TIMEOUT} }`).join('\n')}
 `,
 );
 // The same lookout with no probe targets: what it spends between rounds (its timers, the
 // runner, garbage collection), and what the rounds add to /metrics latency.
 const idleLookout = await startLookoutAsNpmStart(`collectors:\n${collectorsOff}\n`);
 const nodeExporter = await startNodeExporter();
+await startedAll();
 
 async function get(url: string): Promise<string> {
   const res = await request(url);

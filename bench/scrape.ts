@@ -10,7 +10,7 @@
  *      optimizing compiler costs at idle): RSS and CPU per 15 s after BENCH_FLAG_SECONDS
  *      (120) of 1-second scrapes, all variants side by side (bench/flags.ts)
  *   5. the same flag sets on a parsing loop (bench/parse-loop.ts: lines/s, best of
- *      BENCH_PARSE_ROUNDS=3) and on heap room (bench/ids.ts: BENCH_IDS=1000000 ids in a Set)
+ *      BENCH_PARSE_ROUNDS=3)
  * lookout runs exactly as `npm start` runs it (through bin/lookout, which holds the node flags).
  *
  *   npm run bench                         # the full run (~20 minutes)
@@ -19,29 +19,37 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startNodeExporter, startPrometheus } from '../test/helpers/procs.js';
+import {
+  eventually,
+  promQuery,
+  startNodeExporter,
+  startPrometheus,
+} from '../test/helpers/procs.js';
 import { findSamples, parseExposition, sampleValue } from '../test/helpers/exposition.js';
-import { idle, idRoom, launcherFlags, parseLoop, variants } from './flags.js';
+import { idle, launcherFlags, parseLoop, variants } from './flags.js';
 import {
   cpuSeconds,
   latency,
   mb,
   rssBytes,
   scrape,
+  setting,
   sleep,
+  startedAll,
   startLookoutAsNpmStart,
   type Target,
 } from './lib.js';
 
-const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
-const CPU_MINUTES = Number(process.env.BENCH_CPU_MINUTES ?? 5);
-const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
-const FLAG_SECONDS = Number(process.env.BENCH_FLAG_SECONDS ?? 120);
-const PARSE_LINES = Number(process.env.BENCH_PARSE_LINES ?? 1_000_000);
-const PARSE_ROUNDS = Number(process.env.BENCH_PARSE_ROUNDS ?? 3);
-const IDS = Number(process.env.BENCH_IDS ?? 1_000_000);
-/** The cap bin/lookout had before issue 8, shown in the heap-room line for comparison. */
-const OLD_CAP = '--max-old-space-size=64';
+const SCRAPES = setting('BENCH_SCRAPES', 1000, 20);
+const CPU_MINUTES = setting('BENCH_CPU_MINUTES', 5, 1);
+/** One CPU window; a minute, or a few seconds in the smoke run. */
+const CPU_WINDOW_SECONDS = setting('BENCH_CPU_WINDOW_SECONDS', 60, 3);
+/** Prometheus's scrape interval in the CPU phase: 15 s, as deployed. */
+const PROM_INTERVAL_SECONDS = setting('BENCH_PROM_INTERVAL_SECONDS', 15, 1);
+const SOAK_SECONDS = setting('BENCH_SOAK_SECONDS', 600, 3);
+const FLAG_SECONDS = setting('BENCH_FLAG_SECONDS', 120, 2);
+const PARSE_LINES = setting('BENCH_PARSE_LINES', 1_000_000, 10_000);
+const PARSE_ROUNDS = setting('BENCH_PARSE_ROUNDS', 3, 1);
 /**
  * `cpu`: only the CPU phase (after a BENCH_SOAK_SECONDS warm-up of 1-second scrapes),
  * for measuring one change to idle CPU side by side without the rest of the run.
@@ -58,7 +66,7 @@ if (ONLY !== undefined && ONLY !== 'cpu')
 async function cpu(targets: Target[]): Promise<Array<Record<string, number>>> {
   const prometheus = await startPrometheus(
     [
-      'global: { scrape_interval: 15s, scrape_timeout: 10s }',
+      `global: { scrape_interval: ${PROM_INTERVAL_SECONDS}s, scrape_timeout: ${Math.min(10, PROM_INTERVAL_SECONDS)}s }`,
       'scrape_configs:',
       ...targets.map(
         (t) =>
@@ -67,12 +75,18 @@ async function cpu(targets: Target[]): Promise<Array<Record<string, number>>> {
     ].join('\n'),
   );
   try {
-    await sleep(20_000); // Prometheus's first scrapes and connections
+    // Prometheus's first scrapes and connections, then a few more scrapes to settle.
+    await eventually(
+      async () => (await promQuery(prometheus.url, 'up == 1')).length === targets.length,
+      PROM_INTERVAL_SECONDS * 3000 + 10_000,
+      'Prometheus scraping every target',
+    );
+    await sleep(Math.min(20, PROM_INTERVAL_SECONDS) * 1000);
     const minutes: Array<Record<string, number>> = [];
     for (let m = 0; m < CPU_MINUTES; m++) {
       const before = await Promise.all(targets.map((t) => cpuSeconds(t.proc.child.pid!)));
       const t0 = performance.now();
-      await sleep(60_000);
+      await sleep(CPU_WINDOW_SECONDS * 1000);
       const wall = (performance.now() - t0) / 1000;
       const after = await Promise.all(targets.map((t) => cpuSeconds(t.proc.child.pid!)));
       minutes.push(
@@ -144,13 +158,13 @@ const summary: Array<[string, string, string, string]> = [];
 /** The CPU phase: its minutes printed, its figure added to the summary. */
 async function cpuPhase(targets: Target[]): Promise<Array<Record<string, number>>> {
   console.log(
-    `\n# CPU, default collectors, a real Prometheus scraping both every 15 s, ${CPU_MINUTES} one-minute windows, after the soak (warm)`,
+    `\n# CPU, default collectors, a real Prometheus scraping both every ${PROM_INTERVAL_SECONDS} s, ${CPU_MINUTES} windows of ${CPU_WINDOW_SECONDS} s, after the soak (warm)`,
   );
   const minutes = await cpu(targets);
   const pct = (v: number) => `${(v * 100).toFixed(3)} %`;
   minutes.forEach((m, i) =>
     console.log(
-      `minute ${i + 1}: ${targets.map((t) => `${t.name} ${pct(m[t.name]!)}`).join('  ')}  ratio ${(m.lookout! / m.node_exporter!).toFixed(3)}`,
+      `window ${i + 1}: ${targets.map((t) => `${t.name} ${pct(m[t.name]!)}`).join('  ')}  ratio ${(m.lookout! / m.node_exporter!).toFixed(3)}`,
     ),
   );
   const c = Object.fromEntries(
@@ -162,10 +176,10 @@ async function cpuPhase(targets: Target[]): Promise<Array<Record<string, number>
   const below = minutes.filter((m) => m.lookout! < m.node_exporter!).length;
   const cpuRatio = c.lookout! / c.node_exporter!;
   console.log(
-    `ratio lookout / node_exporter = ${cpuRatio.toFixed(3)}, below in ${below} of ${minutes.length} minutes; lookout ≤ 1 % in every minute (worst ${pct(worst)}): ${worst <= 0.01 ? 'MET' : 'MISSED'}, below node_exporter: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
+    `ratio lookout / node_exporter = ${cpuRatio.toFixed(3)}, below in ${below} of ${minutes.length} windows; lookout ≤ 1 % in every minute (worst ${pct(worst)}): ${worst <= 0.01 ? 'MET' : 'MISSED'}, below node_exporter: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
   );
   summary.push([
-    `CPU, Prometheus every 15 s, ${minutes.length} min`,
+    `CPU, Prometheus every ${PROM_INTERVAL_SECONDS} s, ${minutes.length} × ${CPU_WINDOW_SECONDS} s`,
     `${pct(c.lookout!)} (${((c.lookout! * 15_000) | 0).toString()} ms/15 s)`,
     `${pct(c.node_exporter!)}`,
     `ratio ${cpuRatio.toFixed(3)}, below in ${below}/${minutes.length}: ${cpuRatio < 1 ? 'MET' : 'MISSED'}`,
@@ -181,6 +195,7 @@ async function main() {
     { name: 'node_exporter', proc: node },
   ];
   try {
+    await startedAll();
     await sleep(2000); // let lookout's first refresh land
     if (ONLY === 'cpu') {
       console.log(`# warm-up: one scrape a second for ${SOAK_SECONDS} s`);
@@ -258,10 +273,7 @@ async function main() {
   for (const row of summary) console.log(`| ${row.join(' | ')} |`);
 }
 
-const idsText = (r: { heapUsed: number; rss: number } | undefined) =>
-  r ? `fit, RSS ${mb(r.rss)} MB` : 'out of memory';
-
-/** Each flag of bin/lookout with and without, --no-opt added, on idle, a parsing loop and heap room. */
+/** Each flag of bin/lookout with and without, --no-opt added, at idle and on a parsing loop. */
 async function flagPhases() {
   const { flags, threadpool } = await launcherFlags();
   const vs = variants(flags);
@@ -289,17 +301,6 @@ async function flagPhases() {
     );
   }
 
-  console.log(`\n# heap room: ${IDS} short string ids in a Set under each flag set`);
-  const capped = flags.filter((f) => !f.startsWith('--max-old-space-size=')).concat(OLD_CAP);
-  const roomVariants = [...vs, { name: `with ${OLD_CAP} (before issue 8)`, flags: capped }];
-  const room = await idRoom(roomVariants, IDS);
-  for (const v of roomVariants) {
-    const r = room.get(v.name);
-    console.log(
-      `${v.name.padEnd(40)} ${r ? `fits, heap used ${mb(r.heapUsed)} MB, RSS ${mb(r.rss)} MB` : 'out of memory'}`,
-    );
-  }
-
   const noOpt = base.get('with --no-opt')!;
   const pOpt = parse.get('bin/lookout')!;
   const pNoOpt = parse.get('with --no-opt')!;
@@ -320,18 +321,11 @@ async function flagPhases() {
     const p = parse.get(v.name)!;
     summary.push([
       `flag: ${v.name}`,
-      `RSS ${f.rssEnd >= b.rssEnd ? '+' : ''}${mb(f.rssEnd - b.rssEnd)} MB, CPU ${(f.cpuMsPer15s - b.cpuMsPer15s).toFixed(1)} ms/15 s, regex + counter ${k(p.regexAndCount)}, ids: ${idsText(room.get(v.name))}`,
+      `RSS ${f.rssEnd >= b.rssEnd ? '+' : ''}${mb(f.rssEnd - b.rssEnd)} MB, CPU ${(f.cpuMsPer15s - b.cpuMsPer15s).toFixed(1)} ms/15 s, regex + counter ${k(p.regexAndCount)}`,
       '',
       'vs bin/lookout',
     ]);
   }
-  summary.push([`${IDS} ids in a Set, bin/lookout`, idsText(room.get('bin/lookout')), '', '']);
-  summary.push([
-    `${IDS} ids in a Set`,
-    `${room.get('bin/lookout') ? 'fit' : 'OUT OF MEMORY'} with bin/lookout's flags; ${room.get(roomVariants.at(-1)!.name) ? 'fit' : 'out of memory'} with ${OLD_CAP}`,
-    '',
-    `fits: ${room.get('bin/lookout') ? 'MET' : 'MISSED'}`,
-  ]);
 }
 
 await main();

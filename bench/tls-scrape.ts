@@ -19,12 +19,14 @@ import {
   mb,
   quantile,
   rssBytes,
+  setting,
+  startedAll,
   startNodeExporterWeb,
   type Target,
 } from './lib.js';
 
-const SCRAPES = Number(process.env.BENCH_SCRAPES ?? 1000);
-const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 200);
+const SCRAPES = setting('BENCH_SCRAPES', 1000, 20);
+const HANDSHAKES = setting('BENCH_HANDSHAKES', 200, 20);
 /** Scrapes per connection in the main figures. */
 const ROUND = 250;
 const USER = 'prometheus';
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
     { name: 'node_exporter', proc: nodeExporter },
   ];
   try {
+    await startedAll();
     console.log(
       `TLS + basic auth, same web-config file, ${SCRAPES} sequential scrapes each (curl, ${ROUND} per connection)`,
     );

@@ -11,9 +11,9 @@
  *   BENCH_WAKE_SECONDS=300 npm run bench:wakeups
  */
 import { spawn } from 'node:child_process';
-import { cpuSeconds, sleep } from './lib.js';
+import { cpuSeconds, setting, sleep, startedAll } from './lib.js';
 
-const SECONDS = Number(process.env.BENCH_WAKE_SECONDS ?? 120);
+const SECONDS = setting('BENCH_WAKE_SECONDS', 120, 2);
 const INTERVALS = [1000, 5000, 30_000];
 
 const server = (ms: number) =>
@@ -31,6 +31,7 @@ const server = (ms: number) =>
 const children = INTERVALS.map(server);
 try {
   await Promise.all(children.map((c) => new Promise((r) => c.once('message', r))));
+  await startedAll();
   await sleep(2000);
   const before = await Promise.all(children.map((c) => cpuSeconds(c.pid!)));
   const t0 = performance.now();

@@ -500,6 +500,47 @@ const KNOWN: Record<string, string[]> = {
   Install: ['WantedBy'],
 };
 
+/**
+ * What lookout needs beside V8's old generation, in MiB: the node binary's and libraries'
+ * resident pages (about 44 MiB with every collector on, bench:soak) and native memory
+ * (malloc, thread stacks, the young generation, code space: about 12 MiB).
+ */
+const BESIDE_HEAP_MIB = 56;
+
+describe('one memory budget: the unit, compose and the launcher agree', () => {
+  const mib = (v: string, units: Record<string, number>) => {
+    const m = /^(\d+)([a-zA-Z]*)$/.exec(v);
+    assert.ok(m && m[2]! in units, `a memory size: ${v}`);
+    return (Number(m[1]) * units[m[2]!]!) / 1048576;
+  };
+  const unitMax = parseUnit(read('deploy/systemd/lookout.service'))
+    .get('Service')
+    ?.get('MemoryMax');
+  const composeLimit = (compose.services.lookout as Service & { mem_limit?: string }).mem_limit;
+  const cap = /--max-old-space-size=(\d+)\b/.exec(read('bin/lookout'))?.[1];
+
+  it("the unit's MemoryMax and compose's mem_limit are the same budget", () => {
+    assert.equal(unitMax?.length, 1, 'MemoryMax= once in the unit');
+    assert.ok(composeLimit, 'mem_limit on the lookout service');
+    const budget = mib(unitMax[0]!, { K: 1024, M: 1048576, G: 1073741824 });
+    assert.equal(mib(composeLimit, { k: 1024, m: 1048576, g: 1073741824 }), budget);
+  });
+
+  it("the launcher's heap cap fits inside that budget with room for the node binary's pages and native memory", () => {
+    assert.ok(cap, 'bin/lookout sets --max-old-space-size');
+    const budget = mib(unitMax![0]!, { K: 1024, M: 1048576, G: 1073741824 });
+    assert.ok(
+      Number(cap) + BESIDE_HEAP_MIB <= budget,
+      `--max-old-space-size=${cap} + ${BESIDE_HEAP_MIB} MiB beside the heap > the ${budget} MiB budget`,
+    );
+    // A cap far below the budget would stop lookout with memory to spare.
+    assert.ok(
+      Number(cap) >= budget / 4,
+      `--max-old-space-size=${cap} wastes the ${budget} MiB budget`,
+    );
+  });
+});
+
 describe('deploy/systemd/lookout.service', () => {
   const unit = parseUnit(read('deploy/systemd/lookout.service'));
   const get = (section: string, key: string) => unit.get(section)?.get(key);

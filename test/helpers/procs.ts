@@ -3,6 +3,7 @@
  * nginx, node_exporter — on free 127.0.0.1 ports, and stops them by pid.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -216,4 +217,60 @@ export async function eventually<T>(
   throw new Error(
     `timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
   );
+}
+
+/** A process below another in the process tree: its pid and kernel command name. */
+export interface Descendant {
+  pid: number;
+  comm: string;
+}
+
+/**
+ * Every living process below `root` (children, theirs, and so on), read from /proc at
+ * once and synchronously, so it can run in an 'exit' handler. Zombies are left out: they
+ * have exited and wait only for their parent to reap them.
+ */
+export function descendants(root = process.pid): Descendant[] {
+  const parentOf = new Map<number, { ppid: number; comm: string }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // it exited between readdir and read
+    }
+    // The command name is in parentheses and may hold spaces and parentheses itself.
+    const close = stat.lastIndexOf(')');
+    const [state, ppid] = stat.slice(close + 2).split(' ');
+    if (state === 'Z') continue;
+    parentOf.set(Number(entry), {
+      ppid: Number(ppid),
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+    });
+  }
+  const out: Descendant[] = [];
+  const below = new Set([root]);
+  // Parents are listed before their children only by chance of pid order: repeat until
+  // a pass finds nobody new.
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, p] of parentOf) {
+      if (below.has(pid) || !below.has(p.ppid)) continue;
+      below.add(pid);
+      out.push({ pid, comm: p.comm });
+      grew = true;
+    }
+  }
+  return out;
+}
+
+/** Whether `pid` is a living process (a zombie counts as gone). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
