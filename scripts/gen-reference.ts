@@ -516,7 +516,8 @@ export function panelFor(rule: AlertRule, panels: Panel[]): Panel | undefined {
   let bestScore = 0;
   for (const p of panels.filter((q) => q.uid === uid).sort((a, b) => a.order - b.order)) {
     let score = 0;
-    for (const id of identifiers(p.exprs.join('\n'))) if (mine.has(id) && id.includes('_')) score++;
+    for (const id of identifiers(p.exprs.join('\n')))
+      if (mine.has(id) && (id.includes('_') || id === 'up')) score++;
     if (score > bestScore) [best, bestScore] = [p, score];
   }
   return best;
@@ -550,7 +551,7 @@ function alertsTable(rules: Rules, route: Route, panels: Panel[]): string {
       const to = receivers(route, { alertname: a.alert, severity: a.severity });
       const p = panelFor(a, panels);
       lines.push(
-        `| ${a.alert} | ${a.severity || '—'} | ${a.for} | ${to.join(', ')} | ${code(a.expr)} | ${runbookLink(a.runbook)} | ${p ? `${cell(p.dashboard)} › ${cell(p.title)}` : '—'} |`,
+        `| ${a.alert} | ${a.severity || '—'} | ${a.for} | ${to.join(', ')} | ${code(a.expr)} | ${runbookLink(a.runbook)} | ${p ? `[${cell(p.dashboard)} › ${cell(p.title)}](../grafana/dashboards/${p.file}) \`viewPanel=panel-${p.id}\`` : '—'} |`,
       );
     }
     lines.push('');
