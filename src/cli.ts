@@ -4,23 +4,10 @@ import { loadConfig, ConfigError } from './collectors/config.js';
 import { createLogger, errorText, type Logger } from './lib/log.js';
 import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
+import { helpText, USAGE } from './help.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
-
-const USAGE = `lookout ${VERSION} — a Prometheus exporter and monitoring bundle for a few Linux servers
-
-Usage:
-  lookout serve  [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
-  lookout check  [--config FILE] [--web.config.file FILE]
-                                          validate the config (and the web-config file: TLS,
-                                          basic auth; exit 0 good, 1 invalid, 2 could not run),
-                                          then say whether each target answers now
-  lookout status [--config FILE]          one collection, as a table, for a terminal
-  lookout alert-test [--alertmanager URL] [--severity warning|critical]
-                                          send a synthetic alert through Alertmanager
-  lookout --version | --help
-`;
 
 class UsageError extends Error {}
 
@@ -59,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(USAGE);
+    process.stdout.write(helpText(positionals[0]));
     return EXIT.ok;
   }
   if (values.version) {
