@@ -170,7 +170,7 @@ const run = promisify(execFile);
 /**
  * What lookout exports with every collector on, on the fixture /proc and local
  * stand-ins: the exposition text once every declared `lookout_*` family has shown up (or
- * after 30 s, whatever is there then).
+ * after 60 s, whatever is there then).
  */
 async function liveExposition(
   declared: Declared[],
@@ -265,7 +265,7 @@ async function liveExposition(
     const want = declared.filter(
       (d) => d.pattern.startsWith('lookout_') && !d.pattern.endsWith('*'),
     );
-    const until = Date.now() + 30_000;
+    const until = Date.now() + 60_000;
     let text = '';
     let logged = false;
     while (Date.now() < until) {
