@@ -15,6 +15,8 @@
  *
  *   npm run gen:reference            rewrite docs/metrics.md and docs/alerts.md
  *   npm run gen:reference -- --check exit 1 and name the stale files instead
+ *   npm run gen:reference -- --annotations
+ *                                    print each alert's dashboard annotation, opening its panel
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -369,6 +371,8 @@ export interface Panel {
   file: string;
   id: number;
   title: string;
+  /** The visualisation: timeseries, stat, table, ... */
+  type: string;
   exprs: string[];
   /** Layout order: top to bottom, left to right. */
   order: number;
@@ -402,6 +406,7 @@ async function panelsOf(): Promise<Panel[]> {
             file,
             id: p.id,
             title: p.title ?? '',
+            type: p.type ?? '',
             exprs,
             order: (p.gridPos?.y ?? 0) * 100 + (p.gridPos?.x ?? 0),
           });
@@ -508,19 +513,59 @@ function runbookLink(url: string): string {
   return `[${cell(runbookHeadings.get(m[1]!) ?? m[1]!)}](runbooks.md#${m[1]})`;
 }
 
-/** The panel an alert's dashboard link should open: on its dashboard, the one sharing most. */
-export function panelFor(rule: AlertRule, panels: Panel[]): Panel | undefined {
+/** An expression's series names, and those of the recording rules it reads, recursively. */
+function expandedIds(expr: string, records: Map<string, string>): Set<string> {
+  const out = new Set<string>();
+  const visit = (e: string) => {
+    for (const id of identifiers(e)) {
+      if (out.has(id)) continue;
+      out.add(id);
+      const rec = records.get(id);
+      if (rec !== undefined) visit(rec);
+    }
+  };
+  visit(expr);
+  return out;
+}
+
+/** Series-like names: what two expressions sharing means they show the same thing. */
+const seriesName = (id: string) => id.includes('_') || id === 'up';
+
+/**
+ * The panel an alert's dashboard link should open: on the dashboard its annotation
+ * names, the one whose queries share most series names (and recording rules) with the
+ * alert's expression; then most of what those read underneath; then a time series over
+ * a single stat (an alert wants the history); then the first in the layout.
+ */
+export function panelFor(
+  rule: AlertRule,
+  panels: Panel[],
+  records: Map<string, string> = new Map(),
+): Panel | undefined {
   const uid = /\/d\/([^/?]+)/.exec(rule.dashboard)?.[1];
-  const mine = identifiers(rule.expr);
+  const direct = identifiers(rule.expr);
+  const deep = expandedIds(rule.expr, records);
   let best: Panel | undefined;
   let bestScore = 0;
   for (const p of panels.filter((q) => q.uid === uid).sort((a, b) => a.order - b.order)) {
-    let score = 0;
-    for (const id of identifiers(p.exprs.join('\n')))
-      if (mine.has(id) && (id.includes('_') || id === 'up')) score++;
+    const text = p.exprs.join('\n');
+    let shared = 0;
+    for (const id of identifiers(text)) if (direct.has(id) && seriesName(id)) shared++;
+    let under = 0;
+    for (const id of expandedIds(text, records)) if (deep.has(id) && seriesName(id)) under++;
+    if (shared + under === 0) continue;
+    const score = shared * 10_000 + under * 10 + (p.type === 'timeseries' ? 1 : 0);
     if (score > bestScore) [best, bestScore] = [p, score];
   }
   return best;
+}
+
+/** One panel per alert: its tiers' expressions read together, so every tier opens the same one. */
+function panelOfAlert(rule: AlertRule, rules: Rules, panels: Panel[]): Panel | undefined {
+  const tiers = rules.alerts.filter(
+    (r) => r.alert === rule.alert && r.dashboard === rule.dashboard,
+  );
+  return panelFor({ ...rule, expr: tiers.map((r) => r.expr).join('\n') }, panels, rules.records);
 }
 
 /** The dashboard annotation that opens that panel for the alert's instance. */
@@ -549,7 +594,7 @@ function alertsTable(rules: Rules, route: Route, panels: Panel[]): string {
     );
     for (const a of sorted) {
       const to = receivers(route, { alertname: a.alert, severity: a.severity });
-      const p = panelFor(a, panels);
+      const p = panelOfAlert(a, rules, panels);
       lines.push(
         `| ${a.alert} | ${a.severity || '—'} | ${a.for} | ${to.join(', ')} | ${code(a.expr)} | ${runbookLink(a.runbook)} | ${p ? `[${cell(p.dashboard)} › ${cell(p.title)}](../grafana/dashboards/${p.file}) \`viewPanel=panel-${p.id}\`` : '—'} |`,
       );
@@ -671,6 +716,22 @@ export async function generate(): Promise<Map<string, string>> {
       metricsPath,
     ),
   );
+  const readme = await readFile(join(REPO, 'README.md'), 'utf8');
+  const rows = collectors
+    .map(
+      (c) =>
+        `| [${c.name}](docs/metrics.md#${c.name}) | ${c.enabledByDefault ? 'on' : 'off'} | ${cell(c.description)} |`,
+    )
+    .join('\n');
+  out.set(
+    'README.md',
+    splice(
+      readme,
+      'collectors',
+      `| collector | default | what it collects |\n|---|---|---|\n${rows}`,
+      'README.md',
+    ),
+  );
   const alertsPath = 'docs/alerts.md';
   const alertsDoc = await readFile(join(REPO, alertsPath), 'utf8');
   out.set(
@@ -680,7 +741,30 @@ export async function generate(): Promise<Map<string, string>> {
   return out;
 }
 
+/**
+ * Each alerting rule's dashboard annotation as it should read to open its panel for the
+ * alert's instance, or why there is none: for whoever edits rules/*.yml.
+ */
+export async function suggestedAnnotations(): Promise<string> {
+  const [rules, panels] = await Promise.all([rulesOf(), panelsOf()]);
+  const lines: string[] = [];
+  for (const a of rules.alerts) {
+    const p = panelOfAlert(a, rules, panels);
+    const now = a.dashboard === '' ? '(none)' : a.dashboard;
+    lines.push(
+      p
+        ? `rules/${a.file} ${a.alert} ${a.severity}: dashboard: '${panelLink(p)}'`
+        : `rules/${a.file} ${a.alert} ${a.severity}: no panel on its dashboard shares a series with the rule; keep ${now}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
 async function main(): Promise<number> {
+  if (process.argv.includes('--annotations')) {
+    process.stdout.write(await suggestedAnnotations());
+    return 0;
+  }
   const check = process.argv.includes('--check');
   const docs = await generate();
   const stale: string[] = [];
