@@ -5,30 +5,10 @@ import { createLogger, errorText, type Logger } from './lib/log.js';
 import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
 import { resolveStoragePath, StorageError } from './lib/storage.js';
+import { helpText, USAGE } from './help.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
-
-const USAGE = `lookout ${VERSION} — a Prometheus exporter and monitoring bundle for a few Linux servers
-
-Usage:
-  lookout serve  [--config FILE] [--web.listen-address HOST:PORT] [--web.config.file FILE]
-                 [--storage.path DIR]
-  lookout check  [--config FILE] [--web.config.file FILE] [--storage.path DIR]
-                                          validate the config (and the web-config file: TLS,
-                                          basic auth; exit 0 good, 1 invalid, 2 could not run),
-                                          then say whether each target answers now
-  lookout status [--config FILE] [--storage.path DIR]
-                                          one collection, as a table, for a terminal, and
-                                          what the running service keeps in its state
-                                          directory (read, never changed)
-  lookout alert-test [--alertmanager URL] [--severity warning|critical]
-                                          send a synthetic alert through Alertmanager
-  lookout --version | --help
-
---storage.path DIR: the state directory (default: storage.path in the config, else
-$STATE_DIRECTORY, else data/ under lookout's package). Give every command the same one.
-`;
 
 class UsageError extends Error {}
 
@@ -68,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(USAGE);
+    process.stdout.write(helpText(positionals[0]));
     return EXIT.ok;
   }
   if (values.version) {
