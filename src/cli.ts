@@ -19,6 +19,10 @@ Usage:
   lookout status [--config FILE]          one collection, as a table, for a terminal
   lookout alert-test [--alertmanager URL] [--severity warning|critical]
                                           send a synthetic alert through Alertmanager
+  lookout install [--dry-run] [--root DIR]
+                                          from an unpacked release archive, as root: lay it out
+                                          in /opt/lookout, /etc/lookout, systemd; start it
+  lookout uninstall [--dry-run] [--root DIR] [--purge]
   lookout --version | --help
 `;
 
@@ -44,6 +48,8 @@ function exitNow(code: number, log: Logger): never {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'install' || argv[0] === 'uninstall')
+    return (await import('./install.js')).installCli(argv);
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
