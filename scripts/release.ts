@@ -109,14 +109,17 @@ async function pruneForeignPrebuilds(dir: string, keep: string): Promise<void> {
   }
 }
 
-export async function release(opts: { out: string; version?: string }): Promise<Release> {
+/**
+ * Builds one archive per version from one staging tree (the versions differ only in the
+ * package.json they carry); the first is the checkout's version unless given.
+ */
+export async function release(opts: { out: string; versions?: string[] }): Promise<Release[]> {
   const t0 = Date.now();
   const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as {
     version: string;
   };
-  const version = opts.version ?? pkg.version;
+  const versions = opts.versions ?? [pkg.version];
   const arch = ARCH[process.arch] ?? process.arch;
-  const name = `lookout-${version}-linux-${arch}.tar.gz`;
   const staging = await mkdtemp(join(tmpdir(), 'lookout-release-'));
   const top = join(staging, 'lookout');
   try {
@@ -137,14 +140,6 @@ export async function release(opts: { out: string; version?: string }): Promise<
       join(top, 'lookout.example.yml'),
       installedExample(await readFile(join(top, 'lookout.example.yml'), 'utf8')),
     );
-    if (opts.version !== undefined) {
-      const staged = JSON.parse(await readFile(join(top, 'package.json'), 'utf8')) as Record<
-        string,
-        unknown
-      >;
-      staged.version = version;
-      await writeFile(join(top, 'package.json'), JSON.stringify(staged, null, 2) + '\n');
-    }
 
     // Production dependencies: the checkout's installed tree (native addons already built
     // for this Node), pruned offline, so the archive holds what the tests ran against.
@@ -180,43 +175,56 @@ export async function release(opts: { out: string; version?: string }): Promise<
       }
 
     const files = (await walk(top)).sort();
-    let unpackedBytes = 0;
-    const lines: string[] = [];
+    const hashes = new Map<string, string>();
+    const sizes = new Map<string, number>();
     for (const file of files) {
       const st = await lstat(join(top, file));
       if (!st.isFile())
         throw new Error(`${file}: not a regular file; the archive holds files only`);
-      unpackedBytes += st.size;
-      lines.push(`${await sha256File(join(top, file))}  ${file}`);
+      sizes.set(file, st.size);
+      hashes.set(file, await sha256File(join(top, file)));
     }
-    await writeFile(join(top, 'MANIFEST'), lines.join('\n') + '\n');
-
     await mkdir(opts.out, { recursive: true });
-    const archive = join(opts.out, name);
-    const tmp = `${archive}.${process.pid}.tmp`;
-    // Owned by root in the archive, whoever builds it; gzip -n keeps no name or time.
-    await run('tar', [
-      '--sort=name',
-      '--owner=0',
-      '--group=0',
-      '--numeric-owner',
-      '--use-compress-program=gzip -n',
-      '-C',
-      staging,
-      '-cf',
-      tmp,
-      'lookout',
-    ]);
-    await rename(tmp, archive);
-    const bytes = (await stat(archive)).size;
-    return {
-      archive,
-      version,
-      bytes,
-      unpackedBytes,
-      files: files.length + 1,
-      seconds: (Date.now() - t0) / 1000,
-    };
+    const stagedSeconds = (Date.now() - t0) / 1000;
+
+    const out: Release[] = [];
+    const pkgText = await readFile(join(top, 'package.json'), 'utf8');
+    for (const version of versions) {
+      const t1 = Date.now();
+      const staged = JSON.parse(pkgText) as Record<string, unknown>;
+      staged.version = version;
+      const text = version === pkg.version ? pkgText : JSON.stringify(staged, null, 2) + '\n';
+      await writeFile(join(top, 'package.json'), text);
+      hashes.set('package.json', await sha256File(join(top, 'package.json')));
+      sizes.set('package.json', Buffer.byteLength(text));
+      await writeFile(join(top, 'MANIFEST'), files.map((f) => `${hashes.get(f)}  ${f}\n`).join(''));
+      const archive = join(opts.out, `lookout-${version}-linux-${arch}.tar.gz`);
+      const tmp = `${archive}.${process.pid}.tmp`;
+      // Owned by root in the archive, whoever builds it; gzip -n keeps no name or time.
+      await run('tar', [
+        '--sort=name',
+        '--owner=0',
+        '--group=0',
+        '--numeric-owner',
+        '--use-compress-program=gzip -n',
+        '-C',
+        staging,
+        '-cf',
+        tmp,
+        'lookout',
+      ]);
+      await rename(tmp, archive);
+      out.push({
+        archive,
+        version,
+        bytes: (await stat(archive)).size,
+        unpackedBytes:
+          [...sizes.values()].reduce((a, b) => a + b, 0) + (await stat(join(top, 'MANIFEST'))).size,
+        files: files.length + 1,
+        seconds: stagedSeconds + (Date.now() - t1) / 1000,
+      });
+    }
+    return out;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
@@ -229,8 +237,11 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     options: { out: { type: 'string' }, version: { type: 'string' } },
     strict: true,
   });
-  const r = await release({ out: resolve(values.out ?? '.'), version: values.version });
-  process.stdout.write(
-    `${r.archive}\n  lookout ${r.version}, Node ${process.version}\n  archive ${MB(r.bytes)}, unpacked ${MB(r.unpackedBytes)} in ${r.files} files (${r.seconds.toFixed(1)} s)\n`,
-  );
+  for (const r of await release({
+    out: resolve(values.out ?? '.'),
+    versions: values.version === undefined ? undefined : [values.version],
+  }))
+    process.stdout.write(
+      `${r.archive}\n  lookout ${r.version}, Node ${process.version}\n  archive ${MB(r.bytes)}, unpacked ${MB(r.unpackedBytes)} in ${r.files} files (${r.seconds.toFixed(1)} s)\n`,
+    );
 }

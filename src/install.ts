@@ -382,10 +382,10 @@ async function install(root: string, dryRun: boolean, out: NodeJS.WritableStream
     await runSteps(steps, dryRun, out);
     if (!systemd)
       out.write(
-        root !== '/'
-          ? `Installed under ${root}: not started (systemd is not asked about another root).\n`
-          : `systemd is not running here (no /run/systemd/system), so lookout was not started. Where it runs:\n` +
-              `    systemctl daemon-reload && systemctl restart ${UNIT}\n`,
+        (root !== '/'
+          ? `Under ${root}, lookout is not started (systemd is not asked about another root).`
+          : `systemd is not running here (no /run/systemd/system): lookout is not started.`) +
+          ` Where systemd runs:\n    systemctl daemon-reload && systemctl restart ${UNIT}\n`,
       );
   }
   out.write(await targetLine(dryRun ? config : at(LAYOUT.config)));
