@@ -287,6 +287,25 @@ describe(
       });
     });
 
+    it('install refuses to run as a user other than root, and says how', async () => {
+      const before = await snapshot(ROOT, skipped);
+      const refused = await run(
+        'unshare',
+        inRootArgs(ROOT, ['/lookout/bin/lookout', 'install'], NOBODY, ['PATH=/usr/bin:/bin']),
+        { env: ENV },
+      ).then(
+        () => assert.fail('install ran as nobody'),
+        (err: { code: number; stderr: string }) => err,
+      );
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /run it as root \(sudo \.\/lookout\/bin\/lookout install\)/);
+      assert.deepEqual(diff(before, await snapshot(ROOT, skipped), true), {
+        added: [],
+        removed: [],
+        changed: [],
+      });
+    });
+
     /** Runs the installed unit's ExecStartPre and ExecStart as systemd would, and waits until
      *  /metrics shows every default collector successful. */
     async function serveAsTheUnit(): Promise<Served & { metrics: string }> {
