@@ -85,17 +85,15 @@ export function sha256File(path: string): Promise<string> {
 /**
  * The example config shows the defaults of a checkout, where state lives in `data` under
  * the working directory. Installed, the working directory is /opt/lookout: read-only under
- * the unit and replaced by every upgrade, so the installed example points at the state
- * directory the unit provides instead.
+ * the unit and replaced by every upgrade, so an installed example that sets storage.path
+ * points it at the state directory the unit provides (one that does not set it gets that
+ * directory from STATE_DIRECTORY already).
  */
 function installedExample(text: string): string {
-  const out = text.replace(
+  return text.replace(
     /^(storage:\n(?:[ \t]*#.*\n)*[ \t]+path:)[ \t]*\S+/m,
     `$1 ${STATE_DIRECTORY}`,
   );
-  if (out === text)
-    throw new Error('lookout.example.yml: found no storage.path to point at the state directory');
-  return out;
 }
 
 /** Drops prebuilt native addons for other platforms (bcrypt ships Windows and macOS ones). */

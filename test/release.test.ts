@@ -24,7 +24,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { parseConfig } from '../src/collectors/config.js';
+import { loadConfig, parseConfig } from '../src/collectors/config.js';
 import { release, type Release } from '../scripts/release.js';
 import { debianMirror, debootstrapTarball } from './helpers/images.js';
 import { tempDir } from './helpers/procs.js';
@@ -424,7 +424,15 @@ describe(
       const config = await readFile(join(ROOT, 'etc/lookout/lookout.yml'), 'utf8');
       assert.equal(config, await readFile(join(ROOT, 'lookout/lookout.example.yml'), 'utf8'));
       // State where the unit gives lookout a writable directory, not under /opt/lookout.
-      assert.match(config, /^storage:\n(?:\s*#.*\n)*\s+path: \/var\/lib\/lookout$/m);
+      const stateDirectory = process.env.STATE_DIRECTORY;
+      process.env.STATE_DIRECTORY = '/var/lib/lookout'; // as the unit's StateDirectory= sets it
+      try {
+        const { storage } = await loadConfig(join(ROOT, 'etc/lookout/lookout.yml'));
+        assert.equal(storage.path, '/var/lib/lookout');
+      } finally {
+        if (stateDirectory === undefined) delete process.env.STATE_DIRECTORY;
+        else process.env.STATE_DIRECTORY = stateDirectory;
+      }
       assert.equal(
         await readFile(join(ROOT, 'etc/systemd/system/lookout.service'), 'utf8'),
         await readFile('deploy/systemd/lookout.service', 'utf8'),
