@@ -32,6 +32,8 @@ function exitNow(code: number, log: Logger): never {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'install' || argv[0] === 'uninstall')
+    return (await import('./install.js')).installCli(argv);
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

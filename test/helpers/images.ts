@@ -123,7 +123,7 @@ async function prune(prefix: string, keep: string): Promise<void> {
 }
 
 /** A minbase Debian tree as a tarball (about 50 s the first time). */
-async function debootstrapTarball(suite: string, mirror: string, log: (s: string) => void) {
+export async function debootstrapTarball(suite: string, mirror: string, log: (s: string) => void) {
   const path = join(CACHE_DIR, `debootstrap-${suite}-${sha('minbase', suite, mirror)}.tar`);
   const made = await cacheFile(path, async (tmp) => {
     const root = await mkdtemp(join(CACHE_DIR, `rootfs-${suite}-`));
