@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -35,14 +35,18 @@ function quietLog(lines: string[] = []): Logger {
   return createLogger('debug', {}, (line) => lines.push(line));
 }
 
-async function collect(collector: Collector): Promise<string> {
+async function refreshWith(collector: Collector, log: Logger): Promise<string> {
   assert.ok(!isStreaming(collector), 'a polled collector');
   const registry = await collector.update({
     signal: new AbortController().signal,
     deadline: Infinity,
-    log: quietLog(),
+    log,
   });
   return registry.metrics();
+}
+
+function collect(collector: Collector): Promise<string> {
+  return refreshWith(collector, quietLog());
 }
 
 /** The mountpoints of the named samples, in exposition order. */
@@ -148,6 +152,7 @@ lookout_network_transmit_drops_total{device="docker0"} 0`,
     const procfs = await tempDir();
     try {
       await cp(fixturePaths.procfs, procfs, { recursive: true });
+      await rm(join(procfs, '1/net/stat'), { recursive: true });
       await rm(join(procfs, 'net/stat'), { recursive: true });
       await rm(join(procfs, 'sys/net'), { recursive: true });
       const without = await collect(
@@ -169,6 +174,86 @@ lookout_network_transmit_drops_total{device="docker0"} 0`,
     } finally {
       await rm(procfs, { recursive: true, force: true });
     }
+  });
+
+  test("network and conntrack from the host's namespace (/proc/1/net), not lookout's own; no warning", async () => {
+    // The fixture's /proc/net (lookout's own namespace, as in a container) differs from
+    // /proc/1/net (the host's): the golden values above are PID 1's.
+    const lines: string[] = [];
+    const c = createHostCollector(hostSchema.parse({}), fixturePaths);
+    const text = await refreshWith(c, quietLog(lines));
+    assert.equal(
+      sampleValue(text, 'lookout_network_receive_bytes_total', { device: 'eth0' }),
+      196802175,
+    );
+    assert.equal(sampleValue(text, 'lookout_conntrack_entries'), 420);
+    assert.deepEqual(
+      lines.filter((l) => l.includes('level=warn')),
+      [],
+    );
+  });
+
+  test("/proc/1/net missing: lookout's own namespace instead, and a warning once saying so", async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      await rm(join(procfs, '1/net'), { recursive: true });
+      const lines: string[] = [];
+      const c = createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs });
+      const text = await refreshWith(c, quietLog(lines));
+      assert.equal(
+        sampleLines(
+          text,
+          'lookout_network_receive_bytes_total',
+          'lookout_network_receive_drops_total',
+        ),
+        `lookout_network_receive_bytes_total{device="eth0"} 87654
+lookout_network_receive_drops_total{device="eth0"} 1`,
+      );
+      assert.equal(sampleValue(text, 'lookout_conntrack_entries'), 5);
+      await refreshWith(c, quietLog(lines));
+      const warned = lines.filter((l) => l.includes("lookout's own network namespace"));
+      assert.equal(warned.length, 1, lines.join('\n'));
+      assert.ok(warned[0]!.includes(`${procfs}/1/net/dev: ENOENT`), warned[0]);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
+  test('a network device removed between two refreshes: its series go, the others stay', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      const c = createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs });
+      const devices = (text: string) =>
+        findSamples(text, /^lookout_network_/).map((s) => `${s.name} ${s.labels.device}`);
+      const before = await collect(c);
+      assert.equal(devices(before).length, 12);
+      const dev = await readFile(join(procfs, '1/net/dev'), 'utf8');
+      await writeFile(join(procfs, '1/net/dev'), dev.replace(/^docker0:.*\n/m, ''));
+      const after = await collect(c);
+      assert.deepEqual(
+        devices(after),
+        devices(before).filter((d) => d.endsWith(' eth0')),
+      );
+      assert.equal(
+        sampleValue(after, 'lookout_network_receive_bytes_total', { device: 'eth0' }),
+        196802175,
+      );
+      // Everything else is as the first refresh left it, family by family.
+      const rest = (text: string) =>
+        parseExposition(text).filter((f) => !f.name.startsWith('lookout_network_'));
+      assert.deepEqual(rest(after), rest(before));
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
+  test('the same collector refreshed again gives the same exposition: counters are set, not added up', async () => {
+    const c = createHostCollector(hostSchema.parse({}), fixturePaths);
+    const first = await collect(c);
+    assert.equal(await collect(c), first);
+    assert.equal(sampleValue(first, 'lookout_cpu_seconds_total', { mode: 'user' }), 74.82);
   });
 
   test('a kernel without oom_kill in /proc/vmstat: no OOM series, the rest still there', async () => {
@@ -283,6 +368,50 @@ lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480
 lookout_top_process_resident_memory_bytes{rank="4",name="systemd"} 13107200
 lookout_top_process_resident_memory_bytes{rank="5",name="nginx"} 10240000`,
     );
+  });
+
+  test('processes that exit between two refreshes: a state no one is in and a name that left the top list go', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      // pid 400 stopped by a tracer: a state outside the common ones, shown only while used.
+      const stat400 = await readFile(join(procfs, '400/stat'), 'utf8');
+      await writeFile(join(procfs, '400/stat'), stat400.replace(') T ', ') t '));
+      const c = createProcessesCollector(
+        processesSchema.parse({ top: 3 }),
+        { ...fixturePaths, procfs },
+        4096,
+      );
+      const before = await collect(c);
+      assert.equal(sampleValue(before, 'lookout_processes', { state: 'tracing_stop' }), 1);
+      assert.equal(
+        sampleLines(before, 'lookout_top_process_resident_memory_bytes'),
+        `lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 209715200
+lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 104857600
+lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480000`,
+      );
+
+      await rm(join(procfs, '42'), { recursive: true });
+      await rm(join(procfs, '400'), { recursive: true });
+      const after = await collect(c);
+      assert.equal(
+        sampleLines(after, 'lookout_processes'),
+        `lookout_processes{state="running"} 0
+lookout_processes{state="sleeping"} 5
+lookout_processes{state="disk_sleep"} 1
+lookout_processes{state="zombie"} 1
+lookout_processes{state="stopped"} 0
+lookout_processes{state="idle"} 1`,
+      );
+      assert.equal(
+        sampleLines(after, 'lookout_top_process_resident_memory_bytes'),
+        `lookout_top_process_resident_memory_bytes{rank="1",name="postgres"} 104857600
+lookout_top_process_resident_memory_bytes{rank="2",name="prometheus-node"} 20480000
+lookout_top_process_resident_memory_bytes{rank="3",name="systemd"} 13107200`,
+      );
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
   });
 
   test('top: 0 exports no top series; top: 2 exports two; page size is applied', async () => {
@@ -421,6 +550,38 @@ lookout_filesystem_files_free{mountpoint="/mnt/my disk",device="/dev/vdb1",fstyp
 lookout_filesystem_files_free{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 50
 lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 50`,
     );
+  });
+
+  test('a filesystem unmounted between two refreshes: its series go, the others stay in mount-table order', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      const c = createFilesystemCollector(
+        filesystemSchema.parse({}),
+        { ...fixturePaths, procfs },
+        quietLog(),
+        async () => fakeStats,
+      );
+      const every = (text: string) =>
+        findSamples(text, /^lookout_filesystem_/).map((s) => `${s.name} ${s.labels.mountpoint}`);
+      const before = await collect(c);
+      assert.deepEqual(mountpoints(before, 'lookout_filesystem_size_bytes'), [
+        '/',
+        '/mnt/my disk',
+        '/srv/backup',
+        '/run',
+      ]);
+      const mounts = await readFile(join(procfs, '1/mounts'), 'utf8');
+      await writeFile(join(procfs, '1/mounts'), mounts.replace(/^\/dev\/vdc .*\n/m, ''));
+      const after = await collect(c);
+      assert.deepEqual(
+        every(after),
+        every(before).filter((s) => !s.endsWith(' /srv/backup')),
+      );
+      assert.equal(every(after).length, 7 * 3);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
   });
 
   test('custom exclusions: keep /dev/shm, drop ext4', async () => {
