@@ -761,3 +761,91 @@ describe(
     });
   },
 );
+
+describe(
+  'as an unprivileged user on a /proc mounted with hidepid (a child run as nobody)',
+  {
+    skip:
+      !isRoot &&
+      'needs root to mount a hidepid /proc in a private mount namespace and to run a child as nobody',
+  },
+  () => {
+    // hidepid=1 ("noaccess"): every pid is listed, and another user's files refuse to be
+    // read (EPERM), which is the branch the processes collector counts as unreadable and
+    // the host collector answers by reading its own network namespace. The mount lives in
+    // a private mount namespace (unshare -m) and goes with it; since Linux 5.8 its options
+    // are its own, so the host's /proc is untouched.
+    let out: { uid: number; listed: number; walks: string[]; host: string; log: string[] };
+    before(async () => {
+      const dir = await tempDir();
+      try {
+        await mkdir(join(dir, 'proc'));
+        // nobody must be able to reach the mount point.
+        await run('chmod', ['755', dir]);
+        const { stdout } = await run(
+          'unshare',
+          [
+            '-m',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            'mount -t proc -o hidepid=1 proc "$1" && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" --import tsx "$3" "$1"',
+            'sh',
+            join(dir, 'proc'),
+            process.execPath,
+            join(REPO, 'test/helpers/unprivileged-collect.ts'),
+          ],
+          { cwd: REPO, maxBuffer: 16 * 1024 * 1024 },
+        );
+        out = JSON.parse(stdout) as typeof out;
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    test('processes: counts only what it may read, warns once with how many it may not', () => {
+      assert.equal(out.uid, 65534);
+      const hidden = out.log.filter((l) => l.includes('some processes cannot be read'));
+      assert.equal(hidden.length, 1, out.log.join('\n'));
+      assert.match(hidden[0]!, /level=warn/);
+      const unreadable = Number(/unreadable=(\d+)/.exec(hidden[0]!)?.[1]);
+      for (const text of out.walks) {
+        const sum = findSamples(text, 'lookout_processes').reduce((a, s) => a + s.value, 0);
+        // At least the child itself; PID 1 and root's processes are not nobody's.
+        assert.ok(sum >= 1 && sum < out.listed, `${sum} counted of ${out.listed} listed`);
+        assert.ok(
+          (sampleValue(text, 'lookout_watched_processes', { name: 'node' }) ?? 0) >= 1,
+          'the child counts itself',
+        );
+        const top = findSamples(text, 'lookout_top_process_resident_memory_bytes');
+        assert.ok(top.some((s) => s.labels.name === 'node'));
+      }
+      const first = findSamples(out.walks[0]!, 'lookout_processes').reduce(
+        (a, s) => a + s.value,
+        0,
+      );
+      // Processes come and go between the listing and the walk; the two add up to about the listing.
+      assert.ok(
+        unreadable >= 1 && Math.abs(first + unreadable - out.listed) <= 5,
+        `${first} + ${unreadable} vs ${out.listed}`,
+      );
+    });
+
+    test("host: /proc/1/net refused (EPERM), so its own namespace's counters, with one warning naming why", async () => {
+      const warned = out.log.filter((l) => l.includes("lookout's own network namespace"));
+      assert.equal(warned.length, 1, out.log.join('\n'));
+      assert.match(warned[0]!, /\/1\/net\/dev: (EPERM|EACCES)/);
+      // The child shares this test's network namespace: the same devices, loopback excluded.
+      const own = (await readFile('/proc/self/net/dev', 'utf8'))
+        .split('\n')
+        .slice(2)
+        .map((l) => l.split(':')[0]!.trim())
+        .filter((d) => d !== '' && d !== 'lo');
+      assert.deepEqual(
+        findSamples(out.host, 'lookout_network_receive_bytes_total').map((s) => s.labels.device),
+        own,
+      );
+    });
+  },
+);
