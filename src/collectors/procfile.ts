@@ -62,7 +62,10 @@ export class ProcFiles {
     );
   }
 
-  /** readOptionalHostProcFile through these descriptors. */
+  /**
+   * readHost() for a file that may legitimately not exist (net/stat/nf_conntrack without
+   * the conntrack module): undefined when neither PID 1's nor our own exists.
+   */
   readOptionalHost(procfs: string, rel: string): { text: string; fellBack?: string } | undefined {
     return hostProcFile(
       procfs,
