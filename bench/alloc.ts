@@ -1,6 +1,7 @@
 /**
  * Bytes of JavaScript heap one refresh of each default collector allocates, against this
- * host's real /proc: `node --expose-gc --import tsx bench/alloc.ts [refreshes]`.
+ * host's real /proc: `node --expose-gc --import tsx bench/alloc.ts [refreshes] [warm-up]`
+ * (200 and 100 by default; `3 3` is a smoke run of a few seconds).
  *
  * How: the young generation is made large enough (the bench re-runs itself with
  * `--min-semi-space-size` and `--max-semi-space-size`) that a refresh never triggers a
@@ -32,7 +33,6 @@ import { HttpClient } from '../src/lib/http.js';
 import { createLogger } from '../src/lib/log.js';
 
 const SEMI_SPACE_MB = 64;
-const WARMUP = 100;
 
 if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
   const child = spawnSync(
@@ -57,6 +57,7 @@ if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) {
 const gc = globalThis.gc;
 if (gc === undefined) throw new Error('run with --expose-gc');
 const refreshes = Number(process.argv[2] ?? 200);
+const warmup = Number(process.argv[3] ?? 100);
 
 /** A polled collector's refresh, under either name. */
 type Refresh = (ctx: UpdateContext) => Promise<Registry>;
@@ -122,7 +123,7 @@ for (const def of collectorDefinitions().values()) {
     continue;
   }
   try {
-    for (let i = 0; i < WARMUP; i++) await refresh(ctx);
+    for (let i = 0; i < warmup; i++) await refresh(ctx);
   } catch (err) {
     if (!(err instanceof NothingToCollect)) throw err;
     rows.push([def.name, `nothing to collect: ${err.message}`]);

@@ -249,6 +249,47 @@ lookout_network_receive_drops_total{device="eth0"} 1`,
     }
   });
 
+  test('a refresh that fails, or that the runner gave up on, writes nothing: the registry still holds the last good values', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      const c = createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs });
+      assert.ok(!isStreaming(c));
+      const ok = await c.update({
+        signal: new AbortController().signal,
+        deadline: Infinity,
+        log: quietLog(),
+      });
+      const good = await ok.metrics();
+
+      // Everything changes, and vmstat's last counter is broken: the check comes before
+      // any value is set.
+      const dev = await readFile(join(procfs, '1/net/dev'), 'utf8');
+      await writeFile(join(procfs, '1/net/dev'), dev.replace(/^docker0:.*\n/m, ''));
+      await writeFile(join(procfs, 'loadavg'), '9.99 9.99 9.99 1/100 12345\n');
+      const vmstat = await readFile(join(procfs, 'vmstat'), 'utf8');
+      await writeFile(join(procfs, 'vmstat'), vmstat.replace(/^pgmajfault \d+$/m, 'pgmajfault -1'));
+      await assert.rejects(collect(c), /lookout_major_page_faults_total read -1/);
+      assert.equal(await ok.metrics(), good);
+
+      // Timed out: the runner has aborted the refresh's signal and no longer waits for it.
+      await writeFile(join(procfs, 'vmstat'), vmstat);
+      const abort = new AbortController();
+      abort.abort(new Error('timed out'));
+      await assert.rejects(
+        c.update({ signal: abort.signal, deadline: Infinity, log: quietLog() }),
+        /timed out/,
+      );
+      assert.equal(await ok.metrics(), good);
+
+      const next = await collect(c);
+      assert.equal(sampleValue(next, 'lookout_load1'), 9.99);
+      assert.equal(findSamples(next, 'lookout_network_receive_bytes_total').length, 1);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
   test('the same collector refreshed again gives the same exposition: counters are set, not added up', async () => {
     const c = createHostCollector(hostSchema.parse({}), fixturePaths);
     const first = await collect(c);
