@@ -13,7 +13,7 @@ import {
   opensslTimeSeconds,
   parsePemChain,
 } from '../src/lib/certificate.js';
-import { parseAddress, targetLabel, TARGET_LABEL_MAX } from '../src/collectors/tls.js';
+import { expiryText, parseAddress, targetLabel, TARGET_LABEL_MAX } from '../src/collectors/tls.js';
 
 describe('opensslTimeSeconds', () => {
   it('reads the time as X509Certificate.validTo prints it, in UTC', () => {
@@ -77,5 +77,26 @@ describe('parseAddress and targetLabel', () => {
     assert.equal(targetLabel({ address: 'a:1' }), 'a:1');
     assert.equal(targetLabel({ file: '/etc/x.pem' }), '/etc/x.pem');
     assert.equal(targetLabel({ file: `/${'x'.repeat(300)}` }).length, TARGET_LABEL_MAX);
+  });
+});
+
+describe('expiryText (the day count lookout check prints)', () => {
+  const now = Date.UTC(2026, 11, 5, 12) / 1000;
+  const DAY = 86_400;
+  it('rounds whole days as a person reads them, and says a past expiry as past', () => {
+    const cases: [number, string][] = [
+      [4.99, 'expires 2026-12-10 (in 5 days)'],
+      [4.4, 'expires 2026-12-09 (in 4 days)'],
+      [1, 'expires 2026-12-06 (in 1 day)'],
+      [0.99, 'expires today (2026-12-06)'],
+      [0, 'expires today (2026-12-05)'],
+      [-0.5, 'expired today (2026-12-05)'],
+      [-1, 'expired 1 day ago (2026-12-04)'],
+      [-9, 'expired 9 days ago (2026-11-26)'],
+      [-9.4, 'expired 9 days ago (2026-11-26)'],
+      [-9.6, 'expired 10 days ago (2026-11-25)'],
+    ];
+    for (const [days, text] of cases)
+      assert.equal(expiryText(now + days * DAY, now), text, `${days}`);
   });
 });

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -35,14 +35,18 @@ function quietLog(lines: string[] = []): Logger {
   return createLogger('debug', {}, (line) => lines.push(line));
 }
 
-async function collect(collector: Collector): Promise<string> {
+async function refreshWith(collector: Collector, log: Logger): Promise<string> {
   assert.ok(collector.collect, 'a polled collector');
   const registry = await collector.collect({
     signal: new AbortController().signal,
     deadline: Infinity,
-    log: quietLog(),
+    log,
   });
   return registry.metrics();
+}
+
+function collect(collector: Collector): Promise<string> {
+  return refreshWith(collector, quietLog());
 }
 
 /** The mountpoints of the named samples, in exposition order. */
@@ -148,6 +152,7 @@ lookout_network_transmit_drops_total{device="docker0"} 0`,
     const procfs = await tempDir();
     try {
       await cp(fixturePaths.procfs, procfs, { recursive: true });
+      await rm(join(procfs, '1/net/stat'), { recursive: true });
       await rm(join(procfs, 'net/stat'), { recursive: true });
       await rm(join(procfs, 'sys/net'), { recursive: true });
       const without = await collect(
@@ -169,6 +174,127 @@ lookout_network_transmit_drops_total{device="docker0"} 0`,
     } finally {
       await rm(procfs, { recursive: true, force: true });
     }
+  });
+
+  test("network and conntrack from the host's namespace (/proc/1/net), not lookout's own; no warning", async () => {
+    // The fixture's /proc/net (lookout's own namespace, as in a container) differs from
+    // /proc/1/net (the host's): the golden values above are PID 1's.
+    const lines: string[] = [];
+    const c = createHostCollector(hostSchema.parse({}), fixturePaths);
+    const text = await refreshWith(c, quietLog(lines));
+    assert.equal(
+      sampleValue(text, 'lookout_network_receive_bytes_total', { device: 'eth0' }),
+      196802175,
+    );
+    assert.equal(sampleValue(text, 'lookout_conntrack_entries'), 420);
+    assert.deepEqual(
+      lines.filter((l) => l.includes('level=warn')),
+      [],
+    );
+  });
+
+  test("/proc/1/net missing: lookout's own namespace instead, and a warning once saying so", async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      await rm(join(procfs, '1/net'), { recursive: true });
+      const lines: string[] = [];
+      const c = createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs });
+      const text = await refreshWith(c, quietLog(lines));
+      assert.equal(
+        sampleLines(
+          text,
+          'lookout_network_receive_bytes_total',
+          'lookout_network_receive_drops_total',
+        ),
+        `lookout_network_receive_bytes_total{device="eth0"} 87654
+lookout_network_receive_drops_total{device="eth0"} 1`,
+      );
+      assert.equal(sampleValue(text, 'lookout_conntrack_entries'), 5);
+      await refreshWith(c, quietLog(lines));
+      const warned = lines.filter((l) => l.includes("lookout's own network namespace"));
+      assert.equal(warned.length, 1, lines.join('\n'));
+      assert.ok(warned[0]!.includes(`${procfs}/1/net/dev: ENOENT`), warned[0]);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
+  test('a network device removed between two refreshes: its series go, the others stay', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      const c = createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs });
+      const devices = (text: string) =>
+        findSamples(text, /^lookout_network_/).map((s) => `${s.name} ${s.labels.device}`);
+      const before = await collect(c);
+      assert.equal(devices(before).length, 12);
+      const dev = await readFile(join(procfs, '1/net/dev'), 'utf8');
+      await writeFile(join(procfs, '1/net/dev'), dev.replace(/^docker0:.*\n/m, ''));
+      const after = await collect(c);
+      assert.deepEqual(
+        devices(after),
+        devices(before).filter((d) => d.endsWith(' eth0')),
+      );
+      assert.equal(
+        sampleValue(after, 'lookout_network_receive_bytes_total', { device: 'eth0' }),
+        196802175,
+      );
+      // Everything else is as the first refresh left it, family by family.
+      const rest = (text: string) =>
+        parseExposition(text).filter((f) => !f.name.startsWith('lookout_network_'));
+      assert.deepEqual(rest(after), rest(before));
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
+  test('a refresh that fails, or that the runner gave up on, writes nothing: the registry still holds the last good values', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      const c = createHostCollector(hostSchema.parse({}), { ...fixturePaths, procfs });
+      assert.ok(c.collect);
+      const ok = await c.collect!({
+        signal: new AbortController().signal,
+        deadline: Infinity,
+        log: quietLog(),
+      });
+      const good = await ok.metrics();
+
+      // Everything changes, and vmstat's last counter is broken: the check comes before
+      // any value is set.
+      const dev = await readFile(join(procfs, '1/net/dev'), 'utf8');
+      await writeFile(join(procfs, '1/net/dev'), dev.replace(/^docker0:.*\n/m, ''));
+      await writeFile(join(procfs, 'loadavg'), '9.99 9.99 9.99 1/100 12345\n');
+      const vmstat = await readFile(join(procfs, 'vmstat'), 'utf8');
+      await writeFile(join(procfs, 'vmstat'), vmstat.replace(/^pgmajfault \d+$/m, 'pgmajfault -1'));
+      await assert.rejects(collect(c), /lookout_major_page_faults_total read -1/);
+      assert.equal(await ok.metrics(), good);
+
+      // Timed out: the runner has aborted the refresh's signal and no longer waits for it.
+      await writeFile(join(procfs, 'vmstat'), vmstat);
+      const abort = new AbortController();
+      abort.abort(new Error('timed out'));
+      await assert.rejects(
+        c.collect!({ signal: abort.signal, deadline: Infinity, log: quietLog() }),
+        /timed out/,
+      );
+      assert.equal(await ok.metrics(), good);
+
+      const next = await collect(c);
+      assert.equal(sampleValue(next, 'lookout_load1'), 9.99);
+      assert.equal(findSamples(next, 'lookout_network_receive_bytes_total').length, 1);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
+  });
+
+  test('the same collector refreshed again gives the same exposition: counters are set, not added up', async () => {
+    const c = createHostCollector(hostSchema.parse({}), fixturePaths);
+    const first = await collect(c);
+    assert.equal(await collect(c), first);
+    assert.equal(sampleValue(first, 'lookout_cpu_seconds_total', { mode: 'user' }), 74.82);
   });
 
   test('a kernel without oom_kill in /proc/vmstat: no OOM series, the rest still there', async () => {
@@ -283,6 +409,50 @@ lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480
 lookout_top_process_resident_memory_bytes{rank="4",name="systemd"} 13107200
 lookout_top_process_resident_memory_bytes{rank="5",name="nginx"} 10240000`,
     );
+  });
+
+  test('processes that exit between two refreshes: a state no one is in and a name that left the top list go', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      // pid 400 stopped by a tracer: a state outside the common ones, shown only while used.
+      const stat400 = await readFile(join(procfs, '400/stat'), 'utf8');
+      await writeFile(join(procfs, '400/stat'), stat400.replace(') T ', ') t '));
+      const c = createProcessesCollector(
+        processesSchema.parse({ top: 3 }),
+        { ...fixturePaths, procfs },
+        4096,
+      );
+      const before = await collect(c);
+      assert.equal(sampleValue(before, 'lookout_processes', { state: 'tracing_stop' }), 1);
+      assert.equal(
+        sampleLines(before, 'lookout_top_process_resident_memory_bytes'),
+        `lookout_top_process_resident_memory_bytes{rank="1",name="my (weird) proc"} 209715200
+lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 104857600
+lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480000`,
+      );
+
+      await rm(join(procfs, '42'), { recursive: true });
+      await rm(join(procfs, '400'), { recursive: true });
+      const after = await collect(c);
+      assert.equal(
+        sampleLines(after, 'lookout_processes'),
+        `lookout_processes{state="running"} 0
+lookout_processes{state="sleeping"} 5
+lookout_processes{state="disk_sleep"} 1
+lookout_processes{state="zombie"} 1
+lookout_processes{state="stopped"} 0
+lookout_processes{state="idle"} 1`,
+      );
+      assert.equal(
+        sampleLines(after, 'lookout_top_process_resident_memory_bytes'),
+        `lookout_top_process_resident_memory_bytes{rank="1",name="postgres"} 104857600
+lookout_top_process_resident_memory_bytes{rank="2",name="prometheus-node"} 20480000
+lookout_top_process_resident_memory_bytes{rank="3",name="systemd"} 13107200`,
+      );
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
   });
 
   test('top: 0 exports no top series; top: 2 exports two; page size is applied', async () => {
@@ -421,6 +591,38 @@ lookout_filesystem_files_free{mountpoint="/mnt/my disk",device="/dev/vdb1",fstyp
 lookout_filesystem_files_free{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 50
 lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 50`,
     );
+  });
+
+  test('a filesystem unmounted between two refreshes: its series go, the others stay in mount-table order', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      const c = createFilesystemCollector(
+        filesystemSchema.parse({}),
+        { ...fixturePaths, procfs },
+        quietLog(),
+        async () => fakeStats,
+      );
+      const every = (text: string) =>
+        findSamples(text, /^lookout_filesystem_/).map((s) => `${s.name} ${s.labels.mountpoint}`);
+      const before = await collect(c);
+      assert.deepEqual(mountpoints(before, 'lookout_filesystem_size_bytes'), [
+        '/',
+        '/mnt/my disk',
+        '/srv/backup',
+        '/run',
+      ]);
+      const mounts = await readFile(join(procfs, '1/mounts'), 'utf8');
+      await writeFile(join(procfs, '1/mounts'), mounts.replace(/^\/dev\/vdc .*\n/m, ''));
+      const after = await collect(c);
+      assert.deepEqual(
+        every(after),
+        every(before).filter((s) => !s.endsWith(' /srv/backup')),
+      );
+      assert.equal(every(after).length, 7 * 3);
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
   });
 
   test('custom exclusions: keep /dev/shm, drop ext4', async () => {
@@ -596,6 +798,94 @@ describe(
       assert.deepEqual(
         excluded.map((s) => s.line),
         [],
+      );
+    });
+  },
+);
+
+describe(
+  'as an unprivileged user on a /proc mounted with hidepid (a child run as nobody)',
+  {
+    skip:
+      !isRoot &&
+      'needs root to mount a hidepid /proc in a private mount namespace and to run a child as nobody',
+  },
+  () => {
+    // hidepid=1 ("noaccess"): every pid is listed, and another user's files refuse to be
+    // read (EPERM), which is the branch the processes collector counts as unreadable and
+    // the host collector answers by reading its own network namespace. The mount lives in
+    // a private mount namespace (unshare -m) and goes with it; since Linux 5.8 its options
+    // are its own, so the host's /proc is untouched.
+    let out: { uid: number; listed: number; walks: string[]; host: string; log: string[] };
+    before(async () => {
+      const dir = await tempDir();
+      try {
+        await mkdir(join(dir, 'proc'));
+        // nobody must be able to reach the mount point.
+        await run('chmod', ['755', dir]);
+        const { stdout } = await run(
+          'unshare',
+          [
+            '-m',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            'mount -t proc -o hidepid=1 proc "$1" && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$2" --import tsx "$3" "$1"',
+            'sh',
+            join(dir, 'proc'),
+            process.execPath,
+            join(REPO, 'test/helpers/unprivileged-collect.ts'),
+          ],
+          { cwd: REPO, maxBuffer: 16 * 1024 * 1024 },
+        );
+        out = JSON.parse(stdout) as typeof out;
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    test('processes: counts only what it may read, warns once with how many it may not', () => {
+      assert.equal(out.uid, 65534);
+      const hidden = out.log.filter((l) => l.includes('some processes cannot be read'));
+      assert.equal(hidden.length, 1, out.log.join('\n'));
+      assert.match(hidden[0]!, /level=warn/);
+      const unreadable = Number(/unreadable=(\d+)/.exec(hidden[0]!)?.[1]);
+      for (const text of out.walks) {
+        const sum = findSamples(text, 'lookout_processes').reduce((a, s) => a + s.value, 0);
+        // At least the child itself; PID 1 and root's processes are not nobody's.
+        assert.ok(sum >= 1 && sum < out.listed, `${sum} counted of ${out.listed} listed`);
+        assert.ok(
+          (sampleValue(text, 'lookout_watched_processes', { name: 'node' }) ?? 0) >= 1,
+          'the child counts itself',
+        );
+        const top = findSamples(text, 'lookout_top_process_resident_memory_bytes');
+        assert.ok(top.some((s) => s.labels.name === 'node'));
+      }
+      const first = findSamples(out.walks[0]!, 'lookout_processes').reduce(
+        (a, s) => a + s.value,
+        0,
+      );
+      // Processes come and go between the listing and the walk; the two add up to about the listing.
+      assert.ok(
+        unreadable >= 1 && Math.abs(first + unreadable - out.listed) <= 5,
+        `${first} + ${unreadable} vs ${out.listed}`,
+      );
+    });
+
+    test("host: /proc/1/net refused (EPERM), so its own namespace's counters, with one warning naming why", async () => {
+      const warned = out.log.filter((l) => l.includes("lookout's own network namespace"));
+      assert.equal(warned.length, 1, out.log.join('\n'));
+      assert.match(warned[0]!, /\/1\/net\/dev: (EPERM|EACCES)/);
+      // The child shares this test's network namespace: the same devices, loopback excluded.
+      const own = (await readFile('/proc/self/net/dev', 'utf8'))
+        .split('\n')
+        .slice(2)
+        .map((l) => l.split(':')[0]!.trim())
+        .filter((d) => d !== '' && d !== 'lo');
+      assert.deepEqual(
+        findSamples(out.host, 'lookout_network_receive_bytes_total').map((s) => s.labels.device),
+        own,
       );
     });
   },

@@ -134,6 +134,62 @@ describe('nginx collector against a real nginx', () => {
     });
   }
 
+  it('one collector across refreshes: its nginx stopped, the connection and request series go and lookout_nginx_up stays; restarted, they are back', async () => {
+    const own = await startNginx();
+    try {
+      const collector = createNginxCollector(
+        nginxSchema.parse({ status_url: url(own.port), status_timeout: '1s' }),
+        http,
+      );
+      const refreshOnce = async () =>
+        (
+          await collector.collect!({
+            signal: AbortSignal.timeout(10_000),
+            deadline: performance.now() + 10_000,
+            log,
+          })
+        ).metrics();
+      const up = await refreshOnce();
+      assert.equal(seriesValue(up, 'lookout_nginx_up'), 1);
+      assert.equal(findSamples(up, 'lookout_nginx_connections').length, 4);
+      const requests = seriesValue(up, 'lookout_nginx_http_requests_total')!;
+      assert.ok(requests >= 1);
+      // The counters are nginx's own figures each time, not added up across refreshes.
+      const again = await refreshOnce();
+      assert.equal(seriesValue(again, 'lookout_nginx_http_requests_total'), requests + 1);
+
+      await own.stop();
+      const down = await refreshOnce();
+      assert.equal(seriesValue(down, 'lookout_nginx_up'), 0);
+      assert.deepEqual(
+        findSamples(down, /^lookout_nginx_/).map((s) => s.name),
+        ['lookout_nginx_up'],
+      );
+      // The families themselves go, not only their samples: no HELP left behind.
+      assert.doesNotMatch(down, /lookout_nginx_connections|_total/);
+
+      await own.restart();
+      const back = await refreshOnce();
+      assert.equal(seriesValue(back, 'lookout_nginx_up'), 1);
+      // A new nginx counts from its own start: the counter is what its page says, not
+      // that added to the old nginx's count.
+      const page = parseStubStatus(await getNewConnection(url(own.port)));
+      assert.equal(seriesValue(back, 'lookout_nginx_http_requests_total'), page.requests - 1);
+      assert.deepEqual(
+        [...new Set(findSamples(back, /^lookout_nginx_/).map((s) => s.name))],
+        [
+          'lookout_nginx_up',
+          'lookout_nginx_connections',
+          'lookout_nginx_connections_accepted_total',
+          'lookout_nginx_connections_handled_total',
+          'lookout_nginx_http_requests_total',
+        ],
+      );
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('checkTargets says whether the status page answers', async () => {
     const check = (u: string) =>
       createNginxCollector(nginxSchema.parse({ status_url: u }), http).checkTargets!({

@@ -6,7 +6,7 @@
  * -enddate`.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -212,7 +212,7 @@ describe('TLS collector against nginx serving openssl-made certificates', () => 
     });
     const by = new Map(checks.map((c) => [c.target, c]));
     assert.equal(by.get('valid')?.ok, true);
-    assert.match(by.get('valid')!.detail, /^verified, expires \d{4}-\d\d-\d\d \((89|90) days\)$/);
+    assert.match(by.get('valid')!.detail, /^verified, expires \d{4}-\d\d-\d\d \(in 90 days\)$/);
     assert.equal(by.get('expired')?.ok, false);
     assert.match(by.get('expired')!.detail, /CERT_HAS_EXPIRED/);
     assert.equal(by.get('refused')?.ok, false);
@@ -251,6 +251,99 @@ describe('TLS collector on certificate files', () => {
     assert.equal(v('lookout_tls_probe_success', 'missing'), 0);
     assert.equal(v(expiry, 'missing'), undefined);
     assert.equal(v('lookout_tls_probe_success', 'fullchain'), 1);
+  });
+
+  it('a file that goes missing: its expiry, verified and info series go, and it is logged once per absence, naming target and path', async () => {
+    const file = join(pki.dir, 'comes-and-goes.pem');
+    await writeFile(file, await readFile(certs.valid.cert));
+    const lines: string[] = [];
+    const captured = createLogger('info', {}, (line) => lines.push(line));
+    const collector = createTlsCollector(
+      tlsSchema.parse({
+        ca_file: pki.caFile,
+        targets: [
+          { file, name: 'comes-and-goes' },
+          { file: certs.valid.cert, name: 'stays' },
+        ],
+      }),
+      captured,
+    );
+    const refreshOnce = async () =>
+      (
+        await collector.collect!({
+          signal: AbortSignal.timeout(20_000),
+          deadline: performance.now() + 20_000,
+          log: captured,
+        })
+      ).metrics();
+    const series = (text: string, target: string) =>
+      findSamples(text)
+        .filter((s) => s.labels.target === target)
+        .map((s) => `${s.name} ${s.value}`);
+    const missingLines = () => lines.filter((l) => l.includes('certificate file missing'));
+    const present = [
+      'lookout_tls_probe_success 1',
+      `lookout_tls_cert_expiry_timestamp_seconds ${await opensslEndDate(certs.valid.cert)}`,
+      'lookout_tls_cert_verified 1',
+      'lookout_tls_cert_info 1',
+    ];
+
+    assert.deepEqual(series(await refreshOnce(), 'comes-and-goes'), present);
+    assert.deepEqual(missingLines(), []);
+
+    await rm(file);
+    const gone = await refreshOnce();
+    assert.deepEqual(series(gone, 'comes-and-goes'), ['lookout_tls_probe_success 0']);
+    assert.deepEqual(series(gone, 'stays'), present, 'the other target keeps its series');
+    assert.equal(missingLines().length, 1);
+    assert.match(missingLines()[0]!, /level=warn/);
+    assert.match(missingLines()[0]!, /target=comes-and-goes/);
+    assert.ok(missingLines()[0]!.includes(`path=${file}`), missingLines()[0]);
+    assert.match(missingLines()[0]!, /ENOENT/);
+
+    await refreshOnce();
+    await refreshOnce();
+    assert.equal(missingLines().length, 1, 'not again while it stays missing');
+
+    await writeFile(file, await readFile(certs.valid.cert));
+    assert.deepEqual(series(await refreshOnce(), 'comes-and-goes'), present);
+    assert.ok(lines.some((l) => l.includes('certificate file there again')));
+
+    await rm(file);
+    await refreshOnce();
+    assert.equal(missingLines().length, 2, 'once more after it came back and went again');
+  });
+
+  it("lookout check's day count: 4.99 days is in 5 days, 9 days past is expired 9 days ago, within a day is today", async () => {
+    const DAY = 86_400_000;
+    const now = Date.now();
+    const issue = (name: string, notAfter: number) =>
+      pki.issue({ name, notBefore: new Date(now - 60 * DAY), notAfter: new Date(notAfter) });
+    const files = {
+      soon: await issue('check-soon', now + 4.99 * DAY),
+      past: await issue('check-past', now - 9.2 * DAY),
+      laterToday: await issue('check-later-today', now + 3 * 3_600_000),
+      earlierToday: await issue('check-earlier-today', now - 3 * 3_600_000),
+    };
+    const collector = createTlsCollector(
+      tlsSchema.parse({
+        ca_file: pki.caFile,
+        targets: Object.entries(files).map(([name, f]) => ({ file: f.fullchain, name })),
+      }),
+      log,
+    );
+    const checks = await collector.checkTargets!({
+      signal: AbortSignal.timeout(20_000),
+      deadline: performance.now() + 20_000,
+      log,
+    });
+    const detail = new Map(checks.map((c) => [c.target, c.detail]));
+    const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    assert.equal(detail.get('soon'), `verified, expires ${date(now + 4.99 * DAY)} (in 5 days)`);
+    assert.match(detail.get('past')!, /; expired 9 days ago \(\d{4}-\d\d-\d\d\)$/);
+    assert.ok(detail.get('past')!.endsWith(`(${date(now - 9.2 * DAY)})`), detail.get('past'));
+    assert.match(detail.get('laterToday')!, /^verified, expires today \(/);
+    assert.match(detail.get('earlierToday')!, /; expired today \(/);
   });
 
   it('an unreadable ca_file fails the refresh, naming the setting', async () => {

@@ -92,6 +92,25 @@ export function createFilesystemCollector(
         : log.info('hung statfs returned', { mountpoint }),
   });
 
+  const registry = new Registry();
+  const labelNames = ['mountpoint', 'device', 'fstype'] as const;
+  const registers = [registry];
+  const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers });
+  const size = gauge('lookout_filesystem_size_bytes', 'Size of the filesystem.');
+  const free = gauge(
+    'lookout_filesystem_free_bytes',
+    'Free space, including blocks reserved for root.',
+  );
+  const avail = gauge('lookout_filesystem_avail_bytes', 'Space available to unprivileged users.');
+  const files = gauge('lookout_filesystem_files', 'Inodes of the filesystem.');
+  const filesFree = gauge('lookout_filesystem_files_free', 'Free inodes.');
+  const readonly = gauge('lookout_filesystem_readonly', 'Whether the mount is read-only (1).');
+  const deviceError = gauge(
+    'lookout_filesystem_device_error',
+    'Whether statfs failed or did not return in time for this mount (1); then no size series.',
+  );
+  const all = [size, free, avail, files, filesFree, readonly, deviceError];
+
   return {
     stuck: () => fanout.hungKeys(),
     lastSeen: () => seen,
@@ -113,28 +132,11 @@ export function createFilesystemCollector(
         { signal, deadline },
       );
 
-      const registry = new Registry();
-      const labelNames = ['mountpoint', 'device', 'fstype'] as const;
-      const registers = [registry];
-      const gauge = (name: string, help: string) =>
-        new Gauge({ name, help, labelNames, registers });
-      const size = gauge('lookout_filesystem_size_bytes', 'Size of the filesystem.');
-      const free = gauge(
-        'lookout_filesystem_free_bytes',
-        'Free space, including blocks reserved for root.',
-      );
-      const avail = gauge(
-        'lookout_filesystem_avail_bytes',
-        'Space available to unprivileged users.',
-      );
-      const files = gauge('lookout_filesystem_files', 'Inodes of the filesystem.');
-      const filesFree = gauge('lookout_filesystem_files_free', 'Free inodes.');
-      const readonly = gauge('lookout_filesystem_readonly', 'Whether the mount is read-only (1).');
-      const deviceError = gauge(
-        'lookout_filesystem_device_error',
-        'Whether statfs failed or did not return in time for this mount (1); then no size series.',
-      );
-
+      // A refresh the runner gave up on (timed out) must not overwrite a later one's values.
+      signal.throwIfAborted();
+      // Every label set is written anew, so an unmounted filesystem's series go, and the
+      // order is the mount table's.
+      for (const g of all) g.reset();
       mounts.forEach((mount, i) => {
         const labels = { mountpoint: mount.mountpoint, device: mount.device, fstype: mount.fstype };
         const result = results[i]!;

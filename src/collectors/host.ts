@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type Metric } from 'prom-client';
 import { z } from 'zod';
 import {
   CPU_MODES,
@@ -28,6 +28,7 @@ import {
 } from './collector.js';
 import { regexSource } from '../config/regex.js';
 import { ProcFiles } from './procfile.js';
+import { Shown } from './shown.js';
 
 export const hostSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '5s' },
@@ -95,6 +96,117 @@ export interface HostSeen {
   info: { hostname: string; kernel: string; os: string; arch: string };
 }
 
+/** Counters that mirror a kernel counter read whole from /proc (see hostMetrics). */
+function mirror(name: string, help: string, labelNames: readonly string[] = []) {
+  return new Counter({ name, help, labelNames, registers: [] });
+}
+
+function gauge(name: string, help: string, labelNames: readonly string[] = []) {
+  return new Gauge({ name, help, labelNames, registers: [] });
+}
+
+/**
+ * The host collector's metric objects, made once. A kernel counter is read as its
+ * absolute value, and prom-client's Counter has no set(): each refresh reset()s it and
+ * inc()s it by the value read. That is the public API, exact (0 + v is v), and keeps the
+ * TYPE counter; a Gauge would render TYPE gauge, and inc() by the difference from the
+ * last value would need that value read back and would drift by float rounding. On a
+ * labelled counter, reset() also drops the label sets that vanished (a removed network
+ * device) and keeps the order /proc lists them in.
+ */
+function hostMetrics() {
+  const perDevice = (name: string, help: string) => mirror(name, help, ['device']);
+  return {
+    cpu: mirror(
+      'lookout_cpu_seconds_total',
+      'CPU time spent in each mode since boot, summed over all CPUs (guest time is inside user and nice).',
+      ['mode'],
+    ),
+    cpus: gauge('lookout_cpus', 'Number of online CPUs.'),
+    load1: gauge('lookout_load1', 'Load average over 1 minute.'),
+    load5: gauge('lookout_load5', 'Load average over 5 minutes.'),
+    load15: gauge('lookout_load15', 'Load average over 15 minutes.'),
+    memTotal: gauge('lookout_memory_total_bytes', 'Usable RAM (MemTotal).'),
+    memAvailable: gauge(
+      'lookout_memory_available_bytes',
+      'RAM available for starting new applications without swapping (MemAvailable).',
+    ),
+    swapTotal: gauge('lookout_swap_total_bytes', 'Swap space (SwapTotal).'),
+    swapFree: gauge('lookout_swap_free_bytes', 'Unused swap space (SwapFree).'),
+    bootTime: gauge('lookout_boot_time_seconds', 'When the host booted (Unix time).'),
+    oomKills: mirror(
+      'lookout_oom_kills_total',
+      'Processes killed by the kernel OOM killer since boot (/proc/vmstat oom_kill; absent before Linux 4.13).',
+    ),
+    swapIn: mirror(
+      'lookout_swap_in_pages_total',
+      'Pages read in from swap since boot, in pages, not bytes (/proc/vmstat pswpin).',
+    ),
+    swapOut: mirror(
+      'lookout_swap_out_pages_total',
+      'Pages written out to swap since boot, in pages, not bytes (/proc/vmstat pswpout).',
+    ),
+    majorFaults: mirror(
+      'lookout_major_page_faults_total',
+      'Major page faults since boot: accesses that had to read the page from disk (/proc/vmstat pgmajfault).',
+    ),
+    fds: gauge(
+      'lookout_file_descriptors',
+      'File handles allocated system-wide (/proc/sys/fs/file-nr, first field; since Linux 2.6 all are in use).',
+    ),
+    fdsLimit: gauge(
+      'lookout_file_descriptors_limit',
+      'System-wide limit on file handles, fs.file-max (/proc/sys/fs/file-nr, third field).',
+    ),
+    conntrack: gauge(
+      'lookout_conntrack_entries',
+      "Entries in the host network namespace's connection tracking table (/proc/1/net/stat/nf_conntrack entries, as nf_conntrack_count); absent without the nf_conntrack module.",
+    ),
+    conntrackLimit: gauge(
+      'lookout_conntrack_entries_limit',
+      'Size limit of the connection tracking table (/proc/sys/net/netfilter/nf_conntrack_max); absent without the nf_conntrack module.',
+    ),
+    rx: perDevice('lookout_network_receive_bytes_total', 'Bytes received by the network device.'),
+    tx: perDevice(
+      'lookout_network_transmit_bytes_total',
+      'Bytes transmitted by the network device.',
+    ),
+    rxErrors: perDevice(
+      'lookout_network_receive_errors_total',
+      'Receive errors on the network device (/proc/net/dev receive errs).',
+    ),
+    txErrors: perDevice(
+      'lookout_network_transmit_errors_total',
+      'Transmit errors on the network device (/proc/net/dev transmit errs).',
+    ),
+    rxDrops: perDevice(
+      'lookout_network_receive_drops_total',
+      'Received packets dropped on the network device (/proc/net/dev receive drop).',
+    ),
+    txDrops: perDevice(
+      'lookout_network_transmit_drops_total',
+      'Packets dropped on transmit on the network device (/proc/net/dev transmit drop).',
+    ),
+    info: gauge('lookout_host_info', 'Host metadata; always 1.', [
+      'hostname',
+      'kernel',
+      'os',
+      'arch',
+    ]),
+  };
+}
+
+/** The /proc/vmstat fields exported as counters, by metric name. */
+const VMSTAT_COUNTERS = [
+  ['lookout_oom_kills_total', 'oom_kill'],
+  ['lookout_swap_in_pages_total', 'pswpin'],
+  ['lookout_swap_out_pages_total', 'pswpout'],
+  ['lookout_major_page_faults_total', 'pgmajfault'],
+] as const;
+
+/** One label object per mode, made once: prom-client keeps the object it is given. */
+const MODE_LABELS = CPU_MODES.map((mode) => ({ mode }));
+
 export function createHostCollector(
   config: HostConfig,
   paths: HostPaths,
@@ -106,12 +218,13 @@ export function createHostCollector(
   let warnedNetFallback = false;
   let rootfsMetadata: { hostname?: string; osRelease?: string; readAt: number } | undefined;
   const files = new ProcFiles(paths.procfs);
+  const m = hostMetrics();
+  const shown = new Shown();
 
   return {
     lastSeen: () => seen,
     close: () => files.close(),
     async collect({ signal, log }) {
-      const registry = new Registry();
       if (
         rootfsMetadata === undefined ||
         performance.now() - rootfsMetadata.readAt >= rootfsMaxAgeMs
@@ -144,6 +257,22 @@ export function createHostCollector(
       const net = parseNetDev(netDev.text);
       const vmstat = parseVmstat(vmstatText, VMSTAT_FIELDS);
       const fileNr = parseFileNr(fileNrText);
+      const conntrackEntries =
+        conntrack === undefined ? undefined : parseConntrackEntries(conntrack.text);
+      const conntrackMax =
+        conntrackMaxText === undefined
+          ? undefined
+          : parseSysctlInteger(conntrackMaxText, 'nf_conntrack_max');
+      const memTotal = mem.get('MemTotal');
+      if (memTotal === undefined) throw new CollectorError(`${proc('meminfo')}: no MemTotal`);
+      // Every check that can fail the refresh comes before the first value is set, so a
+      // failed refresh leaves no family half written.
+      for (const [name, field] of VMSTAT_COUNTERS) {
+        const value = vmstat.get(field);
+        // parseVmstat keeps negatives (nr_* gauges drift below 0); an event count never is.
+        if (value !== undefined && value < 0)
+          throw new CollectorError(`${proc('vmstat')}: ${name} read ${value}`);
+      }
       const fellBack = netDev.fellBack ?? conntrack?.fellBack;
       if (fellBack && !warnedNetFallback) {
         warnedNetFallback = true;
@@ -151,130 +280,6 @@ export function createHostCollector(
           err: fellBack,
         });
       }
-      const registers = [registry];
-
-      const cpu = new Counter({
-        name: 'lookout_cpu_seconds_total',
-        help: 'CPU time spent in each mode since boot, summed over all CPUs (guest time is inside user and nice).',
-        labelNames: ['mode'],
-        registers,
-      });
-      // A fresh registry each refresh: inc() by the absolute value read from /proc.
-      for (const mode of CPU_MODES) cpu.inc({ mode }, stat.cpu[mode]);
-
-      const gauge = (name: string, help: string, value: number | undefined) => {
-        if (value === undefined) return;
-        new Gauge({ name, help, registers }).set(value);
-      };
-      gauge('lookout_cpus', 'Number of online CPUs.', stat.cpuCount);
-      gauge('lookout_load1', 'Load average over 1 minute.', load.load1);
-      gauge('lookout_load5', 'Load average over 5 minutes.', load.load5);
-      gauge('lookout_load15', 'Load average over 15 minutes.', load.load15);
-
-      const memTotal = mem.get('MemTotal');
-      if (memTotal === undefined) throw new CollectorError(`${proc('meminfo')}: no MemTotal`);
-      gauge('lookout_memory_total_bytes', 'Usable RAM (MemTotal).', memTotal);
-      // MemAvailable exists since Linux 3.14; no estimate is made up where it is missing.
-      gauge(
-        'lookout_memory_available_bytes',
-        'RAM available for starting new applications without swapping (MemAvailable).',
-        mem.get('MemAvailable'),
-      );
-      gauge('lookout_swap_total_bytes', 'Swap space (SwapTotal).', mem.get('SwapTotal') ?? 0);
-      gauge('lookout_swap_free_bytes', 'Unused swap space (SwapFree).', mem.get('SwapFree') ?? 0);
-      gauge('lookout_boot_time_seconds', 'When the host booted (Unix time).', stat.bootTime);
-
-      // Counters read as absolute values; a field this kernel lacks is no series at all.
-      const counter = (name: string, help: string, value: number | undefined) => {
-        if (value === undefined) return;
-        // parseVmstat keeps negatives (nr_* gauges drift below 0); an event count never is.
-        if (value < 0) throw new CollectorError(`${proc('vmstat')}: ${name} read ${value}`);
-        new Counter({ name, help, registers }).inc(value);
-      };
-      counter(
-        'lookout_oom_kills_total',
-        'Processes killed by the kernel OOM killer since boot (/proc/vmstat oom_kill; absent before Linux 4.13).',
-        vmstat.get('oom_kill'),
-      );
-      counter(
-        'lookout_swap_in_pages_total',
-        'Pages read in from swap since boot, in pages, not bytes (/proc/vmstat pswpin).',
-        vmstat.get('pswpin'),
-      );
-      counter(
-        'lookout_swap_out_pages_total',
-        'Pages written out to swap since boot, in pages, not bytes (/proc/vmstat pswpout).',
-        vmstat.get('pswpout'),
-      );
-      counter(
-        'lookout_major_page_faults_total',
-        'Major page faults since boot: accesses that had to read the page from disk (/proc/vmstat pgmajfault).',
-        vmstat.get('pgmajfault'),
-      );
-      gauge(
-        'lookout_file_descriptors',
-        'File handles allocated system-wide (/proc/sys/fs/file-nr, first field; since Linux 2.6 all are in use).',
-        fileNr.allocated,
-      );
-      gauge(
-        'lookout_file_descriptors_limit',
-        'System-wide limit on file handles, fs.file-max (/proc/sys/fs/file-nr, third field).',
-        fileNr.max,
-      );
-      gauge(
-        'lookout_conntrack_entries',
-        "Entries in the host network namespace's connection tracking table (/proc/1/net/stat/nf_conntrack entries, as nf_conntrack_count); absent without the nf_conntrack module.",
-        conntrack === undefined ? undefined : parseConntrackEntries(conntrack.text),
-      );
-      gauge(
-        'lookout_conntrack_entries_limit',
-        'Size limit of the connection tracking table (/proc/sys/net/netfilter/nf_conntrack_max); absent without the nf_conntrack module.',
-        conntrackMaxText === undefined
-          ? undefined
-          : parseSysctlInteger(conntrackMaxText, 'nf_conntrack_max'),
-      );
-
-      const rx = new Counter({
-        name: 'lookout_network_receive_bytes_total',
-        help: 'Bytes received by the network device.',
-        labelNames: ['device'],
-        registers,
-      });
-      const tx = new Counter({
-        name: 'lookout_network_transmit_bytes_total',
-        help: 'Bytes transmitted by the network device.',
-        labelNames: ['device'],
-        registers,
-      });
-      const perDevice = (name: string, help: string) =>
-        new Counter({ name, help, labelNames: ['device'], registers });
-      const rxErrors = perDevice(
-        'lookout_network_receive_errors_total',
-        'Receive errors on the network device (/proc/net/dev receive errs).',
-      );
-      const txErrors = perDevice(
-        'lookout_network_transmit_errors_total',
-        'Transmit errors on the network device (/proc/net/dev transmit errs).',
-      );
-      const rxDrops = perDevice(
-        'lookout_network_receive_drops_total',
-        'Received packets dropped on the network device (/proc/net/dev receive drop).',
-      );
-      const txDrops = perDevice(
-        'lookout_network_transmit_drops_total',
-        'Packets dropped on transmit on the network device (/proc/net/dev transmit drop).',
-      );
-      for (const dev of net) {
-        if (devicesExclude.test(dev.device)) continue;
-        const device = { device: dev.device };
-        rx.inc(device, dev.receiveBytes);
-        tx.inc(device, dev.transmitBytes);
-        rxErrors.inc(device, dev.receiveErrors);
-        txErrors.inc(device, dev.transmitErrors);
-        rxDrops.inc(device, dev.receiveDrops);
-        txDrops.inc(device, dev.transmitDrops);
-      }
-
       const info = {
         hostname,
         kernel: kernel.trim(),
@@ -282,12 +287,64 @@ export function createHostCollector(
         // uname -m of the running kernel (x86_64, aarch64), not Node's own name (x64).
         arch: machine(),
       };
-      new Gauge({
-        name: 'lookout_host_info',
-        help: 'Host metadata; always 1.',
-        labelNames: ['hostname', 'kernel', 'os', 'arch'],
-        registers,
-      }).set(info, 1);
+      // A refresh the runner gave up on (timed out) must not overwrite a later one's values.
+      signal.throwIfAborted();
+
+      // The families with a value now, in the order a fresh registry used to list them.
+      const present: Metric[] = [];
+      const setGauge = (metric: Gauge, value: number | undefined) => {
+        if (value === undefined) return;
+        metric.set(value);
+        present.push(metric);
+      };
+      // A field this kernel lacks is no series at all.
+      const setCounter = (metric: Counter, value: number | undefined) => {
+        if (value === undefined) return;
+        metric.reset();
+        metric.inc(value);
+        present.push(metric);
+      };
+
+      m.cpu.reset();
+      for (let i = 0; i < CPU_MODES.length; i++)
+        m.cpu.inc(MODE_LABELS[i]!, stat.cpu[CPU_MODES[i]!]);
+      present.push(m.cpu);
+      setGauge(m.cpus, stat.cpuCount);
+      setGauge(m.load1, load.load1);
+      setGauge(m.load5, load.load5);
+      setGauge(m.load15, load.load15);
+      setGauge(m.memTotal, memTotal);
+      // MemAvailable exists since Linux 3.14; no estimate is made up where it is missing.
+      setGauge(m.memAvailable, mem.get('MemAvailable'));
+      setGauge(m.swapTotal, mem.get('SwapTotal') ?? 0);
+      setGauge(m.swapFree, mem.get('SwapFree') ?? 0);
+      setGauge(m.bootTime, stat.bootTime);
+      setCounter(m.oomKills, vmstat.get('oom_kill'));
+      setCounter(m.swapIn, vmstat.get('pswpin'));
+      setCounter(m.swapOut, vmstat.get('pswpout'));
+      setCounter(m.majorFaults, vmstat.get('pgmajfault'));
+      setGauge(m.fds, fileNr.allocated);
+      setGauge(m.fdsLimit, fileNr.max);
+      setGauge(m.conntrack, conntrackEntries);
+      setGauge(m.conntrackLimit, conntrackMax);
+
+      const perDevice = [m.rx, m.tx, m.rxErrors, m.txErrors, m.rxDrops, m.txDrops];
+      for (const c of perDevice) c.reset();
+      for (const dev of net) {
+        if (devicesExclude.test(dev.device)) continue;
+        const device = { device: dev.device };
+        m.rx.inc(device, dev.receiveBytes);
+        m.tx.inc(device, dev.transmitBytes);
+        m.rxErrors.inc(device, dev.receiveErrors);
+        m.txErrors.inc(device, dev.transmitErrors);
+        m.rxDrops.inc(device, dev.receiveDrops);
+        m.txDrops.inc(device, dev.transmitDrops);
+      }
+      present.push(...perDevice);
+
+      m.info.reset();
+      m.info.set(info, 1);
+      present.push(m.info);
       seen = {
         stat,
         load,
@@ -299,7 +356,7 @@ export function createHostCollector(
         },
         info,
       };
-      return registry;
+      return shown.show(present);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { Fanout, whyNot, type TargetResult } from '../lib/fanout.js';
@@ -11,6 +11,7 @@ import {
   type PolledCollector,
   type TargetCheck,
 } from './collector.js';
+import { Shown } from './shown.js';
 
 /** nginx-prometheus-exporter's default `-nginx.scrape-uri`, so a config written for it carries over. */
 export const DEFAULT_STATUS_URL = 'http://127.0.0.1:8080/stub_status';
@@ -46,6 +47,44 @@ export type NginxSeen = { up: true; status: StubStatus } | { up: false; error: s
 
 function describeFailure(result: TargetResult<StubStatus>, timeoutMs: number): string {
   return result.status === 'ok' ? '' : whyNot(result, timeoutMs);
+}
+
+/** Made once: prom-client keeps the label objects it is given. */
+const ACTIVE = { state: 'active' };
+const READING = { state: 'reading' };
+const WRITING = { state: 'writing' };
+const WAITING = { state: 'waiting' };
+
+function mirror(counter: Counter, value: number): void {
+  counter.reset();
+  counter.inc(value);
+}
+
+/** The nginx collector's metric objects, made once; Shown registers those present. */
+function nginxMetrics() {
+  const counter = (name: string, help: string) => new Counter({ name, help, registers: [] });
+  return {
+    up: new Gauge({
+      name: 'lookout_nginx_up',
+      help: 'Whether nginx answered its stub_status page (1) or not: refused, timed out, an HTTP error or another page (0).',
+      registers: [],
+    }),
+    connections: new Gauge({
+      name: 'lookout_nginx_connections',
+      help: 'Client connections by state: active (all open, waiting included), reading (request header), writing (response), waiting (idle keep-alive).',
+      labelNames: ['state'] as const,
+      registers: [],
+    }),
+    accepted: counter(
+      'lookout_nginx_connections_accepted_total',
+      'Client connections nginx accepted.',
+    ),
+    handled: counter(
+      'lookout_nginx_connections_handled_total',
+      'Client connections nginx handled; fewer than accepted when a resource limit (worker_connections) was reached.',
+    ),
+    requests: counter('lookout_nginx_http_requests_total', 'Client requests nginx received.'),
+  };
 }
 
 /**
@@ -86,50 +125,38 @@ export function createNginxCollector(
     return result!;
   }
 
+  const m = nginxMetrics();
+  const shown = new Shown();
+  // With nginx not answering only lookout_nginx_up is shown, as nginx-prometheus-exporter.
+  const whenDown = [m.up];
+  const whenUp = [m.up, m.connections, m.accepted, m.handled, m.requests];
+
   return {
     lastSeen: () => seen,
 
     async collect({ signal, deadline, log }) {
       const result = await probe(signal, deadline);
-      const registry = new Registry();
-      const registers = [registry];
-      new Gauge({
-        name: 'lookout_nginx_up',
-        help: 'Whether nginx answered its stub_status page (1) or not: refused, timed out, an HTTP error or another page (0).',
-        registers,
-      }).set(result.status === 'ok' ? 1 : 0);
+      // A refresh the runner gave up on (timed out) must not overwrite a later one's values.
+      signal.throwIfAborted();
+      m.up.set(result.status === 'ok' ? 1 : 0);
       if (result.status !== 'ok') {
         const error = describeFailure(result, config.status_timeout);
         seen = { up: false, error };
         log.debug('nginx stub_status not answering', { url: config.status_url, err: error });
-        return registry;
+        return shown.show(whenDown);
       }
       const s = result.value;
       seen = { up: true, status: s };
-      const connections = new Gauge({
-        name: 'lookout_nginx_connections',
-        help: 'Client connections by state: active (all open, waiting included), reading (request header), writing (response), waiting (idle keep-alive).',
-        labelNames: ['state'] as const,
-        registers,
-      });
-      connections.set({ state: 'active' }, s.active);
-      connections.set({ state: 'reading' }, s.reading);
-      connections.set({ state: 'writing' }, s.writing);
-      connections.set({ state: 'waiting' }, s.waiting);
-      const counter = (name: string, help: string, value: number) =>
-        new Counter({ name, help, registers }).inc(value);
-      counter(
-        'lookout_nginx_connections_accepted_total',
-        'Client connections nginx accepted.',
-        s.accepted,
-      );
-      counter(
-        'lookout_nginx_connections_handled_total',
-        'Client connections nginx handled; fewer than accepted when a resource limit (worker_connections) was reached.',
-        s.handled,
-      );
-      counter('lookout_nginx_http_requests_total', 'Client requests nginx received.', s.requests);
-      return registry;
+      m.connections.set(ACTIVE, s.active);
+      m.connections.set(READING, s.reading);
+      m.connections.set(WRITING, s.writing);
+      m.connections.set(WAITING, s.waiting);
+      // stub_status's counters are absolute: reset() and inc() by the value read, as the
+      // host collector's kernel counters (prom-client's Counter has no set()).
+      mirror(m.accepted, s.accepted);
+      mirror(m.handled, s.handled);
+      mirror(m.requests, s.requests);
+      return shown.show(whenUp);
     },
 
     async checkTargets({ signal, deadline }): Promise<TargetCheck[]> {

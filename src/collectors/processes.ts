@@ -278,6 +278,30 @@ export function createProcessesCollector(
   }
 
   const stats = new StatReader(paths.procfs.replace(/\/+$/, ''));
+  const registry = new Registry();
+  const registers = [registry];
+  const byState = new Gauge({
+    name: 'lookout_processes',
+    help: 'Processes (not threads) in each state; zombie counts processes nobody has reaped.',
+    labelNames: ['state'],
+    registers,
+  });
+  const watched = new Gauge({
+    name: 'lookout_watched_processes',
+    help: 'Processes whose command name is the watched name (0 when none runs).',
+    labelNames: ['name'],
+    registers,
+  });
+  const topGauge =
+    config.top > 0
+      ? new Gauge({
+          name: 'lookout_top_process_resident_memory_bytes',
+          help: 'Resident memory of the biggest processes; rank 1 is the biggest.',
+          labelNames: ['rank', 'name'],
+          registers,
+        })
+      : undefined;
+  const ranks = Array.from({ length: config.top }, (_, i) => String(i + 1));
   const scan: PidStatScan = { commStart: 0, commEnd: 0, state: 0, rssPages: 0 };
 
   return {
@@ -286,7 +310,6 @@ export function createProcessesCollector(
       stats.close();
     },
     async collect({ signal, log }) {
-      const registry = new Registry();
       let entries: string[];
       try {
         entries = fs.readdirSync(paths.procfs);
@@ -339,34 +362,20 @@ export function createProcessesCollector(
         );
       }
 
-      const registers = [registry];
-      const byState = new Gauge({
-        name: 'lookout_processes',
-        help: 'Processes (not threads) in each state; zombie counts processes nobody has reaped.',
-        labelNames: ['state'],
-        registers,
-      });
+      // A refresh the runner gave up on (timed out) must not overwrite a later one's values.
+      signal.throwIfAborted();
+      // Every label set is written anew: a state no process is in any more (beyond the
+      // common ones, always there) and a name that left the top list go.
+      byState.reset();
       for (const [state, n] of states) byState.set({ state }, n);
-
-      const watched = new Gauge({
-        name: 'lookout_watched_processes',
-        help: 'Processes whose command name is the watched name (0 when none runs).',
-        labelNames: ['name'],
-        registers,
-      });
+      watched.reset();
       for (const [name, n] of counts) watched.set({ name }, n);
-
       const biggest = top
         .list()
         .map((p) => ({ name: p.name.slice(0, NAME_LABEL_MAX), bytes: p.bytes }));
-      if (config.top > 0) {
-        const topGauge = new Gauge({
-          name: 'lookout_top_process_resident_memory_bytes',
-          help: 'Resident memory of the biggest processes; rank 1 is the biggest.',
-          labelNames: ['rank', 'name'],
-          registers,
-        });
-        biggest.forEach((p, i) => topGauge.set({ rank: String(i + 1), name: p.name }, p.bytes));
+      if (topGauge !== undefined) {
+        topGauge.reset();
+        biggest.forEach((p, i) => topGauge.set({ rank: ranks[i]!, name: p.name }, p.bytes));
       }
       seen = { states, watched: counts, top: biggest };
       return registry;

@@ -62,7 +62,10 @@ export class ProcFiles {
     );
   }
 
-  /** readOptionalHostProcFile through these descriptors. */
+  /**
+   * readHost() for a file that may legitimately not exist (net/stat/nf_conntrack without
+   * the conntrack module): undefined when neither PID 1's nor our own exists.
+   */
   readOptionalHost(procfs: string, rel: string): { text: string; fellBack?: string } | undefined {
     return hostProcFile(
       procfs,
@@ -156,28 +159,4 @@ const readWhole = (path: string) => readFileSync(path, 'utf8');
 
 export function readHostProcFile(procfs: string, rel: string): { text: string; fellBack?: string } {
   return hostProcFile(procfs, rel, readWhole, readProcFile);
-}
-
-/**
- * readProcFile for a file that may legitimately not exist (nf_conntrack_max without the
- * conntrack module loaded): undefined on ENOENT, any other failure still names the file.
- */
-export function readOptionalProcFile(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CollectorError(`read ${path}`, { cause: err });
-  }
-}
-
-/**
- * readHostProcFile for a file that may legitimately not exist (net/stat/nf_conntrack
- * without the conntrack module): undefined when neither PID 1's nor our own exists.
- */
-export function readOptionalHostProcFile(
-  procfs: string,
-  rel: string,
-): { text: string; fellBack?: string } | undefined {
-  return hostProcFile(procfs, rel, readWhole, readOptionalProcFile);
 }

@@ -206,6 +206,23 @@ export async function probeFile(
   return { chain, verified: problem === undefined, problem };
 }
 
+const DAY_SECONDS = 86_400;
+
+/**
+ * When a certificate expires, as a person reads it: whole days rounded to the nearest
+ * (4.99 days is "in 5 days", not 4), "today" within a day either side, and a past date
+ * said as past ("expired 9 days ago", not "-10 days").
+ */
+export function expiryText(notAfterSeconds: number, nowSeconds: number): string {
+  const date = new Date(notAfterSeconds * 1000).toISOString().slice(0, 10);
+  const left = (notAfterSeconds - nowSeconds) / DAY_SECONDS;
+  const days = (n: number) => `${n} ${n === 1 ? 'day' : 'days'}`;
+  if (left >= 1) return `expires ${date} (in ${days(Math.round(left))})`;
+  if (left >= 0) return `expires today (${date})`;
+  if (left > -1) return `expired today (${date})`;
+  return `expired ${days(Math.round(-left))} ago (${date})`;
+}
+
 function failureText(result: TargetResult<CertReport>, timeoutMs: number): string {
   return result.status === 'ok' ? (result.value.problem ?? 'verified') : whyNot(result, timeoutMs);
 }
@@ -243,6 +260,58 @@ export function createTlsCollector(
     return anchors;
   }
 
+  const registry = new Registry();
+  const registers = [registry];
+  const success = new Gauge({
+    name: 'lookout_tls_probe_success',
+    help: 'Whether the certificate was read (1): the TLS handshake completed, or the file parsed. 0: refused, timed out, no TLS, unreadable file.',
+    labelNames: ['target'] as const,
+    registers,
+  });
+  const expiry = new Gauge({
+    name: 'lookout_tls_cert_expiry_timestamp_seconds',
+    help: 'Earliest notAfter in the certificate chain (Unix time), read even when it has expired or is not trusted.',
+    labelNames: ['target'] as const,
+    registers,
+  });
+  const verified = new Gauge({
+    name: 'lookout_tls_cert_verified',
+    help: 'Whether the chain verifies against the trusted CAs and, for a server, matches its name (1); 0 when expired, self-signed, untrusted or misnamed.',
+    labelNames: ['target'] as const,
+    registers,
+  });
+  const info = new Gauge({
+    name: 'lookout_tls_cert_info',
+    help: "The leaf certificate's subject, issuer and serial number; always 1.",
+    labelNames: ['target', 'subject', 'issuer', 'serial'] as const,
+    registers,
+  });
+  const all = [success, expiry, verified, info];
+
+  /** File targets whose file was missing at the last refresh: logged once per absence. */
+  const missing = new Set<string>();
+  function noteFile(
+    t: TlsTarget,
+    target: string,
+    result: TargetResult<CertReport>,
+    log: Logger,
+  ): void {
+    if (!('file' in t)) return;
+    const gone =
+      result.status === 'failed' &&
+      (result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+    if (gone && !missing.has(target)) {
+      missing.add(target);
+      log.warn('certificate file missing', {
+        target,
+        path: t.file,
+        err: failureText(result, config.target_timeout),
+      });
+    } else if (!gone && missing.delete(target)) {
+      log.info('certificate file there again', { target, path: t.file });
+    }
+  }
+
   async function runAll(signal: AbortSignal, deadline: number) {
     const trusted = await trustAnchors();
     return fanout.run(
@@ -260,35 +329,16 @@ export function createTlsCollector(
       // On by default with no targets: a quiet "nothing here", not an empty success.
       if (targets.length === 0) throw new NothingToCollect('no targets in collectors.tls.targets');
       const results = await runAll(signal, deadline);
-      const registry = new Registry();
-      const registers = [registry];
-      const success = new Gauge({
-        name: 'lookout_tls_probe_success',
-        help: 'Whether the certificate was read (1): the TLS handshake completed, or the file parsed. 0: refused, timed out, no TLS, unreadable file.',
-        labelNames: ['target'] as const,
-        registers,
-      });
-      const expiry = new Gauge({
-        name: 'lookout_tls_cert_expiry_timestamp_seconds',
-        help: 'Earliest notAfter in the certificate chain (Unix time), read even when it has expired or is not trusted.',
-        labelNames: ['target'] as const,
-        registers,
-      });
-      const verified = new Gauge({
-        name: 'lookout_tls_cert_verified',
-        help: 'Whether the chain verifies against the trusted CAs and, for a server, matches its name (1); 0 when expired, self-signed, untrusted or misnamed.',
-        labelNames: ['target'] as const,
-        registers,
-      });
-      const info = new Gauge({
-        name: 'lookout_tls_cert_info',
-        help: "The leaf certificate's subject, issuer and serial number; always 1.",
-        labelNames: ['target', 'subject', 'issuer', 'serial'] as const,
-        registers,
-      });
+      // A refresh the runner gave up on (timed out) must not overwrite a later one's values.
+      signal.throwIfAborted();
       seen = targets.map((t, i) => ({ target: targetLabel(t), result: results[i]! }));
-      for (const { target, result } of seen) {
+      // Every label set is written anew: a target that stopped answering loses its
+      // expiry, and a renewed certificate's old subject and serial go.
+      for (const g of all) g.reset();
+      for (let i = 0; i < seen.length; i++) {
+        const { target, result } = seen[i]!;
         success.set({ target }, result.status === 'ok' ? 1 : 0);
+        noteFile(targets[i]!, target, result, ctxLog);
         if (result.status !== 'ok') {
           ctxLog.debug('tls probe failed', {
             target,
@@ -311,12 +361,10 @@ export function createTlsCollector(
         const target = targetLabel(t);
         if (result.status !== 'ok')
           return { target, ok: false, detail: failureText(result, config.target_timeout) };
-        const until = earliestNotAfter(result.value.chain);
-        const days = Math.floor((until - Date.now() / 1000) / 86_400);
-        const when = `${new Date(until * 1000).toISOString().slice(0, 10)} (${days} days)`;
+        const when = expiryText(earliestNotAfter(result.value.chain), Date.now() / 1000);
         return result.value.verified
-          ? { target, ok: true, detail: `verified, expires ${when}` }
-          : { target, ok: false, detail: `${result.value.problem}; expires ${when}` };
+          ? { target, ok: true, detail: `verified, ${when}` }
+          : { target, ok: false, detail: `${result.value.problem}; ${when}` };
       });
     },
   };

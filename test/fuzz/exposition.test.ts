@@ -167,7 +167,7 @@ describe('fuzz: label values from /proc and the config render and parse back unc
           Buffer.concat([Buffer.from('PRETTY_NAME='), prettyName, Buffer.from('\n')]),
         );
         await writeFile(
-          join(procfs, 'net/dev'),
+          join(procfs, '1/net/dev'),
           Buffer.concat([Buffer.from('Inter-|\n face |\n'), ...devices.map(devLine)]),
         );
         const registry = await polled(collector).collect(refresh);

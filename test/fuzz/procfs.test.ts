@@ -51,12 +51,12 @@ const PARSERS: { name: string; fixture: string; parse: (text: string) => unknown
   { name: 'parseStat', fixture: fixture('stat'), parse: parseStat },
   { name: 'parseLoadavg', fixture: fixture('loadavg'), parse: parseLoadavg },
   { name: 'parseMeminfo', fixture: fixture('meminfo'), parse: parseMeminfo },
-  { name: 'parseNetDev', fixture: fixture('net/dev'), parse: parseNetDev },
+  { name: 'parseNetDev', fixture: fixture('1/net/dev'), parse: parseNetDev },
   { name: 'parseVmstat', fixture: fixture('vmstat'), parse: parseVmstat },
   { name: 'parseFileNr', fixture: fixture('sys/fs/file-nr'), parse: parseFileNr },
   {
     name: 'parseConntrackEntries',
-    fixture: fixture('net/stat/nf_conntrack'),
+    fixture: fixture('1/net/stat/nf_conntrack'),
     parse: parseConntrackEntries,
   },
   {
@@ -154,7 +154,7 @@ const refresh = { signal: new AbortController().signal, deadline: Infinity, log:
 /** Cases the fuzzers found, fixed, and kept. */
 describe('fuzz-found regressions', () => {
   const stat = fixture('stat');
-  const netDev = fixture('net/dev');
+  const netDev = fixture('1/net/dev');
 
   test('a negative cpu column in /proc/stat is a ProcfsParseError, not a counter decrease', () => {
     assert.throws(() => parseStat(stat.replace('cpu  7482', 'cpu  -1')), ProcfsParseError);
@@ -215,10 +215,11 @@ const HOST_FILES = [
   'stat',
   'loadavg',
   'meminfo',
-  'net/dev',
+  // PID 1's: the host's network namespace, which the collector reads first.
+  '1/net/dev',
   'vmstat',
   'sys/fs/file-nr',
-  'net/stat/nf_conntrack',
+  '1/net/stat/nf_conntrack',
   'sys/net/netfilter/nf_conntrack_max',
   'sys/kernel/hostname',
   'sys/kernel/osrelease',
