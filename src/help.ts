@@ -111,6 +111,8 @@ Usage:
   lookout check       validate the config, then say whether each target answers now
   lookout status      one collection, as a table, for a terminal
   lookout alert-test  send a synthetic alert through Alertmanager
+  lookout install     from an unpacked release archive, as root: lay lookout out and start it
+  lookout uninstall   undo install (the state directory stays unless --purge)
   lookout --version
 
   lookout <command> --help   the command's flags and exit codes

@@ -64,8 +64,6 @@ before(async () => {
     location = /error { return 500 "oops\\n"; }
     location = /missing { return 404; }`,
   });
-  // As create() does in lookout: undici loaded before the first deadline starts.
-  await http.dispatcher();
   blackhole = createServer((s) => held.push(s));
   await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
   // Answers with a real stub_status page, but only after 5 s.

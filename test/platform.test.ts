@@ -268,7 +268,6 @@ describe('a blackholed target (accepts, never answers) through the shared HTTP c
       `http://127.0.0.1:${await listen(blackhole)}/`,
     ];
     fanout = new Fanout({ name: 'probe', concurrency: 4, timeoutMs: TARGET_TIMEOUT_MS });
-    await http.dispatcher(); // as a collector's create() does: undici loaded before any deadline
     const probe: PolledCollector = {
       async collect({ signal, deadline }) {
         const results = await fanout.run(

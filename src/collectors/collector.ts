@@ -20,7 +20,7 @@ export interface CollectorContext<C = unknown> {
   config: C;
   paths: HostPaths;
   log: Logger;
-  /** The shared HTTP client (undici, loaded on first use); never make another. */
+  /** The shared HTTP client (Node's agents, one per kind of endpoint, made on first use); never make another. */
   http: HttpClient;
   /**
    * 'read-write' under `serve`; 'read-only' for `status`, `check` and reports, which
@@ -325,7 +325,7 @@ export interface CollectorDefinition<S extends z.ZodType = z.ZodType> {
   schema: S;
   /**
    * Builds the collector. Kept async so a collector can import heavy modules
-   * (undici, ...) only when it is enabled.
+   * (pg, ...) only when it is enabled.
    */
   create(ctx: CollectorContext<z.output<S>>): Promise<Collector> | Collector;
 }

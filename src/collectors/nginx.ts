@@ -192,9 +192,7 @@ registerCollector({
     'lookout_nginx_http_requests_total',
   ],
   schema: nginxSchema,
-  async create({ config, http }) {
-    // Load undici now, so the first refresh does not spend the status deadline on it.
-    await http.dispatcher();
+  create({ config, http }) {
     return createNginxCollector(config, http);
   },
 });

@@ -308,7 +308,7 @@ registerCollector({
   schema: probesSchema,
   async create({ config, http, log }) {
     // Load what the configured kinds need now, so the first round does not spend a
-    // target's deadline importing undici or pg.
+    // target's deadline importing pg.
     const kinds = new Set(config.targets.map((t) => t.kind));
     for (const kind of kinds) await proberFor(PROBERS, { kind }).load?.(http);
     return createProbesCollector(config, http, log);

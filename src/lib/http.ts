@@ -82,15 +82,6 @@ export class HttpClient {
   }
 
   /**
-   * Nothing to load any more (Node's http is in every lookout); kept so a collector that
-   * awaited it before its first deadline still compiles.
-   * @deprecated
-   */
-  dispatcher(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  /**
    * One request; redirects are not followed (the caller decides). Rejects on network
    * errors, and with the signal's reason once it aborts (a TimeoutError for
    * AbortSignal.timeout), whether the request had begun or not.

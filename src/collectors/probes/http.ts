@@ -92,7 +92,6 @@ export const prober = defineProber({
     const u = new URL(t.url);
     return u.origin + u.pathname;
   },
-  load: (http) => http.dispatcher(),
   check(t, { http, signal }) {
     let request = requests.get(t);
     if (request === undefined) {

@@ -75,7 +75,7 @@ export interface Prober<T extends TargetBase = TargetBase, O extends ProbeOutcom
   label(target: T): string | undefined;
   /** Asks the endpoint once. A wrong answer is `ok: false`; no answer at all is a throw. */
   check(target: T, ctx: ProbeContext): Promise<O>;
-  /** Loads what the checks need (undici, pg) at start-up, when a target of this kind is configured, so the first round does not spend a target's deadline importing. */
+  /** Loads what the checks need (pg) at start-up, when a target of this kind is configured, so the first round does not spend a target's deadline importing. */
   load?(http: HttpClient): Promise<unknown>;
   readonly metrics: readonly ProbeMetric<O>[];
 }
