@@ -6,16 +6,18 @@
  * `lookout status`.
  *
  * The hot loop (one line) is one regex match, a Map lookup for the method, an integer
- * key for the series, and a histogram observe() for lines with a duration; the counters
- * take the counts the lines added when /metrics is rendered (their collect()), so the
- * per-line path makes no label hash for them.
+ * key for the series, and for lines with a duration a bucket search and two adds into the
+ * log's own histogram series (src/lib/constmetric.ts); the counters take the counts the
+ * lines added when /metrics is rendered (their collect()), so the per-line path makes no
+ * label hash.
  */
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { regexSource } from '../config/regex.js';
+import { ConstHistogram, type HistogramSeries } from '../lib/constmetric.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { type StateReporter } from '../lib/storage.js';
 import { forEachLine, Tail, type TailPosition } from '../lib/tail.js';
@@ -174,7 +176,8 @@ export type LogConfig = AccesslogConfig['logs'][number];
 /**
  * Everything counted for one log. Request, byte and line counts are plain numbers on the
  * per-line path and reach their prom-client counters, as increments, in the counters'
- * collect() when /metrics is rendered; durations go to the histogram as they are read.
+ * collect() when /metrics is rendered; durations go to the log's histogram series as they
+ * are read.
  */
 export class LogCounts {
   readonly name: string;
@@ -186,8 +189,8 @@ export class LogCounts {
   readonly pendingRequests = new Map<number, number>();
   /** The counter's labels for each key seen: built once per series, not once per scrape. */
   private readonly labelsByKey = new Map<number, Record<string, string>>();
-  /** Where a duration goes: the histogram's child for this log, once bound (accesslogRegistry). */
-  observeSeconds: (seconds: number) => void = () => undefined;
+  /** Where durations go: this log's histogram series, for a timed log (accesslogRegistry). */
+  durations: HistogramSeries | undefined;
   pendingBytes = 0;
   parsed = 0;
   malformed = 0;
@@ -249,10 +252,9 @@ export class LogCounts {
     const key = (route * 16 + method) * 1000 + r.status;
     this.pendingRequests.set(key, (this.pendingRequests.get(key) ?? 0) + 1);
     this.pendingBytes += r.bytes;
-    const s = r.seconds;
-    // NaN: the line has no duration. Infinity (a 309-digit $request_time) would make
-    // observe() throw, and a throw here would stop the tail on this line for good.
-    if (s === s && s !== Infinity) this.observeSeconds(s);
+    // NaN (the line has no duration) and Infinity (a 309-digit $request_time) are not
+    // counted by observe().
+    this.durations?.observe(r.seconds);
   }
 
   /** A line the tail had to cut (longer than its limit). */
@@ -295,8 +297,8 @@ export class LogCounts {
  * The registry with the four families for these logs: its metric objects are made here,
  * once, and live as long as the collector. The counters take what the logs counted since
  * the last render through their collect() (labels().inc() by the difference), so a
- * series counts from start-up and only goes up; durations are observed as lines are
- * read. No label set goes away while the collector runs: a log's series exist from its
+ * series counts from start-up and only goes up; durations are observed into each log's
+ * histogram series as lines are read. No label set goes away while the collector runs: a log's series exist from its
  * first request until the process ends.
  */
 export function accesslogRegistry(logs: readonly LogCounts[], bounds: readonly number[]): Registry {
@@ -317,7 +319,7 @@ export function accesslogRegistry(logs: readonly LogCounts[], bounds: readonly n
       }
     },
   });
-  const duration = new Histogram({
+  const duration = new ConstHistogram({
     name: 'lookout_http_request_duration_seconds',
     help: 'Request durations from the access log ($request_time), for logs whose format has them.',
     labelNames: ['log'],
@@ -355,10 +357,7 @@ export function accesslogRegistry(logs: readonly LogCounts[], bounds: readonly n
     bytes.inc({ log: l.name }, 0);
     lines.inc({ log: l.name, result: 'parsed' }, 0);
     lines.inc({ log: l.name, result: 'malformed' }, 0);
-    if (l.timed) {
-      duration.zero({ log: l.name });
-      l.observeSeconds = duration.labels({ log: l.name }).observe;
-    }
+    if (l.timed) l.durations = duration.labels({ log: l.name });
   }
   return registry;
 }
