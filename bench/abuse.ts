@@ -244,7 +244,7 @@ function verdict(
       `= ${(own.p99 / neP50).toFixed(2)} and ${(own.max / neP50).toFixed(2)} × node_exporter p50)`,
   );
   if (tlsTarget) {
-    // Issue 13's own target for scrapes behind TLS: p99 ≤ node_exporter's TLS p50.
+    // The target for scrapes behind TLS: p99 ≤ node_exporter's TLS p50.
     lines.push(
       `    against the TLS scrape target (p99 ≤ 1 × node_exporter's TLS p50): ${ratio.toFixed(2)} ${ratio <= 1 ? 'MET' : 'MISSED'}`,
     );

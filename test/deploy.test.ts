@@ -43,7 +43,7 @@ describe('bin/lookout, the one place the Node flags live', () => {
       script,
       /^exec node( --[\w-]+(=\S+)?)* "\$\(dirname .*\)\/\.\.\/dist\/cli\.js" "\$@"$/m,
     );
-    assert.doesNotMatch(script, /--no-opt/, 'the optimizing compiler stays on (issue 8)');
+    assert.doesNotMatch(script, /--no-opt/, 'the optimizing compiler stays on');
   });
 });
 

@@ -1,5 +1,5 @@
 /**
- * Every link in a delivered notification leads somewhere (issue 9, item 7).
+ * Every link in a delivered notification leads somewhere.
  *
  * Each warning and critical rule of every group in rules/*.yml is evaluated by a real
  * Prometheus — with its labels, annotations and severity as shipped; only `expr` is a

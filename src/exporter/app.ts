@@ -117,10 +117,8 @@ function metricsFastPath(
     // connection's first second (a flood that opens new connections sends their first
     // scrapes together). A scraper on its kept-alive connection is answered within the
     // turn that reads its request, instead of behind a whole poll's worth of a flood's;
-    // without a flood, paced costs one turn. 64 parallel scrapers: the scraper's worst
-    // wait 25-46 ms answered at once, 4-24 ms pacing only the frequent, 3.9-6.2 ms pacing
-    // new connections too (bench/abuse.ts). A 20 s flood at nice 19 beside 5 scrapers at
-    // 1/s: 2-6 of their 100 scrapes over 4.4 ms at 8 a turn, 1 at two a millisecond.
+    // without a flood, paced costs one turn. `npm run bench:abuse` measures it
+    // (docs/performance.md).
     const now = performance.now();
     let seen = recent.get(req.socket);
     if (!seen) recent.set(req.socket, (seen = { first: now, since: now, n: 0, waiting: false }));

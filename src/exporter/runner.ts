@@ -361,8 +361,7 @@ export class Runner {
    * then comes first and runs it (scraped), or, when it is expected later still, each
    * run moves `late` towards it until it does. So a host scraped every interval wakes
    * once per scrape (the scrape, then the refreshes in the same wake-up) instead of once
-   * for each: side by side with Prometheus scraping every 15 s, 23.0 against 20.2 ms of
-   * CPU per 15 s. A run is never more than a tenth of its interval late; a scrape then
+   * for each, which is most of lookout's idle CPU (`npm run bench:wakeups`). A run is never more than a tenth of its interval late; a scrape then
    * gets what the refresh after the previous one read, about one interval old (with
    * timers alone, anything from fresh to one interval old).
    */
