@@ -64,10 +64,7 @@ async function main(argv: string[]): Promise<number> {
     const config = await loadConfig(values.config);
     const flag = values['storage.path'];
     if (flag === '') throw new UsageError('--storage.path: expected a directory, got ""');
-    config.storage.path = resolveStoragePath(config.storage.path, {
-      flag,
-      configFile: values.config,
-    });
+    if (flag !== undefined) config.storage.path = resolveStoragePath(config.storage.path, { flag });
     return config;
   };
 

@@ -11,7 +11,7 @@ import type { Config } from './config/schema.js';
 import { buildRunner } from './exporter/build.js';
 import type { ActionReport, Outcome } from './exporter/runner.js';
 import type { CpuTimes } from './lib/procfs.js';
-import { createLogger } from './lib/log.js';
+import { createLogger, errorText } from './lib/log.js';
 import { isStateReporter } from './lib/storage.js';
 import { existsSync } from 'node:fs';
 import { VERSION } from './version.js';
@@ -117,7 +117,12 @@ async function stateSection(
   const rows: string[][] = [];
   for (const [name, c] of collectors) {
     if (!isStateReporter(c)) continue;
-    for (const line of await c.describeState()) rows.push([name, line]);
+    // One collector's unreadable state is its row's news, not the end of the report.
+    try {
+      for (const line of await c.describeState()) rows.push([name, line]);
+    } catch (err) {
+      rows.push([name, `cannot read its state: ${errorText(err)}`]);
+    }
   }
   if (rows.length === 0) return text + '  nothing kept by the enabled collectors\n';
   return text + table(['COLLECTOR', 'KEPT'], rows).replace(/^/gm, '  ');

@@ -27,7 +27,7 @@ import { Fanout, hungCalls } from '../src/lib/fanout.js';
 import { HttpClient } from '../src/lib/http.js';
 import { createLogger } from '../src/lib/log.js';
 import { seriesValue } from './helpers/exposition.js';
-import { ensureStateDirectory, StorageError } from '../src/lib/storage.js';
+import { openStateDirectory, StorageError } from '../src/lib/storage.js';
 import { eventually, freePort, REPO, startProcess, tempDir } from './helpers/procs.js';
 import { Agent, request as undiciRequest } from 'undici';
 import { request as httpRequest } from 'node:http';
@@ -743,17 +743,21 @@ describe('metric families', () => {
 describe('the state directory', () => {
   it('is made under storage.path, once per collector', async () => {
     const root = join(await tempDir(), 'deeper', 'state');
-    const dir = await ensureStateDirectory(root, 'aicost');
+    const dir = await openStateDirectory(root, 'aicost', 'read-write');
     assert.equal(dir, join(root, 'aicost'));
     assert.ok(existsSync(dir));
-    assert.equal(await ensureStateDirectory(root, 'aicost'), dir, 'a second call is fine');
+    assert.equal(
+      await openStateDirectory(root, 'aicost', 'read-write'),
+      dir,
+      'a second call is fine',
+    );
   });
 
   it('that cannot be made is a StorageError naming the setting and the fix', async () => {
     const file = join(await tempDir(), 'a-file');
     await writeFile(file, '');
     await assert.rejects(
-      ensureStateDirectory(file, 'aicost'),
+      openStateDirectory(file, 'aicost', 'read-write'),
       (err: unknown) =>
         err instanceof StorageError &&
         /^storage\.path: cannot use .*a-file\/aicost \(a file is in the way\); set storage\.path/.test(

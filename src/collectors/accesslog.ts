@@ -1,7 +1,7 @@
 /**
  * The access-log collector: tails web server access logs (src/lib/tail.ts) and counts
  * requests by code, method and route, response bytes, and request durations into a
- * histogram. Streaming: the counters live in memory from start-up; a scrape renders them
+ * histogram. A service: the counters live in memory from start-up; a scrape renders them
  * and never reads a file. It keeps how far it read each log in its state directory, for
  * `lookout status`.
  *
@@ -391,7 +391,10 @@ async function describePositions(dir: string, logs: readonly LogConfig[]): Promi
       if (!saved || !p) return `${l.name} ${l.path}: no read position saved yet`;
       const at = `read to byte ${p.offset}`;
       const when = `saved ${saved.saved}`;
-      const st = await stat(l.path).catch(() => undefined);
+      const st = await stat(l.path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw err;
+      });
       if (!st || st.dev !== p.dev || st.ino !== p.ino)
         return `${l.name} ${l.path}: ${at} of a file rotated away since (inode ${p.ino}), ${when}`;
       return `${l.name} ${l.path}: ${at} of ${st.size} (${Math.max(0, st.size - p.offset)} behind), ${when}`;

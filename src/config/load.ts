@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { load as parseYaml, YAMLException } from 'js-yaml';
 import type { z } from 'zod';
 import { configSchema, type CollectorSchemas, type Config } from './schema.js';
+import { resolveStoragePath } from '../lib/storage.js';
 
 /** A config that cannot be used; `problems` holds one line per wrong field. */
 export class ConfigError extends Error {
@@ -239,7 +240,11 @@ export function configLoader(catalogue: ConfigCatalogue): ConfigLoader {
               : `cannot be read (${code ?? String(err)})`;
       throw new ConfigError(file, [why]);
     }
-    return parseConfigText(text, file);
+    const config = parseConfigText(text, file);
+    // A relative storage.path means beside the config file, whoever reads it and from
+    // wherever it is run.
+    config.storage.path = resolveStoragePath(config.storage.path, { configFile: file });
+    return config;
   };
 
   return { parseConfig, parseConfigText, loadConfig };

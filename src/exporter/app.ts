@@ -262,12 +262,16 @@ export function createApp(
     else
       log.warn('route off', { collector: n.collector, route: `${n.method} ${n.path}`, why: n.off });
   }
-  const ownDoor = new Set(notes.filter((n) => n.off === undefined).map((n) => routeKey(n.path)));
+  // By method and path: another method on a route's path meets basic auth like any page.
+  const ownDoor = new Set(
+    notes.filter((n) => n.off === undefined).map((n) => `${n.method} ${routeKey(n.path)}`),
+  );
 
   app.use(lifecycle.middleware());
   // Headers, rate limit and basic auth from the web-config file, before anything is read;
   // collectors' routes check their own token instead of basic auth.
-  if (door) app.use(doorMiddleware(door, (path) => ownDoor.has(routeKey(path))));
+  if (door)
+    app.use(doorMiddleware(door, (method, path) => ownDoor.has(`${method} ${routeKey(path)}`)));
   app.use(errorHandler(log));
   app.use(async (ctx, next) => {
     // lookout's own pages take no body: one sent to them is refused unread, and the

@@ -173,7 +173,7 @@ const OPEN_PATHS = new Set(['/healthz']);
  */
 export function doorMiddleware(
   current: () => DoorChecks,
-  ownDoor: (path: string) => boolean = () => false,
+  ownDoor: (method: string, path: string) => boolean = () => false,
 ): Koa.Middleware {
   return async (ctx, next) => {
     // Read per request: a reloaded web-config file applies from the next request.
@@ -186,7 +186,7 @@ export function doorMiddleware(
       ctx.body = 'Too Many Requests\n';
       return;
     }
-    if (!d.auth?.enabled || ownDoor(ctx.path)) return next();
+    if (!d.auth?.enabled || ownDoor(ctx.method, ctx.path)) return next();
     const result = await d.auth.check(ctx.get('authorization') || undefined);
     if (result === 'ok') return next();
     d.onFailure(result === 'busy' ? 'too_many_attempts' : result, ctx.request.ip);

@@ -267,8 +267,7 @@ export class Runner {
     for (const labels of initial) counter.inc(labels, 0);
     return (labels) => {
       counter.inc(labels);
-      this.polledText = undefined;
-      this.polledBodies = {};
+      this.changed();
     };
   }
 
@@ -580,6 +579,8 @@ export class Runner {
 
   private async startService(slot: Slot, service: CollectorService, signal: AbortSignal) {
     const log = slot.log;
+    // A fault reported by a start that then threw belongs to that start: this one begins clean.
+    slot.fault = undefined;
     await service.start({
       log,
       signal,

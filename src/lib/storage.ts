@@ -113,11 +113,6 @@ export async function openStateDirectory(
   return dir;
 }
 
-/** `<root>/<name>`, created (with parents) and checked writable. */
-export function ensureStateDirectory(root: string, name: string): Promise<string> {
-  return openStateDirectory(root, name, 'read-write');
-}
-
 /**
  * A collector that keeps state says, for `lookout status`, what it finds there: one
  * line per thing kept (a log's read position), read without changing anything.
