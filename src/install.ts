@@ -215,7 +215,7 @@ async function targetLine(config: string): Promise<string> {
   if (/^(127\.|::1$|localhost$)/.test(host))
     text += `  (lookout listens on ${address} only: set web.listen_address so Prometheus can reach it)\n`;
   if (cfg.web.config_file !== undefined)
-    text += `  (web.config_file is set: the lookout job needs its TLS and basic-auth settings; README, "Securing the exporter")\n`;
+    text += `  (web.config_file is set: the lookout job needs its TLS and basic-auth settings; docs/security.md)\n`;
   return text;
 }
 

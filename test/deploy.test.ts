@@ -85,7 +85,7 @@ const mounts: Mount[] = Object.entries(compose.services).flatMap(([service, s]) 
 );
 /** Host paths outside the repo that the stack mounts on purpose. */
 const HOST_PATHS = new Set(['/proc', '/sys', '/', '/var/run/docker.sock']);
-/** Created by the user (README, docker-compose.yml header); .gitignore keeps it out of git. */
+/** Created by the user (docs/deployment.md, docker-compose.yml header); .gitignore keeps it out of git. */
 const USER_CREATED = './secrets';
 
 /** The repo path a container path comes from, through the service's bind mounts. */

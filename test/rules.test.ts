@@ -242,7 +242,7 @@ describe('rules/*.yml with real promtool', () => {
 
 describe('every alert', () => {
   // Two rules may share a name and severity: that is how a per-instance override looks.
-  // The tiers of README.md#alerts; `none` is Watchdog's alone (routed to the heartbeat).
+  // The tiers of docs/alerts.md#severity-policy; `none` is Watchdog's alone (routed to the heartbeat).
   it('has severity critical, warning or info (none only for Watchdog)', () => {
     for (const a of alerts) {
       const ok =

@@ -144,7 +144,7 @@ describe('lookout serve (built, real process)', () => {
 });
 
 describe('memory: what a refusal costs', () => {
-  // Loading them costs a bare Node process 12.8 MB of RSS (README, limits section).
+  // Loading them costs a bare Node process 12.8 MB of RSS (docs/performance.md#the-http-client).
   it("a refused body, a 404 and a 405 leave Node's bundled undici, HTTP/2 and web-streams ReadableStream unloaded; the 413 is still JSON with its reason", async () => {
     const list = join(await tempDir('lookout-modules-'), 'modules.txt');
     const lookout = await startLookout('', [], {
