@@ -507,17 +507,20 @@ describe('HA: two Prometheus replicas, an Alertmanager cluster, VictoriaMetrics 
       );
       t.diagnostic(`${p.name} has remote-written ${sent} samples`);
     }
-    await sleep(3000);
-    const end = Math.floor(Date.now() / 1000) - 2;
-    const exported = await vmExport(
-      url(vm),
-      `up{job="lookout",instance="${hosts[0]!.instance}"}`,
-      end - 10,
-      end,
+    // A full 10 s window with both replicas writing, 2 s back (the newest are still on
+    // their way).
+    const one = `up{job="lookout",instance="${hosts[0]!.instance}"}`;
+    const n = await eventually(
+      async () => {
+        const end = Math.floor(Date.now() / 1000) - 2;
+        const [s] = await vmExport(url(vm), one, end - 60, end);
+        const ts = s?.timestamps ?? [];
+        if (ts.length === 0 || ts[0]! > (end - 12) * 1000) return undefined;
+        return ts.filter((x) => x > (end - 10) * 1000 && x <= end * 1000).length;
+      },
+      30_000,
+      'ten seconds of samples in the store',
     );
-    const n =
-      exported[0]?.timestamps.filter((ts) => ts > (end - 10) * 1000 && ts <= end * 1000).length ??
-      0;
     t.diagnostic(`samples of one host's up in the store over 10 s: ${n}`);
     assert.ok(n >= 7 && n <= 11, `one sample a second after dedup, got ${n} in 10 s`);
   });
