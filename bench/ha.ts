@@ -71,6 +71,8 @@ const prom = await startPrometheus(
     ],
     scrape_configs: [{ job_name: 'lookout', file_sd_configs: [{ files: [targets] }] }],
   }),
+  // The admin API's head snapshot writes the head as a block: its compressed size.
+  ['--web.enable-admin-api'],
 );
 
 const stopAll = async () => {
@@ -131,8 +133,22 @@ try {
     `\nper series: Prometheus ${(last.promRss! / last.series!).toFixed(0)} B RSS, ` +
       `VictoriaMetrics ${(last.vmRss! / last.series!).toFixed(0)} B RSS; ` +
       `CPU: Prometheus ${(promCpu * 100).toFixed(1)} %, VictoriaMetrics ${(vmCpu * 100).toFixed(1)} % of a core; ` +
-      `VictoriaMetrics disk ${((last.vmDisk! / samples) * 1).toFixed(2)} B/sample so far ` +
-      `(${samples.toFixed(0)} samples, before its background merges settle)`,
+      `VictoriaMetrics disk ${(last.vmDisk! / samples).toFixed(2)} B/sample as written ` +
+      `(${samples.toFixed(0)} samples)`,
+  );
+  // On disk once settled: VictoriaMetrics flushed and merged; Prometheus' head cut as a
+  // block (what the WAL becomes at the 2 h compaction). Every sample of the run, both.
+  const vmUrl = `http://127.0.0.1:${vmPort}`;
+  await (await fetch(`${vmUrl}/internal/force_flush`)).arrayBuffer();
+  await (await fetch(`${vmUrl}/internal/force_merge`)).arrayBuffer();
+  await sleep(15_000);
+  const snap = await fetch(`${prom.url}/api/v1/admin/tsdb/snapshot`, { method: 'POST' });
+  const name = ((await snap.json()) as { data: { name: string } }).data.name;
+  const block = await diskBytes(join(prom.dir, 'data', 'snapshots', name));
+  const vmSettled = await diskBytes(vmDir);
+  console.log(
+    `settled: VictoriaMetrics ${(vmSettled / samples).toFixed(2)} B/sample (${mb(vmSettled)} MiB), ` +
+      `a Prometheus block ${(block / samples).toFixed(2)} B/sample (${mb(block)} MiB)`,
   );
 } finally {
   await stopAll();

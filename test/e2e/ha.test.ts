@@ -462,6 +462,26 @@ describe('HA: two Prometheus replicas, an Alertmanager cluster, VictoriaMetrics 
       );
   });
 
+  test('deploy/ha checks: compose file, both Prometheus configs, the vmalert unit', async () => {
+    const compose = join(REPO, 'deploy/ha/docker-compose.yml');
+    for (const args of [
+      ['-f', compose, 'config', '-q'],
+      ['-f', compose, '--profile', 'central-rules', 'config', '-q'],
+    ]) {
+      const r = await runCommand('docker-compose', args);
+      assert.equal(r.code, 0, `docker-compose ${args.join(' ')}: ${r.stderr}`);
+    }
+    for (const file of ['prometheus.yml', 'prometheus-site.yml']) {
+      const r = await runCommand('promtool', ['check', 'config', join(REPO, 'deploy/ha', file)]);
+      assert.equal(r.code, 0, `promtool check config ${file}: ${r.stdout}${r.stderr}`);
+    }
+    const unit = await runCommand('systemd-analyze', [
+      'verify',
+      join(REPO, 'deploy/ha/systemd/vmalert.service'),
+    ]);
+    assert.equal(unit.stderr.trim(), '', 'systemd-analyze verify vmalert.service');
+  });
+
   test('both replicas scrape the four hosts; the store holds each once, one sample a second', async (t) => {
     for (const p of [promA, promB]) {
       await eventually(
