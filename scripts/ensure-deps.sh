@@ -37,6 +37,8 @@ declare -A NEED=(
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   [mtail]=mtail
   [htpasswd]=apache2-utils
+  [victoria-metrics]=victoria-metrics
+  [vmalert]=victoria-metrics
 )
 
 missing=()
