@@ -2,9 +2,9 @@
  * The whole alerting chain on real parts, on this machine:
  *
  *   lookout (dist/, 1 s collectors) → Prometheus (1 s scrape and evaluation, a copy of
- *   rules/*.yml with only `for:` shortened) → Alertmanager (alertmanager.yml with only
- *   addresses, paths and group timings changed; repeat_interval stays 1h) → a real SMTP
- *   server and a Slack webhook sink.
+ *   rules/*.yml with only `for:` and `keep_firing_for:` shortened) → Alertmanager
+ *   (alertmanager.yml with only addresses, paths and group timings changed;
+ *   repeat_interval stays 1h) → a real SMTP server and a Slack webhook sink.
  *
  * 1. Soak: a healthy machine sends nothing for 3 minutes.
  * 2. Real faults, each undone again: a 4 MiB tmpfs filled past 90 %, lookout killed. For
@@ -117,7 +117,7 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
     await chain?.stop();
   });
 
-  test('the rule copy only shortens for:', (t) => {
+  test('the rule copy only shortens for: and keep_firing_for:', (t) => {
     for (const r of chain.timings)
       t.diagnostic(`${r.alert} ${r.severity}: for ${r.forOriginal} → ${r.forShortened}`);
     const fs = chain.timings.find(

@@ -2,8 +2,9 @@
  * The alerting chain on real parts, for end-to-end fault tests:
  *
  *   lookout (dist/, the test's config) → Prometheus (1 s scrape and evaluation, a copy of
- *   rules/*.yml with only `for:` scaled down) → Alertmanager (alertmanager.yml with only
- *   addresses, paths and group timings changed) → a real SMTP server and a Slack sink.
+ *   rules/*.yml with only `for:` and `keep_firing_for:` scaled down) → Alertmanager
+ *   (alertmanager.yml with only addresses, paths and group timings changed) → a real SMTP
+ *   server and a Slack sink.
  *
  * A test makes a real fault, then `criticalCycle` waits for the critical email and Slack
  * message with the exact subject, runs the fix, and waits for both resolved notices,

@@ -1,8 +1,8 @@
 /**
  * Test copies of the shipped alerting config: alertmanager.yml with only addresses,
- * paths and timings substituted, and rules/*.yml with only `for:` shortened. Everything
- * else — routes, receivers, inhibit rules, templates, thresholds, annotations — is the
- * file a user deploys.
+ * paths and timings substituted, and rules/*.yml with only `for:` and `keep_firing_for:`
+ * shortened. Everything else — routes, receivers, inhibit rules, templates, thresholds,
+ * annotations — is the file a user deploys.
  */
 import { execFile } from 'node:child_process';
 import { cp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
@@ -195,8 +195,8 @@ export interface RuleTiming {
 }
 
 /**
- * Copies rules/*.yml to dir with every alert's `for:` passed through shorten; nothing else
- * changes (thresholds, labels, annotations, recording rules stay as shipped). Returns the
+ * Copies rules/*.yml to dir with every alert's `for:` and `keep_firing_for:` passed through
+ * shorten; nothing else changes (thresholds, labels, annotations, recording rules stay as shipped). Returns the
  * timings, so a test can print them.
  */
 export async function copyRulesWithShortFor(
@@ -220,6 +220,10 @@ export async function copyRulesWithShortFor(
         const original = typeof rule.for === 'string' ? rule.for : '0s';
         const shortened = formatDuration(shorten(durationMs(original)));
         rule.for = shortened;
+        // keep_firing_for is a time too: shipped (minutes) it would hold every resolved
+        // notice of the copy that long.
+        if (typeof rule.keep_firing_for === 'string')
+          rule.keep_firing_for = formatDuration(shorten(durationMs(rule.keep_firing_for)));
         const labels = rule.labels;
         const annotations = rule.annotations;
         timings.push({
