@@ -8,9 +8,10 @@
  *
  * 1. Soak: a healthy machine sends nothing for 3 minutes.
  * 2. Real faults, each undone again: a 4 MiB tmpfs filled past 90 %, lookout killed. For
- *    each: the critical email and Slack message arrive with the exact subject, the warning
- *    of the same alert is inhibited, the resolved notice arrives. 25 zombie processes: a
- *    warning in Slack and its resolved notice, no email.
+ *    each: the critical email and Slack message arrive with the exact subject (the disk's
+ *    says how fast it fills and when it will be full), the warning of the same alert is
+ *    inhibited, the resolved notice arrives. 25 zombie processes: a warning in Slack and
+ *    its resolved notice, no email.
  *    Then two faults left in place to the end: Alertmanager's SMTP login broken (the SMTP
  *    server requires a password, the password file gains a trailing newline) ends as a
  *    Slack message that notifications are failing; a watched process crash-looping (really
@@ -185,7 +186,20 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
         alertname: 'HostFilesystemAlmostFull',
         labels,
         faultAt,
-        whileFiring: () => chain.expectWarningInhibited('HostFilesystemAlmostFull', labels),
+        whileFiring: async () => {
+          // The message says how fast it fills and when it will be full (Prometheus's
+          // template `query`, on this mount's own series).
+          const mail = smtp.received.find((m) =>
+            m.subject.startsWith('[LOOKOUT] 🔴 CRITICAL: HostFilesystemAlmostFull'),
+          );
+          assert.ok(mail, 'the critical email');
+          assert.match(
+            mail.text,
+            /Filling at [\d.]+\S*B an hour over the last 6 hours, full in about /,
+            mail.text,
+          );
+          await chain.expectWarningInhibited('HostFilesystemAlmostFull', labels);
+        },
         fix: () => rm(file),
       });
     },
