@@ -23,6 +23,7 @@ import {
   runLookout,
   type AmTestConfig,
   shippedAlertRules,
+  withHeartbeat,
 } from './helpers/alerting.js';
 import { REPO, eventually, startAlertmanager, tempDir, type Running } from './helpers/procs.js';
 import {
@@ -182,6 +183,24 @@ describe('alertmanager.yml (amtool)', () => {
     for (const f of ['smtp_password.example', 'slack_webhook_url.example']) {
       assert.match(await readFile(join(REPO, 'secrets', f), 'utf8'), /printf '%s'/);
     }
+  });
+
+  test('the heartbeat sends nothing as shipped; uncommenting its three lines sets it up', async () => {
+    const heartbeatOf = (c: Record<string, unknown>) =>
+      (c.receivers as Array<Record<string, unknown>>).find((r) => r.name === 'heartbeat');
+    assert.deepEqual(heartbeatOf(await loadAlertmanagerYml()), { name: 'heartbeat' });
+    const url = 'https://hc-ping.com/0f1e2d3c';
+    assert.deepEqual(heartbeatOf(await loadAlertmanagerYml(url)), {
+      name: 'heartbeat',
+      webhook_configs: [{ url, send_resolved: false }],
+    });
+    const file = join(dir, 'with-heartbeat.yml');
+    await writeFile(
+      file,
+      withHeartbeat(await readFile(join(REPO, 'alertmanager.yml'), 'utf8'), url),
+    );
+    const r = await runCommand('amtool', ['check-config', file]);
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   });
 });
 
@@ -788,6 +807,60 @@ describe('a real Alertmanager from alertmanager.yml, fed by `lookout alert-test`
     } finally {
       // It would keep pinging into the shared sink.
       await am.stop();
+    }
+  });
+});
+
+describe('a real Alertmanager from alertmanager.yml as shipped, email and Slack filled in', () => {
+  test('Watchdog goes nowhere: no message, no webhook tried, no notification failed', async () => {
+    const smtp = await startSmtpSink();
+    const slack = await startSlackSink();
+    const dir = await tempDir('lookout-am-noheartbeat-');
+    const cfg = await renderAlertmanagerConfig({
+      dir,
+      smarthost: smtp.smarthost,
+      slackUrl: slack.url,
+      timings: TIMINGS,
+      heartbeatTimings: { group_wait: '0s', group_interval: '1s', repeat_interval: '2s' },
+    });
+    const am = await startAlertmanager(cfg.text);
+    try {
+      const rule = await watchdogRule();
+      const now = Date.now();
+      await amPost(am.url, [
+        {
+          labels: { alertname: 'Watchdog', ...rule.labels },
+          annotations: rule.annotations,
+          startsAt: new Date(now).toISOString(),
+          endsAt: new Date(now + 120_000).toISOString(),
+        },
+      ]);
+      const [active] = await eventually(
+        async () => {
+          const list = await amAlerts(am.url, ['alertname="Watchdog"']);
+          return list.length === 1 ? list : undefined;
+        },
+        10_000,
+        'Alertmanager to hold Watchdog',
+      );
+      assert.equal(active?.status.state, 'active');
+      // Several heartbeat repeats (2 s) long.
+      await new Promise((r) => setTimeout(r, QUIET_MS));
+      const metrics = await fetch(`${am.url}/metrics`).then((r) => r.text());
+      const value = (name: string, integration: string) =>
+        Number(
+          new RegExp(`^${name}\\{integration="${integration}"\\} (\\S+)$`, 'm').exec(metrics)?.[1],
+        );
+      for (const integration of ['webhook', 'email', 'slack']) {
+        assert.equal(value('alertmanager_notifications_total', integration), 0, integration);
+        assert.equal(value('alertmanager_notifications_failed_total', integration), 0, integration);
+      }
+      assert.equal(smtp.received.length, 0, 'no email');
+      assert.equal(slack.received.length, 0, 'no Slack message');
+    } finally {
+      await am.stop();
+      await smtp.stop();
+      await slack.stop();
     }
   });
 });

@@ -2,8 +2,9 @@
  * The alerting chain on real parts, for end-to-end fault tests:
  *
  *   lookout (dist/, the test's config) → Prometheus (1 s scrape and evaluation, a copy of
- *   rules/*.yml with only `for:` scaled down) → Alertmanager (alertmanager.yml with only
- *   addresses, paths and group timings changed) → a real SMTP server and a Slack sink.
+ *   rules/*.yml with only `for:` and `keep_firing_for:` scaled down) → Alertmanager
+ *   (alertmanager.yml with only addresses, paths and group timings changed) → a real SMTP
+ *   server and a Slack sink.
  *
  * A test makes a real fault, then `criticalCycle` waits for the critical email and Slack
  * message with the exact subject, runs the fix, and waits for both resolved notices,
@@ -73,6 +74,9 @@ export interface AlertChainOptions {
   amTimings?: { group_wait: string; group_interval: string };
   /** A name for the temp dirs and the times file. */
   name: string;
+  /** Set up the heartbeat receiver to a local sink, as its comment in alertmanager.yml
+   *  says (default). false: the receiver stays as shipped, sending nothing. */
+  heartbeat?: boolean;
 }
 
 export interface CycleOptions {
@@ -124,13 +128,13 @@ export class AlertChain {
     const smtp = await startSmtpSink();
     const slack = await startSlackSink();
     // A heartbeat sink, not a dead address: Prometheus scrapes Alertmanager here, and a
-    // heartbeat that cannot be delivered is itself AlertmanagerNotificationsFailing.
+    // heartbeat that cannot be delivered is itself AlertmanagerHeartbeatFailing.
     const heartbeat = await startWebhookSink();
     const amConfig = await renderAlertmanagerConfig({
       dir: await tempDir(`lookout-${opts.name}-am-`),
       smarthost: smtp.smarthost,
       slackUrl: slack.url,
-      heartbeatUrl: heartbeat.url,
+      heartbeatUrl: opts.heartbeat === false ? undefined : heartbeat.url,
       timings: opts.amTimings ?? { group_wait: '1s', group_interval: '2s' },
     });
     const am = await startAlertmanager(amConfig.text);
@@ -152,7 +156,9 @@ export class AlertChain {
       const rulesDir = join(await tempDir(`lookout-${opts.name}-rules-`), 'rules');
       chain.timings = await copyRulesWithShortFor(rulesDir, (ms) => ms * opts.forScale);
       chain.promStartedAt = Date.now();
-      chain.prom = await startPrometheus(
+      // The jobs of the shipped prometheus.yml: the alert-path rules read Alertmanager's
+      // and Prometheus's own counters, and watch that both jobs exist.
+      const promConfig = (self: string[]) =>
         JSON.stringify({
           global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
           rule_files: [join(rulesDir, '*.yml')],
@@ -161,12 +167,24 @@ export class AlertChain {
           },
           scrape_configs: [
             { job_name: 'lookout', static_configs: [{ targets: [chain.instance] }] },
-            // AlertmanagerNotificationsFailing reads Alertmanager's own counters.
+            { job_name: 'prometheus', static_configs: [{ targets: self }] },
             { job_name: 'alertmanager', static_configs: [{ targets: [`127.0.0.1:${am.port}`] }] },
           ],
-        }),
-      );
+        });
+      chain.prom = await startPrometheus(promConfig([]));
       chain.toStop.push(chain.prom);
+      // Its port is known once it runs: the same file with itself as the target, reread
+      // on SIGHUP as prometheus.yml's header says.
+      await writeFile(
+        join(chain.prom.dir, 'prometheus.yml'),
+        promConfig([`127.0.0.1:${chain.prom.port}`]),
+      );
+      chain.prom.child.kill('SIGHUP');
+      await eventually(
+        async () => (await promQuery(chain.promUrl, `up{job="prometheus"} == 1`)).length === 1,
+        20_000,
+        'Prometheus to scrape itself',
+      );
       await eventually(
         async () => (await promQuery(chain.promUrl, `up{job="lookout"} == 1`)).length === 1,
         20_000,

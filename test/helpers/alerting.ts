@@ -1,8 +1,8 @@
 /**
  * Test copies of the shipped alerting config: alertmanager.yml with only addresses,
- * paths and timings substituted, and rules/*.yml with only `for:` shortened. Everything
- * else — routes, receivers, inhibit rules, templates, thresholds, annotations — is the
- * file a user deploys.
+ * paths and timings substituted, and rules/*.yml with only `for:` and `keep_firing_for:`
+ * shortened. Everything else — routes, receivers, inhibit rules, templates, thresholds,
+ * annotations — is the file a user deploys.
  */
 import { execFile } from 'node:child_process';
 import { cp, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
@@ -34,10 +34,31 @@ function mapStrings(v: Yaml, fn: (s: string) => string): Yaml {
   return v;
 }
 
-export async function loadAlertmanagerYml(): Promise<YamlMap> {
-  const doc = load(await readFile(join(REPO, 'alertmanager.yml'), 'utf8')) as Yaml;
+/**
+ * alertmanager.yml, as shipped or with the heartbeat set up the way its comment tells a
+ * user to: the three commented lines under `- name: heartbeat` uncommented, with the
+ * switch's URL in place of the placeholder.
+ */
+export async function loadAlertmanagerYml(heartbeatUrl?: string): Promise<YamlMap> {
+  let text = await readFile(join(REPO, 'alertmanager.yml'), 'utf8');
+  if (heartbeatUrl !== undefined) text = withHeartbeat(text, heartbeatUrl);
+  const doc = load(text) as Yaml;
   if (!isMap(doc)) throw new Error('alertmanager.yml: not a mapping');
   return doc;
+}
+
+const HEARTBEAT_BLOCK =
+  /^( {2}- name: heartbeat\n)( {4})# (webhook_configs:\n)\2# ( {2}- url: )\S+\n\2# ( {4}send_resolved: false)$/m;
+
+/** The shipped text with the heartbeat's commented webhook uncommented and pointed at url. */
+export function withHeartbeat(text: string, url: string): string {
+  if (!HEARTBEAT_BLOCK.test(text))
+    throw new Error('alertmanager.yml: no commented webhook under `- name: heartbeat`');
+  return text.replace(
+    HEARTBEAT_BLOCK,
+    (_, name: string, indent: string, hooks: string, urlKey: string, resolved: string) =>
+      `${name}${indent}${hooks}${indent}${urlKey}${url}\n${indent}${resolved}`,
+  );
 }
 
 export interface AmTestConfig {
@@ -57,7 +78,8 @@ export async function renderAlertmanagerConfig(opts: {
   dir: string;
   smarthost: string;
   slackUrl: string;
-  /** Where the heartbeat (Watchdog) webhook goes; a local sink, never the shipped address. */
+  /** Set up the heartbeat (Watchdog) webhook, as its comment says, to this local sink.
+   *  Without it the heartbeat receiver stays as shipped: it sends nothing. */
   heartbeatUrl?: string;
   timings?: Timings;
   /** Timings of the heartbeat (Watchdog) route, which has its own. */
@@ -81,7 +103,7 @@ export async function renderAlertmanagerConfig(opts: {
     templatesDir = copy;
   }
 
-  const shipped = await loadAlertmanagerYml();
+  const shipped = await loadAlertmanagerYml(opts.heartbeatUrl);
   const config = mapStrings(shipped, (s) =>
     s.startsWith(AM_SECRETS_DIR)
       ? join(secretsDir, s.slice(AM_SECRETS_DIR.length))
@@ -101,16 +123,6 @@ export async function renderAlertmanagerConfig(opts: {
       : undefined;
     if (!isMap(hb)) throw new Error('alertmanager.yml: no route to the heartbeat receiver');
     Object.assign(hb, opts.heartbeatTimings);
-  }
-  // The shipped heartbeat URL is a placeholder on the internet: tests send only to
-  // 127.0.0.1 (port 9, discard, when the test has no heartbeat sink of its own).
-  const receivers = config.receivers;
-  if (Array.isArray(receivers)) {
-    for (const r of receivers) {
-      const hooks = isMap(r) ? r.webhook_configs : undefined;
-      if (!Array.isArray(hooks)) continue;
-      for (const h of hooks) if (isMap(h)) h.url = opts.heartbeatUrl ?? 'http://127.0.0.1:9/';
-    }
   }
   return { text: JSON.stringify(config, null, 2), config, smtpPassword, secretsDir };
 }
@@ -183,8 +195,8 @@ export interface RuleTiming {
 }
 
 /**
- * Copies rules/*.yml to dir with every alert's `for:` passed through shorten; nothing else
- * changes (thresholds, labels, annotations, recording rules stay as shipped). Returns the
+ * Copies rules/*.yml to dir with every alert's `for:` and `keep_firing_for:` passed through
+ * shorten; nothing else changes (thresholds, labels, annotations, recording rules stay as shipped). Returns the
  * timings, so a test can print them.
  */
 export async function copyRulesWithShortFor(
@@ -208,6 +220,10 @@ export async function copyRulesWithShortFor(
         const original = typeof rule.for === 'string' ? rule.for : '0s';
         const shortened = formatDuration(shorten(durationMs(original)));
         rule.for = shortened;
+        // keep_firing_for is a time too: shipped (minutes) it would hold every resolved
+        // notice of the copy that long.
+        if (typeof rule.keep_firing_for === 'string')
+          rule.keep_firing_for = formatDuration(shorten(durationMs(rule.keep_firing_for)));
         const labels = rule.labels;
         const annotations = rule.annotations;
         timings.push({
