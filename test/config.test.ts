@@ -20,6 +20,11 @@ const INVALID: Record<string, string[]> = {
   'invalid-unknown-key-nested.yml': [
     'collectors.tls.targets[0].servername: unknown key; did you mean server_name?',
   ],
+  'invalid-tls-target-no-address.yml': [
+    'collectors.tls.targets[0].adress: unknown key; did you mean address?',
+    'collectors.tls.targets[0].servername: unknown key; did you mean server_name?',
+    'collectors.tls.targets[0]: set exactly one of address or file',
+  ],
   'invalid-unknown-key-probe-kind.yml': [
     'collectors.probes.targets[0].list_key: unknown key; did you mean list_keys?',
   ],

@@ -103,6 +103,8 @@ export const tlsSchema = collectorSchema(
       .superRefine((targets, ctx) => {
         const seen = new Set<string>();
         targets.forEach((t, i) => {
+          // A target with neither address nor file has its own issue already: no label.
+          if (t.address === undefined && t.file === undefined) return;
           const label = targetLabel(t as TlsTarget);
           if (seen.has(label))
             ctx.addIssue({
