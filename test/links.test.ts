@@ -10,7 +10,7 @@
  * grafana/dashboards/*.json. Both servers' --web.external-url point at themselves.
  *
  * Then every link of every email (HTML and text parts) and Slack message is followed:
- * runbooks to an anchor on lookout's /runbooks page, dashboards to a uid and variables
+ * runbooks to an anchor on lookout's /runbooks page, dashboards to a uid, variables and panel
  * that exist, the Alertmanager link to the real Alertmanager, the source link to the real
  * Prometheus. Nothing may point anywhere else — not localhost, not a placeholder.
  */
@@ -35,6 +35,7 @@ import {
   textLinks,
   type FoundLink,
   type GrafanaStandIn,
+  type ShippedDashboard,
 } from './helpers/links.js';
 import {
   REPO,
@@ -272,7 +273,7 @@ describe('every link in a delivered notification leads somewhere', () => {
   let slack: SlackSink;
   let am: Running;
   let prom: Running;
-  let dashboards: Map<string, Set<string>>;
+  let dashboards: Map<string, ShippedDashboard>;
   let samples: Sample[] = [];
   const messages: Message[] = [];
   /** Every link found, with every place it was found. */
@@ -498,7 +499,7 @@ describe('every link in a delivered notification leads somewhere', () => {
     assertNoBroken(bad, 'runbook links');
   });
 
-  test('every dashboard link opens a dashboard of grafana/dashboards with variables it has', async (t) => {
+  test('every dashboard link opens a dashboard of grafana/dashboards with variables and panel it has', async (t) => {
     const links = linksOf('dashboard');
     assert.ok(links.length > 0, 'no dashboard links');
     const bad: Array<{ url: string; why: string }> = [];
@@ -545,9 +546,9 @@ describe('every link in a delivered notification leads somewhere', () => {
 });
 
 describe('the Grafana stand-in', () => {
-  test('answers a shipped uid with its variables, and refuses an unknown uid, variable or parameter, or an empty value', async () => {
+  test('answers a shipped uid with its variables and panels, and refuses an unknown uid, variable, panel id or parameter, or an empty value', async () => {
     const dashboards = await shippedDashboards();
-    const [uid, vars] = [...dashboards].find(([, v]) => v.size > 0)!;
+    const [uid, { vars, panels }] = [...dashboards].find(([, d]) => d.vars.size > 0)!;
     const grafana = await startGrafanaStandIn(dashboards);
     try {
       const status = async (path: string) => {
@@ -563,6 +564,13 @@ describe('the Grafana stand-in', () => {
       assert.equal(await status(`/d/${uid}?var-${v}=`), 404);
       assert.equal(await status(`/d/${uid}?instance=web1:10142`), 404);
       assert.equal(await status(`/dashboards`), 404);
+      // viewPanel opens a panel of that dashboard; a panel id it does not have is refused.
+      const id = [...panels][0]!;
+      const missing = Math.max(...panels) + 1;
+      assert.equal(await status(`/d/${uid}?viewPanel=panel-${id}&var-${v}=web1:10142`), 200);
+      assert.equal(await status(`/d/${uid}?viewPanel=${id}&var-${v}=web1:10142`), 200);
+      assert.equal(await status(`/d/${uid}?viewPanel=panel-${missing}&var-${v}=web1:10142`), 404);
+      assert.equal(await status(`/d/${uid}?viewPanel=panel-&var-${v}=web1:10142`), 404);
     } finally {
       await grafana.stop();
     }

@@ -1,7 +1,8 @@
 /**
  * `/runbooks`: the built lookout serves docs/runbooks.md as a page with an anchor for
  * every runbook_url the rules (and alert-test) carry; a missing file is a clear 404,
- * logged once.
+ * logged once. The file itself: one heading per rules file in the files' order, under it
+ * that file's alerts in the order it declares them, each section in four set parts.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -13,7 +14,7 @@ import Koa from 'koa';
 import { load } from 'js-yaml';
 import { REPO, startLookout, type Running } from './helpers/procs.js';
 import { renderRunbooks, runbooksHandler } from '../src/exporter/runbooks.js';
-import { syntheticAlert } from '../src/alerttest.js';
+import { ALERT_NAME, syntheticAlert } from '../src/alerttest.js';
 import { createLogger } from '../src/lib/log.js';
 
 /** Every runbook_url in rules/*.yml, as written. */
@@ -27,6 +28,84 @@ async function ruleRunbookUrls(): Promise<string[]> {
   }
   return [...urls];
 }
+
+/** Each rules file's area (`host` for rules/host.yml) and its alerts in declaration order. */
+async function rulesByArea(): Promise<Array<{ area: string; alerts: string[] }>> {
+  const files = (await readdir(join(REPO, 'rules'))).filter((n) => n.endsWith('.yml')).sort();
+  const out: Array<{ area: string; alerts: string[] }> = [];
+  for (const f of files) {
+    const doc = load(await readFile(join(REPO, 'rules', f), 'utf8')) as {
+      groups: Array<{ rules: Array<{ alert?: string }> }>;
+    };
+    const alerts = doc.groups.flatMap((g) => g.rules.flatMap((r) => (r.alert ? [r.alert] : [])));
+    // A warning and a critical tier of one alert share one section.
+    out.push({ area: f.replace(/\.yml$/, ''), alerts: [...new Set(alerts)] });
+  }
+  return out;
+}
+
+interface Section {
+  level: number;
+  title: string;
+  /** The section's lines outside fenced code blocks, up to the next heading. */
+  prose: string[];
+}
+
+/** The headings of a Markdown file outside fenced code (a `# comment` there is code). */
+function sections(markdown: string): Section[] {
+  const out: Section[] = [];
+  let fence: string | undefined;
+  for (const line of markdown.split('\n')) {
+    const f = /^\s*(`{3,}|~{3,})/.exec(line);
+    if (f) {
+      if (fence === undefined) fence = f[1]![0];
+      else if (f[1]![0] === fence) fence = undefined;
+      continue;
+    }
+    if (fence !== undefined) continue;
+    const h = /^(#{1,6})\s+(.+?)\s*#*\s*$/.exec(line);
+    if (h) out.push({ level: h[1]!.length, title: h[2]!, prose: [] });
+    else out.at(-1)?.prose.push(line);
+  }
+  return out;
+}
+
+/** The four parts every alert section has, in this order, as its paragraphs open. */
+const PARTS = ['What it means.', 'What to check.', 'What to do.', 'Silence or override.'];
+
+describe('docs/runbooks.md', () => {
+  test("groups the sections under one heading per rules file, in the files' order, each alert in the order its file declares it", async () => {
+    const md = sections(await readFile(join(REPO, 'docs/runbooks.md'), 'utf8'));
+    const found: Array<{ area: string; alerts: string[] }> = [];
+    for (const s of md) {
+      if (s.level === 2) found.push({ area: s.title, alerts: [] });
+      else if (s.level === 3) {
+        const area = found.at(-1);
+        assert.ok(area, `### ${s.title} comes before any area heading`);
+        area.alerts.push(s.title);
+      } else assert.equal(s.level, 1, `${'#'.repeat(s.level)} ${s.title}: not an area or alert`);
+    }
+    // The alert `lookout alert-test` sends has no rule: it closes lookout's area.
+    const expected = (await rulesByArea()).map(({ area, alerts }) => ({
+      area,
+      alerts: area === 'lookout' ? [...alerts, ALERT_NAME] : alerts,
+    }));
+    assert.deepEqual(found, expected);
+  });
+
+  test('every alert section has What it means, What to check, What to do, Silence or override, in that order', async () => {
+    const md = sections(await readFile(join(REPO, 'docs/runbooks.md'), 'utf8'));
+    const alerts = md.filter((s) => s.level === 3);
+    assert.ok(alerts.length > 20, `found ${alerts.length} alert sections`);
+    const bad: string[] = [];
+    for (const s of alerts) {
+      const parts = s.prose.flatMap((l) => /^\*\*([^*]+)\*\*/.exec(l)?.[1] ?? []);
+      const order = parts.filter((p) => PARTS.includes(p));
+      if (order.join('|') !== PARTS.join('|')) bad.push(`${s.title}: ${order.join(' / ')}`);
+    }
+    assert.deepEqual(bad, [], `sections without the four parts, once each and in order`);
+  });
+});
 
 /** The ids of an HTML page. */
 function ids(html: string): string[] {

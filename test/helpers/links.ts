@@ -113,19 +113,45 @@ export function htmlIds(html: string): Set<string> {
 
 // ---------------------------------------------------------------- a Grafana stand-in
 
-/** The shipped dashboards: uid → the names of its template variables. */
-export async function shippedDashboards(): Promise<Map<string, Set<string>>> {
+/** A shipped dashboard as the stand-in knows it. */
+export interface ShippedDashboard {
+  /** The names of its template variables. */
+  vars: Set<string>;
+  /** The ids of the panels `viewPanel` can open (rows, which hold panels, excluded). */
+  panels: Set<number>;
+}
+
+interface PanelJson {
+  id?: unknown;
+  type?: unknown;
+  panels?: PanelJson[];
+}
+
+/** The panel ids of a dashboard, including those inside a collapsed row. */
+function panelIds(panels: PanelJson[]): number[] {
+  return panels.flatMap((p) => [
+    ...(typeof p.id === 'number' && p.type !== 'row' ? [p.id] : []),
+    ...panelIds(p.panels ?? []),
+  ]);
+}
+
+/** The shipped dashboards by uid. */
+export async function shippedDashboards(): Promise<Map<string, ShippedDashboard>> {
   const dir = join(REPO, 'grafana/dashboards');
-  const out = new Map<string, Set<string>>();
+  const out = new Map<string, ShippedDashboard>();
   for (const f of (await readdir(dir)).filter((n) => n.endsWith('.json')).sort()) {
     const d = JSON.parse(await readFile(join(dir, f), 'utf8')) as {
       uid?: unknown;
       templating?: { list?: Array<{ name?: unknown }> };
+      panels?: PanelJson[];
     };
     if (typeof d.uid !== 'string' || d.uid === '') throw new Error(`${f}: no uid`);
     if (out.has(d.uid)) throw new Error(`${f}: uid ${d.uid} used twice`);
     const vars = (d.templating?.list ?? []).map((v) => v.name);
-    out.set(d.uid, new Set(vars.filter((n): n is string => typeof n === 'string')));
+    out.set(d.uid, {
+      vars: new Set(vars.filter((n): n is string => typeof n === 'string')),
+      panels: new Set(panelIds(d.panels ?? [])),
+    });
   }
   return out;
 }
@@ -142,12 +168,14 @@ const GRAFANA_PARAMS = new Set(['orgId', 'from', 'to', 'refresh', 'viewPanel', '
 
 /**
  * Answers `GET /d/<uid>` and `/d/<uid>/<slug>` like Grafana does for the provisioned
- * dashboards — 200 only when the uid is one of `dashboards` and every `var-<name>` is one
- * of that dashboard's variables with a value; anything else is a 404 that says why (what
- * a reader would see as "Dashboard not found" or a dashboard ignoring the variable).
+ * dashboards — 200 only when the uid is one of `dashboards`, every `var-<name>` is one
+ * of that dashboard's variables with a value, and a `viewPanel` (`panel-<id>`, or the
+ * bare id older Grafana wrote) names one of its panels; anything else is a 404 that says
+ * why (what a reader would see as "Dashboard not found", "Panel not found" or a dashboard
+ * ignoring the variable).
  */
 export async function startGrafanaStandIn(
-  dashboards: Map<string, Set<string>>,
+  dashboards: Map<string, ShippedDashboard>,
 ): Promise<GrafanaStandIn> {
   const requests: Array<{ path: string; status: number }> = [];
   const server = createServer((req, res) => {
@@ -160,10 +188,15 @@ export async function startGrafanaStandIn(
     const m = /^\/d\/([^/]+)(?:\/[^/]*)?$/.exec(u.pathname);
     if (!m) return answer(404, `not a dashboard path: ${u.pathname}`);
     const uid = decodeURIComponent(m[1]!);
-    const vars = dashboards.get(uid);
-    if (!vars) return answer(404, `Dashboard not found: no dashboard has uid "${uid}"`);
+    const dashboard = dashboards.get(uid);
+    if (!dashboard) return answer(404, `Dashboard not found: no dashboard has uid "${uid}"`);
+    const { vars, panels } = dashboard;
     for (const [k, v] of u.searchParams) {
-      if (k.startsWith('var-')) {
+      if (k === 'viewPanel') {
+        const id = /^(?:panel-)?(\d+)$/.exec(v)?.[1];
+        if (id === undefined || !panels.has(Number(id)))
+          return answer(404, `Panel not found: dashboard ${uid} has no panel "${v}"`);
+      } else if (k.startsWith('var-')) {
         const name = k.slice('var-'.length);
         if (!vars.has(name))
           return answer(404, `dashboard ${uid} has no variable "${name}" (has ${[...vars]})`);
