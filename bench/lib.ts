@@ -13,9 +13,8 @@
  * `npm test` runs every bench so (test/bench-smoke.test.ts), so one that no longer starts
  * fails CI.
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -31,6 +30,8 @@ import {
 } from '../test/helpers/procs.js';
 
 export { cpuSeconds, mb } from './flags.js';
+import { quantile } from './stats.js';
+export { quantile, residentBytes, rssBytes } from './stats.js';
 
 const run = promisify(execFile);
 
@@ -140,27 +141,6 @@ export async function scrape(url: string): Promise<number> {
   await res.body.arrayBuffer();
   if (res.statusCode !== 200) throw new Error(`${url}: HTTP ${res.statusCode}`);
   return performance.now() - t0;
-}
-
-export function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-export async function rssBytes(pid: number): Promise<number> {
-  return (await residentBytes(pid)).rss;
-}
-
-/**
- * Resident memory and its two parts: anonymous (the process's own heap and stacks) and
- * file pages (the node binary and its libraries, shared with every other node process).
- */
-export async function residentBytes(
-  pid: number,
-): Promise<{ rss: number; anon: number; file: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) =>
-    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024;
-  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

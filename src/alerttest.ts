@@ -5,6 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { errorText } from './lib/log.js';
+import { HttpClient } from './lib/http.js';
 import { VERSION } from './version.js';
 
 export const ALERT_NAME = 'LookoutAlertTest';
@@ -69,22 +70,25 @@ export async function alertTest(
 
   const instance = hostname();
   const alert = syntheticAlert(severity as Severity, instance, new Date());
-  // Imported here so `lookout serve` never pays for undici at start-up.
-  const { request } = await import('undici');
+  // The collectors' client: one HTTP client in lookout, and one POST needs nothing more.
+  const client = new HttpClient();
   let status: number;
   let text: string;
   try {
-    const res = await request(endpoint, {
+    const res = await client.request(endpoint, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify([alert]),
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
-    status = res.statusCode;
-    text = await res.body.text();
+    status = res.status;
+    text = res.body.toString();
   } catch (e) {
     err.write(`lookout alert-test: cannot reach Alertmanager at ${endpoint}: ${errorText(e)}\n`);
     return 2;
+  } finally {
+    // Its kept-alive socket would otherwise hold the command open.
+    await client.close(0);
   }
   if (status < 200 || status > 299) {
     err.write(

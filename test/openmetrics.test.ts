@@ -99,4 +99,9 @@ it('render() writes what prom-client writes, and its OpenMetrics form what toOpe
   assert.equal(rendered.prometheus, prom);
   assert.equal(`${rendered.openmetrics}# EOF\n`, toOpenMetrics(prom));
   assert.equal((await render(new Registry())).prometheus, await new Registry().metrics());
+  // One format asked: the same text as that format of both.
+  assert.equal(await render(registry, 'prometheus'), rendered.prometheus);
+  assert.equal(await render(registry, 'openmetrics'), rendered.openmetrics);
+  assert.equal(await render(new Registry(), 'prometheus'), await new Registry().metrics());
+  assert.equal(await render(new Registry(), 'openmetrics'), '');
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -249,5 +249,89 @@ describe('shutdown', () => {
     assert.equal(code, 0, lookout.output());
     assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms to exit`);
     assert.match(lookout.output(), /msg="shutting down" signal=SIGTERM/);
+  });
+});
+
+/** A GET by node:http, which sends the headers as given (undici drops a GET's Content-Length). */
+function getAsIs(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ res: IncomingMessage; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    // A Content-Length past what is written would leave the answer waiting for the rest.
+    req.setTimeout(5000, () => req.destroy(new Error(`${url}: no whole answer in 5 s`)));
+    req.end();
+  });
+}
+
+describe('/metrics with a service: the polled part and the live part written as chunks', () => {
+  let lookout: Running | undefined;
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('in front of koa and through koa, both formats: one whole exposition, Content-Length its length, one # EOF at the end', async () => {
+    const dir = await tempDir('lookout-chunks-');
+    const log = join(dir, 'access.log');
+    await writeFile(log, '');
+    lookout = await startLookout(`
+collectors:
+  host: { enabled: false }
+  filesystem: { enabled: false }
+  processes: { enabled: false }
+  accesslog:
+    poll_interval: 100ms
+    logs:
+      - { name: web, path: ${log}, format: combined }
+`);
+    const url = `${lookout.url}/metrics`;
+    await eventually(
+      async () =>
+        sampleValue(await (await fetch(url)).text(), 'lookout_accesslog_lines_total', {
+          log: 'web',
+          result: 'parsed',
+        }) === 0,
+      10_000,
+      'the access-log collector running',
+    );
+    for (const accept of [undefined, 'application/openmetrics-text; version=1.0.0']) {
+      // A Content-Length header (even 0) turns the fast path down: koa answers.
+      for (const viaKoa of [false, true]) {
+        const headers: Record<string, string> = {
+          ...(accept ? { accept } : {}),
+          ...(viaKoa ? { 'content-length': '0' } : {}),
+        };
+        const { res, body } = await getAsIs(url, headers);
+        const what = `${accept ?? 'prometheus'} ${viaKoa ? 'through koa' : 'in front of koa'}`;
+        assert.equal(res.statusCode, 200, what);
+        assert.equal(Number(res.headers['content-length']), body.length, what);
+        const text = body.toString();
+        if (accept) {
+          assert.ok(text.endsWith('\n# EOF\n'), what);
+          assert.equal(text.indexOf('# EOF'), text.length - '# EOF\n'.length, what);
+        } else {
+          const families = parseExposition(text).map((f) => f.name);
+          // The polled part (lookout's own) and the live part (the service's) are both there.
+          assert.ok(families.includes('lookout_accesslog_lines_total'), what);
+          assert.ok(families.includes('lookout_collector_success'), what);
+          assert.equal(new Set(families).size, families.length, `${what}: a family twice`);
+        }
+        assert.equal(
+          sampleValue(text.replace(/# EOF\n$/, ''), 'lookout_accesslog_lines_total', {
+            log: 'web',
+            result: 'parsed',
+          }),
+          0,
+          what,
+        );
+      }
+    }
   });
 });

@@ -29,6 +29,7 @@ import {
 import { regexSource } from '../config/regex.js';
 import { ProcFiles } from './procfile.js';
 import { Shown } from './shown.js';
+import { setCounterTo } from './counter.js';
 
 export const hostSchema = collectorSchema(
   { enabled: true, interval: '15s', timeout: '5s' },
@@ -96,8 +97,8 @@ export interface HostSeen {
   info: { hostname: string; kernel: string; os: string; arch: string };
 }
 
-/** Counters that mirror a kernel counter read whole from /proc (see hostMetrics). */
-function mirror(name: string, help: string, labelNames: readonly string[] = []) {
+/** A counter for a kernel counter read whole from /proc (see hostMetrics). */
+function counter(name: string, help: string, labelNames: readonly string[] = []) {
   return new Counter({ name, help, labelNames, registers: [] });
 }
 
@@ -107,17 +108,15 @@ function gauge(name: string, help: string, labelNames: readonly string[] = []) {
 
 /**
  * The host collector's metric objects, made once. A kernel counter is read as its
- * absolute value, and prom-client's Counter has no set(): each refresh reset()s it and
- * inc()s it by the value read. That is the public API, exact (0 + v is v), and keeps the
- * TYPE counter; a Gauge would render TYPE gauge, and inc() by the difference from the
- * last value would need that value read back and would drift by float rounding. On a
- * labelled counter, reset() also drops the label sets that vanished (a removed network
- * device) and keeps the order /proc lists them in.
+ * absolute value, and each refresh sets it so (setCounterTo: reset() then inc(); a Gauge
+ * would render TYPE gauge). A labelled counter is reset() whole, then inc()ed per label
+ * set: that also drops the label sets that vanished (a removed network device) and keeps
+ * the order /proc lists them in.
  */
 function hostMetrics() {
-  const perDevice = (name: string, help: string) => mirror(name, help, ['device']);
+  const perDevice = (name: string, help: string) => counter(name, help, ['device']);
   return {
-    cpu: mirror(
+    cpu: counter(
       'lookout_cpu_seconds_total',
       'CPU time spent in each mode since boot, summed over all CPUs (guest time is inside user and nice).',
       ['mode'],
@@ -134,19 +133,19 @@ function hostMetrics() {
     swapTotal: gauge('lookout_swap_total_bytes', 'Swap space (SwapTotal).'),
     swapFree: gauge('lookout_swap_free_bytes', 'Unused swap space (SwapFree).'),
     bootTime: gauge('lookout_boot_time_seconds', 'When the host booted (Unix time).'),
-    oomKills: mirror(
+    oomKills: counter(
       'lookout_oom_kills_total',
       'Processes killed by the kernel OOM killer since boot (/proc/vmstat oom_kill; absent before Linux 4.13).',
     ),
-    swapIn: mirror(
+    swapIn: counter(
       'lookout_swap_in_pages_total',
       'Pages read in from swap since boot, in pages, not bytes (/proc/vmstat pswpin).',
     ),
-    swapOut: mirror(
+    swapOut: counter(
       'lookout_swap_out_pages_total',
       'Pages written out to swap since boot, in pages, not bytes (/proc/vmstat pswpout).',
     ),
-    majorFaults: mirror(
+    majorFaults: counter(
       'lookout_major_page_faults_total',
       'Major page faults since boot: accesses that had to read the page from disk (/proc/vmstat pgmajfault).',
     ),
@@ -300,8 +299,7 @@ export function createHostCollector(
       // A field this kernel lacks is no series at all.
       const setCounter = (metric: Counter, value: number | undefined) => {
         if (value === undefined) return;
-        metric.reset();
-        metric.inc(value);
+        setCounterTo(metric, value);
         present.push(metric);
       };
 

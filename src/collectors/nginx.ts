@@ -12,6 +12,7 @@ import {
   type TargetCheck,
 } from './collector.js';
 import { Shown } from './shown.js';
+import { setCounterTo } from './counter.js';
 
 /** nginx-prometheus-exporter's default `-nginx.scrape-uri`, so a config written for it carries over. */
 export const DEFAULT_STATUS_URL = 'http://127.0.0.1:8080/stub_status';
@@ -54,11 +55,6 @@ const ACTIVE = { state: 'active' };
 const READING = { state: 'reading' };
 const WRITING = { state: 'writing' };
 const WAITING = { state: 'waiting' };
-
-function mirror(counter: Counter, value: number): void {
-  counter.reset();
-  counter.inc(value);
-}
 
 /** The nginx collector's metric objects, made once; Shown registers those present. */
 function nginxMetrics() {
@@ -153,9 +149,9 @@ export function createNginxCollector(
       m.connections.set(WAITING, s.waiting);
       // stub_status's counters are absolute: reset() and inc() by the value read, as the
       // host collector's kernel counters (prom-client's Counter has no set()).
-      mirror(m.accepted, s.accepted);
-      mirror(m.handled, s.handled);
-      mirror(m.requests, s.requests);
+      setCounterTo(m.accepted, s.accepted);
+      setCounterTo(m.handled, s.handled);
+      setCounterTo(m.requests, s.requests);
       return shown.show(whenUp);
     },
 

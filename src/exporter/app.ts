@@ -1,4 +1,5 @@
 import { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Runner } from './runner.js';
@@ -65,6 +66,12 @@ export class Lifecycle {
 
 type Format = 'prometheus' | 'openmetrics';
 
+function byteLength(chunks: Buffer[]): number {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  return n;
+}
+
 /** Scrapes a second on one established connection answered at once; more are paced. */
 const FREQUENT_PER_SECOND = 2;
 /**
@@ -84,7 +91,7 @@ const FREQUENT_GAP_MS = 1;
  * goes through koa's door middleware, as does everything else. Returns whether it answered.
  */
 function metricsFastPath(
-  exposition: (format: Format) => Promise<Buffer>,
+  exposition: (format: Format) => Promise<Buffer[]>,
   lifecycle: Lifecycle,
   log: Logger,
   door?: () => DoorChecks,
@@ -152,15 +159,18 @@ function metricsFastPath(
     headers: Record<string, string>,
   ): Promise<void> {
     return exposition(om ? 'openmetrics' : 'prometheus').then(
-      (body) => {
+      (chunks) => {
         res.writeHead(200, {
           ...headers,
           'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
-          'Content-Length': body.length,
+          'Content-Length': byteLength(chunks),
           // As the Lifecycle middleware: stopping began while this one was in flight.
           ...(lifecycle.stopping ? { Connection: 'close' } : {}),
         });
-        res.end(body);
+        // Corked: the chunks leave together, end() uncorks.
+        res.cork();
+        for (let i = 0; i < chunks.length - 1; i++) res.write(chunks[i]);
+        res.end(chunks[chunks.length - 1]);
       },
       (err: unknown) => {
         // As errorHandler answers and logs a failure of ours.
@@ -226,14 +236,17 @@ export function createApp(
 ): Koa {
   const app = new LookoutApp();
   const router = new Router();
-  const exposition = (format: Format) => runner.exposition(format);
+  const exposition = (format: Format) => runner.expositionChunks(format);
   app.fast = metricsFastPath(exposition, lifecycle, log, door);
 
   router.get('/metrics', async (ctx) => {
     // Only joins the text each collector left when it last finished: a scrape never waits on a collector.
     const om = wantsOpenMetrics(ctx.get('accept') || undefined);
     ctx.type = om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE;
-    ctx.body = await exposition(om ? 'openmetrics' : 'prometheus');
+    const chunks = await exposition(om ? 'openmetrics' : 'prometheus');
+    // Several chunks go as a stream of them, not joined: no copy of the polled part.
+    ctx.body = chunks.length === 1 ? chunks[0] : Readable.from(chunks);
+    ctx.length = byteLength(chunks);
   });
 
   router.get('/healthz', (ctx) => {

@@ -2,7 +2,8 @@
  * Basic auth against the web-config file's bcrypt hashes, as the exporter toolkit does
  * it, and the toolkit's other per-request parts: its response headers and rate limit.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { keyedDigest } from '../lib/keyed.js';
 import type Koa from 'koa';
 
 /**
@@ -73,7 +74,7 @@ export function parseBasic(
  */
 export class BasicAuth {
   private readonly cache = new Map<string, true>();
-  private readonly key = randomBytes(32);
+  private readonly digest = keyedDigest();
   private queue: Promise<unknown> = Promise.resolve();
   private waiting = 0;
 
@@ -90,11 +91,7 @@ export class BasicAuth {
   }
 
   private idOf(creds: { user: string; password: string }): string {
-    return createHmac('sha256', this.key)
-      .update(creds.user)
-      .update('\0')
-      .update(creds.password)
-      .digest('base64');
+    return this.digest(creds.user, creds.password).toString('base64');
   }
 
   get enabled(): boolean {

@@ -40,7 +40,15 @@ function sampleName(v: object): string | undefined {
  * when it holds a character that needs it. Default labels and exemplars, which lookout
  * does not use, are not written.
  */
-export async function render(registry: Registry): Promise<Rendered> {
+export async function render(registry: Registry): Promise<Rendered>;
+/** Only the asked format: a registry rendered anew on every scrape needs no other. */
+export async function render(registry: Registry, format: keyof Rendered): Promise<string>;
+export async function render(
+  registry: Registry,
+  format?: keyof Rendered,
+): Promise<Rendered | string> {
+  const wantPrometheus = format !== 'openmetrics';
+  const wantOpenMetrics = format !== 'prometheus';
   const data = await registry.getMetricsAsJSON();
   let prometheus = '';
   let openmetrics = '';
@@ -49,7 +57,7 @@ export async function render(registry: Registry): Promise<Rendered> {
     // Typed as an enum by prom-client, a string ('counter') when it runs.
     const type = String(data[f]!.type);
     const helpText = escapeHelp(help);
-    const family = type === 'counter' ? name.replace(/_total$/, '') : name;
+    const family = wantOpenMetrics && type === 'counter' ? name.replace(/_total$/, '') : name;
     let samples = '';
     // Indexed loops: without the optimizing compiler (lookout's code rarely tiers up) a
     // for-of allocates an iterator result per step.
@@ -61,8 +69,12 @@ export async function render(registry: Registry): Promise<Rendered> {
         labels += `${labels === '' ? '' : ','}${k}="${labelValue(v.labels[k] ?? '')}"`;
       samples += `\n${sampleName(v) ?? name}${labels === '' ? '' : `{${labels}}`} ${valueText(v.value)}`;
     }
-    prometheus += `${f === 0 ? '' : '\n\n'}# HELP ${name} ${helpText}\n# TYPE ${name} ${type}${samples}`;
-    openmetrics += `# HELP ${family} ${helpText}\n# TYPE ${family} ${type}${samples}\n`;
+    if (wantPrometheus)
+      prometheus += `${f === 0 ? '' : '\n\n'}# HELP ${name} ${helpText}\n# TYPE ${name} ${type}${samples}`;
+    if (wantOpenMetrics)
+      openmetrics += `# HELP ${family} ${helpText}\n# TYPE ${family} ${type}${samples}\n`;
   }
+  if (format === 'prometheus') return `${prometheus}\n`;
+  if (format === 'openmetrics') return openmetrics;
   return { prometheus: `${prometheus}\n`, openmetrics };
 }

@@ -1,5 +1,6 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { timingSafeEqual } from 'node:crypto';
+import { keyedDigest } from '../lib/keyed.js';
+import { readSecretSync } from '../lib/secret.js';
 import type Koa from 'koa';
 import type Router from '@koa/router';
 import getRawBody from 'raw-body';
@@ -101,12 +102,10 @@ export function resolveRouteToken(token: RouteToken): string | undefined {
   if (token.file) {
     setting = token.file.setting;
     try {
-      value = readFileSync(token.file.path, 'utf8');
+      value = readSecretSync(token.file.path);
     } catch (err) {
       throw new StartupError(`${setting}: cannot read ${token.file.path}: ${errorText(err)}`);
     }
-    // Written by `echo` or an editor: the newline is not part of the token.
-    value = value.replace(/\r?\n$/, '');
     if (value === '') throw new StartupError(`${setting}: ${token.file.path} is empty`);
   } else if (token.env) {
     setting = token.env.setting;
@@ -141,15 +140,11 @@ export type BearerResult = 'ok' | 'missing_token' | 'wrong_token';
  * nothing about the token's length or its first differing byte.
  */
 export class BearerToken {
-  private readonly key = randomBytes(32);
+  private readonly mac = keyedDigest();
   private readonly digest: Buffer;
 
   constructor(token: string) {
     this.digest = this.mac(token);
-  }
-
-  private mac(value: string): Buffer {
-    return createHmac('sha256', this.key).update(value).digest();
   }
 
   check(header: string | undefined): BearerResult {

@@ -479,23 +479,33 @@ export class Runner {
    * 20 KB on every scrape was most of what a flood of scrapes allocated.
    */
   async exposition(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
+    const chunks = await this.expositionChunks(format);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  }
+
+  /**
+   * The exposition as the chunks to write one after another: the cached polled part as
+   * is, then the services' part. Joining them would copy the whole polled part on every
+   * scrape with a service (an access-log collector's is always there).
+   */
+  async expositionChunks(format: 'prometheus' | 'openmetrics'): Promise<Buffer[]> {
     this.scraped();
     const services: Registry[] = [];
     for (const s of this.slots) {
       const service = s.entry.collector.service;
       if (s.running && service) services.push(service.registry);
     }
-    const parts = await Promise.all(services.map((r) => render(r)));
-    const live = parts.map((p) => p[format]).filter((t) => t.trim().length > 0);
+    const parts = await Promise.all(services.map((r) => render(r, format)));
+    const live = parts.filter((t) => t.trim().length > 0);
     this.polledBodies[format] ??= this.polled().then((p) =>
       Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}${EOF}`),
     );
     const polled = await this.polledBodies[format];
-    if (live.length === 0) return polled;
-    if (format === 'prometheus')
-      return Buffer.concat([polled, Buffer.from(`\n${live.join('\n')}`)]);
+    if (live.length === 0) return [polled];
+    if (format === 'prometheus') return [polled, Buffer.from(`\n${live.join('\n')}`)];
+    // A view, not a copy: the polled part without its closing `# EOF`.
     const head = polled.subarray(0, polled.length - EOF.length);
-    return Buffer.concat([head, Buffer.from(`${live.join('')}${EOF}`)]);
+    return [head, Buffer.from(`${live.join('')}${EOF}`)];
   }
 
   private polled(): Promise<Rendered> {

@@ -8,7 +8,7 @@
  * abusive clients' own event-loop stalls would land in its figures otherwise.
  * Bounded: fixed counts, and every phase has a deadline.
  */
-import { quantile, residentBytes } from '../../bench/lib.js';
+import { quantile, residentBytes } from '../../bench/stats.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { Agent, request } from 'undici';

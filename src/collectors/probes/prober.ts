@@ -5,7 +5,6 @@
  * collector (probes.ts) runs every check under its deadline and sets success, duration
  * and consecutive failures itself: a check only answers, or throws.
  */
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { duration } from '../../config/duration.js';
 import type { HttpClient } from '../../lib/http.js';
@@ -127,7 +126,4 @@ export function defineProber<
   } as Prober<TargetOf<K, F>, O>;
 }
 
-/** A secret file's contents without the newline an editor or `echo` leaves. */
-export async function readSecret(file: string): Promise<string> {
-  return (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
-}
+export { readSecret } from '../../lib/secret.js';
