@@ -102,7 +102,7 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
     assert.equal(types.get('lookout_network_receive_bytes_total'), 'counter');
   });
 
-  test('memory pressure, OOM kills, network errors and drops, conntrack, file descriptors', async () => {
+  test('memory pressure, OOM kills, network packets, errors and drops, conntrack, file descriptors', async () => {
     const text = await collect(createHostCollector(hostSchema.parse({}), fixturePaths));
     assert.equal(
       sampleLines(
@@ -111,6 +111,8 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
         'lookout_swap_in_pages_total',
         'lookout_swap_out_pages_total',
         'lookout_major_page_faults_total',
+        'lookout_network_receive_packets_total',
+        'lookout_network_transmit_packets_total',
         'lookout_network_receive_errors_total',
         'lookout_network_transmit_errors_total',
         'lookout_network_receive_drops_total',
@@ -128,6 +130,10 @@ lookout_file_descriptors 1331
 lookout_file_descriptors_limit 2466112
 lookout_conntrack_entries 420
 lookout_conntrack_entries_limit 262144
+lookout_network_receive_packets_total{device="eth0"} 6650
+lookout_network_receive_packets_total{device="docker0"} 10
+lookout_network_transmit_packets_total{device="eth0"} 3703
+lookout_network_transmit_packets_total{device="docker0"} 20
 lookout_network_receive_errors_total{device="eth0"} 3
 lookout_network_receive_errors_total{device="docker0"} 0
 lookout_network_transmit_errors_total{device="eth0"} 1
@@ -142,6 +148,8 @@ lookout_network_transmit_drops_total{device="docker0"} 0`,
       'lookout_oom_kills_total',
       'lookout_swap_in_pages_total',
       'lookout_major_page_faults_total',
+      'lookout_network_receive_packets_total',
+      'lookout_network_transmit_packets_total',
       'lookout_network_receive_errors_total',
     ])
       assert.equal(types.get(name), 'counter', name);
@@ -228,7 +236,7 @@ lookout_network_receive_drops_total{device="eth0"} 1`,
       const devices = (text: string) =>
         findSamples(text, /^lookout_network_/).map((s) => `${s.name} ${s.labels.device}`);
       const before = await collect(c);
-      assert.equal(devices(before).length, 12);
+      assert.equal(devices(before).length, 16);
       const dev = await readFile(join(procfs, '1/net/dev'), 'utf8');
       await writeFile(join(procfs, '1/net/dev'), dev.replace(/^docker0:.*\n/m, ''));
       const after = await collect(c);
