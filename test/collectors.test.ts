@@ -5,7 +5,7 @@
  * the real hung mount).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
@@ -102,7 +102,7 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
     assert.equal(types.get('lookout_network_receive_bytes_total'), 'counter');
   });
 
-  test('memory pressure, OOM kills, network errors and drops, conntrack, file descriptors', async () => {
+  test('memory pressure, OOM kills, network packets, errors and drops, conntrack, file descriptors', async () => {
     const text = await collect(createHostCollector(hostSchema.parse({}), fixturePaths));
     assert.equal(
       sampleLines(
@@ -111,6 +111,8 @@ lookout_host_info{hostname="fixture-host",kernel="6.1.0-18-amd64",os="Debian GNU
         'lookout_swap_in_pages_total',
         'lookout_swap_out_pages_total',
         'lookout_major_page_faults_total',
+        'lookout_network_receive_packets_total',
+        'lookout_network_transmit_packets_total',
         'lookout_network_receive_errors_total',
         'lookout_network_transmit_errors_total',
         'lookout_network_receive_drops_total',
@@ -128,6 +130,10 @@ lookout_file_descriptors 1331
 lookout_file_descriptors_limit 2466112
 lookout_conntrack_entries 420
 lookout_conntrack_entries_limit 262144
+lookout_network_receive_packets_total{device="eth0"} 6650
+lookout_network_receive_packets_total{device="docker0"} 10
+lookout_network_transmit_packets_total{device="eth0"} 3703
+lookout_network_transmit_packets_total{device="docker0"} 20
 lookout_network_receive_errors_total{device="eth0"} 3
 lookout_network_receive_errors_total{device="docker0"} 0
 lookout_network_transmit_errors_total{device="eth0"} 1
@@ -142,6 +148,8 @@ lookout_network_transmit_drops_total{device="docker0"} 0`,
       'lookout_oom_kills_total',
       'lookout_swap_in_pages_total',
       'lookout_major_page_faults_total',
+      'lookout_network_receive_packets_total',
+      'lookout_network_transmit_packets_total',
       'lookout_network_receive_errors_total',
     ])
       assert.equal(types.get(name), 'counter', name);
@@ -228,7 +236,7 @@ lookout_network_receive_drops_total{device="eth0"} 1`,
       const devices = (text: string) =>
         findSamples(text, /^lookout_network_/).map((s) => `${s.name} ${s.labels.device}`);
       const before = await collect(c);
-      assert.equal(devices(before).length, 12);
+      assert.equal(devices(before).length, 16);
       const dev = await readFile(join(procfs, '1/net/dev'), 'utf8');
       await writeFile(join(procfs, '1/net/dev'), dev.replace(/^docker0:.*\n/m, ''));
       const after = await collect(c);
@@ -409,6 +417,80 @@ lookout_top_process_resident_memory_bytes{rank="3",name="prometheus-node"} 20480
 lookout_top_process_resident_memory_bytes{rank="4",name="systemd"} 13107200
 lookout_top_process_resident_memory_bytes{rank="5",name="nginx"} 10240000`,
     );
+    // CPU use is a difference between two walks: none after the first.
+    assert.equal(sampleLines(text, 'lookout_top_process_cpu_usage_ratio'), '');
+  });
+
+  test('top by CPU: CPU time since the last refresh per second of it; a reused or new pid counts all its time; a vanished pid is forgotten', async () => {
+    const procfs = await tempDir();
+    try {
+      await cp(fixturePaths.procfs, procfs, { recursive: true });
+      /** Adds CPU ticks to a pid's utime (field 14) and stime (15), or sets its start (22). */
+      const edit = async (pid: string, f: { utime?: number; stime?: number; start?: number }) => {
+        const path = join(procfs, pid, 'stat');
+        const text = await readFile(path, 'utf8');
+        const close = text.lastIndexOf(')');
+        const fields = text.slice(close + 2).split(' '); // fields[0] is field 3
+        const add = (n: number, by = 0) => (fields[n - 3] = String(Number(fields[n - 3]) + by));
+        add(14, f.utime);
+        add(15, f.stime);
+        if (f.start !== undefined) fields[22 - 3] = String(f.start);
+        await writeFile(path, text.slice(0, close + 2) + fields.join(' '));
+      };
+      let clock = 1_000_000;
+      const c = createProcessesCollector(
+        processesSchema.parse({ top: 3 }),
+        { ...fixturePaths, procfs },
+        4096,
+        () => clock,
+      );
+      await collect(c);
+
+      // 10 s later: pid 42 used 15 s of CPU (1.5 CPUs), postgres (300) 1 s, nginx (201)
+      // 0.2 s, systemd (1) 0.1 s. pid 301 is another process now (a later start) that has
+      // used 3 s in all, all of it since the last refresh: 0.3 (not 2.2 s more than the old
+      // one's 0.8 s). pid 400 has exited. Top 3 of them.
+      await edit('42', { utime: 1400, stime: 100 });
+      await edit('300', { stime: 100 });
+      await edit('201', { utime: 20 });
+      await edit('1', { utime: 10 });
+      await edit('301', { utime: 220, start: 99999 });
+      const stat400 = await readFile(join(procfs, '400/stat'), 'utf8');
+      await rm(join(procfs, '400'), { recursive: true });
+      clock += 10_000;
+      assert.equal(
+        sampleLines(await collect(c), 'lookout_top_process_cpu_usage_ratio'),
+        `lookout_top_process_cpu_usage_ratio{rank="1",name="my (weird) proc"} 1.5
+lookout_top_process_cpu_usage_ratio{rank="2",name="prometheus-node"} 0.3
+lookout_top_process_cpu_usage_ratio{rank="3",name="postgres"} 0.1`,
+      );
+
+      // 5 s later: the new 301 used 0.5 s more, from its own reading; pid 400 is back (the
+      // same start time, as a fixture can have it) with 1 s used: its old reading went
+      // when it vanished, so it counts as new since the last refresh (1 s / 5 s, not
+      // 1 s / 15 s). Idle processes fill the list, lowest pid first.
+      await edit('301', { utime: 50 });
+      await mkdir(join(procfs, '400'));
+      await writeFile(join(procfs, '400/stat'), stat400);
+      await edit('400', { utime: 100 });
+      clock += 5_000;
+      assert.equal(
+        sampleLines(await collect(c), 'lookout_top_process_cpu_usage_ratio'),
+        `lookout_top_process_cpu_usage_ratio{rank="1",name="sleep"} 0.2
+lookout_top_process_cpu_usage_ratio{rank="2",name="prometheus-node"} 0.1
+lookout_top_process_cpu_usage_ratio{rank="3",name="systemd"} 0`,
+      );
+      // Nothing ran.
+      clock += 5_000;
+      assert.equal(
+        sampleLines(await collect(c), 'lookout_top_process_cpu_usage_ratio'),
+        `lookout_top_process_cpu_usage_ratio{rank="1",name="systemd"} 0
+lookout_top_process_cpu_usage_ratio{rank="2",name="kthreadd"} 0
+lookout_top_process_cpu_usage_ratio{rank="3",name="kworker/0:1-events_freezable"} 0`,
+      );
+    } finally {
+      await rm(procfs, { recursive: true, force: true });
+    }
   });
 
   test('processes that exit between two refreshes: a state no one is in and a name that left the top list go', async () => {
@@ -460,6 +542,7 @@ lookout_top_process_resident_memory_bytes{rank="3",name="systemd"} 13107200`,
       createProcessesCollector(processesSchema.parse({ top: 0 }), fixturePaths, 4096),
     );
     assert.doesNotMatch(none, /lookout_top_process_resident_memory_bytes/);
+    assert.doesNotMatch(none, /lookout_top_process_cpu_usage_ratio/);
     const two = await collect(
       createProcessesCollector(processesSchema.parse({ top: 2 }), fixturePaths, 16384),
     );
@@ -487,6 +570,34 @@ lookout_top_process_resident_memory_bytes{rank="2",name="postgres"} 419430400`,
       4096,
     );
     await assert.rejects(collect(c), { code: 'LOOKOUT_COLLECTOR_FAILED' });
+  });
+
+  test('on this host: a process spinning on one CPU is among the busiest, at no more than one CPU', async () => {
+    // A shell script's command name is its file name: a name no other process has.
+    const dir = await tempDir();
+    const script = join(dir, 'lookout-spin');
+    await writeFile(script, '#!/bin/sh\nwhile :; do :; done\n', { mode: 0o755 });
+    const spin = spawn(script, { stdio: 'ignore' });
+    try {
+      const c = createProcessesCollector(
+        processesSchema.parse({ top: 50 }),
+        { procfs: '/proc', sysfs: '/sys', rootfs: '/' },
+        4096,
+      );
+      await collect(c);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const text = await collect(c);
+      const spun = findSamples(text, 'lookout_top_process_cpu_usage_ratio').filter(
+        (s) => s.labels.name === 'lookout-spin',
+      );
+      assert.equal(spun.length, 1, text);
+      // On a shared machine it gets less than a whole CPU, but far more than nothing; over
+      // one (give or take a walk read late, and 10 ms ticks) would be a wrong unit.
+      assert.ok(spun[0]!.value > 0.1 && spun[0]!.value <= 1.2, `${spun[0]!.value}`);
+    } finally {
+      spin.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('on this host: counts itself and the sum of states is the number of pids', async () => {

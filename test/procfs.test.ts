@@ -11,6 +11,7 @@ import {
   parseNetDev,
   parseOsRelease,
   parsePidStat,
+  newPidStatScan,
   scanPidStat,
   parseStat,
   parseSysctlInteger,
@@ -299,8 +300,8 @@ describe('parsePidStat', () => {
     assert.equal(parsePidStat(line('')).comm, '');
     assert.equal(parsePidStat(line('prometheus-node')).comm, 'prometheus-node');
   });
-  test('scanPidStat reads the same state, rss and command name off the bytes', () => {
-    const out = { commStart: 0, commEnd: 0, state: 0, rssPages: 0 };
+  test('scanPidStat reads the same state, rss, CPU time, start time and command name off the bytes', () => {
+    const out = newPidStatScan();
     for (const [comm, state, rss] of [
       ['nginx', 'S', 512],
       ['my (weird) proc', 'R', 7],
@@ -317,7 +318,12 @@ describe('parsePidStat', () => {
       assert.equal(Buffer.from(buf.subarray(out.commStart, out.commEnd)).toString(), p.comm);
       assert.equal(String.fromCharCode(out.state), p.state);
       assert.equal(out.rssPages, p.rssPages);
+      assert.equal(out.cpuTicks, Math.round((p.utime + p.stime) * 100));
+      assert.equal(out.startTicks, Math.round(p.startTime * 100));
     }
+    // Each field from its own column: utime 250 + stime 50 ticks, started at tick 12345.
+    assert.equal(out.cpuTicks, 300);
+    assert.equal(out.startTicks, 12345);
   });
   test('scanPidStat: a truncated line is an error, also with bytes past its end', () => {
     const buf = new Uint8Array(4096).fill(0x20);
@@ -329,12 +335,9 @@ describe('parsePidStat', () => {
     ]) {
       const bytes = Buffer.from(text);
       buf.set(bytes);
-      assert.throws(
-        () => scanPidStat(buf, bytes.length, { commStart: 0, commEnd: 0, state: 0, rssPages: 0 }),
-        {
-          code: 'LOOKOUT_PROCFS_PARSE',
-        },
-      );
+      assert.throws(() => scanPidStat(buf, bytes.length, newPidStatScan()), {
+        code: 'LOOKOUT_PROCFS_PARSE',
+      });
     }
   });
   test('a truncated line is an error', () => {

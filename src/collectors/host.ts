@@ -170,6 +170,14 @@ function hostMetrics() {
       'lookout_network_transmit_bytes_total',
       'Bytes transmitted by the network device.',
     ),
+    rxPackets: perDevice(
+      'lookout_network_receive_packets_total',
+      'Good packets received by the network device (/proc/net/dev receive packets; packets with errors are not in it).',
+    ),
+    txPackets: perDevice(
+      'lookout_network_transmit_packets_total',
+      'Packets the network device transmitted (/proc/net/dev transmit packets; failed and dropped ones are not in it).',
+    ),
     rxErrors: perDevice(
       'lookout_network_receive_errors_total',
       'Receive errors on the network device (/proc/net/dev receive errs).',
@@ -326,13 +334,24 @@ export function createHostCollector(
       setGauge(m.conntrack, conntrackEntries);
       setGauge(m.conntrackLimit, conntrackMax);
 
-      const perDevice = [m.rx, m.tx, m.rxErrors, m.txErrors, m.rxDrops, m.txDrops];
+      const perDevice = [
+        m.rx,
+        m.tx,
+        m.rxPackets,
+        m.txPackets,
+        m.rxErrors,
+        m.txErrors,
+        m.rxDrops,
+        m.txDrops,
+      ];
       for (const c of perDevice) c.reset();
       for (const dev of net) {
         if (devicesExclude.test(dev.device)) continue;
         const device = { device: dev.device };
         m.rx.inc(device, dev.receiveBytes);
         m.tx.inc(device, dev.transmitBytes);
+        m.rxPackets.inc(device, dev.receivePackets);
+        m.txPackets.inc(device, dev.transmitPackets);
         m.rxErrors.inc(device, dev.receiveErrors);
         m.txErrors.inc(device, dev.transmitErrors);
         m.rxDrops.inc(device, dev.receiveDrops);
@@ -362,7 +381,7 @@ export function createHostCollector(
 registerCollector({
   name: 'host',
   description:
-    'CPU time, load, memory, swap, memory pressure, OOM kills, network bytes, errors and drops, conntrack, file descriptors, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
+    'CPU time, load, memory, swap, memory pressure, OOM kills, network bytes, packets, errors and drops, conntrack, file descriptors, boot time and host info from /proc (lookout_cpu_*, lookout_load*, lookout_memory_*, ...)',
   metrics: [
     'lookout_cpu_seconds_total',
     'lookout_cpus',
@@ -384,6 +403,8 @@ registerCollector({
     'lookout_conntrack_entries_limit',
     'lookout_network_receive_bytes_total',
     'lookout_network_transmit_bytes_total',
+    'lookout_network_receive_packets_total',
+    'lookout_network_transmit_packets_total',
     'lookout_network_receive_errors_total',
     'lookout_network_transmit_errors_total',
     'lookout_network_receive_drops_total',

@@ -6,10 +6,11 @@ import { Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import {
   COMMON_PROCESS_STATES,
+  newPidStatScan,
   parseAuxvPageSize,
   processStateName,
   scanPidStat,
-  type PidStatScan,
+  USER_HZ,
 } from '../lib/procfs.js';
 import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
@@ -55,7 +56,7 @@ export const processesSchema = collectorSchema(
       .max(50)
       .default(5)
       .describe(
-        'How many of the biggest processes by resident memory to export as lookout_top_process_resident_memory_bytes{rank,name}; 0 turns it off.',
+        'How many of the biggest processes by resident memory, and of the busiest by CPU, to export as lookout_top_process_resident_memory_bytes{rank,name} and lookout_top_process_cpu_usage_ratio{rank,name}; 0 turns both off.',
       ),
   },
 );
@@ -218,34 +219,47 @@ export async function readPageSize(log: Logger): Promise<number> {
 }
 
 /**
- * The `size` biggest processes by resident memory, biggest first, ties by lower pid: kept
- * as the walk goes, so a walk does not gather and sort an object per process.
+ * The `size` processes with the highest value (resident memory, CPU use), highest first,
+ * ties by lower pid: kept as the walk goes, so a walk does not gather and sort an object
+ * per process.
  */
 class TopN {
-  private readonly items: { pid: number; name: string; bytes: number }[] = [];
+  private readonly items: { pid: number; name: string; value: number }[] = [];
 
   constructor(private readonly size: number) {}
 
-  offer(pid: number, name: string, bytes: number): void {
+  offer(pid: number, name: string, value: number): void {
     const items = this.items;
     if (this.size === 0) return;
     if (items.length === this.size) {
       const last = items[items.length - 1]!;
-      if (bytes < last.bytes || (bytes === last.bytes && pid > last.pid)) return;
+      if (value < last.value || (value === last.value && pid > last.pid)) return;
       items.pop();
     }
     let i = items.length;
     while (i > 0) {
       const before = items[i - 1]!;
-      if (before.bytes > bytes || (before.bytes === bytes && before.pid < pid)) break;
+      if (before.value > value || (before.value === value && before.pid < pid)) break;
       i--;
     }
-    items.splice(i, 0, { pid, name, bytes });
+    items.splice(i, 0, { pid, name, value });
   }
 
-  list(): readonly { name: string; bytes: number }[] {
+  list(): readonly { name: string; value: number }[] {
     return this.items;
   }
+}
+
+/** A process's CPU time as the walk that last read it saw it. */
+interface CpuSeen {
+  /** utime + stime, clock ticks. */
+  ticks: number;
+  /** Its start time, clock ticks after boot: another value is another process on the pid. */
+  start: number;
+  /** When that walk started, ms on the collector's clock. */
+  at: number;
+  /** That walk's number, to drop the pids a later walk no longer lists. */
+  walk: number;
 }
 
 function commForm(name: string): string {
@@ -267,6 +281,7 @@ export function createProcessesCollector(
   config: ProcessesConfig,
   paths: HostPaths,
   pageSize: number,
+  now: () => number = () => performance.now(),
 ): Collector & Observer<ProcessesSeen> {
   let seen: ProcessesSeen | undefined;
   let warnedHidden = false;
@@ -301,8 +316,29 @@ export function createProcessesCollector(
           registers,
         })
       : undefined;
+  // A share of one CPU, as top's %CPU is (divided by 100): 1 is one CPU busy all along,
+  // a process whose threads run on two CPUs reads 2. The kernel counts CPU time per
+  // process since it started, so this is the difference between two walks over the time
+  // between them; a process the earlier walk did not see started since, and all its CPU
+  // time is new (a build's compilers live seconds, between two refreshes). The first
+  // walk has nothing to compare with and exports none; idle processes fill the list
+  // where fewer than `top` ran.
+  const topCpuGauge =
+    config.top > 0
+      ? new Gauge({
+          name: 'lookout_top_process_cpu_usage_ratio',
+          help: 'CPU time the busiest processes used (user + system, /proc/<pid>/stat) since the previous refresh, per second of it: 1 is one CPU busy all along; rank 1 is the busiest.',
+          labelNames: ['rank', 'name'],
+          registers,
+        })
+      : undefined;
   const ranks = Array.from({ length: config.top }, (_, i) => String(i + 1));
-  const scan: PidStatScan = { commStart: 0, commEnd: 0, state: 0, rssPages: 0 };
+  const scan = newPidStatScan();
+  /** CPU time per pid from earlier walks; entries are updated in place, not made anew. */
+  const cpuSeen = new Map<string, CpuSeen>();
+  let walks = 0;
+  /** When the last walk that read every pid it listed started. */
+  let lastWalkAt: number | undefined;
 
   return {
     lastSeen: () => seen,
@@ -310,6 +346,8 @@ export function createProcessesCollector(
       stats.close();
     },
     async collect({ signal, log }) {
+      // Before the listing: a pid it does not hold started after this.
+      const walkAt = now();
       let entries: string[];
       try {
         entries = fs.readdirSync(paths.procfs);
@@ -320,6 +358,8 @@ export function createProcessesCollector(
       const states = new Map<string, number>(COMMON_PROCESS_STATES.map((s) => [s, 0]));
       const counts = new Map<string, number>(config.watch.map((n) => [n, 0]));
       const top = new TopN(config.top);
+      const topCpu = new TopN(config.top);
+      const walk = ++walks;
 
       let unreadable = 0;
       let walked = 0;
@@ -349,8 +389,34 @@ export function createProcessesCollector(
           for (const name of watchedNames) counts.set(name, counts.get(name)! + 1);
         }
         if (p.rssPages > 0) top.offer(Number(entry), comm, p.rssPages * pageSize);
+        if (topCpuGauge !== undefined) {
+          const before = cpuSeen.get(entry);
+          // CPU time since the walk that last read this pid; on another start time the pid
+          // is another process's now, started since, so all its time is. A pid no walk
+          // kept started after the last whole walk.
+          const since = before?.at ?? lastWalkAt;
+          const used =
+            before !== undefined && before.start === p.startTicks
+              ? p.cpuTicks - before.ticks
+              : p.cpuTicks;
+          if (since !== undefined && walkAt > since && used >= 0)
+            topCpu.offer(Number(entry), comm, used / USER_HZ / ((walkAt - since) / 1000));
+          if (before === undefined) {
+            cpuSeen.set(entry, { ticks: p.cpuTicks, start: p.startTicks, at: walkAt, walk });
+          } else {
+            before.ticks = p.cpuTicks;
+            before.start = p.startTicks;
+            before.at = walkAt;
+            before.walk = walk;
+          }
+        }
       }
       stats.endWalk();
+      lastWalkAt = walkAt;
+      // Pids this walk did not list have exited; a walk that failed half way drops none.
+      cpuSeen.forEach((c, pid) => {
+        if (c.walk !== walk) cpuSeen.delete(pid);
+      });
       if (unreadable > 0 && !warnedHidden) {
         // Once: a host with hidepid stays that way, and the warning would repeat every refresh.
         warnedHidden = true;
@@ -372,10 +438,18 @@ export function createProcessesCollector(
       for (const [name, n] of counts) watched.set({ name }, n);
       const biggest = top
         .list()
-        .map((p) => ({ name: p.name.slice(0, NAME_LABEL_MAX), bytes: p.bytes }));
+        .map((p) => ({ name: p.name.slice(0, NAME_LABEL_MAX), bytes: p.value }));
       if (topGauge !== undefined) {
         topGauge.reset();
         biggest.forEach((p, i) => topGauge.set({ rank: ranks[i]!, name: p.name }, p.bytes));
+      }
+      if (topCpuGauge !== undefined) {
+        topCpuGauge.reset();
+        topCpu
+          .list()
+          .forEach((p, i) =>
+            topCpuGauge.set({ rank: ranks[i]!, name: p.name.slice(0, NAME_LABEL_MAX) }, p.value),
+          );
       }
       seen = { states, watched: counts, top: biggest };
       return registry;
@@ -386,11 +460,12 @@ export function createProcessesCollector(
 registerCollector({
   name: 'processes',
   description:
-    'Processes by state (zombies), a count per watched name, and the biggest by resident memory (lookout_processes, lookout_watched_processes, lookout_top_process_resident_memory_bytes)',
+    'Processes by state (zombies), a count per watched name, the biggest by resident memory and the busiest by CPU (lookout_processes, lookout_watched_processes, lookout_top_process_resident_memory_bytes, lookout_top_process_cpu_usage_ratio)',
   metrics: [
     'lookout_processes',
     'lookout_watched_processes',
     'lookout_top_process_resident_memory_bytes',
+    'lookout_top_process_cpu_usage_ratio',
   ],
   schema: processesSchema,
   create: async ({ config, paths, log }) =>

@@ -395,19 +395,41 @@ export interface PidStatScan {
   state: number;
   /** Field 24, resident set size in pages. */
   rssPages: number;
+  /** Fields 14 + 15, CPU time in user and kernel mode, in clock ticks (USER_HZ). */
+  cpuTicks: number;
+  /** Field 22, when the process started, in clock ticks after boot: a pid's reuse changes it. */
+  startTicks: number;
+}
+
+/** A PidStatScan to fill again and again. */
+export function newPidStatScan(): PidStatScan {
+  return { commStart: 0, commEnd: 0, state: 0, rssPages: 0, cpuTicks: 0, startTicks: 0 };
 }
 
 const OPEN_PAREN = 0x28;
 const CLOSE_PAREN = 0x29;
 const SPACE = 0x20;
 
+/** The decimal number at `i` (up to `length`), or -1 where there is no digit. */
+function digitsAt(buf: Uint8Array, i: number, length: number): number {
+  let value = 0;
+  let digits = 0;
+  for (; i < length; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) break;
+    value = value * 10 + d;
+    digits++;
+  }
+  return digits === 0 ? -1 : value;
+}
+
 /**
- * parsePidStat for the walk over every pid: it reads the state and rss straight from the
- * bytes of the file and leaves the command name where it is, into `out`, so a walk makes
- * no string, array or object per pid beyond the name. The same rules: the name ends at
- * the LAST ")" of the line; a line without fields 3–24 is a ProcfsParseError. Pass a plain
- * Uint8Array over the bytes rather than a Buffer: it is searched with indexOf, which a
- * Buffer overrides with a slower JavaScript wrapper.
+ * parsePidStat for the walk over every pid: it reads the state, CPU time, start time and
+ * rss straight from the bytes of the file and leaves the command name where it is, into
+ * `out`, so a walk makes no string, array or object per pid beyond the name. The same
+ * rules: the name ends at the LAST ")" of the line; a line without fields 3–24 is a
+ * ProcfsParseError. Pass a plain Uint8Array over the bytes rather than a Buffer: it is
+ * searched with indexOf, which a Buffer overrides with a slower JavaScript wrapper.
  */
 export function scanPidStat(buf: Uint8Array, length: number, out: PidStatScan): PidStatScan {
   const open = buf.indexOf(OPEN_PAREN);
@@ -418,21 +440,23 @@ export function scanPidStat(buf: Uint8Array, length: number, out: PidStatScan): 
     const text = Buffer.from(buf.buffer, buf.byteOffset, Math.min(length, 80)).toString();
     throw new ProcfsParseError(`pid stat: cannot read ${JSON.stringify(text)}`);
   }
-  // Field 24 starts 21 spaces after the state (field 3); the fields between are numbers.
+  // The space after the state starts field 4, so after n more spaces `i` is at the one
+  // before field 4 + n: field 24 is 20 spaces on. The fields between are numbers; the
+  // ones wanted (14, 15, 22) are read on the way, in the same pass.
   let i = at + 1;
-  for (let n = 1; n < 21 && i >= 0 && i < length; n++) i = buf.indexOf(SPACE, i + 1);
-  let rss = 0;
-  let digits = 0;
-  // The buffer may hold an older, longer line past `length`: nothing there counts.
-  if (i >= 0 && i < length) {
-    for (i++; i < length; i++) {
-      const d = buf[i]! - 0x30;
-      if (d < 0 || d > 9) break;
-      rss = rss * 10 + d;
-      digits++;
-    }
+  let utime = -1;
+  let stime = -1;
+  let start = -1;
+  for (let n = 1; n < 21; n++) {
+    i = buf.indexOf(SPACE, i + 1);
+    // The buffer may hold an older, longer line past `length`: nothing there counts.
+    if (i < 0 || i >= length) break;
+    if (n === 10) utime = digitsAt(buf, i + 1, length);
+    else if (n === 11) stime = digitsAt(buf, i + 1, length);
+    else if (n === 18) start = digitsAt(buf, i + 1, length);
   }
-  if (digits === 0) {
+  const rss = i >= 0 && i < length ? digitsAt(buf, i + 1, length) : -1;
+  if (rss < 0 || utime < 0 || stime < 0 || start < 0) {
     const text = Buffer.from(buf.buffer, buf.byteOffset, Math.min(length, 80)).toString();
     throw new ProcfsParseError(`pid stat: cannot read ${JSON.stringify(text)}`);
   }
@@ -440,6 +464,8 @@ export function scanPidStat(buf: Uint8Array, length: number, out: PidStatScan): 
   out.commEnd = close;
   out.state = buf[at]!;
   out.rssPages = rss;
+  out.cpuTicks = utime + stime;
+  out.startTicks = start;
   return out;
 }
 
