@@ -131,6 +131,7 @@ describe('HA: two Prometheus replicas, an Alertmanager cluster, VictoriaMetrics 
   let vmalert: Fixed;
   let vmAm: Running;
   let rulesDir: string;
+  let vmalertRulesDir: string;
   let timings: RuleTiming[] = [];
   let vmalertBad: string[] = [];
 
@@ -364,6 +365,10 @@ describe('HA: two Prometheus replicas, an Alertmanager cluster, VictoriaMetrics 
       const work = await tempDir('lookout-ha-');
       rulesDir = join(work, 'rules');
       timings = await copyRulesWithShortFor(rulesDir, (ms) => ms * FOR_SCALE);
+      // vmalert gets them without keep_firing_for, as deploy/ha/vmalert-rules.sh writes
+      // the shipped ones for it (checked on those below).
+      vmalertRulesDir = join(work, 'vmalert-rules');
+      await copyRulesWithShortFor(vmalertRulesDir, (ms) => ms * FOR_SCALE, false);
       const targetsFile = join(work, 'lookout-targets.json');
       await writeFile(targetsFile, JSON.stringify([{ targets: hosts.map((h) => h.instance) }]));
 
@@ -431,7 +436,7 @@ describe('HA: two Prometheus replicas, an Alertmanager cluster, VictoriaMetrics 
         { name: 'vmalert', port: vmaPort, dir: work },
         'vmalert',
         [
-          `-rule=${join(rulesDir, '*.yml')}`,
+          `-rule=${join(vmalertRulesDir, '*.yml')}`,
           `-datasource.url=http://127.0.0.1:${vmPort}`,
           `-remoteWrite.url=http://127.0.0.1:${vmPort}`,
           `-remoteRead.url=http://127.0.0.1:${vmPort}`,
@@ -718,10 +723,17 @@ describe('HA: two Prometheus replicas, an Alertmanager cluster, VictoriaMetrics 
       );
     }
 
-    // The shipped files themselves load in vmalert as they are.
+    // The shipped files load in vmalert as deploy/ha/vmalert-rules.sh writes them.
+    const shipped = join(await tempDir('lookout-ha-vmalert-rules-'), 'rules');
+    const made = await runCommand('sh', [
+      join(REPO, 'deploy/ha/vmalert-rules.sh'),
+      join(REPO, 'rules'),
+      shipped,
+    ]);
+    assert.equal(made.code, 0, made.stderr);
     const dry = await runCommand('vmalert', [
       '-dryRun',
-      `-rule=${join(REPO, 'rules/*.yml')}`,
+      `-rule=${join(shipped, '*.yml')}`,
       '-rule.validateTemplates',
       '-rule.validateExpressions',
       '-disableAlertgroupLabel',

@@ -202,6 +202,8 @@ export interface RuleTiming {
 export async function copyRulesWithShortFor(
   dir: string,
   shorten: (ms: number) => number,
+  /** false: leave keep_firing_for out, as deploy/ha/vmalert-rules.sh does for vmalert 1.79. */
+  keepFiringFor = true,
 ): Promise<RuleTiming[]> {
   const src = join(REPO, 'rules');
   const files = (await readdir(src)).filter((f) => /\.ya?ml$/.test(f)).sort();
@@ -222,7 +224,8 @@ export async function copyRulesWithShortFor(
         rule.for = shortened;
         // keep_firing_for is a time too: shipped (minutes) it would hold every resolved
         // notice of the copy that long.
-        if (typeof rule.keep_firing_for === 'string')
+        if (!keepFiringFor) delete rule.keep_firing_for;
+        else if (typeof rule.keep_firing_for === 'string')
           rule.keep_firing_for = formatDuration(shorten(durationMs(rule.keep_firing_for)));
         const labels = rule.labels;
         const annotations = rule.annotations;
