@@ -93,14 +93,13 @@ async function loggedTimes(files: string[]): Promise<number[]> {
 let markers = 0;
 
 /**
- * Sends a marker (the only OPTIONS request, so the last line of the log), waits until
- * lookout has counted it, and then requires every request sent counted exactly once: a
- * line counted twice would leave the parsed count over the number sent, one lost under it.
+ * Sends one OPTIONS request (a marker no other request uses) and waits until lookout has
+ * counted it: every line written before it has then been read. Resolves with that exposition.
  */
-async function assertCounts(logFiles: string[], what: string): Promise<void> {
+async function countedMarker(who: string) {
   await send('/ok', 'OPTIONS');
   markers++;
-  const e = await eventually(
+  return eventually(
     async () => {
       const e = await metrics();
       const marked = sampleValue(e, 'lookout_http_requests_total', {
@@ -111,8 +110,17 @@ async function assertCounts(logFiles: string[], what: string): Promise<void> {
       return marked === markers ? e : undefined;
     },
     15_000,
-    `${what}: lookout to have counted the marker request`,
+    `${who} to have counted the marker request`,
   );
+}
+
+/**
+ * Sends a marker (the only OPTIONS request, so the last line of the log), waits until
+ * lookout has counted it, and then requires every request sent counted exactly once: a
+ * line counted twice would leave the parsed count over the number sent, one lost under it.
+ */
+async function assertCounts(logFiles: string[], what: string): Promise<void> {
+  const e = await countedMarker(`${what}: lookout`);
   assert.equal(
     sampleValue(e, 'lookout_accesslog_lines_total', { log: 'web', result: 'parsed' }),
     total,
@@ -318,21 +326,7 @@ collectors:
       ]),
     );
     // The marker is written long after the truncate: once it is counted, all is read.
-    await send('/ok', 'OPTIONS');
-    markers++;
-    const e = await eventually(
-      async () => {
-        const e = await metrics();
-        const marked = sampleValue(e, 'lookout_http_requests_total', {
-          log: 'web',
-          code: '200',
-          method: 'OPTIONS',
-        });
-        return marked === markers ? e : undefined;
-      },
-      15_000,
-      'lookout to have counted the marker request',
-    );
+    const e = await countedMarker('lookout');
     watching = false;
     await watcher;
     // The documented window (src/lib/tail.ts): lines nginx appended between the copy and
