@@ -7,5 +7,6 @@ import './nginx.js';
 import './tls.js';
 import './accesslog.js';
 import './probes.js';
+import './timex.js';
 
 export { collectorDefinitions } from './collector.js';
