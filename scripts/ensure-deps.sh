@@ -39,6 +39,14 @@ declare -A NEED=(
   [htpasswd]=apache2-utils
   [victoria-metrics]=victoria-metrics
   [vmalert]=victoria-metrics
+  # npm ci builds native/timex (the timex collector's adjtimex addon) with node-gyp;
+  # test/timex.test.ts and the soaks read the clock state independently with busybox.
+  [cc]=gcc
+  [g++]=g++
+  [make]=make
+  [python3]=python3
+  [busybox]=busybox-static
+  [setpriv]=util-linux
 )
 
 missing=()

@@ -112,7 +112,7 @@ const FAMILIES: readonly { name: string; help: string; key: keyof TimexValues; c
   [
     {
       name: 'lookout_timex_sync_status',
-      help: 'Whether the kernel counts the clock as synchronised to a reliable source (1) or not (0: adjtimex(2) returns TIME_ERROR; no NTP daemon has disciplined it, or it lost its sources).',
+      help: 'Whether the kernel counts the clock as synchronised to a reliable source (1) or not (0: adjtimex(2) returns TIME_ERROR; no NTP daemon has disciplined it for hours, or chrony runs without rtcsync and leaves the flag set while keeping maxerror current).',
       key: 'syncStatus',
     },
     {

@@ -5,6 +5,7 @@
  * lookout and says so. Anything else arriving from a healthy machine is a bug.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -74,7 +75,8 @@ const MARGIN = 0.05;
 /**
  * Why an alert fired at `at` is true on this machine, or undefined when it is not. Only
  * alerts about shared state qualify: CPU and load (other programs on this machine use
- * them) and HostRebooted (a machine that booted minutes ago). Anything else firing on a
+ * them), HostRebooted (a machine that booted minutes ago) and HostClockNotSynchronising
+ * (a machine whose clock no NTP daemon disciplines). Anything else firing on a
  * healthy machine is a bug in a collector or a rule.
  */
 export function justification(
@@ -88,6 +90,16 @@ export function justification(
     const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
     const age = (at - (Date.now() - uptime * 1000)) / 1000;
     return age < 15 * 60 + 5 ? `booted ${Math.round(age)} s before the alert` : undefined;
+  }
+  if (alertname === 'HostClockNotSynchronising') {
+    // The kernel's clock state is the machine's (no NTP daemon runs on these machines):
+    // read here with busybox's adjtimex, not through lookout's addon.
+    const out = execFileSync('busybox', ['adjtimex'], { encoding: 'utf8' });
+    const state = Number(/return value:\s*(-?\d+)/.exec(out)?.[1]);
+    const maxerror = Number(/maxerror:\s*(\d+)/.exec(out)?.[1]);
+    return state === 5 && maxerror >= 16_000_000
+      ? `busybox adjtimex: clock not synchronised (return value 5), maxerror ${maxerror / 1e6} s`
+      : undefined;
   }
   if (!machine) return undefined;
   if (alertname === 'HostCpuHigh') {
