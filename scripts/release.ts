@@ -49,6 +49,9 @@ const FILES = [
   'lookout.example.yml',
 ];
 
+/** native/timex as scripts/build-native.mjs leaves it; src/collectors/timex.ts loads it there. */
+const TIMEX_ADDON = 'native/timex/build/Release/timex.node';
+
 /** Where the installed layout keeps state (the unit's StateDirectory=lookout). */
 const STATE_DIRECTORY = '/var/lib/lookout';
 
@@ -134,6 +137,17 @@ export async function release(opts: { out: string; versions?: string[] }): Promi
       await mkdir(join(top, file, '..'), { recursive: true });
       await copyFile(join(REPO, file), join(top, file));
       await chmod(join(top, file), (await stat(join(REPO, file))).mode & 0o777);
+    }
+    // The timex collector's adjtimex addon, built by this checkout's `npm install` for this
+    // Node and platform; without it the installed collector reports nothing to collect.
+    if (
+      await stat(join(REPO, TIMEX_ADDON)).then(
+        (st) => st.isFile(),
+        () => false,
+      )
+    ) {
+      await mkdir(join(top, TIMEX_ADDON, '..'), { recursive: true });
+      await copyFile(join(REPO, TIMEX_ADDON), join(top, TIMEX_ADDON));
     }
     await writeFile(
       join(top, 'lookout.example.yml'),
