@@ -77,6 +77,12 @@ export interface AlertChainOptions {
   /** Set up the heartbeat receiver to a local sink, as its comment in alertmanager.yml
    *  says (default). false: the receiver stays as shipped, sending nothing. */
   heartbeat?: boolean;
+  /**
+   * Changes the rule copy before Prometheus first loads it (a per-instance override, as
+   * rules/host.yml's header shows): gets the copy's directory and this chain's instance.
+   * It may change expressions, not add or remove alert rules.
+   */
+  editRules?: (rulesDir: string, instance: string) => Promise<void>;
 }
 
 export interface CycleOptions {
@@ -155,6 +161,7 @@ export class AlertChain {
       chain.lookout = await chain.startLookout();
       const rulesDir = join(await tempDir(`lookout-${opts.name}-rules-`), 'rules');
       chain.timings = await copyRulesWithShortFor(rulesDir, (ms) => ms * opts.forScale);
+      await opts.editRules?.(rulesDir, chain.instance);
       chain.promStartedAt = Date.now();
       // The jobs of the shipped prometheus.yml: the alert-path rules read Alertmanager's
       // and Prometheus's own counters, and watch that both jobs exist.
