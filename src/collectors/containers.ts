@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type LabelValues, type Metric, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import {
@@ -25,6 +25,7 @@ import {
   type TargetCheck,
 } from './collector.js';
 import { ContainerEventService } from './containers/events.js';
+import { Shown } from './shown.js';
 import {
   HEALTH_STATES,
   cpuLimitCores,
@@ -145,8 +146,8 @@ interface Reading {
 
 const LABELS = ['name', 'image', 'compose_project', 'compose_service'] as const;
 
-function containerMetrics(registry: Registry) {
-  const registers = [registry];
+function containerMetrics() {
+  const registers: Registry[] = [];
   const gauge = (name: string, help: string) =>
     new Gauge({ name, help, labelNames: LABELS, registers });
   const counter = (name: string, help: string) =>
@@ -238,9 +239,19 @@ export function createContainersCollector(
   const explicit = config.endpoint !== undefined;
   const docker = new DockerClient(http, endpoint);
   const expectRunning = new Set(config.expect_running);
-  const registry = new Registry();
-  const m = containerMetrics(registry);
+  const m = containerMetrics();
   const all = Object.values(m);
+  // Families with no sample this refresh (no network, no limit anywhere) are left out.
+  const shown = new Shown();
+  const present = new Set<Metric>();
+  const put = <L extends string>(g: Gauge<L>, labels: LabelValues<L>, v: number) => {
+    g.set(labels, v);
+    present.add(g);
+  };
+  const add = <L extends string>(c: Counter<L>, labels: LabelValues<L>, v: number) => {
+    c.inc(labels, v);
+    present.add(c);
+  };
   const fanout = new Fanout({
     name: 'containers',
     concurrency: config.concurrency,
@@ -253,8 +264,7 @@ export function createContainersCollector(
     try {
       return await docker.listContainers(signal);
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'ENOENT' && !explicit && docker.socketPath)
+      if (isMissingSocket(err))
         throw new NothingToCollect(`no Docker socket at ${docker.socketPath}`);
       if (signal.aborted) throw err;
       throw new CollectorError(`containers: list ${endpoint}`, {
@@ -262,6 +272,13 @@ export function createContainersCollector(
         code: 'LOOKOUT_DOCKER_UNREACHABLE',
       });
     }
+  }
+
+  /** The default socket is not there: no Docker on this host (a configured one must be there). */
+  function isMissingSocket(err: unknown): boolean {
+    return (
+      (err as { code?: string }).code === 'ENOENT' && !explicit && docker.socketPath !== undefined
+    );
   }
 
   async function read(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
@@ -305,6 +322,7 @@ export function createContainersCollector(
     const before = new Map(seen?.containers.map((c) => [c.id, c]));
     // Every label set is written anew, so removed containers' series go.
     for (const g of all) g.reset();
+    present.clear();
     const containers: ContainerSeen[] = [];
     chosen.forEach((c, i) => {
       const r = results[i]!;
@@ -312,7 +330,7 @@ export function createContainersCollector(
       if (r.status === 'failed' && isNotFound(r.error)) return;
       const labels = labelsOf(c);
       const running = c.State === 'running';
-      m.running.set(labels, running ? 1 : 0);
+      put(m.running, labels, running ? 1 : 0);
       const item: ContainerSeen = {
         id: c.Id,
         labels,
@@ -328,12 +346,12 @@ export function createContainersCollector(
       containers.push(item);
       if (r.status !== 'ok') {
         item.error = whyNot(r, config.request_timeout);
-        m.success.set({ name: labels.name }, 0);
-        m.shouldRun.set(labels, item.shouldRun ? 1 : 0);
+        put(m.success, { name: labels.name }, 0);
+        put(m.shouldRun, labels, item.shouldRun ? 1 : 0);
         ctxLog.debug('container not read', { container: labels.name, err: item.error });
         return;
       }
-      m.success.set({ name: labels.name }, 1);
+      put(m.success, { name: labels.name }, 1);
       const { inspect, stats } = r.value;
       const st = inspect.State;
       item.shouldRun = shouldRun(labels.name, inspect, c.Labels, expectRunning);
@@ -344,31 +362,31 @@ export function createContainersCollector(
       item.healthFailingStreak = st.Health?.FailingStreak;
       item.healthcheck = inspect.Config.Healthcheck;
       item.startedAt = unixSeconds(st.StartedAt);
-      m.shouldRun.set(labels, item.shouldRun ? 1 : 0);
-      m.restartCount.set(labels, inspect.RestartCount);
-      m.oomKilled.set(labels, st.OOMKilled ? 1 : 0);
+      put(m.shouldRun, labels, item.shouldRun ? 1 : 0);
+      put(m.restartCount, labels, inspect.RestartCount);
+      put(m.oomKilled, labels, st.OOMKilled ? 1 : 0);
       for (const s of HEALTH_STATES)
-        m.health.set({ ...labels, status: s }, s === item.health ? 1 : 0);
-      if (item.startedAt !== undefined) m.startTime.set(labels, item.startedAt);
+        put(m.health, { ...labels, status: s }, s === item.health ? 1 : 0);
+      if (item.startedAt !== undefined) put(m.startTime, labels, item.startedAt);
       if (c.State === 'exited' || c.State === 'dead') {
         item.exitCode = st.ExitCode;
-        m.exitCode.set(labels, st.ExitCode);
+        put(m.exitCode, labels, st.ExitCode);
       }
       item.cpuLimitCores = cpuLimitCores(inspect.HostConfig);
       item.memoryLimitBytes = memoryLimitBytes(inspect.HostConfig);
-      if (item.cpuLimitCores !== undefined) m.cpuLimit.set(labels, item.cpuLimitCores);
-      if (item.memoryLimitBytes !== undefined) m.memoryLimit.set(labels, item.memoryLimitBytes);
+      if (item.cpuLimitCores !== undefined) put(m.cpuLimit, labels, item.cpuLimitCores);
+      if (item.memoryLimitBytes !== undefined) put(m.memoryLimit, labels, item.memoryLimitBytes);
       if (!stats) return;
       item.statsReadAt = unixSeconds(stats.read);
       item.cpuSeconds = cpuSeconds(stats);
-      if (item.cpuSeconds !== undefined) m.cpu.inc(labels, item.cpuSeconds);
+      if (item.cpuSeconds !== undefined) add(m.cpu, labels, item.cpuSeconds);
       item.memoryWorkingSetBytes = workingSetBytes(stats.memory_stats);
       if (item.memoryWorkingSetBytes !== undefined)
-        m.workingSet.set(labels, item.memoryWorkingSetBytes);
+        put(m.workingSet, labels, item.memoryWorkingSetBytes);
       const net = networkBytes(stats);
       if (net) {
-        m.rx.inc(labels, net.rx);
-        m.tx.inc(labels, net.tx);
+        add(m.rx, labels, net.rx);
+        add(m.tx, labels, net.tx);
       }
       const prev = before.get(c.Id);
       if (
@@ -382,7 +400,7 @@ export function createContainersCollector(
         item.cpuCores = (item.cpuSeconds - prev.cpuSeconds) / (item.statsReadAt - prev.statsReadAt);
     });
     seen = { at: Date.now() / 1000, endpoint, containers, omitted };
-    return registry;
+    return shown.show(all.filter((g) => present.has(g)));
   }
 
   return {
@@ -407,6 +425,8 @@ export function createContainersCollector(
           },
         ];
       } catch (err) {
+        // No Docker on this host and none configured: nothing to check.
+        if (isMissingSocket(err)) return [];
         return [{ target: endpoint, ok: false, detail: errorText(err) }];
       }
     },
