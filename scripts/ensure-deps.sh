@@ -6,7 +6,9 @@
 # (ip, nsenter) and reaches it with curl there. The web-service, access-log and door
 # tests run a real nginx, redis-server, PostgreSQL (a throwaway cluster), openssl-made
 # certificates and bcrypt hashes (htpasswd); the benches run prometheus-nginx-exporter,
-# prometheus-blackbox-exporter and mtail beside lookout.
+# prometheus-blackbox-exporter and mtail beside lookout. The containers test and bench
+# import a busybox-static image into a private dockerd; the bench times docker stats
+# with /usr/bin/time.
 # Installs the Debian packages that bring them when run as root; otherwise stops at once
 # with the exact command to run. Never skips silently.
 set -euo pipefail
@@ -47,6 +49,7 @@ declare -A NEED=(
   [python3]=python3
   [busybox]=busybox-static
   [setpriv]=util-linux
+  [/usr/bin/time]=time
 )
 
 missing=()

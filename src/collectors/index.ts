@@ -8,5 +8,6 @@ import './tls.js';
 import './accesslog.js';
 import './probes.js';
 import './timex.js';
+import './containers.js';
 
 export { collectorDefinitions } from './collector.js';
