@@ -230,6 +230,8 @@ export class Autorestart {
   /** Per container, the probe's failure count when it last started (probe counts run on across restarts). */
   private probeBase = new Map<string, number>();
   private saving: Promise<void> = Promise.resolve();
+  /** Containers run() is restarting now. */
+  private inFlight = new Set<string>();
   private readonly now: () => number;
 
   constructor(private readonly o: AutorestartOptions) {
@@ -420,6 +422,21 @@ export class Autorestart {
           ? c.health!.status === 'healthy'
           : this.probeCount(signal.target) === 0;
       const k = state.containers[name];
+      if (this.inFlight.has(name)) {
+        // Being restarted now: what this refresh saw may be from before or during it.
+        this.paused.set({ name }, k?.paused_since !== undefined ? 1 : 0);
+        continue;
+      }
+      if (
+        k?.started_at !== undefined &&
+        c.startedAtMs !== undefined &&
+        c.startedAtMs < k.started_at
+      ) {
+        // Read before lookout's last restart of it (an inspect that waited out the restart):
+        // nothing to judge or decide from.
+        this.paused.set({ name }, k.paused_since !== undefined ? 1 : 0);
+        continue;
+      }
       const fewer = k?.restarts.filter((t) => t > now - HOUR_MS);
       if (k && fewer && fewer.length !== k.restarts.length) {
         k.restarts = fewer;
@@ -582,6 +599,23 @@ export class Autorestart {
       return;
     }
 
+    this.inFlight.add(name);
+    try {
+      await this.restart({ ...plan, id: plan.id }, now, signal, ctx);
+    } finally {
+      this.inFlight.delete(name);
+    }
+  }
+
+  private async restart(
+    plan: RestartPlan & { id: string },
+    now: WatchedContainer,
+    signal: Signal | undefined,
+    ctx: ActionContext,
+  ): Promise<void> {
+    const cfg = this.o.config;
+    const name = plan.target;
+    const log = ctx.log.child({ container: name });
     const at = this.now();
     const k = this.kept(name);
     k.restarts.push(at);
@@ -616,11 +650,11 @@ export class Autorestart {
       .inspect(plan.id, ctx.signal)
       .then(fromInspect)
       .catch(() => undefined);
-    k.started_at = after?.startedAtMs ?? this.now();
+    k.started_at = after?.startedAtMs ?? at;
     k.pending = {
       restarted_at: at,
-      // One refresh of grace: the first refresh that can see it healthy may come that late.
-      deadline: at + this.recoveryWindowMs(after ?? now) + this.o.intervalMs,
+      // From its new start; one refresh of grace, as the first that can see it healthy may come that late.
+      deadline: k.started_at + this.recoveryWindowMs(after ?? now) + this.o.intervalMs,
     };
     this.probeBase.set(name, signal?.kind === 'probe' ? (this.probeCount(signal.target) ?? 0) : 0);
     await this.save();
