@@ -1,106 +1,46 @@
 /**
  * Auto-restart against a real dockerd (its own socket and data root, busybox imported,
- * `--network none`): restarted after N failed health checks in a row and not before,
- * never inside the start period, at most M times an hour with the budget kept across a
- * restart of lookout, paused (and not_recovered) when restarts do not help, escalated to
- * kill + start when the engine refuses the restart, and shown but never done by what
- * `lookout status` and `lookout check` print. The evidence is the engine's own: its event
- * log (health-check execs, restarts) and StartedAt, not lookout's counters alone.
+ * `--network none`), driven by the real containers collector (and the probes collector)
+ * in lookout's runner, built from a config as `lookout serve` builds it: restarted after N
+ * failed health checks in a row and not before, never inside the start period, at most M
+ * times an hour with the budget kept across a restart of lookout, paused (and
+ * not_recovered) when restarts do not help, escalated to kill + start when the engine
+ * refuses the restart, and shown but never done by `lookout status` and `lookout check`.
+ * The evidence is the engine's own: its event log (health-check execs, restarts) and
+ * StartedAt, not lookout's counters alone.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, symlink, copyFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { Registry } from 'prom-client';
-import type { Collector } from '../src/collectors/collector.js';
-import {
-  Autorestart,
-  fromInspect,
-  STATE_FILE,
-  autorestartSchema,
-  type AutorestartConfig,
-  type InspectLike,
-  type RestartEngine,
-} from '../src/collectors/containers/autorestart.js';
-import { createProbesCollector, probeMetricNames } from '../src/collectors/probes.js';
-import { Runner, type RunnerEntry } from '../src/exporter/runner.js';
-import { HttpClient } from '../src/lib/http.js';
+import { collectorDefinitions } from '../src/collectors/index.js';
+import { parseConfig } from '../src/collectors/config.js';
+import { STATE_FILE } from '../src/collectors/containers/autorestart.js';
+import { buildRunner } from '../src/exporter/build.js';
 import { createLogger } from '../src/lib/log.js';
-import { openStateDirectory, type StorageMode } from '../src/lib/storage.js';
-import { formatActions } from '../src/status.js';
-import { startDockerd, withDocker, type Dockerd } from './helpers/dockerd.js';
+import type { StorageMode } from '../src/lib/storage.js';
+import { BUSYBOX_IMAGE, startBusyboxEngine, type BusyboxEngine } from './helpers/busybox.js';
 import { seriesValue } from './helpers/exposition.js';
-import { eventually, freePort, tempDir } from './helpers/procs.js';
+import { eventually, freePort, REPO, tempDir } from './helpers/procs.js';
 
-const run = promisify(execFile);
 const quiet = process.env.AR_DEBUG ? createLogger('debug') : createLogger('error', {}, () => {});
-const IMAGE = 'lookout-test/bb:autorestart';
 
-let dockerd: Dockerd;
-let dir: string;
-
-/** One HTTP call on a unix socket; JSON answers parsed, an error status thrown. */
-function call(
-  socket: string,
-  method: string,
-  path: string,
-  signal?: AbortSignal,
-): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, signal }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        const status = res.statusCode ?? 0;
-        if (status >= 400)
-          reject(Object.assign(new Error(`${method} ${path}: ${status} ${body}`), { status }));
-        else
-          resolve(body && res.headers['content-type']?.includes('json') ? JSON.parse(body) : body);
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** The engine calls auto-restart makes, straight on a socket (the engine's or a proxy's). */
-function engineOn(
-  socket: string,
-): RestartEngine & { list(signal: AbortSignal): Promise<InspectLike[]> } {
-  const c = (id: string) => `/containers/${encodeURIComponent(id)}`;
-  return {
-    inspect: async (id, signal) =>
-      (await call(socket, 'GET', `${c(id)}/json`, signal)) as InspectLike,
-    restart: async (id, { timeoutSeconds }, signal) => {
-      await call(socket, 'POST', `${c(id)}/restart?t=${timeoutSeconds ?? 10}`, signal);
-    },
-    kill: async (id, _opts, signal) => {
-      await call(socket, 'POST', `${c(id)}/kill`, signal);
-    },
-    start: async (id, signal) => {
-      await call(socket, 'POST', `${c(id)}/start`, signal);
-    },
-    async list(signal) {
-      const all = (await call(socket, 'GET', '/containers/json?all=1', signal)) as { Id: string }[];
-      const out: InspectLike[] = [];
-      for (const s of all)
-        out.push(await this.inspect(s.Id, signal).catch(() => undefined as unknown as InspectLike));
-      return out.filter((x) => x !== undefined);
-    },
-  };
-}
+let engine: BusyboxEngine;
 
 async function docker(...args: string[]): Promise<string> {
-  return (await withDocker(dockerd.host, 'docker', args)).stdout.trim();
+  return (await engine.docker(...args)).stdout.trim();
 }
 
-async function inspect(name: string): Promise<InspectLike & { RestartCount: number }> {
-  return JSON.parse(await docker('inspect', '--format', '{{json .}}', name));
+interface Inspected {
+  RestartCount: number;
+  State: { StartedAt: string; Health?: { Status: string; FailingStreak: number } };
+}
+
+async function inspect(name: string): Promise<Inspected> {
+  return JSON.parse(await docker('inspect', '--format', '{{json .}}', name)) as Inspected;
 }
 
 /** The engine's events for one container since `since` (unix seconds), oldest first. */
@@ -141,10 +81,14 @@ async function events(
 const restartEvents = async (name: string, since: number) =>
   (await events(name, since)).filter((e) => e.action === 'restart').length;
 
+/** Unhealthy until its first restart, healthy after it (its writable layer keeps /restarted). */
+const FIXED_BY_RESTART =
+  'if test -f /restarted; then echo > /ok; else echo > /restarted; fi; sleep 300';
+
 /** A container with a health check running `check` every second, 3 retries (a 3 s recovery window). */
 async function healthChecked(
   name: string,
-  opts: { check: string; cmd?: string; startPeriod?: string; label?: boolean },
+  opts: { check: string; cmd?: string; label?: boolean },
 ): Promise<string> {
   return docker(
     'run',
@@ -158,95 +102,55 @@ async function healthChecked(
     opts.check,
     '--health-interval',
     '1s',
+    // Long: a check that times out leaves no exec_die in the engine's event log, which the
+    // first test counts checks by (Docker counts a timeout as a failure).
     '--health-timeout',
-    '1s',
+    '10s',
     '--health-retries',
     '3',
-    ...(opts.startPeriod ? ['--health-start-period', opts.startPeriod] : []),
-    IMAGE,
+    BUSYBOX_IMAGE,
     '/bin/sh',
     '-c',
     opts.cmd ?? 'sleep 300',
   );
 }
 
-function config(over: Partial<Record<keyof AutorestartConfig, unknown>> = {}): AutorestartConfig {
-  return autorestartSchema.parse({ backoff: '1s', stop_timeout: '1s', ...over });
-}
-
-/**
- * lookout's runner with what the containers collector does for auto-restart: each
- * refresh inspects every container and hands them to auto-restart; its `restart` action
- * runs under "serve" (actions: true). Optionally the probes collector beside it.
- */
-async function lookout(opts: {
-  cfg: AutorestartConfig;
+/** The config document: only the containers collector (and probes when given) enabled. */
+function configDoc(opts: {
   storage: string;
-  mode?: StorageMode;
-  serve?: boolean;
-  socket?: string;
+  endpoint?: string;
+  autorestart?: Record<string, unknown>;
+  actions?: boolean;
   probes?: { name: string; address: string }[];
 }) {
-  const registry = new Registry();
-  const mode = opts.mode ?? 'read-write';
-  const serve = opts.serve ?? true;
-  const engine = engineOn(opts.socket ?? dockerd.socket);
-  const http = new HttpClient();
-  const probes = opts.probes
-    ? createProbesCollector(
-        {
-          timeout: 400,
-          concurrency: 4,
-          targets: opts.probes.map((p) => ({ kind: 'tcp', name: p.name, address: p.address })),
-        },
-        http,
-        quiet,
-      )
-    : undefined;
-  const autorestart = new Autorestart({
-    config: opts.cfg,
-    actionsEnabled: serve,
-    registry,
-    log: quiet,
-    stateMode: mode,
-    stateDirectory: () => openStateDirectory(opts.storage, 'containers', mode),
-    engine,
-    intervalMs: 500,
-    timeoutMs: 5000,
-    probeFailures: probes ? () => probes.failureCounts() : undefined,
-  });
-  const collector: Collector = {
-    async collect(ctx) {
-      await autorestart.observe((await engine.list(ctx.signal)).map(fromInspect));
-      return registry;
-    },
-    actions: [autorestart.action],
+  const collectors: Record<string, unknown> = {};
+  for (const name of collectorDefinitions().keys()) collectors[name] = { enabled: false };
+  collectors.containers = {
+    enabled: true,
+    // A restart (inspect, restart with stop timeout 0, inspect) must fit in the timeout.
+    interval: '5s',
+    timeout: '5s',
+    endpoint: opts.endpoint ?? engine.dockerd.host,
+    stats: false,
+    actions: { enabled: opts.actions ?? true },
+    autorestart: { backoff: '1s', stop_timeout: '1s', ...opts.autorestart },
   };
-  const entries: RunnerEntry[] = [
-    {
-      name: 'containers',
-      description: 'test',
-      metrics: ['lookout_container_*'],
-      collector,
-      intervalMs: 500,
-      timeoutMs: 5000,
-      actions: { enabled: serve, max_per_hour: 60 },
-    },
-  ];
-  if (probes)
-    entries.unshift({
-      name: 'probes',
-      description: 'test',
-      metrics: probeMetricNames(),
-      collector: probes,
-      intervalMs: 500,
-      timeoutMs: 1000,
-    });
-  const runner = new Runner(entries, quiet, 'test');
+  if (opts.probes)
+    collectors.probes = {
+      enabled: true,
+      interval: '500ms',
+      timeout: '400ms',
+      targets: opts.probes.map((p) => ({ kind: 'tcp', name: p.name, address: p.address })),
+    };
+  return { storage: { path: opts.storage }, collectors };
+}
+
+/** lookout's runner as `serve` builds it (read-write storage, actions run), or as status does. */
+async function lookout(doc: ReturnType<typeof configDoc>, mode: StorageMode = 'read-write') {
+  const { runner, http } = await buildRunner(parseConfig(doc), quiet, { storage: mode });
   return {
     runner,
-    autorestart,
-    start: () => runner.start({ actions: serve }),
+    start: () => runner.start({ actions: mode === 'read-write' }),
     metrics: async () => (await runner.exposition('prometheus')).toString(),
     stop: async () => {
       await runner.stop();
@@ -255,28 +159,29 @@ async function lookout(opts: {
   };
 }
 
+/** The built CLI (`npm run build` first). */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [join(REPO, 'dist/cli.js'), ...args],
+      { timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (err as { code?: unknown }).code : 0;
+        resolve({ code: typeof code === 'number' ? code : -1, stdout, stderr });
+      },
+    );
+  });
+}
+
 const v = (text: string, series: string) => seriesValue(text, series);
 
 before(async () => {
-  dir = await tempDir('lookout-ar-');
-  const rootfs = join(dir, 'rootfs');
-  await mkdir(join(rootfs, 'bin'), { recursive: true });
-  await mkdir(join(rootfs, 'tmp'));
-  await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
-  for (const tool of ['sh', 'sleep', 'test', '[', 'touch', 'rm', 'false', 'true'])
-    await symlink('busybox', join(rootfs, 'bin', tool));
-  await run('tar', ['-C', rootfs, '-cf', join(dir, 'bb.tar'), '.']);
-  dockerd = await startDockerd({
-    dir: join(dir, 'd'),
-    dataRoot: join(dir, 'data'),
-    noBridge: true,
-  });
-  await withDocker(dockerd.host, 'docker', ['import', join(dir, 'bb.tar'), IMAGE]);
+  engine = await startBusyboxEngine('lkar-');
 });
 
 after(async () => {
-  await dockerd?.stop();
-  await rm(dir, { recursive: true, force: true }).catch(() => {});
+  await engine?.stop();
 });
 
 describe('auto-restart on a real dockerd', () => {
@@ -288,13 +193,9 @@ describe('auto-restart on a real dockerd', () => {
 
   it('restarts a container after N failed health checks in a row, not before, and counts it recovered when healthy again', async () => {
     const storage = await tempDir();
-    // Unhealthy until its first restart, healthy after it.
-    await healthChecked('fix-by-restart', {
-      check: 'test -f /ok',
-      cmd: 'if [ -f /restarted ]; then touch /ok; else touch /restarted; fi; sleep 300',
-    });
+    await healthChecked('fix-by-restart', { check: 'test -f /ok', cmd: FIXED_BY_RESTART });
     const since = Math.floor(Date.now() / 1000) - 1;
-    const l = await lookout({ cfg: config({ failures: 3 }), storage });
+    const l = await lookout(configDoc({ storage, autorestart: { failures: 3 } }));
     try {
       await l.start();
       const text = await eventually(
@@ -307,23 +208,16 @@ describe('auto-restart on a real dockerd', () => {
             ) === 1 && t
           );
         },
-        30_000,
+        60_000,
         'the restart and its recovery',
       );
-      assert.equal(
+      const restarts = (result: string) =>
         v(
           text,
-          'lookout_container_remediation_restarts_total{name="fix-by-restart",result="restarted"}',
-        ),
-        1,
-      );
-      assert.equal(
-        v(
-          text,
-          'lookout_container_remediation_restarts_total{name="fix-by-restart",result="failed"}',
-        ),
-        0,
-      );
+          `lookout_container_remediation_restarts_total{name="fix-by-restart",result="${result}"}`,
+        );
+      assert.equal(restarts('restarted'), 1);
+      assert.equal(restarts('failed'), 0);
       assert.equal(v(text, 'lookout_container_remediation_enabled{name="fix-by-restart"}'), 1);
       assert.equal(v(text, 'lookout_container_remediation_paused{name="fix-by-restart"}'), 0);
       assert.equal((await inspect('fix-by-restart')).State.Health?.Status, 'healthy');
@@ -349,7 +243,7 @@ describe('auto-restart on a real dockerd', () => {
 
   it('does not restart inside the start period: a container watched through a failing probe waits it out', async () => {
     const storage = await tempDir();
-    // A port nothing listens on: the probe fails from the first round.
+    // A port nothing listens on: the probe fails from its first round.
     const closed = `127.0.0.1:${await freePort()}`;
     await docker(
       'run',
@@ -358,22 +252,24 @@ describe('auto-restart on a real dockerd', () => {
       'none',
       '--name',
       'slow-start',
-      IMAGE,
-      '/bin/sleep',
+      BUSYBOX_IMAGE,
+      'sleep',
       '300',
     );
     const started = Date.parse((await inspect('slow-start')).State.StartedAt);
     const since = Math.floor(started / 1000) - 1;
-    const l = await lookout({
-      cfg: config({ failures: 2, start_period: '6s', probes: { 'slow-start': 'api' } }),
-      storage,
-      probes: [{ name: 'api', address: closed }],
-    });
+    const l = await lookout(
+      configDoc({
+        storage,
+        autorestart: { failures: 2, start_period: '6s', probes: { 'slow-start': 'api' } },
+        probes: [{ name: 'api', address: closed }],
+      }),
+    );
     try {
       await l.start();
       await eventually(
         async () => (await restartEvents('slow-start', since)) >= 1,
-        30_000,
+        60_000,
         'a restart',
       );
       const restarted = Date.parse((await inspect('slow-start')).State.StartedAt);
@@ -381,14 +277,20 @@ describe('auto-restart on a real dockerd', () => {
         restarted - started >= 6000,
         `restarted ${restarted - started} ms after its start, inside the 6 s start period`,
       );
-      const text = await l.metrics();
-      assert.equal(
-        v(
-          text,
-          'lookout_container_remediation_restarts_total{name="slow-start",result="restarted"}',
-        ),
-        1,
+      const text = await eventually(
+        async () => {
+          const t = await l.metrics();
+          return (
+            v(
+              t,
+              'lookout_container_remediation_restarts_total{name="slow-start",result="restarted"}',
+            ) === 1 && t
+          );
+        },
+        10_000,
+        'the restart counted',
       );
+      assert.equal(v(text, 'lookout_container_remediation_enabled{name="slow-start"}'), 1);
     } finally {
       await l.stop();
     }
@@ -398,15 +300,15 @@ describe('auto-restart on a real dockerd', () => {
     const storage = await tempDir();
     await healthChecked('always-bad', { check: 'false' });
     const since = Math.floor(Date.now() / 1000) - 1;
-    const cfg = config({ failures: 2, max_restarts_per_hour: 2 });
+    const doc = configDoc({ storage, autorestart: { failures: 2, max_restarts_per_hour: 2 } });
 
     // The first lookout restarts it once and is stopped.
-    const first = await lookout({ cfg, storage });
+    const first = await lookout(doc);
     try {
       await first.start();
       await eventually(
         async () => (await restartEvents('always-bad', since)) === 1,
-        30_000,
+        60_000,
         'the first restart',
       );
     } finally {
@@ -420,7 +322,7 @@ describe('auto-restart on a real dockerd', () => {
     );
 
     // A new lookout on the same storage: one restart left in this hour, then the pause.
-    const second = await lookout({ cfg, storage });
+    const second = await lookout(doc);
     try {
       await second.start();
       const text = await eventually(
@@ -428,34 +330,16 @@ describe('auto-restart on a real dockerd', () => {
           const t = await second.metrics();
           return v(t, 'lookout_container_remediation_paused{name="always-bad"}') === 1 && t;
         },
-        30_000,
+        60_000,
         'the pause',
       );
-      assert.equal(
-        v(
-          text,
-          'lookout_container_remediation_restarts_total{name="always-bad",result="restarted"}',
-        ),
-        1,
-      );
-      assert.equal(
-        v(text, 'lookout_container_remediation_restarts_total{name="always-bad",result="skipped"}'),
-        1,
-      );
-      assert.ok(
-        (v(
-          text,
-          'lookout_container_remediation_outcomes_total{name="always-bad",outcome="not_recovered"}',
-        ) ?? 0) >= 1,
-      );
-      assert.equal(
-        v(
-          text,
-          'lookout_container_remediation_outcomes_total{name="always-bad",outcome="recovered"}',
-        ),
-        0,
-      );
-      // Well past the back-off and many more failed checks: no third restart.
+      const count = (family: string, labels: string) =>
+        v(text, `lookout_container_remediation_${family}_total{name="always-bad",${labels}}`);
+      assert.equal(count('restarts', 'result="restarted"'), 1);
+      assert.equal(count('restarts', 'result="skipped"'), 1);
+      assert.ok((count('outcomes', 'outcome="not_recovered"') ?? 0) >= 1);
+      assert.equal(count('outcomes', 'outcome="recovered"'), 0);
+      // Well past the back-off, with many more failed checks: no third restart.
       await new Promise((r) => setTimeout(r, 5000));
       assert.equal(
         await restartEvents('always-bad', since),
@@ -470,26 +354,27 @@ describe('auto-restart on a real dockerd', () => {
       await second.stop();
     }
 
-    // `lookout status` (read-only, no serve): shows the pause, touches nothing.
+    // `lookout status` and `lookout check`: show the pause, restart nothing, write nothing.
+    const file = join(await tempDir(), 'lookout.yml');
+    await writeFile(file, JSON.stringify(doc));
     const before = await inspect('always-bad');
-    const status = await lookout({ cfg, storage, mode: 'read-only', serve: false });
-    try {
-      await status.runner.collectOnce();
-      const printed = formatActions(status.runner.actionReports());
+    const stateBefore = await readFile(join(storage, 'containers', STATE_FILE), 'utf8');
+    for (const command of ['status', 'check']) {
+      const r = await cli([command, '--config', file]);
       assert.match(
-        printed,
+        r.stdout,
         /^ {4}leave always-bad alone: paused: 2 restarts this hour did not help/m,
+        `${command}: ${r.stdout}${r.stderr}`,
       );
-      assert.doesNotMatch(printed, /would restart always-bad/);
-    } finally {
-      await status.stop();
+      assert.doesNotMatch(r.stdout, /would restart always-bad/);
     }
     const afterStatus = await inspect('always-bad');
     assert.equal(afterStatus.State.StartedAt, before.State.StartedAt);
     assert.equal(afterStatus.RestartCount, before.RestartCount);
+    assert.equal(await readFile(join(storage, 'containers', STATE_FILE), 'utf8'), stateBefore);
   });
 
-  it('status and check show "would restart" from a read-only look, and neither restart nor write anything', async () => {
+  it('lookout status and check say "would restart" and neither restart it nor make any state', async () => {
     const storage = join(await tempDir(), 'never-made');
     await healthChecked('due-now', { check: 'false' });
     await eventually(
@@ -498,26 +383,16 @@ describe('auto-restart on a real dockerd', () => {
       'two failed checks',
     );
     const before = await inspect('due-now');
-    const l = await lookout({
-      cfg: config({ failures: 2 }),
-      storage,
-      mode: 'read-only',
-      serve: false,
-    });
-    try {
-      await l.start();
-      for (let i = 0; i < 3; i++) await l.runner.collectOnce();
-      const [report] = l.runner.actionReports();
-      const plan = report?.plans?.find((p) => p.target === 'due-now');
-      assert.equal(plan?.what, 'restart due-now');
-      assert.match(plan?.why ?? '', /^unhealthy \d+ times in a row$/);
+    const file = join(await tempDir(), 'lookout.yml');
+    await writeFile(file, JSON.stringify(configDoc({ storage, autorestart: { failures: 2 } })));
+    for (const command of ['status', 'check']) {
+      const r = await cli([command, '--config', file]);
       assert.match(
-        formatActions(l.runner.actionReports()),
-        /^ {4}would restart due-now: unhealthy \d+ times in a row$/m,
+        r.stdout,
+        /^ {2}containers restart: restart a container that failed its health check 2 times in a row/m,
+        `${command}: ${r.stdout}${r.stderr}`,
       );
-      await new Promise((r) => setTimeout(r, 1500));
-    } finally {
-      await l.stop();
+      assert.match(r.stdout, /^ {4}would restart due-now: unhealthy \d+ times in a row$/m);
     }
     const afterStatus = await inspect('due-now');
     assert.equal(afterStatus.State.StartedAt, before.State.StartedAt, 'not restarted');
@@ -527,22 +402,26 @@ describe('auto-restart on a real dockerd', () => {
 
   it('escalates to kill and start when the engine refuses the restart', async () => {
     const storage = await tempDir();
-    await healthChecked('refused', {
-      check: 'test -f /ok',
-      cmd: 'if [ -f /restarted ]; then touch /ok; else touch /restarted; fi; sleep 300',
-    });
+    await healthChecked('refused', { check: 'test -f /ok', cmd: FIXED_BY_RESTART });
     const since = Math.floor(Date.now() / 1000) - 1;
     // A socket proxy that refuses POST .../restart and passes everything else on.
-    const proxySocket = join(dir, 'refuse-restart.sock');
+    const proxySocket = join(engine.dir, 'refuse.sock');
     const proxy: Server = createServer((req, res) => {
       if (req.method === 'POST' && /\/restart/.test(req.url ?? '')) {
         res.writeHead(403, { 'content-type': 'text/plain' }).end('restart refused by policy');
         return;
       }
       const up = request(
-        { socketPath: dockerd.socket, method: req.method, path: req.url, headers: req.headers },
+        {
+          socketPath: engine.dockerd.socket,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
         (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
+          // The event stream's headers now, as a real proxy sends them, not with its first event.
+          res.flushHeaders();
           r.pipe(res);
         },
       );
@@ -550,7 +429,9 @@ describe('auto-restart on a real dockerd', () => {
       req.pipe(up);
     });
     await new Promise<void>((r) => proxy.listen(proxySocket, r));
-    const l = await lookout({ cfg: config({ failures: 2 }), storage, socket: proxySocket });
+    const l = await lookout(
+      configDoc({ storage, endpoint: `unix://${proxySocket}`, autorestart: { failures: 2 } }),
+    );
     try {
       await l.start();
       const text = await eventually(
@@ -563,7 +444,7 @@ describe('auto-restart on a real dockerd', () => {
             ) === 1 && t
           );
         },
-        30_000,
+        60_000,
         'kill, start and recovery',
       );
       assert.equal(

@@ -16,7 +16,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../../config/duration.js';
 import { errorText, type Logger } from '../../lib/log.js';
@@ -185,6 +185,8 @@ interface Kept {
   paused_since?: number;
   /** A restart whose outcome is not known yet. */
   pending?: { restarted_at: number; deadline: number };
+  /** Killed by lookout (its restart refused) and not seen started since: start it. */
+  killed?: number;
 }
 
 interface StateFile {
@@ -195,16 +197,20 @@ interface StateFile {
 export interface RestartPlan extends ActionPlan {
   /** Set on a plan run() may act on. */
   id?: string;
+  /** Finish a kill + start whose start failed. */
+  startOnly?: boolean;
 }
 
 export interface AutorestartOptions {
   config: AutorestartConfig;
   /** The collector's `actions.enabled`: whether lookout serve may act at all. */
   actionsEnabled: boolean;
-  registry: Registry;
+  /** Where the four series are registered; without one, the collector shows metrics(). */
+  registry?: Registry;
   log: Logger;
   stateMode: StorageMode;
-  stateDirectory: () => Promise<string>;
+  /** The collector's state directory; without one the state lives in memory only. */
+  stateDirectory?: () => Promise<string>;
   engine: RestartEngine;
   /** The collector's interval and timeout (ms): outcome grace and the restart's stop timeout cap. */
   intervalMs: number;
@@ -236,7 +242,7 @@ export class Autorestart {
 
   constructor(private readonly o: AutorestartOptions) {
     this.now = o.now ?? Date.now;
-    const registers = [o.registry];
+    const registers = o.registry ? [o.registry] : [];
     this.restarts = new Counter({
       name: 'lookout_container_remediation_restarts_total',
       help: 'Auto-restart: restarts lookout did (restarted; a refused restart followed by a kill and start counts here too), that failed (failed), or that were due but not done (skipped: found healthy, starting, restarting or gone when looked at again, or the hour’s budget spent).',
@@ -269,6 +275,11 @@ export class Autorestart {
     };
   }
 
+  /** The metric objects to show, once any container is opted in (none: no empty families). */
+  metrics(): Metric[] {
+    return this.series.size > 0 ? [this.restarts, this.outcomes, this.paused, this.enabled] : [];
+  }
+
   private watches(c: WatchedContainer): boolean {
     const cfg = this.o.config;
     return (
@@ -294,6 +305,8 @@ export class Autorestart {
     if (this.state) return this.state;
     let state: StateFile = { version: 1, containers: {} };
     try {
+      if (!this.o.stateDirectory)
+        throw Object.assign(new Error('no state directory'), { code: 'ENOENT' });
       const dir = await this.o.stateDirectory();
       const text = await readFile(join(dir, STATE_FILE), 'utf8');
       const parsed = JSON.parse(text) as Partial<StateFile>;
@@ -311,11 +324,12 @@ export class Autorestart {
 
   /** Writes the state file whole (tmp + rename), one write at a time; never in read-only mode. */
   private save(): Promise<void> {
-    if (this.o.stateMode !== 'read-write' || !this.state) return this.saving;
+    const dir = this.o.stateDirectory;
+    if (this.o.stateMode !== 'read-write' || !this.state || !dir) return this.saving;
     const text = JSON.stringify(this.state);
     this.saving = this.saving.then(async () => {
       try {
-        const path = join(await this.o.stateDirectory(), STATE_FILE);
+        const path = join(await dir(), STATE_FILE);
         await writeFile(`${path}.tmp`, text, { mode: 0o640 });
         await rename(`${path}.tmp`, path);
       } catch (err) {
@@ -488,7 +502,16 @@ export class Autorestart {
           held: true,
         });
       } else if (!c.running) {
-        // Stopped: not a health matter (lookout_container_running says so).
+        // Stopped: not a health matter (lookout_container_running says so), unless lookout
+        // stopped it: a kill whose start failed is finished.
+        if (k?.killed !== undefined && !c.restarting)
+          plans.push({
+            target: name,
+            what: `start ${name}`,
+            why: 'lookout killed it when its restart was refused, and starting it failed',
+            id: c.id,
+            startOnly: true,
+          });
       } else if (c.restarting) {
         if (failures >= cfg.failures)
           plans.push({
@@ -554,7 +577,12 @@ export class Autorestart {
     }
     // Nothing worth keeping: dropped, so the file stays small.
     for (const [name, k] of Object.entries(state.containers))
-      if (k.restarts.length === 0 && !k.pending && k.paused_since === undefined) {
+      if (
+        k.restarts.length === 0 &&
+        !k.pending &&
+        k.paused_since === undefined &&
+        k.killed === undefined
+      ) {
         delete state.containers[name];
         changed = true;
       }
@@ -575,6 +603,21 @@ export class Autorestart {
     } catch (err) {
       this.restarts.inc({ name, result: 'skipped' });
       log.info('auto-restart skipped: container not found', { err: errorText(err) });
+      return;
+    }
+    if (plan.startOnly) {
+      const k = this.kept(name);
+      if (now.running || k.killed === undefined) return;
+      try {
+        await this.o.engine.start(plan.id, ctx.signal);
+      } catch (err) {
+        this.restarts.inc({ name, result: 'failed' });
+        throw err;
+      }
+      k.killed = undefined;
+      await this.save();
+      this.restarts.inc({ name, result: 'restarted' });
+      log.warn('auto-restart: started what it had killed', {});
       return;
     }
     const signal = this.signalOf(now);
@@ -634,11 +677,14 @@ export class Autorestart {
         if (ctx.signal.aborted) throw err;
         log.warn('auto-restart: restart refused; killing and starting it', { err: errorText(err) });
         escalated = true;
+        k.killed = this.now();
+        await this.save();
         await this.o.engine.kill(plan.id, {}, ctx.signal).catch((e: unknown) => {
           // Not running any more (409) is what kill was for.
           if ((e as { status?: number }).status !== 409) throw e;
         });
         await this.o.engine.start(plan.id, ctx.signal);
+        k.killed = undefined;
       }
     } catch (err) {
       this.restarts.inc({ name, result: 'failed' });
