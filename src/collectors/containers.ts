@@ -22,12 +22,21 @@ import {
   registerCollector,
   type CollectContext,
   type Collector,
+  type CollectorContext,
+  type ActionsConfig,
   type HostPaths,
   type Observer,
   type TargetCheck,
 } from './collector.js';
 import { readCgroupStats } from './containers/cgroup.js';
 import { ContainerEventService } from './containers/events.js';
+import {
+  AUTORESTART_METRICS,
+  Autorestart,
+  autorestartSchema,
+  fromInspect,
+  type WatchedContainer,
+} from './containers/autorestart.js';
 import { Shown } from './shown.js';
 import {
   HEALTH_STATES,
@@ -49,8 +58,9 @@ export { DockerClient } from '../lib/docker.js';
 export { ContainerEventService } from './containers/events.js';
 
 export const containersSchema = collectorSchema(
-  { enabled: true, interval: '15s', timeout: '10s' },
+  { enabled: true, interval: '15s', timeout: '10s', actions: { maxPerHour: 10 } },
   {
+    autorestart: autorestartSchema.prefault({}),
     endpoint: z
       .string()
       .refine((s) => {
@@ -236,7 +246,16 @@ export type ContainersCollector = Collector &
     /** The engine client, for actions (restart, kill, start, stop). */
     readonly docker: DockerClient;
     readonly events: ContainerEventService;
+    readonly autorestart: Autorestart;
+    /** `lookout status`: what auto-restart keeps (budget, pause, pending outcomes). */
+    describeState(): Promise<string[]>;
   };
+
+/** What auto-restart needs besides the config (docs/autorestart.md). */
+export type AutorestartWiring = Pick<
+  CollectorContext<ContainersConfig>,
+  'stateMode' | 'stateDirectory' | 'peer'
+>;
 
 /**
  * Lists the containers, then asks the engine about each (inspect, and one-shot stats for
@@ -253,7 +272,7 @@ export function createContainersCollector(
     defaultEndpoint?: string;
     /** The host's /proc and /sys, where a container's cgroup files are read. */
     paths?: HostPaths;
-  } = {},
+  } & Partial<AutorestartWiring> = {},
 ): ContainersCollector {
   const endpoint = config.endpoint ?? opts.defaultEndpoint ?? DEFAULT_DOCKER_ENDPOINT;
   const paths = opts.paths ?? { procfs: '/proc', sysfs: '/sys', rootfs: '/' };
@@ -280,6 +299,20 @@ export function createContainersCollector(
   });
   const events = new ContainerEventService({ docker, explicit, log });
   let seen: ContainersSeen | undefined;
+  const autorestart = new Autorestart({
+    config: config.autorestart,
+    actionsEnabled: (config.actions as ActionsConfig | undefined)?.enabled ?? false,
+    log,
+    stateMode: opts.stateMode ?? 'read-only',
+    stateDirectory: opts.stateDirectory,
+    engine: docker,
+    intervalMs: config.interval,
+    timeoutMs: config.timeout,
+    probeFailures: () =>
+      (
+        opts.peer?.('probes') as { failureCounts?: () => ReadonlyMap<string, number> }
+      )?.failureCounts?.(),
+  });
 
   async function list(signal: AbortSignal): Promise<ContainerSummary[]> {
     try {
@@ -370,6 +403,7 @@ export function createContainersCollector(
     for (const g of all) g.reset();
     present.clear();
     const containers: ContainerSeen[] = [];
+    const watched: WatchedContainer[] = [];
     chosen.forEach((c, i) => {
       const r = results[i]!;
       // Removed between the list and its inspect: it is not there any more, not a failure.
@@ -400,6 +434,7 @@ export function createContainersCollector(
       put(m.success, { name: labels.name }, 1);
       const { inspect, stats, source } = r.value;
       item.statsSource = source;
+      watched.push(fromInspect(inspect));
       const st = inspect.State;
       item.shouldRun = shouldRun(labels.name, inspect, c.Labels, expectRunning);
       item.restartPolicy = inspect.HostConfig.RestartPolicy?.Name ?? '';
@@ -447,12 +482,16 @@ export function createContainersCollector(
         item.cpuCores = (item.cpuSeconds - prev.cpuSeconds) / (item.statsReadAt - prev.statsReadAt);
     });
     seen = { at: Date.now() / 1000, endpoint, containers, omitted };
-    return shown.show(all.filter((g) => present.has(g)));
+    await autorestart.observe(watched);
+    return shown.show([...all.filter((g) => present.has(g)), ...autorestart.metrics()]);
   }
 
   return {
     docker,
     events,
+    autorestart,
+    actions: [autorestart.action],
+    describeState: () => autorestart.describeState(),
     service: events,
     lastSeen: () => seen,
     collect,
@@ -501,7 +540,9 @@ registerCollector({
     'lookout_container_collect_success',
     'lookout_container_oom_kills_total',
     'lookout_container_restarts_total',
+    ...AUTORESTART_METRICS,
   ],
   schema: containersSchema,
-  create: ({ config, http, log, paths }) => createContainersCollector(config, http, log, { paths }),
+  create: ({ config, http, log, paths, stateMode, stateDirectory, peer }) =>
+    createContainersCollector(config, http, log, { paths, stateMode, stateDirectory, peer }),
 });

@@ -300,6 +300,8 @@ export class Runner {
     const reports: ActionReport[] = [];
     for (const slot of this.slots) {
       const { name, collector, actions: cfg } = slot.entry;
+      // Nothing to collect on this host (no Docker): nothing to act on, nothing to show.
+      if (slot.state.outcome === 'nothing') continue;
       for (const action of collector.actions ?? []) {
         const report: ActionReport = {
           collector: name,
@@ -758,6 +760,8 @@ export class Runner {
       }
       for (const plan of plans) {
         if (this.stopped) return;
+        // Shown by `lookout status`, never run: not a run, not counted.
+        if (plan.held) continue;
         const result = await this.runAction(slot, action, plan, maxPerHour);
         this.actionsTotal.inc({ collector: slot.entry.name, action: action.name, result });
         this.changed();
