@@ -129,14 +129,20 @@ describe('the AI usage ledger killed with SIGKILL while it ingests', () => {
             sum(cache_read_tokens) AS cacheRead, sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cacheWrite,
             sum(cost_usd) AS cost FROM totals`,
         )
-        .get() as Record<string, number>,
+        .get() as Record<
+        'requests' | 'input' | 'output' | 'cacheRead' | 'cacheWrite' | 'cost',
+        number
+      >,
       events: d
         .prepare(
           `SELECT count(*) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output,
             sum(cache_read_tokens) AS cacheRead, sum(cache_write_5m_tokens + cache_write_1h_tokens) AS cacheWrite,
             sum(cost_usd) AS cost FROM events`,
         )
-        .get() as Record<string, number>,
+        .get() as Record<
+        'requests' | 'input' | 'output' | 'cacheRead' | 'cacheWrite' | 'cost',
+        number
+      >,
     }));
 
     // Every acknowledged event once, and nothing that was not sent.
