@@ -1,29 +1,11 @@
 /**
- * Stand-in for src/aicost/pricing.ts (p-pricing) until it lands: the contract's
- * signatures, pricing nothing (every model unpriced, never $0). Replaced on merge by a
- * re-export of the real module.
+ * What the ledger side (event.ts, the aicost collector) uses of pricing and usage
+ * normalisation, in one import: the real modules, pricing.ts and usage.ts.
  */
-import type { UsageBuckets } from './schema.js';
-
 export { bucketsFromCounts, normaliseUsage, totalTokens } from './usage.js';
-
-export interface PriceQuery {
-  model: string;
-  provider: string;
-  timeMs: number;
-  buckets: UsageBuckets;
-}
-
-export interface Priced {
-  costUsd: number;
-  pricedAs: string;
-  cacheSavingsUsd: number;
-}
-
-export interface PricingTable {
-  price(q: PriceQuery): Priced | undefined;
-}
-
-export function loadPricing(_opts: { userFile?: string }): Promise<PricingTable> {
-  return Promise.resolve({ price: () => undefined });
-}
+export {
+  loadPricing,
+  type Price as Priced,
+  type PriceQuery,
+  type PricingTable,
+} from './pricing.js';
