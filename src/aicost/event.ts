@@ -8,12 +8,8 @@
 import { z } from 'zod';
 import { formatPath } from '../config/load.js';
 import type { CostSource, UsageBuckets } from './schema.js';
-import {
-  bucketsFromCounts,
-  normaliseUsage,
-  totalTokens,
-  type PricingTable,
-} from './pricing-api.js';
+import type { PricingTable } from './pricing.js';
+import { bucketsFromCounts, normaliseUsage, totalTokens } from './usage.js';
 
 /** An event more than this far ahead of lookout's clock is refused (a client clock gone wrong). */
 export const MAX_FUTURE_MS = 5 * 60_000;
