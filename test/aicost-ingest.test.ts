@@ -344,3 +344,50 @@ describe('a store written by a newer lookout', () => {
     assert.equal(version, '99');
   });
 });
+
+describe('a store that cannot take writes', () => {
+  let lookout: AiLookout;
+  before(async () => {
+    lookout = await startAiLookout();
+  });
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('answers 503 (then with Retry-After) while faulted, says so in its gauges, and takes events again once it can', async () => {
+    // Another writer holds the write lock longer than lookout waits for it (5 s): what a
+    // long `lookout cost reprice`, or a disk that fails writes, looks like to the ledger.
+    const other = new Database(lookout.db);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const first = await postUsage(lookout.url, event('f-1'));
+      assert.equal(first.status, 503);
+      assert.match(await first.text(), /cannot take writes now/);
+      const next = await postUsage(lookout.url, event('f-2'));
+      assert.equal(next.status, 503);
+      assert.equal(next.headers.get('retry-after'), '5');
+      const text = await metrics(lookout);
+      assert.equal(seriesValue(text, 'lookout_ai_store_up'), 0);
+      assert.equal(seriesValue(text, 'lookout_collector_success{collector="aicost"}'), 0);
+    } finally {
+      other.exec('COMMIT');
+      other.close();
+    }
+    await eventually(
+      async () => (await postUsage(lookout.url, event('f-1'))).status === 200,
+      20_000,
+      'the route to take events again',
+    );
+    const text = await metrics(lookout);
+    assert.equal(seriesValue(text, 'lookout_ai_store_up'), 1);
+    assert.equal(
+      sampleValue(text, 'lookout_ai_requests_total', {
+        service: 'chat-api',
+        model: 'gpt-test',
+        source: 'http',
+      }),
+      1,
+      'the failed write counted nothing',
+    );
+  });
+});
