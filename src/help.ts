@@ -45,8 +45,9 @@ More: docs/configuration.md, docs/security.md, docs/deployment.md.`,
   check: `lookout check — validate the config, then ask each target whether it answers
 
 Names every wrong field of the config (and of the web-config file: TLS, basic auth),
-then tries each configured target once (probes, nginx, TLS) and prints a table. The
-exit code is the config's alone: a target that does not answer does not fail it, so it
+then tries each configured target once (probes, nginx, TLS) and prints a table. With
+the aicost collector on, it also loads the price table (collectors.aicost.pricing_file)
+and lists the AI models seen without a price. The exit code is the config's alone: a target that does not answer does not fail it, so it
 can run as the systemd unit's ExecStartPre.
 
 Usage:
@@ -65,8 +66,9 @@ More: docs/configuration.md.`,
 
 Runs every enabled collector once and prints what it sees: CPU, memory, swap, load per
 core, filesystems, zombies, the biggest processes, and the actions a collector would
-take (never run here), and what the running service keeps in its state directory. For a
-terminal, over ssh; it reads that directory and never changes it.
+take (never run here), what the running service keeps in its state directory, and with
+the aicost collector on, the AI spend today, this week and this month. For a terminal,
+over ssh; it reads that directory and never changes it.
 
 Usage:
   lookout status [--config FILE] [--storage.path DIR]
@@ -78,6 +80,35 @@ ${STORAGE_FLAG} (read, never created)
 Exit: 0, or 1 when a collector failed.
 
 More: docs/metrics.md.`,
+
+  cost: `lookout cost — AI spend per window, from the aicost store
+
+Spend, requests and tokens for this hour, today, this week or this month, against the
+whole previous one ("$5.20 today vs $0.45 yesterday"), broken down by service, model or
+source, with the cache hit ratio and what caching saved. Windows are calendar windows in
+local time. Reads the aicost collector's store under the state directory, read-only: no
+Prometheus needed, nothing written. Requests of models the price table does not know are
+counted apart, never as $0.
+
+\`lookout cost reprice\` prices the events stored while their model had no price, once the
+table (collectors.aicost.pricing_file) knows it, each at the price of its own time; the
+one cost command that writes. Events already priced keep their price.
+
+Usage:
+  lookout cost [reprice] [--window hour|day|week|month] [--by service|model|source] [--json] [--since DATE] [--config FILE] [--storage.path DIR]
+
+Flags:
+  --window hour|day|week|month   the window (default day: today since local midnight)
+  --by service|model|source      the breakdown (default service)
+  --json                         the report as JSON, for scripts
+  --since DATE                   reprice: events from this local date (2026-11-01) or ISO
+                                 time on (default: every stored event)
+${CONFIG_FLAG}
+${STORAGE_FLAG} (read, never created)
+
+Exit: 0, 1 bad flags or config (or price table), 2 no store or it cannot be read.
+
+More: docs/aicost-report.md.`,
 
   'alert-test': `lookout alert-test — send a synthetic alert through Alertmanager
 
@@ -110,6 +141,7 @@ Usage:
   lookout [serve]     run the exporter on :10142 (the default command)
   lookout check       validate the config, then say whether each target answers now
   lookout status      one collection, as a table, for a terminal
+  lookout cost        AI spend per window from the aicost store; cost reprice prices history
   lookout alert-test  send a synthetic alert through Alertmanager
   lookout install     from an unpacked release archive, as root: lay lookout out and start it
   lookout uninstall   undo install (the state directory stays unless --purge)

@@ -41,6 +41,7 @@ const COMPARES: Record<string, string[]> = {
   'bench/door.ts': ['node', 'prometheus-node'],
   'bench/soak.ts': ['nginx', 'redis-server', 'node'],
   'bench/containers.ts': ['dockerd', 'node'],
+  'bench/aicost.ts': ['node', 'prometheus-node'],
 };
 
 interface Run {

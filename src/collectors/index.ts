@@ -9,5 +9,6 @@ import './accesslog.js';
 import './probes.js';
 import './timex.js';
 import './containers.js';
+import './aicost.js';
 
 export { collectorDefinitions } from './collector.js';
