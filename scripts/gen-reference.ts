@@ -209,6 +209,18 @@ async function liveExposition(
       join(dir, 'cert.pem'),
     ]);
     const log = join(dir, 'access.log');
+    const usage = join(dir, 'ai-usage.jsonl');
+    await writeFile(
+      usage,
+      JSON.stringify({
+        id: 'reference-1',
+        service: 'web',
+        model: 'model-without-a-price',
+        provider: 'example',
+        input_tokens: 10,
+        output_tokens: 5,
+      }) + '\n',
+    );
     const fast = { interval: '1s', timeout: '1s' };
     const config = {
       paths: {
@@ -228,6 +240,11 @@ async function liveExposition(
         accesslog: {
           enabled: true,
           logs: [{ name: 'web', path: log, routes: [{ name: 'api', match: '^/api/' }] }],
+        },
+        aicost: {
+          enabled: true,
+          jsonl: [usage],
+          budgets: [{ period: 'day', usd: 10 }],
         },
         probes: {
           enabled: true,

@@ -93,4 +93,36 @@ CREATE TABLE IF NOT EXISTS tail_positions (
   offset  INTEGER NOT NULL,
   state   TEXT NOT NULL                       -- the tail's position object, JSON, as src/lib/tail.ts hands it
 ) STRICT;
+
+-- All-time sums per service, model and source, updated in the same transaction as the
+-- events and never pruned: what lookout seeds its lookout_ai_* counters from at start.
+-- Rows are inserted in the order each combination was first stored (rowid), which is the
+-- order label caps admit values in. Repricing adds the cost it finds to cost_usd here too;
+-- unpriced_* count what was unpriced when stored and never go down (they are counters).
+CREATE TABLE IF NOT EXISTS totals (
+  service               TEXT NOT NULL,
+  model                 TEXT NOT NULL,
+  source                TEXT NOT NULL,
+  requests              INTEGER NOT NULL,
+  unpriced_requests     INTEGER NOT NULL,
+  input_tokens          INTEGER NOT NULL,
+  output_tokens         INTEGER NOT NULL,
+  cache_read_tokens     INTEGER NOT NULL,
+  cache_write_5m_tokens INTEGER NOT NULL,
+  cache_write_1h_tokens INTEGER NOT NULL,
+  unpriced_tokens       INTEGER NOT NULL,
+  cost_usd              REAL NOT NULL,
+  UNIQUE (service, model, source)
+) STRICT;
+
+-- How ingest went, all time: kind 'events' (key: the event's source; result accepted,
+-- duplicate or rejected) and 'jsonl' (key: the file's path; result stored, duplicate or
+-- rejected). Seeds lookout_ai_ingest_events_total and lookout_ai_jsonl_lines_total.
+CREATE TABLE IF NOT EXISTS ingest_counts (
+  kind   TEXT NOT NULL,
+  key    TEXT NOT NULL,
+  result TEXT NOT NULL,
+  n      INTEGER NOT NULL,
+  PRIMARY KEY (kind, key, result)
+) STRICT, WITHOUT ROWID;
 `;

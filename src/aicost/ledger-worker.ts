@@ -1,0 +1,381 @@
+/**
+ * The thread that owns the AI-usage database (src/aicost/schema.ts): every statement runs
+ * here, so a commit (an fsync, milliseconds) never holds up the event loop that answers
+ * scrapes. better-sqlite3 is synchronous, which is what makes group commit simple: write
+ * requests that arrive while a transaction runs queue in this thread's message port, and
+ * the next turn takes all of them into one transaction. Each request is answered only
+ * after its transaction has committed (WAL, synchronous=FULL: on disk).
+ *
+ * Messages in: open, write, seed, probe, close (see ledger.ts, the other side).
+ */
+import { parentPort } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { DDL, SCHEMA_VERSION } from './schema.js';
+import type { StoredEvent } from './event.js';
+import type {
+  IngestCountRow,
+  LedgerReply,
+  LedgerRequest,
+  OpenOptions,
+  SeedResult,
+  TailPositionRow,
+  TotalsRow,
+  WriteRequest,
+} from './ledger.js';
+
+const port = parentPort!;
+let db: Database.Database | undefined;
+let opts: OpenOptions | undefined;
+let statements: ReturnType<typeof prepare> | undefined;
+const pending: { seq: number; req: WriteRequest }[] = [];
+let flushScheduled = false;
+let pruneTimer: NodeJS.Timeout | undefined;
+let pruning = false;
+
+/** Raw events deleted per transaction while pruning: writes get a turn between batches. */
+const PRUNE_BATCH = 5000;
+/** Free pages given back to the filesystem per incremental_vacuum step. */
+const VACUUM_PAGES = 2000;
+
+function reply(r: LedgerReply): void {
+  port.postMessage(r);
+}
+
+/** A store lookout cannot use as it is: the message says why and what to do. */
+class LedgerFileError extends Error {
+  readonly code = 'LOOKOUT_LEDGER_UNUSABLE';
+}
+
+function open(o: OpenOptions): void {
+  const d = new Database(o.file, { timeout: o.busyTimeoutMs });
+  try {
+    const fresh =
+      (
+        d.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as {
+          n: number;
+        }
+      ).n === 0;
+    // Only a file without tables can switch to incremental vacuum without a full VACUUM.
+    if (fresh) d.pragma('auto_vacuum = INCREMENTAL');
+    d.pragma('journal_mode = WAL');
+    d.pragma('synchronous = FULL');
+    d.pragma(`cache_size = -${o.cacheKiB}`);
+    const version = fresh
+      ? undefined
+      : (d.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+          { value: string } | undefined);
+    if (version !== undefined && Number(version.value) > SCHEMA_VERSION) {
+      throw new LedgerFileError(
+        `${o.file} has store schema version ${version.value}, written by a newer lookout; this one knows version ${SCHEMA_VERSION} and will not change it. Run the newer lookout, or point storage.path at another directory`,
+      );
+    }
+    d.exec(DDL);
+    d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(
+      String(SCHEMA_VERSION),
+    );
+  } catch (err) {
+    d.close();
+    throw err;
+  }
+  db = d;
+  opts = o;
+  statements = prepare(d);
+  pruneTimer = setInterval(() => prune(), o.pruneEveryMs);
+  pruneTimer.unref();
+  // A first pass soon after start, not during it: start-up is what /metrics waits for.
+  setTimeout(() => prune(), Math.min(o.pruneEveryMs, 60_000)).unref();
+}
+
+function prepare(d: Database.Database) {
+  return {
+    insert:
+      d.prepare(`INSERT OR IGNORE INTO events (id, time_ms, received_ms, service, model, provider, operation, source,
+      input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+      cost_usd, cost_source, priced_as, raw_usage) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+    rollup:
+      d.prepare(`INSERT INTO rollups_hourly (hour_ms, service, model, source, requests, unpriced_requests,
+      input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+      unpriced_tokens, cost_usd, cache_savings_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+      ON CONFLICT (hour_ms, service, model, source) DO UPDATE SET
+        requests = requests + excluded.requests,
+        unpriced_requests = unpriced_requests + excluded.unpriced_requests,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
+        cost_usd = cost_usd + excluded.cost_usd,
+        cache_savings_usd = cache_savings_usd + excluded.cache_savings_usd`),
+    total: d.prepare(`INSERT INTO totals (service, model, source, requests, unpriced_requests,
+      input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+      unpriced_tokens, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+      ON CONFLICT (service, model, source) DO UPDATE SET
+        requests = requests + excluded.requests,
+        unpriced_requests = unpriced_requests + excluded.unpriced_requests,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
+        cost_usd = cost_usd + excluded.cost_usd`),
+    count: d.prepare(`INSERT INTO ingest_counts (kind, key, result, n) VALUES (?,?,?,?)
+      ON CONFLICT (kind, key, result) DO UPDATE SET n = n + excluded.n`),
+    tail: d.prepare(
+      'INSERT OR REPLACE INTO tail_positions (path, dev, ino, offset, state) VALUES (?,?,?,?,?)',
+    ),
+    probe: d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe', ?)"),
+  };
+}
+
+/** Sums of one rollup or totals key within a transaction. */
+interface Sums {
+  requests: number;
+  unpricedRequests: number;
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite5m: number;
+  cacheWrite1h: number;
+  unpricedTokens: number;
+  cost: number;
+  savings: number;
+}
+
+function add(map: Map<string, { key: unknown[]; s: Sums }>, key: unknown[], e: StoredEvent) {
+  const k = key.join('\u0000');
+  let entry = map.get(k);
+  if (entry === undefined) {
+    entry = {
+      key,
+      s: {
+        requests: 0,
+        unpricedRequests: 0,
+        input: 0,
+        output: 0,
+        cacheRead: 0,
+        cacheWrite5m: 0,
+        cacheWrite1h: 0,
+        unpricedTokens: 0,
+        cost: 0,
+        savings: 0,
+      },
+    };
+    map.set(k, entry);
+  }
+  const s = entry.s;
+  const b = e.buckets;
+  s.requests++;
+  s.input += b.input;
+  s.output += b.output;
+  s.cacheRead += b.cacheRead;
+  s.cacheWrite5m += b.cacheWrite5m;
+  s.cacheWrite1h += b.cacheWrite1h;
+  if (e.costUsd === null) {
+    s.unpricedRequests++;
+    s.unpricedTokens += b.input + b.output + b.cacheRead + b.cacheWrite5m + b.cacheWrite1h;
+  } else s.cost += e.costUsd;
+  s.savings += e.cacheSavingsUsd;
+}
+
+function sumsArgs(s: Sums): number[] {
+  return [
+    s.requests,
+    s.unpricedRequests,
+    s.input,
+    s.output,
+    s.cacheRead,
+    s.cacheWrite5m,
+    s.cacheWrite1h,
+    s.unpricedTokens,
+    s.cost,
+  ];
+}
+
+/** One transaction for every write request waiting now. */
+function flush(): void {
+  flushScheduled = false;
+  if (pending.length === 0) return;
+  const group = pending.splice(0, pending.length);
+  const st = statements!;
+  const results: Uint8Array[] = [];
+  try {
+    db!
+      .transaction(() => {
+        const hours = new Map<string, { key: unknown[]; s: Sums }>();
+        const totals = new Map<string, { key: unknown[]; s: Sums }>();
+        const counts = new Map<string, { key: string[]; n: number }>();
+        const count = (kind: string, key: string, result: string, n: number) => {
+          if (n === 0) return;
+          const k = `${kind}\u0000${key}\u0000${result}`;
+          const c = counts.get(k);
+          if (c) c.n += n;
+          else counts.set(k, { key: [kind, key, result], n });
+        };
+        for (const { req } of group) {
+          const inserted = new Uint8Array(req.events.length);
+          let stored = 0;
+          req.events.forEach((e, i) => {
+            const b = e.buckets;
+            const r = st.insert.run(
+              e.id,
+              e.timeMs,
+              e.receivedMs,
+              e.service,
+              e.model,
+              e.provider,
+              e.operation,
+              e.source,
+              b.input,
+              b.output,
+              b.cacheRead,
+              b.cacheWrite5m,
+              b.cacheWrite1h,
+              e.costUsd,
+              e.costSource,
+              e.pricedAs,
+              e.rawUsage,
+            );
+            if (r.changes === 1) {
+              inserted[i] = 1;
+              stored++;
+              const hour = e.timeMs - (e.timeMs % 3_600_000);
+              add(hours, [hour, e.service, e.model, e.source], e);
+              add(totals, [e.service, e.model, e.source], e);
+              count('events', e.source, 'accepted', 1);
+            } else count('events', e.source, 'duplicate', 1);
+          });
+          for (const [source, n] of Object.entries(req.rejected ?? {})) {
+            count('events', source, 'rejected', n);
+          }
+          if (req.jsonl) {
+            const j = req.jsonl;
+            count('jsonl', j.file, 'stored', stored);
+            count('jsonl', j.file, 'duplicate', req.events.length - stored);
+            count('jsonl', j.file, 'rejected', j.rejected);
+            const p = j.position;
+            st.tail.run(j.file, p.dev, p.ino, p.offset, JSON.stringify(p));
+          }
+          results.push(inserted);
+        }
+        for (const { key, s } of hours.values()) st.rollup.run(...key, ...sumsArgs(s), s.savings);
+        for (const { key, s } of totals.values()) st.total.run(...key, ...sumsArgs(s));
+        for (const { key, n } of counts.values()) st.count.run(...key, n);
+      })
+      .immediate();
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    for (const { seq } of group) reply({ seq, error: e.message, code: e.code });
+    return;
+  }
+  group.forEach(({ seq }, i) => reply({ seq, inserted: results[i]! }));
+}
+
+function seed(): SeedResult {
+  const d = db!;
+  return {
+    // In the order each combination was first stored: the order label caps admit values.
+    totals: d
+      .prepare(
+        `SELECT service, model, source, requests, unpriced_requests AS unpricedRequests,
+          input_tokens AS input, output_tokens AS output, cache_read_tokens AS cacheRead,
+          cache_write_5m_tokens AS cacheWrite5m, cache_write_1h_tokens AS cacheWrite1h,
+          unpriced_tokens AS unpricedTokens, cost_usd AS cost FROM totals ORDER BY rowid`,
+      )
+      .all() as TotalsRow[],
+    counts: d.prepare('SELECT kind, key, result, n FROM ingest_counts').all() as IngestCountRow[],
+    tails: d.prepare('SELECT path, state FROM tail_positions').all() as TailPositionRow[],
+  };
+}
+
+/**
+ * Deletes raw events older than the retention, a batch per transaction with a turn for
+ * writes between them, then hands the freed pages back to the filesystem the same way.
+ * Rollups and totals stay: they are what totals and counters come from.
+ */
+function prune(): void {
+  if (pruning || db === undefined || opts === undefined) return;
+  pruning = true;
+  const d = db;
+  const cutoff = Date.now() - opts.retentionMs;
+  const del = d.prepare(
+    'DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE time_ms < ? LIMIT ?)',
+  );
+  let deleted = 0;
+  const step = () => {
+    if (db !== d) return;
+    try {
+      const n = del.run(cutoff, PRUNE_BATCH).changes;
+      deleted += n;
+      if (n === PRUNE_BATCH) {
+        setImmediate(step);
+        return;
+      }
+      vacuumStep(deleted);
+    } catch (err) {
+      pruning = false;
+      reply({ seq: -1, log: `pruning old AI usage events failed: ${(err as Error).message}` });
+    }
+  };
+  const vacuumStep = (done: number) => {
+    if (db !== d) return;
+    try {
+      const free = d.pragma('freelist_count', { simple: true }) as number;
+      if (free > 0) {
+        d.pragma(`incremental_vacuum(${VACUUM_PAGES})`);
+        if (free > VACUUM_PAGES) {
+          setImmediate(() => vacuumStep(done));
+          return;
+        }
+      }
+      pruning = false;
+      if (done > 0) reply({ seq: -1, pruned: done });
+    } catch (err) {
+      pruning = false;
+      reply({ seq: -1, log: `vacuuming the AI usage store failed: ${(err as Error).message}` });
+    }
+  };
+  step();
+}
+
+port.on('message', (m: LedgerRequest) => {
+  try {
+    switch (m.op) {
+      case 'open':
+        open(m.options);
+        reply({ seq: m.seq, ok: true });
+        return;
+      case 'write':
+        pending.push({ seq: m.seq, req: m.req });
+        if (!flushScheduled) {
+          flushScheduled = true;
+          // After every message already queued is taken in: they share the transaction.
+          setImmediate(flush);
+        }
+        return;
+      case 'seed':
+        reply({ seq: m.seq, seed: seed() });
+        return;
+      case 'probe':
+        statements!.probe.run(new Date().toISOString());
+        reply({ seq: m.seq, ok: true });
+        return;
+      case 'prune':
+        prune();
+        reply({ seq: m.seq, ok: true });
+        return;
+      case 'close':
+        flush();
+        clearInterval(pruneTimer);
+        db?.close();
+        db = undefined;
+        reply({ seq: m.seq, ok: true });
+        port.close();
+        return;
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    reply({ seq: m.seq, error: e.message, code: e.code });
+  }
+});

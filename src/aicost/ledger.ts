@@ -1,0 +1,236 @@
+/**
+ * The AI-usage ledger, main-thread side: a handle on the worker thread that owns the
+ * SQLite store (ledger-worker.ts). `write()` resolves once the events are durable (their
+ * transaction committed, WAL with synchronous=FULL), saying which were stored now and
+ * which were there already (the event id is the primary key: duplicates are found on
+ * disk, so memory stays bounded whatever the volume). Writes arriving while a commit runs
+ * share the next transaction (group commit).
+ */
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { TailPosition } from '../lib/tail.js';
+import type { StoredEvent } from './event.js';
+import { DATABASE_FILE } from './schema.js';
+
+export interface OpenOptions {
+  file: string;
+  /** Raw events older than this are pruned (rollups and totals are kept). */
+  retentionMs: number;
+  /** How often pruning (and the incremental vacuum after it) runs. */
+  pruneEveryMs: number;
+  /** How long a write waits for another writer's lock (`lookout cost reprice`). */
+  busyTimeoutMs: number;
+  /** SQLite's page cache, KiB. */
+  cacheKiB: number;
+}
+
+/** One write: events (validated and priced), what was rejected, and a JSONL position. */
+export interface WriteRequest {
+  events: StoredEvent[];
+  /** Events refused before they reached the store, by source: counted in the same transaction. */
+  rejected?: Record<string, number>;
+  /** Lines of a followed JSONL file: its position is stored with their events. */
+  jsonl?: { file: string; rejected: number; position: TailPosition };
+}
+
+export interface TotalsRow {
+  service: string;
+  model: string;
+  source: string;
+  requests: number;
+  unpricedRequests: number;
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite5m: number;
+  cacheWrite1h: number;
+  unpricedTokens: number;
+  cost: number;
+}
+
+export interface IngestCountRow {
+  kind: 'events' | 'jsonl';
+  key: string;
+  result: string;
+  n: number;
+}
+
+export interface TailPositionRow {
+  path: string;
+  state: string;
+}
+
+export interface SeedResult {
+  totals: TotalsRow[];
+  counts: IngestCountRow[];
+  tails: TailPositionRow[];
+}
+
+export type LedgerRequest =
+  | { seq: number; op: 'open'; options: OpenOptions }
+  | { seq: number; op: 'write'; req: WriteRequest }
+  | { seq: number; op: 'seed' | 'probe' | 'prune' | 'close' };
+
+export type LedgerReply =
+  | { seq: number; ok: true }
+  | { seq: number; inserted: Uint8Array }
+  | { seq: number; seed: SeedResult }
+  | { seq: number; error: string; code?: string }
+  | { seq: -1; pruned: number }
+  | { seq: -1; log: string };
+
+/** The store failed (disk full, I/O error, the worker gone): the write is not durable. */
+export class LedgerError extends Error {
+  constructor(
+    message: string,
+    readonly code = 'LOOKOUT_LEDGER_FAILED',
+  ) {
+    super(message);
+  }
+}
+
+export interface LedgerEvents {
+  /** The worker thread ended without close() (a crash inside SQLite or the thread). */
+  onExit?(err: Error): void;
+  /** Something to log from the worker (pruning done or failed). */
+  onNote?(msg: string, fields: Record<string, number | string>): void;
+}
+
+/** The worker's module: its .ts source under tsx (tests, `npm run` scripts), its build otherwise. */
+function workerScript(): { source: string | URL; eval: boolean } {
+  const self = import.meta.url;
+  if (!self.endsWith('.ts')) return { source: new URL('./ledger-worker.js', self), eval: false };
+  const url = new URL('./ledger-worker.ts', self).href;
+  // A worker does not inherit the loader hooks of `--import tsx` on Node 20: load through tsx's API.
+  const api = import.meta.resolve('tsx/esm/api');
+  return {
+    source: `import(${JSON.stringify(api)}).then((t) => t.tsImport(${JSON.stringify(url)}, ${JSON.stringify(url)}))`,
+    eval: true,
+  };
+}
+
+export class Ledger {
+  private seq = 0;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: LedgerReply) => void; reject: (e: Error) => void }
+  >();
+  private closed = false;
+  private exited: Error | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    events: LedgerEvents,
+  ) {
+    worker.on('message', (r: LedgerReply) => {
+      if (r.seq === -1) {
+        if ('pruned' in r) events.onNote?.('pruned old AI usage events', { events: r.pruned });
+        else if ('log' in r) events.onNote?.(r.log, {});
+        return;
+      }
+      const w = this.waiting.get(r.seq);
+      if (!w) return;
+      this.waiting.delete(r.seq);
+      if ('error' in r) w.reject(new LedgerError(r.error, r.code));
+      else w.resolve(r);
+    });
+    const gone = (err: Error) => {
+      if (this.exited) return;
+      this.exited = err;
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+      if (!this.closed) events.onExit?.(err);
+    };
+    worker.on('error', (err) => gone(new LedgerError(`the store's thread failed: ${err.message}`)));
+    worker.on('exit', (code) => gone(new LedgerError(`the store's thread exited (${code})`)));
+  }
+
+  /** Opens (creating) the store in `dir`; rejects with the reason when it cannot be used. */
+  static async open(
+    dir: string,
+    o: Partial<Omit<OpenOptions, 'file'>> & { retentionMs: number },
+    events: LedgerEvents = {},
+  ): Promise<Ledger> {
+    const script = workerScript();
+    const worker = new Worker(script.source, {
+      eval: script.eval,
+      // Its heap holds one transaction's events at most; SQLite's cache is outside it.
+      resourceLimits: { maxOldGenerationSizeMb: 48 },
+    });
+    const ledger = new Ledger(worker, events);
+    try {
+      await ledger.call({
+        op: 'open',
+        options: {
+          file: join(dir, DATABASE_FILE),
+          pruneEveryMs: 3_600_000,
+          busyTimeoutMs: 5000,
+          cacheKiB: 4096,
+          ...o,
+        },
+      });
+    } catch (err) {
+      ledger.closed = true;
+      await worker.terminate();
+      throw err;
+    }
+    return ledger;
+  }
+
+  private call(m: { op: 'open'; options: OpenOptions }): Promise<LedgerReply>;
+  private call(m: { op: 'write'; req: WriteRequest }): Promise<LedgerReply>;
+  private call(m: { op: 'seed' | 'probe' | 'prune' | 'close' }): Promise<LedgerReply>;
+  private call(m: Omit<LedgerRequest, 'seq'>): Promise<LedgerReply> {
+    if (this.exited) return Promise.reject(this.exited);
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(seq, { resolve, reject });
+      this.worker.postMessage({ ...m, seq } as LedgerRequest);
+    });
+  }
+
+  /** Whether the worker is gone (crashed): a new Ledger must be opened. */
+  get broken(): boolean {
+    return this.exited !== undefined;
+  }
+
+  /**
+   * Stores the events (and counts, and a JSONL position) in one transaction shared with
+   * the writes waiting beside it. Resolves after the commit: for each event, 1 if it was
+   * stored now, 0 if its id was there already.
+   */
+  async write(req: WriteRequest): Promise<Uint8Array> {
+    const r = await this.call({ op: 'write', req });
+    return (r as { inserted: Uint8Array }).inserted;
+  }
+
+  /** What the store holds for the counters and the tails: totals, ingest counts, positions. */
+  async seed(): Promise<SeedResult> {
+    const r = await this.call({ op: 'seed' });
+    return (r as { seed: SeedResult }).seed;
+  }
+
+  /** One small write transaction: whether the store takes writes again after a fault. */
+  async probe(): Promise<void> {
+    await this.call({ op: 'probe' });
+  }
+
+  /** Prunes old raw events now (it runs on its own schedule too). */
+  async prune(): Promise<void> {
+    await this.call({ op: 'prune' });
+  }
+
+  /** Commits what is waiting, closes the database and ends the thread. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.exited) {
+      try {
+        await this.call({ op: 'close' });
+      } catch {
+        // Gone already: nothing left to flush.
+      }
+    }
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,716 @@
+/**
+ * The AI-cost collector: takes AI usage events over HTTP (`POST /api/v1/ai-usage`, behind
+ * its own bearer token) and from JSONL files apps write, prices them (src/aicost/
+ * pricing.ts), stores them in the ledger (src/aicost/ledger.ts: SQLite in a worker
+ * thread, durable before an answer) and counts them in `lookout_ai_*`. A counter moves
+ * only after its event is durable, and at start the counters are seeded from the store's
+ * totals, so a restart or a crash is never a reset and never counts an event twice.
+ * Label values (service, model, source) are capped: past the limit a new value is folded
+ * into `other` (the store keeps the true one). Off by default.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import { z } from 'zod';
+import { duration } from '../config/duration.js';
+import { checkEvent, problemText, totalTokens, type StoredEvent } from '../aicost/event.js';
+import { Ledger, LedgerError, type SeedResult, type WriteRequest } from '../aicost/ledger.js';
+import { loadPricing, type PricingTable } from '../aicost/pricing-api.js';
+import { errorText, type Logger } from '../lib/log.js';
+import { RateLimitedLog } from '../lib/ratelog.js';
+import { forEachLine, Tail, type TailPosition } from '../lib/tail.js';
+import {
+  collectorSchema,
+  registerCollector,
+  RouteError,
+  type Collector,
+  type RouteItemResult,
+  type ServiceContext,
+} from './collector.js';
+import { routeToken, routeTokenSchema } from './routetoken.js';
+
+export const INGEST_PATH = '/api/v1/ai-usage';
+/** The label value a capped label's overflow is folded into. */
+export const OTHER = 'other';
+
+const budgetSchema = z.strictObject({
+  period: z.enum(['hour', 'day', 'month']).describe('The window the budget is for.'),
+  service: z
+    .string()
+    .min(1)
+    .default('*')
+    .describe('The service it is for; "*" (the default) is the whole host\'s spend.'),
+  usd: z.number().positive().describe('The budget in US dollars.'),
+});
+
+export const aicostSchema = collectorSchema(
+  { enabled: false, interval: '15s', timeout: '10s' },
+  {
+    ...routeTokenSchema,
+    retention: duration
+      .prefault('90d')
+      .describe(
+        'How long raw events are kept in the store; hourly rollups and totals are kept for good. Events older than this are refused at ingest (a re-sent pruned event would otherwise count twice).',
+      ),
+    jsonl: z
+      .array(
+        z.string().startsWith('/', 'expected an absolute path, e.g. /var/log/app/ai-usage.jsonl'),
+      )
+      .default([])
+      .describe(
+        'JSONL files to follow, one event per line (the same schema as the HTTP ingest). Read from their start the first time, then from the position stored with the events, through rotation.',
+      ),
+    pricing_file: z
+      .string()
+      .startsWith('/', 'expected an absolute path')
+      .optional()
+      .describe(
+        "Your own pricing table (the shipped table's format): overrides and extends the shipped prices.",
+      ),
+    limits: z
+      .strictObject({
+        services: z.number().int().min(1).default(50),
+        models: z.number().int().min(1).default(100),
+        sources: z.number().int().min(1).default(20),
+      })
+      .prefault({})
+      .describe(
+        'Distinct label values per label in lookout_ai_* (first come, first kept); more are counted as "other". The store keeps the true values.',
+      ),
+    budgets: z
+      .array(budgetSchema)
+      .default([])
+      .describe(
+        'Budgets, exported as lookout_ai_budget_usd{period,service} for the cost alerts; none by default.',
+      ),
+    max_body_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(8 << 20)
+      .describe('Largest ingest request body, bytes; larger is a 413.'),
+    max_batch: z
+      .number()
+      .int()
+      .min(1)
+      .default(5000)
+      .describe('Most events in one ingest request; more is a 413.'),
+  },
+);
+
+export type AicostConfig = z.output<typeof aicostSchema>;
+
+/** First-come label values up to a limit; the rest fold into `other`. */
+export class LabelCap {
+  private readonly known = new Set<string>();
+  constructor(private readonly limit: number) {}
+
+  /** The label for a value, admitting it while there is room. */
+  admit(value: string): string {
+    if (this.known.has(value)) return value;
+    if (this.known.size < this.limit && value !== OTHER) {
+      this.known.add(value);
+      return value;
+    }
+    return OTHER;
+  }
+
+  /** The label for a value, admitting nothing new. */
+  lookup(value: string): string {
+    return this.known.has(value) ? value : OTHER;
+  }
+}
+
+interface Sums {
+  requests: number;
+  unpricedRequests: number;
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  unpricedTokens: number;
+  cost: number;
+}
+
+const zero = (): Sums => ({
+  requests: 0,
+  unpricedRequests: 0,
+  input: 0,
+  output: 0,
+  cacheRead: 0,
+  cacheWrite: 0,
+  unpricedTokens: 0,
+  cost: 0,
+});
+
+/**
+ * Everything the counters show, by capped labels, as totals since the store began: seeded
+ * from the store at start, added to after each commit. A scrape sets the counters to these.
+ */
+export class Tallies {
+  readonly services: LabelCap;
+  readonly models: LabelCap;
+  readonly sources: LabelCap;
+  /** By `service\0model\0source` (capped). */
+  readonly usage = new Map<string, { labels: [string, string, string]; s: Sums }>();
+  /** By `source\0result`. */
+  readonly ingest = new Map<string, number>();
+  /** By `file\0result`. */
+  readonly jsonl = new Map<string, number>();
+  readonly readErrors = new Map<string, number>();
+
+  constructor(limits: { services: number; models: number; sources: number }) {
+    this.services = new LabelCap(limits.services);
+    this.models = new LabelCap(limits.models);
+    this.sources = new LabelCap(limits.sources);
+  }
+
+  private sums(service: string, model: string, source: string): Sums {
+    const labels: [string, string, string] = [
+      this.services.admit(service),
+      this.models.admit(model),
+      this.sources.admit(source),
+    ];
+    const key = labels.join('\u0000');
+    let u = this.usage.get(key);
+    if (u === undefined) {
+      u = { labels, s: zero() };
+      this.usage.set(key, u);
+    }
+    return u.s;
+  }
+
+  bump(map: Map<string, number>, key: string, n: number): void {
+    if (n !== 0) map.set(key, (map.get(key) ?? 0) + n);
+  }
+
+  /** The store's totals, in the order they were first stored (so caps admit as before). */
+  seed(seed: SeedResult): void {
+    for (const t of seed.totals) {
+      const s = this.sums(t.service, t.model, t.source);
+      s.requests += t.requests;
+      s.unpricedRequests += t.unpricedRequests;
+      s.input += t.input;
+      s.output += t.output;
+      s.cacheRead += t.cacheRead;
+      s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
+      s.unpricedTokens += t.unpricedTokens;
+      s.cost += t.cost;
+    }
+    for (const c of seed.counts) {
+      if (c.kind === 'events')
+        this.bump(this.ingest, `${this.sources.lookup(c.key)}\u0000${c.result}`, c.n);
+      else this.bump(this.jsonl, `${c.key}\u0000${c.result}`, c.n);
+    }
+  }
+
+  /** One event the store took now. */
+  stored(e: StoredEvent): void {
+    const s = this.sums(e.service, e.model, e.source);
+    const b = e.buckets;
+    s.requests++;
+    s.input += b.input;
+    s.output += b.output;
+    s.cacheRead += b.cacheRead;
+    s.cacheWrite += b.cacheWrite5m + b.cacheWrite1h;
+    if (e.costUsd === null) {
+      s.unpricedRequests++;
+      s.unpricedTokens += totalTokens(b);
+    } else s.cost += e.costUsd;
+    this.bump(this.ingest, `${this.sources.lookup(e.source)}\u0000accepted`, 1);
+  }
+
+  duplicate(e: StoredEvent): void {
+    this.bump(this.ingest, `${this.sources.lookup(e.source)}\u0000duplicate`, 1);
+  }
+}
+
+/** The counters and gauges, rendered from the tallies on each scrape. */
+function aicostRegistry(t: Tallies, cfg: AicostConfig, storeUp: () => number): Registry {
+  const registry = new Registry();
+  const registers = [registry];
+  const fromUsage = (
+    counter: Counter<string>,
+    each: (labels: [string, string, string], s: Sums, set: (l: object, v: number) => void) => void,
+  ) => {
+    counter.reset();
+    const set = (l: object, v: number) => counter.inc(l as Record<string, string>, v);
+    for (const { labels, s } of t.usage.values()) each(labels, s, set);
+  };
+  new Counter({
+    name: 'lookout_ai_requests_total',
+    help: 'AI API requests stored in the ledger, by service, model and source (label values past the configured limits are "other").',
+    labelNames: ['service', 'model', 'source'],
+    registers,
+    collect() {
+      fromUsage(this, ([service, model, source], s, set) =>
+        set({ service, model, source }, s.requests),
+      );
+    },
+  });
+  new Counter({
+    name: 'lookout_ai_tokens_total',
+    help: 'Tokens of the stored AI API requests by type: input (uncached), output (with reasoning), cache_read, cache_write (5 min and 1 h).',
+    labelNames: ['service', 'model', 'source', 'type'],
+    registers,
+    collect() {
+      // Summed per label set first: two true values folded into "other" share a series.
+      const sums = new Map<string, { l: Record<string, string>; v: number }>();
+      const add = (l: Record<string, string>, v: number) => {
+        const k = `${l.service}\u0000${l.model}\u0000${l.source}\u0000${l.type}`;
+        const e = sums.get(k);
+        if (e) e.v += v;
+        else sums.set(k, { l, v });
+      };
+      for (const {
+        labels: [service, model, source],
+        s,
+      } of t.usage.values()) {
+        add({ service, model, source, type: 'input' }, s.input);
+        add({ service, model, source, type: 'output' }, s.output);
+        add({ service, model, source, type: 'cache_read' }, s.cacheRead);
+        add({ service, model, source, type: 'cache_write' }, s.cacheWrite);
+      }
+      this.reset();
+      for (const { l, v } of sums.values()) this.inc(l, v);
+    },
+  });
+  new Counter({
+    name: 'lookout_ai_cost_usd_total',
+    help: 'US dollars spent on the stored AI API requests (priced from the pricing table, or as the client reported); unpriced requests add nothing here.',
+    labelNames: ['service', 'model', 'source'],
+    registers,
+    collect() {
+      fromUsage(this, ([service, model, source], s, set) =>
+        set({ service, model, source }, s.cost),
+      );
+    },
+  });
+  const bySM = (pick: (s: Sums) => number) =>
+    function (this: Counter<string>) {
+      const sums = new Map<string, { l: Record<string, string>; v: number }>();
+      for (const {
+        labels: [service, model],
+        s,
+      } of t.usage.values()) {
+        if (s.unpricedRequests === 0) continue;
+        const k = `${service}\u0000${model}`;
+        const e = sums.get(k);
+        if (e) e.v += pick(s);
+        else sums.set(k, { l: { service, model }, v: pick(s) });
+      }
+      this.reset();
+      for (const { l, v } of sums.values()) this.inc(l, v);
+    };
+  new Counter({
+    name: 'lookout_ai_unpriced_requests_total',
+    help: 'Stored AI API requests whose model the pricing table did not know at the time (their cost is not in lookout_ai_cost_usd_total until repriced).',
+    labelNames: ['service', 'model'],
+    registers,
+    collect: bySM((s) => s.unpricedRequests),
+  });
+  new Counter({
+    name: 'lookout_ai_unpriced_tokens_total',
+    help: 'All tokens of the unpriced AI API requests.',
+    labelNames: ['service', 'model'],
+    registers,
+    collect: bySM((s) => s.unpricedTokens),
+  });
+  const budget = new Gauge({
+    name: 'lookout_ai_budget_usd',
+    help: 'A configured AI spend budget (collectors.aicost.budgets), US dollars per period; service="*" is the whole host.',
+    labelNames: ['period', 'service'],
+    registers,
+  });
+  for (const b of cfg.budgets) budget.set({ period: b.period, service: b.service }, b.usd);
+  const fromMap = (map: Map<string, number>, names: [string, string]) =>
+    function (this: Counter<string>) {
+      this.reset();
+      for (const [k, v] of map) {
+        const [a, b] = k.split('\u0000');
+        this.inc({ [names[0]]: a!, [names[1]]: b! }, v);
+      }
+    };
+  new Counter({
+    name: 'lookout_ai_ingest_events_total',
+    help: 'AI usage events offered to lookout (HTTP and JSONL), by source and result: accepted (stored now), duplicate (stored before, not counted again), rejected (invalid; not stored).',
+    labelNames: ['source', 'result'],
+    registers,
+    collect: fromMap(t.ingest, ['source', 'result']),
+  });
+  new Gauge({
+    name: 'lookout_ai_store_up',
+    help: 'Whether the AI usage store takes writes (1) or not (0: ingest answers 503, JSONL waits).',
+    registers,
+    collect() {
+      this.set(storeUp());
+    },
+  });
+  if (cfg.jsonl.length > 0) {
+    const lines = new Counter({
+      name: 'lookout_ai_jsonl_lines_total',
+      help: 'Lines of the followed JSONL files by result: stored, duplicate (an event stored before) or rejected (not an event; logged).',
+      labelNames: ['file', 'result'],
+      registers,
+      collect() {
+        this.reset();
+        for (const file of cfg.jsonl) {
+          for (const result of ['stored', 'duplicate', 'rejected']) {
+            this.inc({ file, result }, t.jsonl.get(`${file}\u0000${result}`) ?? 0);
+          }
+        }
+      },
+    });
+    void lines;
+    new Counter({
+      name: 'lookout_ai_jsonl_read_errors_total',
+      help: 'Failed reads of a followed JSONL file (missing directory, permissions, I/O errors); the tail keeps trying.',
+      labelNames: ['file'],
+      registers,
+      collect() {
+        this.reset();
+        for (const file of cfg.jsonl) this.inc({ file }, t.readErrors.get(file) ?? 0);
+      },
+    });
+  }
+  return registry;
+}
+
+/** The shapes a body may take: one event, an array of them, or `{ events: [...] }`. */
+function itemsOf(body: unknown, maxBatch: number): { items: unknown[]; single: boolean } {
+  let items: unknown[];
+  let single = false;
+  if (Array.isArray(body)) items = body;
+  else if (
+    typeof body === 'object' &&
+    body !== null &&
+    'events' in body &&
+    Object.keys(body).length === 1
+  ) {
+    const events = (body as { events: unknown }).events;
+    if (!Array.isArray(events)) {
+      throw new RouteError(400, 'the body does not match what this route takes', [
+        { path: 'events', message: 'expected an array of events' },
+      ]);
+    }
+    items = events;
+  } else {
+    items = [body];
+    single = true;
+  }
+  if (items.length === 0) throw new RouteError(400, 'the batch holds no events');
+  if (items.length > maxBatch) {
+    throw new RouteError(
+      413,
+      `the batch holds ${items.length} events; send at most ${maxBatch} per request (collectors.aicost.max_batch)`,
+    );
+  }
+  return { items, single };
+}
+
+/** The collector's long-lived state: the ledger, the tallies, the tails. */
+class AicostService {
+  readonly tallies: Tallies;
+  readonly registry: Registry;
+  private ledger: Ledger | undefined;
+  private pricing: PricingTable | undefined;
+  private sctx: ServiceContext | undefined;
+  private faulted: string | undefined;
+  private probe: NodeJS.Timeout | undefined;
+  private tails: Tail[] = [];
+  private readonly rate: RateLimitedLog;
+  private readonly unpricedLogged = new Set<string>();
+  private dir = '';
+
+  constructor(
+    private readonly cfg: AicostConfig,
+    private readonly stateDirectory: () => Promise<string>,
+    private readonly log: Logger,
+  ) {
+    this.tallies = new Tallies(cfg.limits);
+    this.registry = aicostRegistry(this.tallies, cfg, () =>
+      this.ledger !== undefined && this.faulted === undefined ? 1 : 0,
+    );
+    this.rate = new RateLimitedLog(log, 60_000);
+  }
+
+  async start(sctx: ServiceContext): Promise<void> {
+    this.sctx = sctx;
+    this.dir = await this.stateDirectory();
+    this.pricing = await loadPricing({ userFile: this.cfg.pricing_file });
+    this.ledger = await this.openLedger();
+    let seed: SeedResult;
+    try {
+      seed = await this.ledger.seed();
+    } catch (err) {
+      await this.ledger.close();
+      this.ledger = undefined;
+      throw err;
+    }
+    this.tallies.seed(seed);
+    const saved = new Map(seed.tails.map((t) => [t.path, JSON.parse(t.state) as TailPosition]));
+    this.tails = this.cfg.jsonl.map((path) => this.follow(path, saved.get(path)));
+    await Promise.all(this.tails.map((t) => t.start()));
+    sctx.log.info('AI usage store open', {
+      path: this.dir,
+      series: this.tallies.usage.size,
+      jsonl: this.cfg.jsonl.length,
+    });
+  }
+
+  private openLedger(): Promise<Ledger> {
+    return Ledger.open(
+      this.dir,
+      { retentionMs: this.cfg.retention },
+      {
+        onExit: (err) => this.fail(err),
+        onNote: (msg, fields) => this.log.info(msg, fields),
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.probe);
+    this.probe = undefined;
+    const tails = this.tails;
+    this.tails = [];
+    // The tails first: a block being stored is committed (and acknowledged) before the ledger closes.
+    await Promise.all(tails.map((t) => t.stop()));
+    await this.ledger?.close();
+    this.ledger = undefined;
+  }
+
+  /** The store failed a write: a fault until a probe write succeeds (the route answers 503 meanwhile). */
+  private fail(err: unknown): void {
+    const text = errorText(err);
+    if (this.faulted === undefined) {
+      this.faulted = text;
+      this.sctx?.fault(new Error(`the AI usage store fails: ${text}`));
+    }
+    if (this.probe !== undefined) return;
+    this.probe = setInterval(() => void this.tryRecover(), 5000);
+    this.probe.unref();
+  }
+
+  private async tryRecover(): Promise<void> {
+    try {
+      if (this.ledger === undefined || this.ledger.broken) {
+        await this.ledger?.close();
+        this.ledger = await this.openLedger();
+      }
+      await this.ledger.probe();
+    } catch {
+      return;
+    }
+    clearInterval(this.probe);
+    this.probe = undefined;
+    this.faulted = undefined;
+    this.sctx?.healthy();
+  }
+
+  /** Stores what was checked; counts after the commit. Throws LedgerError when the store fails. */
+  async store(req: WriteRequest): Promise<Uint8Array> {
+    const ledger = this.ledger;
+    if (ledger === undefined) throw new LedgerError('the AI usage store is not open');
+    let inserted: Uint8Array;
+    try {
+      inserted = await ledger.write(req);
+    } catch (err) {
+      this.fail(err);
+      throw err;
+    }
+    const t = this.tallies;
+    req.events.forEach((e, i) => {
+      if (inserted[i]) {
+        t.stored(e);
+        if (e.costUsd === null) this.unpriced(e);
+      } else t.duplicate(e);
+    });
+    for (const [source, n] of Object.entries(req.rejected ?? {})) {
+      t.bump(t.ingest, `${source}\u0000rejected`, n);
+    }
+    if (req.jsonl) {
+      const { file, rejected } = req.jsonl;
+      let stored = 0;
+      for (const x of inserted) stored += x;
+      t.bump(t.jsonl, `${file}\u0000stored`, stored);
+      t.bump(t.jsonl, `${file}\u0000duplicate`, inserted.length - stored);
+      t.bump(t.jsonl, `${file}\u0000rejected`, rejected);
+    }
+    return inserted;
+  }
+
+  private unpriced(e: StoredEvent): void {
+    const key = `${e.provider}/${e.model}`;
+    if (this.unpricedLogged.has(key)) return;
+    if (this.unpricedLogged.size >= 1000) {
+      this.rate.warn('unpriced', 'AI usage of models the pricing table does not know', {
+        model: e.model,
+      });
+      return;
+    }
+    this.unpricedLogged.add(key);
+    this.log.warn('AI usage of a model the pricing table does not know: counted as unpriced', {
+      model: e.model,
+      provider: e.provider,
+      hint: 'add it to collectors.aicost.pricing_file, then run lookout cost reprice',
+    });
+  }
+
+  /** The key a rejected event is counted under: its source if already a label, else other. */
+  private rejectedSource(input: unknown, fallback: string): string {
+    const s = (input as { source?: unknown } | null)?.source;
+    return this.tallies.sources.lookup(typeof s === 'string' ? s : fallback);
+  }
+
+  async ingest(body: unknown): Promise<RouteItemResult[]> {
+    const { items, single } = itemsOf(body, this.cfg.max_batch);
+    const now = Date.now();
+    const opts = {
+      now,
+      retentionMs: this.cfg.retention,
+      defaultSource: 'http',
+      pricing: this.pricing!,
+    };
+    const results: RouteItemResult[] = new Array(items.length);
+    const events: StoredEvent[] = [];
+    const at: number[] = [];
+    const rejected: Record<string, number> = {};
+    items.forEach((item, i) => {
+      const c = checkEvent(item, opts);
+      if (c.ok) {
+        events.push(c.event);
+        at.push(i);
+        return;
+      }
+      if (single) throw new RouteError(400, 'the event is not valid', c.problems);
+      const id = (item as { id?: unknown } | null)?.id;
+      results[i] = {
+        ...(typeof id === 'string' ? { id } : {}),
+        result: 'rejected',
+        reason: problemText(c.problems),
+      };
+      const source = this.rejectedSource(item, 'http');
+      rejected[source] = (rejected[source] ?? 0) + 1;
+    });
+    let inserted: Uint8Array;
+    try {
+      inserted = await this.store({ events, rejected });
+    } catch (err) {
+      if (err instanceof LedgerError) {
+        throw new RouteError(503, `the AI usage store cannot take writes now: ${err.message}`);
+      }
+      throw err;
+    }
+    events.forEach((e, j) => {
+      results[at[j]!] = { id: e.id, result: inserted[j] ? 'accepted' : 'duplicate' };
+    });
+    return results;
+  }
+
+  private follow(path: string, from: TailPosition | undefined): Tail {
+    const source = `jsonl:${path}`;
+    return new Tail(path, {
+      from: from ?? 'start',
+      onLines: async (block, position) => {
+        const opts = {
+          now: Date.now(),
+          retentionMs: this.cfg.retention,
+          defaultSource: source,
+          pricing: this.pricing!,
+        };
+        const events: StoredEvent[] = [];
+        const rejectedBy: Record<string, number> = {};
+        let rejected = 0;
+        let lineNo = 0;
+        forEachLine(block, (line) => {
+          lineNo++;
+          if (line.trim() === '') return;
+          let value: unknown;
+          let reason: string;
+          try {
+            value = JSON.parse(line) as unknown;
+            const c = checkEvent(value, opts);
+            if (c.ok) {
+              events.push(c.event);
+              return;
+            }
+            reason = problemText(c.problems);
+          } catch (err) {
+            reason = `not JSON: ${errorText(err)}`;
+          }
+          rejected++;
+          const s = this.rejectedSource(value, source);
+          rejectedBy[s] = (rejectedBy[s] ?? 0) + 1;
+          this.rate.warn(`jsonl:${path}`, 'rejected a JSONL line', {
+            file: path,
+            reason: reason.length > 300 ? `${reason.slice(0, 300)}...` : reason,
+          });
+        });
+        void lineNo;
+        await this.store({
+          events,
+          rejected: rejectedBy,
+          jsonl: { file: path, rejected, position },
+        });
+      },
+      onError: (err) => {
+        if ((err as { code?: string }).code === 'LOOKOUT_TAIL_CONSUMER_FAILED') return;
+        this.tallies.bump(this.tallies.readErrors, path, 1);
+        this.rate.warn(`jsonl-read:${path}`, 'cannot read a JSONL file', {
+          file: path,
+          err: errorText(err),
+        });
+      },
+      onGap: (why) => this.log.warn('JSONL file: lines skipped', { file: path, why }),
+      onOverlong: () => {
+        this.rate.warn(`jsonl-long:${path}`, 'a JSONL line longer than 64 KiB was dropped', {
+          file: path,
+        });
+      },
+      encoding: 'utf8',
+    });
+  }
+}
+
+registerCollector({
+  name: 'aicost',
+  description:
+    'AI API usage and cost: events over HTTP (POST /api/v1/ai-usage) and JSONL, priced, stored durably in SQLite',
+  metrics: [
+    'lookout_ai_requests_total',
+    'lookout_ai_tokens_total',
+    'lookout_ai_cost_usd_total',
+    'lookout_ai_unpriced_requests_total',
+    'lookout_ai_unpriced_tokens_total',
+    'lookout_ai_budget_usd',
+    'lookout_ai_ingest_events_total',
+    'lookout_ai_store_up',
+    'lookout_ai_jsonl_lines_total',
+    'lookout_ai_jsonl_read_errors_total',
+  ],
+  schema: aicostSchema,
+  create(ctx): Collector {
+    const cfg = ctx.config;
+    const svc = new AicostService(cfg, () => ctx.stateDirectory(), ctx.log);
+    return {
+      service: {
+        registry: svc.registry,
+        start: (sctx) => svc.start(sctx),
+        stop: () => svc.stop(),
+      },
+      routes: [
+        {
+          method: 'POST',
+          path: INGEST_PATH,
+          token: routeToken(ctx.name, cfg),
+          bodyLimitBytes: cfg.max_body_bytes,
+          body: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())], {
+            error: 'expected one event (an object), an array of events, or {"events": [...]}',
+          }),
+          async handle(req) {
+            return { items: await svc.ingest(req.body) };
+          },
+        },
+      ],
+    };
+  },
+});
