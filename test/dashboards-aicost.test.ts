@@ -22,6 +22,7 @@ import {
   tempDir,
   type Running,
 } from './helpers/procs.js';
+import { substitute } from './helpers/dashboards.js';
 import { aicostConfig, postUsage, usageEvent } from './helpers/aicost-alerts.js';
 
 interface Panel {
@@ -42,15 +43,6 @@ const queries = panels
   .flatMap((p) =>
     (p.targets ?? []).map((t) => ({ panel: p.title, refId: t.refId ?? '?', expr: t.expr ?? '' })),
   );
-
-function substitute(expr: string, instance: string): string {
-  return expr
-    .replaceAll(/\$\{?__rate_interval\}?/g, '1m')
-    .replaceAll(/\$\{?__interval\}?/g, '15s')
-    .replaceAll(/\$\{?__range\}?/g, '1h')
-    .replaceAll(/\$\{?instance\}?/g, instance)
-    .replaceAll(/\$\{?(service|model)\}?/g, '.*');
-}
 
 /** Up to this long for rate() windows and recording rules to have two samples. */
 const WAIT_MS = 90_000;

@@ -33,6 +33,7 @@ import {
   tempDir,
   type Running,
 } from './helpers/procs.js';
+import { substitute } from './helpers/dashboards.js';
 
 const run = promisify(execFile);
 
@@ -119,15 +120,6 @@ function variableQuery(v: Variable): string {
 }
 
 const BUILTINS = new Set(['__rate_interval', '__interval', '__range', '__interval_ms']);
-
-function substitute(expr: string, instance: string): string {
-  return expr
-    .replaceAll(/\$\{?__rate_interval\}?/g, '1m')
-    .replaceAll(/\$\{?__interval\}?/g, '15s')
-    .replaceAll(/\$\{?__range\}?/g, '1h')
-    .replaceAll(/\$\{?instance\}?/g, instance)
-    .replaceAll(/\$\{?(service|model)\}?/g, '.*');
-}
 
 function stepValues(t: ThresholdSteps | undefined): number[] {
   return (t?.steps ?? []).flatMap((s) => (s.value === null ? [] : [s.value]));
