@@ -1,7 +1,7 @@
 # lookout exporter image. Build: docker build -t lookout .   (docker-compose.yml does this)
 # Three stages so the runtime image holds only dist/, production node_modules,
-# package.json, the launcher and the runbooks page: no TypeScript, no dev dependencies,
-# no npm cache, no sources.
+# package.json, the launcher, the runbooks page and the AI price table: no TypeScript,
+# no dev dependencies, no npm cache, no sources.
 # NODE_IMAGE is the current Node LTS line (26, LTS since October 2026); any Node >= 20 runs lookout.
 ARG NODE_IMAGE=node:26-trixie-slim
 
@@ -35,6 +35,8 @@ COPY package.json ./
 COPY bin ./bin
 # Served by lookout as its runbooks page.
 COPY docs/runbooks.md ./docs/runbooks.md
+# The AI price table the aicost collector and `lookout cost` price events with.
+COPY pricing ./pricing
 COPY deploy/compose/lookout.yml /etc/lookout/lookout.yml
 # The node image's unprivileged user (uid 1000). lookout needs no root: it reads
 # world-readable /proc and /sys files and listens on a port above 1023. The state

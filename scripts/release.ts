@@ -2,7 +2,7 @@
  * `npm run release`: lookout-<version>-linux-<arch>.tar.gz, everything a host needs to run
  * lookout and nothing it has to fetch: the Node binary this build was made and tested
  * with, dist/ compiled afresh, production dependencies only, the launcher, the runbooks
- * (the /runbooks page), the systemd unit and its Docker drop-in, the example config, and
+ * (the /runbooks page), the AI price table, the systemd unit and its Docker drop-in, the example config, and
  * MANIFEST (sha256sum format), which `lookout install` checks the unpacked tree against.
  *
  *   npm run release [-- --out DIR] [-- --version X.Y.Z]
@@ -44,6 +44,7 @@ const FILES = [
   'package.json',
   'package-lock.json',
   'docs/runbooks.md',
+  'pricing/ai-prices.yml',
   'deploy/systemd/lookout.service',
   'deploy/systemd/lookout.service.d/docker.conf',
   'lookout.example.yml',

@@ -6,6 +6,7 @@ import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
 import { resolveStoragePath, StorageError } from './lib/storage.js';
 import { helpText, USAGE } from './help.js';
+import { CostUsageError } from './cost.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
@@ -45,6 +46,10 @@ async function main(argv: string[]): Promise<number> {
       'storage.path': { type: 'string' },
       alertmanager: { type: 'string' },
       severity: { type: 'string' },
+      window: { type: 'string' },
+      by: { type: 'string' },
+      json: { type: 'boolean' },
+      since: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -58,7 +63,13 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const command = positionals[0] ?? 'serve';
-  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  // `lookout cost reprice` is the one command with a subcommand.
+  const allowed = command === 'cost' ? 2 : 1;
+  if (positionals.length > allowed)
+    throw new UsageError(`unexpected argument "${positionals[allowed]}"`);
+  for (const flag of ['window', 'by', 'json', 'since'] as const)
+    if (values[flag] !== undefined && command !== 'cost')
+      throw new UsageError(`--${flag} is a flag of lookout cost`);
   /** The config file with what every command's flags override, applied the same way for all. */
   const load = async () => {
     const config = await loadConfig(values.config);
@@ -80,7 +91,10 @@ async function main(argv: string[]): Promise<number> {
       }
       // Then whether each configured target answers now; the exit code stays the config's.
       const { checkTargets, formatChecks } = await import('./check.js');
-      process.stdout.write(formatChecks(await checkTargets(config)));
+      const { checkSection } = await import('./cost.js');
+      // The price table first: a wrong one fails the check as a wrong config does.
+      const ai = await checkSection(config);
+      process.stdout.write(formatChecks(await checkTargets(config)) + ai);
       await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
       return exitNow(EXIT.ok, createLogger(config.log.level));
     }
@@ -107,6 +121,18 @@ async function main(argv: string[]): Promise<number> {
       await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
       return exitNow(code, createLogger(config.log.level));
     }
+    case 'cost': {
+      const config = await load();
+      const { costCommand } = await import('./cost.js');
+      const code = await costCommand(
+        config,
+        positionals[1],
+        { window: values.window, by: values.by, json: values.json, since: values.since },
+        process.stdout,
+      );
+      await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+      return code;
+    }
     case 'alert-test': {
       const { alertTest } = await import('./alerttest.js');
       return alertTest({ alertmanager: values.alertmanager, severity: values.severity });
@@ -130,6 +156,7 @@ main(process.argv.slice(2)).then(
       process.exitCode = EXIT.failed;
     } else if (
       err instanceof UsageError ||
+      err instanceof CostUsageError ||
       (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     ) {
       process.stderr.write(`lookout: ${(err as Error).message}\n\n${USAGE}`);

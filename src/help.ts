@@ -79,6 +79,35 @@ Exit: 0, or 1 when a collector failed.
 
 More: docs/metrics.md.`,
 
+  cost: `lookout cost — AI spend per window, from the aicost store
+
+Spend, requests and tokens for this hour, today, this week or this month, against the
+whole previous one ("$5.20 today vs $0.45 yesterday"), broken down by service, model or
+source, with the cache hit ratio and what caching saved. Windows are calendar windows in
+local time. Reads the aicost collector's store under the state directory, read-only: no
+Prometheus needed, nothing written. Requests of models the price table does not know are
+counted apart, never as $0.
+
+\`lookout cost reprice\` prices the events stored while their model had no price, once the
+table (collectors.aicost.pricing_file) knows it, each at the price of its own time; the
+one cost command that writes. Events already priced keep their price.
+
+Usage:
+  lookout cost [reprice] [--window hour|day|week|month] [--by service|model|source] [--json] [--since DATE] [--config FILE] [--storage.path DIR]
+
+Flags:
+  --window hour|day|week|month   the window (default day: today since local midnight)
+  --by service|model|source      the breakdown (default service)
+  --json                         the report as JSON, for scripts
+  --since DATE                   reprice: events from this local date (2026-11-01) or ISO
+                                 time on (default: every stored event)
+${CONFIG_FLAG}
+${STORAGE_FLAG} (read, never created)
+
+Exit: 0, 1 bad flags or config (or price table), 2 no store or it cannot be read.
+
+More: docs/aicost-report.md.`,
+
   'alert-test': `lookout alert-test — send a synthetic alert through Alertmanager
 
 Posts one alert (LookoutAlertTest) to Alertmanager's API, so you see email and Slack
@@ -110,6 +139,7 @@ Usage:
   lookout [serve]     run the exporter on :10142 (the default command)
   lookout check       validate the config, then say whether each target answers now
   lookout status      one collection, as a table, for a terminal
+  lookout cost        AI spend per window from the aicost store; cost reprice prices history
   lookout alert-test  send a synthetic alert through Alertmanager
   lookout install     from an unpacked release archive, as root: lay lookout out and start it
   lookout uninstall   undo install (the state directory stays unless --purge)

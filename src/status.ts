@@ -271,6 +271,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     text += 'Collectors\n';
     text += table(['NAME', 'STATE', 'TOOK', 'ERROR'], rows, [false, false, true, false]);
     text += await stateSection(config.storage.path, collectors);
+    text += await (await import('./cost.js')).statusSection(config);
     if (failed) text += `\n${failed} collector(s) failed.\n`;
     text += formatActions(runner.actionReports());
     out.write(text);

@@ -356,6 +356,7 @@ describe('Dockerfile', () => {
     assert.ok('lookout-data' in (compose.volumes ?? {}), 'lookout-data declared');
     const copies = final.filter((i) => i.op === 'COPY').map((i) => i.args);
     assert.ok(copies.includes('docs/runbooks.md ./docs/runbooks.md'), `COPY: ${copies}`);
+    assert.ok(copies.includes('pricing ./pricing'), `COPY: ${copies}`);
   });
 
   it('.dockerignore keeps secrets and build leftovers out, but not what COPY needs', () => {

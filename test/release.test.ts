@@ -216,6 +216,7 @@ describe(
         'lookout/dist/cli.js',
         'lookout/dist/install.js',
         'lookout/docs/runbooks.md',
+        'lookout/pricing/ai-prices.yml',
         'lookout/deploy/systemd/lookout.service',
         'lookout/deploy/systemd/lookout.service.d/docker.conf',
         'lookout/lookout.example.yml',

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { checkEvent, problemText, totalTokens, type StoredEvent } from '../aicost/event.js';
 import { Ledger, LedgerError, type SeedResult, type WriteRequest } from '../aicost/ledger.js';
-import { loadPricing, type PricingTable } from '../aicost/pricing-api.js';
+import { loadPricing, type PricingTable } from '../aicost/pricing.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { forEachLine, Tail, type TailPosition } from '../lib/tail.js';

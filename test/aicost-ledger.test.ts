@@ -1,0 +1,117 @@
+/**
+ * The ledger itself (src/aicost/ledger.ts and its worker) on a real SQLite file: writes
+ * that arrive together share transactions and each learns which of its events were new,
+ * and pruning deletes raw events past the retention while rollups and totals stay, then
+ * gives the freed pages back (incremental vacuum).
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { StoredEvent } from '../src/aicost/event.js';
+import { Ledger } from '../src/aicost/ledger.js';
+import { DATABASE_FILE } from '../src/aicost/schema.js';
+import { readStore } from './helpers/aicost.js';
+import { tempDir } from './helpers/procs.js';
+
+const DAY = 86_400_000;
+
+function stored(id: string, timeMs: number, over: Partial<StoredEvent> = {}): StoredEvent {
+  return {
+    id,
+    timeMs,
+    receivedMs: Date.now(),
+    service: 'svc',
+    model: 'm',
+    provider: 'p',
+    operation: 'chat',
+    source: 'http',
+    buckets: { input: 10, output: 5, cacheRead: 2, cacheWrite5m: 1, cacheWrite1h: 0 },
+    costUsd: 0.5,
+    costSource: 'reported',
+    pricedAs: null,
+    rawUsage: null,
+    cacheSavingsUsd: 0,
+    ...over,
+  };
+}
+
+describe('the ledger', () => {
+  it('answers concurrent writes each with which of its events were new, duplicates within one transaction too', async () => {
+    const dir = await tempDir('lookout-ledger-');
+    const ledger = await Ledger.open(dir, { retentionMs: 90 * DAY });
+    try {
+      const now = Date.now();
+      const writes = Array.from({ length: 200 }, (_, i) =>
+        ledger.write({ events: [stored(`e${i % 150}`, now), stored(`x${i}`, now)] }),
+      );
+      const answers = await Promise.all(writes);
+      // e0..e49 were sent twice: the first write of each stores it, the second finds it.
+      answers.forEach((a, i) => {
+        assert.deepEqual([...a], [i < 150 ? 1 : 0, 1], `write ${i}`);
+      });
+      const seed = await ledger.seed();
+      assert.equal(seed.totals.length, 1);
+      assert.equal(seed.totals[0]!.requests, 350);
+      assert.equal(seed.totals[0]!.cost, 175);
+      assert.deepEqual(
+        seed.counts.filter((c) => c.kind === 'events').map((c) => [c.result, c.n]),
+        [
+          ['accepted', 350],
+          ['duplicate', 50],
+        ],
+      );
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  it('prunes raw events past the retention, keeps rollups and totals, and gives the space back', async () => {
+    const dir = await tempDir('lookout-ledger-');
+    const ledger = await Ledger.open(dir, { retentionMs: 10 * DAY });
+    const db = join(dir, DATABASE_FILE);
+    try {
+      const now = Date.now();
+      // 12,000 old events (more than one pruning batch) with a large raw usage each, and 10 recent ones.
+      const raw = JSON.stringify({ pad: 'x'.repeat(2000) });
+      for (let b = 0; b < 12; b++) {
+        await ledger.write({
+          events: Array.from({ length: 1000 }, (_, i) =>
+            stored(`old-${b}-${i}`, now - 20 * DAY + b * 1000 + i, { rawUsage: raw }),
+          ),
+        });
+      }
+      await ledger.write({
+        events: Array.from({ length: 10 }, (_, i) => stored(`new-${i}`, now - i)),
+      });
+      const before = readStore(db, (d) => ({
+        rollups: d.prepare('SELECT sum(requests) FROM rollups_hourly').pluck().get(),
+        pages: d.pragma('page_count', { simple: true }) as number,
+        autoVacuum: d.pragma('auto_vacuum', { simple: true }),
+      }));
+      assert.equal(before.rollups, 12_010);
+      assert.equal(before.autoVacuum, 2, 'incremental');
+      await ledger.prune();
+      let after: { events: unknown; free: number; pages: number } | undefined;
+      for (let i = 0; i < 200; i++) {
+        after = readStore(db, (d) => ({
+          events: d.prepare('SELECT count(*) FROM events').pluck().get(),
+          free: d.pragma('freelist_count', { simple: true }) as number,
+          pages: d.pragma('page_count', { simple: true }) as number,
+        }));
+        if (after.events === 10 && after.free === 0) break;
+        await sleep(50);
+      }
+      assert.equal(after!.events, 10, 'only the recent events are left');
+      assert.equal(after!.free, 0, 'the freed pages were given back');
+      assert.ok(after!.pages < before.pages / 4, `${after!.pages} pages of ${before.pages}`);
+      const kept = readStore(db, (d) => ({
+        rollups: d.prepare('SELECT sum(requests) FROM rollups_hourly').pluck().get(),
+        totals: d.prepare('SELECT sum(requests) FROM totals').pluck().get(),
+      }));
+      assert.deepEqual(kept, { rollups: 12_010, totals: 12_010 });
+    } finally {
+      await ledger.close();
+    }
+  });
+});
