@@ -50,6 +50,28 @@ describe('the shipped price table', () => {
     assert.deepEqual([...providers].sort(), ['anthropic', 'google', 'openai']);
   });
 
+  it('holds prices that make sense: cache reads cheaper than input, writes dearer, tiers dearer than base', async () => {
+    const file = parsePricingText(await readFile(SHIPPED_PRICES, 'utf8'), SHIPPED_PRICES);
+    for (const m of file.models)
+      for (const p of m.prices) {
+        const where = `${m.id}${p.from ? `@${p.from}` : ''}`;
+        assert.ok(p.input > 0 && p.output >= p.input, `${where}: output at least input`);
+        assert.ok((p.cache_read ?? p.input) < p.input || m.id === 'gpt-4o-2024-05-13', where);
+        if (m.provider === 'anthropic' && m.id !== 'claude-3-haiku') {
+          // The page's multipliers: 5-minute write 1.25x, 1-hour write 2x, read 0.1x
+          // (Claude 3 Haiku's row rounds them: $0.30 and $0.03 on $0.25).
+          assert.ok(Math.abs(p.cache_write_5m! - 1.25 * p.input) < 1e-9, `${where}: 5m`);
+          assert.ok(Math.abs(p.cache_write_1h! - 2 * p.input) < 1e-9, `${where}: 1h`);
+          assert.ok(Math.abs(p.cache_read! - 0.1 * p.input) < 1e-9, `${where}: read`);
+        } else if (m.provider !== 'anthropic')
+          assert.equal(p.cache_write_5m, undefined, `${where}: no cache-write price`);
+        for (const t of p.tiers ?? []) {
+          assert.equal(t.above_input_tokens, 200_000, where);
+          assert.ok(t.input > p.input && t.output > p.output, `${where}: tier dearer`);
+        }
+      }
+  });
+
   it('prices each bucket at its own rate: 1M of each on Claude Sonnet 4.5', () => {
     const one = 1_000_000;
     const p = table.price({

@@ -502,6 +502,56 @@ describe('lookout cost, run as a user runs it', () => {
     assert.equal(existsSync(join(root, 'nowhere')), false);
   });
 
+  it("reprice with the config's pricing_file, then check and status show the store", async () => {
+    const prices = join(root, 'prices.yml');
+    await writeFile(
+      prices,
+      'models:\n  - id: acme-llm\n    provider: acme\n    prices:\n      - { input: 1000000, output: 0 }\n',
+    );
+    const config = join(root, 'lookout.yml');
+    await writeFile(
+      config,
+      `storage:\n  path: ${root}\ncollectors:\n  aicost:\n    enabled: true\n    pricing_file: ${prices}\n`,
+    );
+    const w = new Database(storeFile(root));
+    addEvents(w, [
+      {
+        id: 'u1',
+        timeMs: Date.now(),
+        service: 'chat',
+        model: 'acme-llm',
+        provider: 'acme',
+        input: 3,
+      },
+      { id: 'u2', timeMs: Date.now(), service: 'chat', model: 'nobody-knows', input: 1 },
+    ]);
+    w.close();
+    const check = await lookout('check', '--config', config);
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /prices\.yml: OK\n/);
+    assert.match(
+      check.stdout,
+      /AI models seen without a price.*\n {2}acme-llm: 1 request\(s\), 3 tokens/,
+    );
+    assert.match(check.stdout, /\n {2}nobody-knows: 1 request\(s\)/);
+    const rp = await lookout('cost', 'reprice', '--config', config);
+    assert.equal(rp.code, 0, rp.stderr);
+    assert.match(rp.stdout, /^priced 1 of 2 unpriced event\(s\): \$3\.00\n/);
+    assert.match(rp.stdout, /still unpriced \(no price in the table\): nobody-knows \(1\)/);
+    const report = await lookout('cost', '--config', config);
+    assert.match(report.stdout, /^AI spend today: \$8\.20 vs \$0\.45 yesterday/);
+    const status = await lookout('status', '--config', config);
+    assert.match(
+      status.stdout,
+      /\nAI spend {2}today \$8\.20, this week \$[\d.,]+, this month \$[\d.,]+ \(\+ 1 unpriced request/,
+    );
+    // A wrong price table fails check as a wrong config does.
+    await writeFile(prices, 'models:\n  - id: x\n    provider: y\n    prices: []\n');
+    const bad = await lookout('check', '--config', config);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /prices\.yml: models\[0\]\.prices: Too small/);
+  });
+
   it('a bad flag: exit 1 with what it expected', async () => {
     const r = await lookout('cost', '--window', 'year', '--storage.path', root);
     assert.equal(r.code, 1);

@@ -21,9 +21,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { load as parseYaml, YAMLException } from 'js-yaml';
 import { z } from 'zod';
-import { ConfigError, formatPath } from '../config/load.js';
+import { ConfigError, formatPath, parseYamlDocument } from '../config/load.js';
 import { PACKAGE_ROOT } from '../lib/storage.js';
 import type { UsageBuckets } from './schema.js';
 
@@ -295,17 +294,7 @@ export function pricingTable(entries: readonly ModelEntry[]): PricingTable {
 
 /** Parses and validates one table's text; ConfigError names the file and every wrong field. */
 export function parsePricingText(text: string, file: string): PricingFile {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { filename: file });
-  } catch (err) {
-    if (err instanceof YAMLException) {
-      const line = err.mark ? `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ` : '';
-      throw new ConfigError(file, [`${line}invalid YAML: ${err.reason}`]);
-    }
-    throw err;
-  }
-  const result = pricingFileSchema.safeParse(doc ?? {});
+  const result = pricingFileSchema.safeParse(parseYamlDocument(text, file) ?? {});
   if (!result.success)
     throw new ConfigError(
       file,

@@ -92,39 +92,25 @@ function done(r: Reader, shape: UsageShape, buckets: UsageBuckets): NormalisedUs
   return { ok: true, shape, buckets };
 }
 
-function openaiChat(u: Obj, r: Reader): NormalisedUsage | UsageProblem {
-  const prompt = r.count(u, 'prompt_tokens');
-  const completion = r.count(u, 'completion_tokens');
-  const pd = r.details(u, 'prompt_tokens_details');
-  const cd = r.details(u, 'completion_tokens_details');
-  const cached = r.count(pd, 'cached_tokens', 'prompt_tokens_details.cached_tokens');
-  const reasoning = r.count(cd, 'reasoning_tokens', 'completion_tokens_details.reasoning_tokens');
-  r.notAbove(cached, 'prompt_tokens_details.cached_tokens', prompt, 'prompt_tokens');
-  r.notAbove(
-    reasoning,
-    'completion_tokens_details.reasoning_tokens',
-    completion,
-    'completion_tokens',
-  );
-  return done(r, 'openai-chat', {
-    input: Math.max(0, prompt - cached),
-    output: completion,
-    cacheRead: cached,
-    cacheWrite5m: 0,
-    cacheWrite1h: 0,
-  });
-}
-
-function openaiResponses(u: Obj, r: Reader): NormalisedUsage | UsageProblem {
-  const input = r.count(u, 'input_tokens');
-  const output = r.count(u, 'output_tokens');
-  const id = r.details(u, 'input_tokens_details');
-  const od = r.details(u, 'output_tokens_details');
-  const cached = r.count(id, 'cached_tokens', 'input_tokens_details.cached_tokens');
-  const reasoning = r.count(od, 'reasoning_tokens', 'output_tokens_details.reasoning_tokens');
-  r.notAbove(cached, 'input_tokens_details.cached_tokens', input, 'input_tokens');
-  r.notAbove(reasoning, 'output_tokens_details.reasoning_tokens', output, 'output_tokens');
-  return done(r, 'openai-responses', {
+/**
+ * OpenAI's two shapes: a whole that includes its cached part, and an output that includes
+ * its reasoning part. Names differ between Chat Completions and Responses.
+ */
+function openai(
+  u: Obj,
+  r: Reader,
+  shape: 'openai-chat' | 'openai-responses',
+  names: { input: string; output: string; inputDetails: string; outputDetails: string },
+): NormalisedUsage | UsageProblem {
+  const input = r.count(u, names.input);
+  const output = r.count(u, names.output);
+  const cachedPath = `${names.inputDetails}.cached_tokens`;
+  const reasoningPath = `${names.outputDetails}.reasoning_tokens`;
+  const cached = r.count(r.details(u, names.inputDetails), 'cached_tokens', cachedPath);
+  const reasoning = r.count(r.details(u, names.outputDetails), 'reasoning_tokens', reasoningPath);
+  r.notAbove(cached, cachedPath, input, names.input);
+  r.notAbove(reasoning, reasoningPath, output, names.output);
+  return done(r, shape, {
     input: Math.max(0, input - cached),
     output,
     cacheRead: cached,
@@ -132,6 +118,19 @@ function openaiResponses(u: Obj, r: Reader): NormalisedUsage | UsageProblem {
     cacheWrite1h: 0,
   });
 }
+
+const CHAT = {
+  input: 'prompt_tokens',
+  output: 'completion_tokens',
+  inputDetails: 'prompt_tokens_details',
+  outputDetails: 'completion_tokens_details',
+};
+const RESPONSES = {
+  input: 'input_tokens',
+  output: 'output_tokens',
+  inputDetails: 'input_tokens_details',
+  outputDetails: 'output_tokens_details',
+};
 
 function anthropic(u: Obj, r: Reader): NormalisedUsage | UsageProblem {
   const input = r.count(u, 'input_tokens');
@@ -291,9 +290,9 @@ export function normaliseUsage(usage: unknown, provider?: string): NormalisedUsa
   const r = new Reader(base);
   const result =
     shape === 'openai-chat'
-      ? openaiChat(u, r)
+      ? openai(u, r, shape, CHAT)
       : shape === 'openai-responses'
-        ? openaiResponses(u, r)
+        ? openai(u, r, shape, RESPONSES)
         : shape === 'anthropic'
           ? anthropic(u, r)
           : shape === 'gemini'

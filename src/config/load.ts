@@ -177,6 +177,19 @@ function describeValue(v: unknown): string {
  * block implies for another (applied after validation). src/collectors/config.ts gives
  * lookout's; the config layer imports no collector.
  */
+/** A YAML document parsed; a syntax error is a ConfigError naming the file, line and column. */
+export function parseYamlDocument(text: string, file: string): unknown {
+  try {
+    return parseYaml(text, { filename: file });
+  } catch (err) {
+    if (err instanceof YAMLException) {
+      const line = err.mark ? `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ` : '';
+      throw new ConfigError(file, [`${line}invalid YAML: ${err.reason}`]);
+    }
+    throw err;
+  }
+}
+
 export interface ConfigCatalogue {
   collectors: CollectorSchemas;
   derive?(config: Config): Config;
@@ -210,17 +223,7 @@ export function configLoader(catalogue: ConfigCatalogue): ConfigLoader {
     // js-yaml 5 rejects a document with no content; for lookout it means "all defaults".
     const hasContent = text.split('\n').some((l) => l.trim() !== '' && !l.trim().startsWith('#'));
     if (!hasContent) return parseConfig({}, file);
-    let doc: unknown;
-    try {
-      doc = parseYaml(text, { filename: file });
-    } catch (err) {
-      if (err instanceof YAMLException) {
-        const line = err.mark ? `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ` : '';
-        throw new ConfigError(file, [`${line}invalid YAML: ${err.reason}`]);
-      }
-      throw err;
-    }
-    return parseConfig(doc, file);
+    return parseConfig(parseYamlDocument(text, file), file);
   };
 
   const loadConfig = async (file: string | undefined): Promise<Config> => {
