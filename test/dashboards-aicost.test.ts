@@ -23,7 +23,7 @@ import {
   type Running,
 } from './helpers/procs.js';
 import { substitute } from './helpers/dashboards.js';
-import { aicostConfig, postUsage, usageEvent } from './helpers/aicost-alerts.js';
+import { aicostConfig, postAccepted, usageEvent } from './helpers/aicost-alerts.js';
 
 interface Panel {
   id?: number;
@@ -93,7 +93,7 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
     );
     // Each series first, so its first scrape is small; then usage that increase() counts,
     // with cache reads, and a model no price table knows (no reported cost: unpriced).
-    await postUsage(
+    await postAccepted(
       lookout.url,
       COMBOS.map((c) => usageEvent({ ...c, cost_usd: 0.001 })),
     );
@@ -105,7 +105,7 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
       'Prometheus to scrape the first usage',
     );
     const traffic = async () => {
-      await postUsage(lookout.url, [
+      await postAccepted(lookout.url, [
         ...COMBOS.map((c) => usageEvent({ ...c, cost_usd: 0.25 })),
         usageEvent({ service: 'chat', model: 'no-such-model-x1', source: 'web' }),
       ]);

@@ -19,7 +19,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AlertChain, DELIVERY_MS, QUIET_MS, color, title } from '../helpers/alertchain.js';
-import { aicostConfig, postUsage, usageEvent } from '../helpers/aicost-alerts.js';
+import { aicostConfig, postAccepted, usageEvent } from '../helpers/aicost-alerts.js';
 import { eventually, promQuery, tempDir } from '../helpers/procs.js';
 import type { SlackMessage } from '../helpers/sinks.js';
 
@@ -60,7 +60,7 @@ describe('AI spend over budget: usage → Prometheus → Alertmanager → the co
     const sel = `instance="${chain.instance}"`;
     // Each series first with a tenth of a cent: increase() cannot see what a series holds
     // at its first scrape, so the spend that counts comes after Prometheus has seen them.
-    await postUsage(
+    await postAccepted(
       lookoutUrl(),
       SPEND.map((s) => usageEvent({ ...s.labels, cost_usd: 0.001 })),
     );
@@ -82,7 +82,7 @@ describe('AI spend over budget: usage → Prometheus → Alertmanager → the co
     const events = SPEND.flatMap((s) =>
       Array.from({ length: 10 }, () => usageEvent({ ...s.labels, cost_usd: s.usd / 10 })),
     );
-    await postUsage(lookoutUrl(), events);
+    await postAccepted(lookoutUrl(), events);
 
     const summary = `AI spend on ${chain.instance} is over its hourly budget`;
     const subject = `[LOOKOUT] 🟡 WARNING: AiSpendOverBudget — ${summary}`;

@@ -1,14 +1,13 @@
 /**
  * AI usage for the tests of the cost alerts and the AI-cost dashboard: a lookout config
- * with the aicost collector on (its own token, state, budgets, JSONL files), and usage
- * events posted to its ingest route the way a client does.
+ * with the aicost collector on (its own token, state, budgets, JSONL files) for a lookout
+ * that AlertChain or startLookout starts, and usage events posted to its ingest route
+ * the way a client does.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-
-export const AI_TOKEN = `ai-ingest-${randomUUID()}`;
-export const INGEST_PATH = '/api/v1/ai-usage';
+import { AI_TOKEN, postUsage } from './aicost.js';
 
 export interface Budget {
   period: 'hour' | 'day' | 'month';
@@ -74,14 +73,18 @@ export function usageEvent(
   };
 }
 
-/** POSTs a batch to lookout's ingest route; throws unless every event was accepted. */
-export async function postUsage(lookoutUrl: string, events: UsageEvent[]): Promise<void> {
-  const res = await fetch(`${lookoutUrl}${INGEST_PATH}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${AI_TOKEN}` },
-    body: JSON.stringify(events),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`POST ${INGEST_PATH}: ${res.status} ${text}`);
+/**
+ * POSTs a batch to lookout's ingest route; throws unless every event was accepted. A 503
+ * (the store still opening: /healthz answers before it) is retried for up to 30 s.
+ */
+export async function postAccepted(lookoutUrl: string, events: UsageEvent[]): Promise<void> {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const res = await postUsage(lookoutUrl, events);
+    const text = await res.text();
+    if (res.status === 200) return;
+    if (res.status !== 503 || Date.now() > until)
+      throw new Error(`POST /api/v1/ai-usage: ${res.status} ${text}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
