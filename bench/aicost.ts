@@ -21,7 +21,17 @@ import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { DDL, SCHEMA_VERSION } from '../src/aicost/schema.js';
 import { freePort, startNodeExporter, startProcess, tempDir } from '../test/helpers/procs.js';
-import { latency, mb, quantile, rssBytes, scrape, setting, startedAll, SMOKE } from './lib.js';
+import {
+  cpuSeconds,
+  latency,
+  mb,
+  quantile,
+  rssBytes,
+  scrape,
+  setting,
+  startedAll,
+  SMOKE,
+} from './lib.js';
 
 const TOKEN = 'bench-ai-ingest-token-0123456789';
 const BATCHED = setting('BENCH_AICOST_BATCHED', 500_000, 5_000);
@@ -169,9 +179,11 @@ await storeOpen(lookout.url);
 await startedAll();
 line(`AI cost bench${SMOKE ? ' (smoke: figures mean nothing)' : ''}, ${new Date().toISOString()}`);
 
+const cpu0 = await cpuSeconds(lookout.child.pid!);
 const rate = await batched(lookout.url, BATCHED, 4, 'batched-');
+const cpu1 = await cpuSeconds(lookout.child.pid!);
 line(
-  `batched ingest: ${BATCHED} events in batches of ${BATCH}, 4 clients: ${Math.round(rate)} events/s durable (target >= 100000)`,
+  `batched ingest: ${BATCHED} events in batches of ${BATCH}, 4 clients: ${Math.round(rate)} events/s durable (target >= 100000); lookout used ${(cpu1 - cpu0).toFixed(1)} CPU-s (both threads): ${Math.round(BATCHED / (cpu1 - cpu0))} events per CPU-second`,
 );
 
 let loading = true;
@@ -179,6 +191,7 @@ const scrapeTimes: number[] = [];
 const scraper = (async () => {
   while (loading) scrapeTimes.push(await scrape(`${lookout.url}/metrics`));
 })();
+const cpu2 = await cpuSeconds(lookout.child.pid!);
 const singleTimes: number[] = [];
 let sentSingles = 0;
 const t1 = performance.now();
@@ -193,13 +206,14 @@ await Promise.all(
   }),
 );
 const singleRate = SINGLES / ((performance.now() - t1) / 1000);
+const cpu3 = await cpuSeconds(lookout.child.pid!);
 loading = false;
 await scraper;
 singleTimes.sort((a, b) => a - b);
 scrapeTimes.sort((a, b) => a - b);
 const ne = await latency([{ name: 'node_exporter', proc: nodeExporter }], SMOKE ? 20 : 200);
 line(
-  `single-event POSTs, ${CLIENTS} concurrent clients, ${SINGLES} requests: p50 ${quantile(singleTimes, 0.5).toFixed(2)} ms, p99 ${quantile(singleTimes, 0.99).toFixed(2)} ms (target <= 10), ${Math.round(singleRate)} events/s`,
+  `single-event POSTs, ${CLIENTS} concurrent clients, ${SINGLES} requests: p50 ${quantile(singleTimes, 0.5).toFixed(2)} ms, p99 ${quantile(singleTimes, 0.99).toFixed(2)} ms (target <= 10), ${Math.round(singleRate)} events/s, ${((1000 * (cpu3 - cpu2)) / SINGLES).toFixed(2)} CPU-ms each (with the scrapes)`,
 );
 line(
   `/metrics scraped back to back meanwhile: ${scrapeTimes.length} scrapes, p50 ${quantile(scrapeTimes, 0.5).toFixed(2)} ms, p99 ${quantile(scrapeTimes, 0.99).toFixed(2)} ms; node_exporter p50 ${ne.node_exporter!.p50.toFixed(2)} ms idle (curl)`,

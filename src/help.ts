@@ -45,8 +45,9 @@ More: docs/configuration.md, docs/security.md, docs/deployment.md.`,
   check: `lookout check — validate the config, then ask each target whether it answers
 
 Names every wrong field of the config (and of the web-config file: TLS, basic auth),
-then tries each configured target once (probes, nginx, TLS) and prints a table. The
-exit code is the config's alone: a target that does not answer does not fail it, so it
+then tries each configured target once (probes, nginx, TLS) and prints a table. With
+the aicost collector on, it also loads the price table (collectors.aicost.pricing_file)
+and lists the AI models seen without a price. The exit code is the config's alone: a target that does not answer does not fail it, so it
 can run as the systemd unit's ExecStartPre.
 
 Usage:
@@ -65,8 +66,9 @@ More: docs/configuration.md.`,
 
 Runs every enabled collector once and prints what it sees: CPU, memory, swap, load per
 core, filesystems, zombies, the biggest processes, and the actions a collector would
-take (never run here), and what the running service keeps in its state directory. For a
-terminal, over ssh; it reads that directory and never changes it.
+take (never run here), what the running service keeps in its state directory, and with
+the aicost collector on, the AI spend today, this week and this month. For a terminal,
+over ssh; it reads that directory and never changes it.
 
 Usage:
   lookout status [--config FILE] [--storage.path DIR]

@@ -2,10 +2,12 @@
  * The AI-usage ingest over HTTP against the running exporter (the built CLI): its own
  * token, validation with field reasons, batches answered item by item, duplicates not
  * counted again, each provider's usage object stored in the right buckets, label caps,
- * unpriced models counted, and a store written by a newer lookout refused.
+ * unpriced models counted, a store written by a newer lookout refused, 503 while the
+ * store cannot take writes, and a JSONL file followed (malformed lines counted and
+ * skipped, duplicates, resumed after a restart).
  */
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -342,5 +344,96 @@ describe('a store written by a newer lookout', () => {
       db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get(),
     );
     assert.equal(version, '99');
+  });
+});
+
+describe('a store that cannot take writes', () => {
+  let lookout: AiLookout;
+  before(async () => {
+    lookout = await startAiLookout();
+  });
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('answers 503 (then with Retry-After) while faulted, says so in its gauges, and takes events again once it can', async () => {
+    // Another writer holds the write lock longer than lookout waits for it (5 s): what a
+    // long `lookout cost reprice`, or a disk that fails writes, looks like to the ledger.
+    const other = new Database(lookout.db);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const first = await postUsage(lookout.url, event('f-1'));
+      assert.equal(first.status, 503);
+      assert.match(await first.text(), /cannot take writes now/);
+      const next = await postUsage(lookout.url, event('f-2'));
+      assert.equal(next.status, 503);
+      assert.equal(next.headers.get('retry-after'), '5');
+      const text = await metrics(lookout);
+      assert.equal(seriesValue(text, 'lookout_ai_store_up'), 0);
+      assert.equal(seriesValue(text, 'lookout_collector_success{collector="aicost"}'), 0);
+    } finally {
+      other.exec('COMMIT');
+      other.close();
+    }
+    await eventually(
+      async () => (await postUsage(lookout.url, event('f-1'))).status === 200,
+      20_000,
+      'the route to take events again',
+    );
+    const text = await metrics(lookout);
+    assert.equal(seriesValue(text, 'lookout_ai_store_up'), 1);
+    assert.equal(
+      sampleValue(text, 'lookout_ai_requests_total', {
+        service: 'chat-api',
+        model: 'gpt-test',
+        source: 'http',
+      }),
+      1,
+      'the failed write counted nothing',
+    );
+  });
+});
+
+describe('a followed JSONL file', () => {
+  let lookout: AiLookout | undefined;
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('stores its events, counts a malformed line as rejected (logged) and reads on, a line with a stored id as a duplicate, and resumes after a restart where it stopped', async () => {
+    const dir = await tempDir('lookout-aicost-jsonl-');
+    const file = join(dir, 'usage.jsonl');
+    const line = (id: string, over: Record<string, unknown> = {}) =>
+      JSON.stringify(event(id, { cost_usd: 0.01, ...over })) + '\n';
+    await writeFile(
+      file,
+      line('j-1') + 'not json at all\n' + line('j-2', { model: 5 }) + line('j-3'),
+    );
+    const aicost = `    ingest_token_file: ${join(dir, 'token')}\n    jsonl: [${file}]\n`;
+    lookout = await startAiLookout({ dir, aicost });
+    const lines = async () => {
+      const text = await metrics(lookout!);
+      return ['stored', 'duplicate', 'rejected'].map((result) =>
+        sampleValue(text, 'lookout_ai_jsonl_lines_total', { file, result }),
+      );
+    };
+    await eventually(async () => (await lines())[0] === 2, 20_000, 'two lines stored');
+    assert.deepEqual(await lines(), [2, 0, 2]);
+    assert.match(lookout.output(), /msg="rejected a JSONL line".*reason="not JSON/);
+    // An event the HTTP route stored, then logged too: a duplicate, counted once.
+    assert.equal((await postUsage(lookout.url, event('j-4', { cost_usd: 0.01 }))).status, 200);
+    await appendFile(file, line('j-4') + line('j-5'));
+    await eventually(async () => (await lines())[0] === 3, 20_000, 'j-5 stored');
+    assert.deepEqual(await lines(), [3, 1, 2]);
+    // Stopped, more lines written meanwhile, started again: only the new lines are read.
+    await lookout.stop();
+    await appendFile(file, line('j-6'));
+    lookout = await startAiLookout({ dir, aicost });
+    await eventually(async () => (await lines())[0] === 4, 20_000, 'j-6 stored');
+    assert.deepEqual(await lines(), [4, 1, 2], 'nothing read twice');
+    const ids = readStore(lookout.db, (d) =>
+      d.prepare("SELECT id FROM events WHERE id LIKE 'j-%' ORDER BY id").pluck().all(),
+    );
+    assert.deepEqual(ids, ['j-1', 'j-3', 'j-4', 'j-5', 'j-6']);
   });
 });

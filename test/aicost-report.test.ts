@@ -556,6 +556,12 @@ describe('lookout cost, run as a user runs it', () => {
     const r = await lookout('cost', '--window', 'year', '--storage.path', root);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--window: expected one of hour, day, week, month, got "year"/);
+    const since = await lookout('cost', 'reprice', '--since', '2026-02-30', '--storage.path', root);
+    assert.equal(since.code, 1);
+    assert.match(since.stderr, /--since: expected a date like 2026-11-01 .*got "2026-02-30"/);
+    const misplaced = await lookout('cost', '--since', '2026-01-01', '--storage.path', root);
+    assert.equal(misplaced.code, 1);
+    assert.match(misplaced.stderr, /--since is for lookout cost reprice/);
     const s = await lookout('status', '--json');
     assert.equal(s.code, 1);
     assert.match(s.stderr, /--json is a flag of lookout cost/);

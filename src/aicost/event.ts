@@ -30,6 +30,15 @@ const tokens = z
   .min(0, 'expected a token count of 0 or more')
   .max(Number.MAX_SAFE_INTEGER);
 
+/** The four token counts (and the 1-hour part of the cache writes). */
+const TOKEN_FIELDS = [
+  'input_tokens',
+  'output_tokens',
+  'cache_read_tokens',
+  'cache_write_tokens',
+  'cache_write_1h_tokens',
+] as const;
+
 /** What a client may send: one JSON object per event. */
 export const eventSchema = z
   .strictObject({
@@ -54,14 +63,7 @@ export const eventSchema = z
     cost_usd: z.number().finite().min(0, 'expected a cost of 0 or more').optional(),
   })
   .superRefine((e, ctx) => {
-    const counts = [
-      'input_tokens',
-      'output_tokens',
-      'cache_read_tokens',
-      'cache_write_tokens',
-      'cache_write_1h_tokens',
-    ] as const;
-    const given = counts.filter((k) => e[k] !== undefined);
+    const given = TOKEN_FIELDS.filter((k) => e[k] !== undefined);
     if (e.usage !== undefined && given.length > 0) {
       ctx.addIssue({
         code: 'custom',
@@ -87,30 +89,8 @@ export { totalTokens };
 export type EventInput = z.input<typeof eventSchema>;
 type EventData = z.output<typeof eventSchema>;
 
-const FIELDS = new Set([
-  'id',
-  'time',
-  'service',
-  'model',
-  'provider',
-  'operation',
-  'source',
-  'input_tokens',
-  'output_tokens',
-  'cache_read_tokens',
-  'cache_write_tokens',
-  'cache_write_1h_tokens',
-  'usage',
-  'cost_usd',
-]);
+const FIELDS = new Set(Object.keys(eventSchema.shape));
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const TOKEN_FIELDS = [
-  'input_tokens',
-  'output_tokens',
-  'cache_read_tokens',
-  'cache_write_tokens',
-  'cache_write_1h_tokens',
-] as const;
 
 function text(v: unknown, max: number, optional: boolean): boolean {
   if (v === undefined) return optional;

@@ -11,23 +11,24 @@
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { DDL, SCHEMA_VERSION } from './schema.js';
-import type { StoredEvent } from './event.js';
 import type {
   IngestCountRow,
   LedgerReply,
   LedgerRequest,
   OpenOptions,
+  RowValue,
   SeedResult,
   TailPositionRow,
   TotalsRow,
-  WriteRequest,
+  WireWrite,
 } from './ledger.js';
+import { ROW_WIDTH } from './ledger.js';
 
 const port = parentPort!;
 let db: Database.Database | undefined;
 let opts: OpenOptions | undefined;
 let statements: ReturnType<typeof prepare> | undefined;
-const pending: { seq: number; req: WriteRequest }[] = [];
+const pending: { seq: number; req: WireWrite }[] = [];
 let flushScheduled = false;
 let pruneTimer: NodeJS.Timeout | undefined;
 let pruning = false;
@@ -143,7 +144,13 @@ interface Sums {
   savings: number;
 }
 
-function add(map: Map<string, { key: unknown[]; s: Sums }>, key: unknown[], e: StoredEvent) {
+/** Adds the event at `r[b]` (a row of a write message, see encodeRows) to its key's sums. */
+function add(
+  map: Map<string, { key: unknown[]; s: Sums }>,
+  key: unknown[],
+  r: RowValue[],
+  b: number,
+) {
   const k = key.join('\u0000');
   let entry = map.get(k);
   if (entry === undefined) {
@@ -165,18 +172,23 @@ function add(map: Map<string, { key: unknown[]; s: Sums }>, key: unknown[], e: S
     map.set(k, entry);
   }
   const s = entry.s;
-  const b = e.buckets;
+  const input = r[b + 8] as number;
+  const output = r[b + 9] as number;
+  const cacheRead = r[b + 10] as number;
+  const cacheWrite5m = r[b + 11] as number;
+  const cacheWrite1h = r[b + 12] as number;
+  const cost = r[b + 13] as number | null;
   s.requests++;
-  s.input += b.input;
-  s.output += b.output;
-  s.cacheRead += b.cacheRead;
-  s.cacheWrite5m += b.cacheWrite5m;
-  s.cacheWrite1h += b.cacheWrite1h;
-  if (e.costUsd === null) {
+  s.input += input;
+  s.output += output;
+  s.cacheRead += cacheRead;
+  s.cacheWrite5m += cacheWrite5m;
+  s.cacheWrite1h += cacheWrite1h;
+  if (cost === null) {
     s.unpricedRequests++;
-    s.unpricedTokens += b.input + b.output + b.cacheRead + b.cacheWrite5m + b.cacheWrite1h;
-  } else s.cost += e.costUsd;
-  s.savings += e.cacheSavingsUsd;
+    s.unpricedTokens += input + output + cacheRead + cacheWrite5m + cacheWrite1h;
+  } else s.cost += cost;
+  s.savings += r[b + 17] as number;
 }
 
 function sumsArgs(s: Sums): number[] {
@@ -214,45 +226,49 @@ function flush(): void {
           else counts.set(k, { key: [kind, key, result], n });
         };
         for (const { req } of group) {
-          const inserted = new Uint8Array(req.events.length);
+          const r = req.rows;
+          const inserted = new Uint8Array(req.count);
           let stored = 0;
-          req.events.forEach((e, i) => {
-            const b = e.buckets;
-            const r = st.insert.run(
-              e.id,
-              e.timeMs,
-              e.receivedMs,
-              e.service,
-              e.model,
-              e.provider,
-              e.operation,
-              e.source,
-              b.input,
-              b.output,
-              b.cacheRead,
-              b.cacheWrite5m,
-              b.cacheWrite1h,
-              e.costUsd,
-              e.costSource,
-              e.pricedAs,
-              e.rawUsage,
-            );
-            if (r.changes === 1) {
+          for (let i = 0; i < req.count; i++) {
+            const b = i * ROW_WIDTH;
+            const changed = st.insert.run(
+              r[b],
+              r[b + 1],
+              r[b + 2],
+              r[b + 3],
+              r[b + 4],
+              r[b + 5],
+              r[b + 6],
+              r[b + 7],
+              r[b + 8],
+              r[b + 9],
+              r[b + 10],
+              r[b + 11],
+              r[b + 12],
+              r[b + 13],
+              r[b + 14],
+              r[b + 15],
+              r[b + 16],
+            ).changes;
+            const service = r[b + 3] as string;
+            const model = r[b + 4] as string;
+            const source = r[b + 7] as string;
+            if (changed === 1) {
               inserted[i] = 1;
               stored++;
-              const hour = e.timeMs - (e.timeMs % 3_600_000);
-              add(hours, [hour, e.service, e.model, e.source], e);
-              add(totals, [e.service, e.model, e.source], e);
-              count('events', e.source, 'accepted', 1);
-            } else count('events', e.source, 'duplicate', 1);
-          });
+              const time = r[b + 1] as number;
+              add(hours, [time - (time % 3_600_000), service, model, source], r, b);
+              add(totals, [service, model, source], r, b);
+              count('events', source, 'accepted', 1);
+            } else count('events', source, 'duplicate', 1);
+          }
           for (const [source, n] of Object.entries(req.rejected ?? {})) {
             count('events', source, 'rejected', n);
           }
           if (req.jsonl) {
             const j = req.jsonl;
             count('jsonl', j.file, 'stored', stored);
-            count('jsonl', j.file, 'duplicate', req.events.length - stored);
+            count('jsonl', j.file, 'duplicate', req.count - stored);
             count('jsonl', j.file, 'rejected', j.rejected);
             const p = j.position;
             st.tail.run(j.file, p.dev, p.ino, p.offset, JSON.stringify(p));

@@ -66,9 +66,47 @@ export interface SeedResult {
   tails: TailPositionRow[];
 }
 
+/** Values an event takes in a write message, in this order (see encodeRows). */
+export const ROW_WIDTH = 18;
+export type RowValue = string | number | null;
+
+/**
+ * A write as it crosses to the worker: the events as one flat array of values, ROW_WIDTH
+ * each. Cloning one array of strings and numbers costs far less than cloning as many
+ * objects (with their nested buckets), and makes less garbage on both sides.
+ */
+export type WireWrite = Omit<WriteRequest, 'events'> & { rows: RowValue[]; count: number };
+
+export function encodeRows(events: readonly StoredEvent[]): RowValue[] {
+  const rows: RowValue[] = new Array(events.length * ROW_WIDTH);
+  let j = 0;
+  for (const e of events) {
+    const b = e.buckets;
+    rows[j++] = e.id;
+    rows[j++] = e.timeMs;
+    rows[j++] = e.receivedMs;
+    rows[j++] = e.service;
+    rows[j++] = e.model;
+    rows[j++] = e.provider;
+    rows[j++] = e.operation;
+    rows[j++] = e.source;
+    rows[j++] = b.input;
+    rows[j++] = b.output;
+    rows[j++] = b.cacheRead;
+    rows[j++] = b.cacheWrite5m;
+    rows[j++] = b.cacheWrite1h;
+    rows[j++] = e.costUsd;
+    rows[j++] = e.costSource;
+    rows[j++] = e.pricedAs;
+    rows[j++] = e.rawUsage;
+    rows[j++] = e.cacheSavingsUsd;
+  }
+  return rows;
+}
+
 export type LedgerRequest =
   | { seq: number; op: 'open'; options: OpenOptions }
-  | { seq: number; op: 'write'; req: WriteRequest }
+  | { seq: number; op: 'write'; req: WireWrite }
   | { seq: number; op: 'seed' | 'probe' | 'prune' | 'close' };
 
 export type LedgerReply =
@@ -178,7 +216,7 @@ export class Ledger {
   }
 
   private call(m: { op: 'open'; options: OpenOptions }): Promise<LedgerReply>;
-  private call(m: { op: 'write'; req: WriteRequest }): Promise<LedgerReply>;
+  private call(m: { op: 'write'; req: WireWrite }): Promise<LedgerReply>;
   private call(m: { op: 'seed' | 'probe' | 'prune' | 'close' }): Promise<LedgerReply>;
   private call(m: Omit<LedgerRequest, 'seq'>): Promise<LedgerReply> {
     if (this.exited) return Promise.reject(this.exited);
@@ -200,7 +238,11 @@ export class Ledger {
    * stored now, 0 if its id was there already.
    */
   async write(req: WriteRequest): Promise<Uint8Array> {
-    const r = await this.call({ op: 'write', req });
+    const { events, ...rest } = req;
+    const r = await this.call({
+      op: 'write',
+      req: { ...rest, rows: encodeRows(events), count: events.length },
+    });
     return (r as { inserted: Uint8Array }).inserted;
   }
 

@@ -395,6 +395,7 @@ export interface RepriceResult {
 }
 
 interface UnpricedEvent {
+  rowid: number;
   id: string;
   time_ms: number;
   service: string;
@@ -426,12 +427,14 @@ export function reprice(
   const hasTotals =
     db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'totals'`).get() !==
     undefined;
+  // By rowid through the partial index on unpriced events: each batch starts where the
+  // last ended, so a store of many unpriced events is read once, not once per batch.
   const select = db.prepare(
-    `SELECT id, time_ms, service, model, provider, source, input_tokens, output_tokens,
+    `SELECT rowid, id, time_ms, service, model, provider, source, input_tokens, output_tokens,
             cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens
      FROM events
-     WHERE cost_source = 'unpriced' AND (time_ms > ? OR (time_ms = ? AND id > ?)) AND time_ms >= ?
-     ORDER BY time_ms, id LIMIT ?`,
+     WHERE cost_source = 'unpriced' AND rowid > ? AND time_ms >= ?
+     ORDER BY rowid LIMIT ?`,
   );
   const setEvent = db.prepare(
     `UPDATE events SET cost_usd = ?, cost_source = 'priced', priced_as = ?
@@ -440,7 +443,7 @@ export function reprice(
   const setRollup = db.prepare(
     `UPDATE rollups_hourly
      SET cost_usd = cost_usd + ?, cache_savings_usd = cache_savings_usd + ?,
-         unpriced_requests = MAX(0, unpriced_requests - 1),
+         unpriced_requests = MAX(0, unpriced_requests - ?),
          unpriced_tokens = MAX(0, unpriced_tokens - ?)
      WHERE hour_ms = ? AND service = ? AND model = ? AND source = ?`,
   );
@@ -451,8 +454,13 @@ export function reprice(
     : undefined;
   const result: RepriceResult = { examined: 0, priced: 0, costUsd: 0, stillUnpriced: [] };
   const still = new Map<string, number>();
-  let cursor = { time: -Infinity, id: '' };
+  let cursor = 0;
   const runBatch = db.transaction((events: UnpricedEvent[]) => {
+    // A batch's changes to one rollup row (or one totals row) are summed and written once.
+    const rollups = new Map<
+      string,
+      { e: UnpricedEvent; hour: number; cost: number; saved: number; n: number; tokens: number }
+    >();
     for (const e of events) {
       const buckets = {
         input: e.input_tokens,
@@ -467,32 +475,39 @@ export function reprice(
         continue;
       }
       if (setEvent.run(p.costUsd, p.pricedAs, e.id).changes !== 1) continue;
-      const all =
+      const hour = Math.floor(e.time_ms / HOUR) * HOUR;
+      const key = JSON.stringify([hour, e.service, e.model, e.source]);
+      const r = rollups.get(key) ?? { e, hour, cost: 0, saved: 0, n: 0, tokens: 0 };
+      r.cost += p.costUsd;
+      r.saved += p.cacheSavingsUsd;
+      r.n++;
+      r.tokens +=
         buckets.input +
         buckets.output +
         buckets.cacheRead +
         buckets.cacheWrite5m +
         buckets.cacheWrite1h;
-      const hour = Math.floor(e.time_ms / HOUR) * HOUR;
-      setRollup.run(p.costUsd, p.cacheSavingsUsd, all, hour, e.service, e.model, e.source);
-      setTotal?.run(p.costUsd, e.service, e.model, e.source);
+      rollups.set(key, r);
       result.priced++;
       result.costUsd += p.costUsd;
     }
+    const totals = new Map<string, { e: UnpricedEvent; cost: number }>();
+    for (const r of rollups.values()) {
+      setRollup.run(r.cost, r.saved, r.n, r.tokens, r.hour, r.e.service, r.e.model, r.e.source);
+      const key = JSON.stringify([r.e.service, r.e.model, r.e.source]);
+      const t = totals.get(key) ?? { e: r.e, cost: 0 };
+      t.cost += r.cost;
+      totals.set(key, t);
+    }
+    if (setTotal)
+      for (const t of totals.values()) setTotal.run(t.cost, t.e.service, t.e.model, t.e.source);
   });
   for (;;) {
-    const rows = select.all(
-      cursor.time === -Infinity ? Number.MIN_SAFE_INTEGER : cursor.time,
-      cursor.time === -Infinity ? Number.MIN_SAFE_INTEGER : cursor.time,
-      cursor.id,
-      opts.sinceMs,
-      batch,
-    ) as UnpricedEvent[];
+    const rows = select.all(cursor, opts.sinceMs, batch) as UnpricedEvent[];
     if (rows.length === 0) break;
     runBatch(rows);
     result.examined += rows.length;
-    const last = rows[rows.length - 1]!;
-    cursor = { time: last.time_ms, id: last.id };
+    cursor = rows[rows.length - 1]!.rowid;
   }
   result.stillUnpriced = [...still]
     .map(([model, events]) => ({ model, events }))
