@@ -334,6 +334,8 @@ export interface AlertRule {
   expr: string;
   for: string;
   severity: string;
+  /** The rule's labels (severity among them): what Alertmanager routes on. */
+  labels: Record<string, string>;
   runbook: string;
   dashboard: string;
   summary: string;
@@ -373,6 +375,7 @@ async function rulesOf(): Promise<Rules> {
             expr,
             for: r.for ?? '0s',
             severity: r.labels?.severity ?? '',
+            labels: r.labels ?? {},
             runbook: r.annotations?.runbook_url ?? '',
             dashboard: r.annotations?.dashboard ?? '',
             summary: r.annotations?.summary ?? '',
@@ -610,7 +613,7 @@ function alertsTable(rules: Rules, route: Route, panels: Panel[]): string {
         SEVERITY_ORDER.indexOf(a.severity) - SEVERITY_ORDER.indexOf(b.severity),
     );
     for (const a of sorted) {
-      const to = receivers(route, { alertname: a.alert, severity: a.severity });
+      const to = receivers(route, { ...a.labels, alertname: a.alert });
       const p = panelOfAlert(a, rules, panels);
       lines.push(
         `| ${a.alert} | ${a.severity || '—'} | ${a.for} | ${to.join(', ')} | ${code(a.expr)} | ${runbookLink(a.runbook)} | ${p ? `[${cell(p.dashboard)} › ${cell(p.title)}](../grafana/dashboards/${p.file}) \`viewPanel=panel-${p.id}\`` : '—'} |`,

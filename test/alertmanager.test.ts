@@ -66,7 +66,7 @@ describe('alertmanager.yml (amtool)', () => {
     for (const file of [join(REPO, 'alertmanager.yml'), configFile]) {
       const r = await runCommand('amtool', ['check-config', file]);
       assert.equal(r.code, 0, `${file}:\n${r.stdout}${r.stderr}`);
-      assert.match(r.stdout, /4 receivers/);
+      assert.match(r.stdout, /5 receivers/);
       assert.match(r.stdout, /1 inhibit rules/);
     }
   });
@@ -120,6 +120,26 @@ describe('alertmanager.yml (amtool)', () => {
       why: 'Watchdog → the heartbeat webhook only',
     },
     {
+      labels: ['severity=warning', 'area=aicost'],
+      alertname: 'AiSpendOverBudget',
+      receivers: 'aicost',
+      path: /\{area="aicost"\}\s+receiver: aicost\s*$/,
+      why: 'AI spend warning → the cost channel (its email and Slack) only',
+    },
+    {
+      labels: ['severity=critical', 'area=aicost'],
+      alertname: 'AiBudgetBurnRateHigh',
+      receivers: 'aicost',
+      path: /\{area="aicost"\}\s+receiver: aicost\s*$/,
+      why: 'AI spend critical → the cost channel only, not on-call',
+    },
+    {
+      labels: ['severity=info', 'area=aicost'],
+      receivers: 'dashboard-only',
+      path: /\{severity="info"\}\s+receiver: dashboard-only\s*$/,
+      why: 'AI spend info → no receiver that sends, like every info',
+    },
+    {
       labels: ['severity=page'],
       receivers: 'slack',
       path: /default-route\s+receiver: slack\s*$/,
@@ -163,7 +183,7 @@ describe('alertmanager.yml (amtool)', () => {
       {
         source_matchers: ['severity="critical"'],
         target_matchers: ['severity="warning"'],
-        equal: ['alertname', 'instance', 'mountpoint', 'name', 'target', 'log', 'site'],
+        equal: ['alertname', 'instance', 'mountpoint', 'name', 'target', 'log', 'site', 'service'],
       },
     ]);
     const global = c.global as Record<string, unknown>;
@@ -174,11 +194,14 @@ describe('alertmanager.yml (amtool)', () => {
       ...(r.email_configs ?? []),
       ...(r.slack_configs ?? []),
     ]);
-    assert.equal(configs.length, 2);
+    // email and slack, and the cost channel's email and Slack.
+    assert.equal(configs.length, 4);
     for (const rc of configs) assert.equal(rc.send_resolved, true);
     const slack = receivers.flatMap((r) => r.slack_configs ?? []);
-    assert.equal(slack[0]?.api_url_file, '/etc/alertmanager/secrets/slack_webhook_url');
-    assert.equal(slack[0]?.api_url, undefined);
+    for (const sc of slack) {
+      assert.equal(sc.api_url_file, '/etc/alertmanager/secrets/slack_webhook_url');
+      assert.equal(sc.api_url, undefined);
+    }
     assert.deepEqual(c.templates, ['/etc/alertmanager/templates/*.tmpl']);
     for (const f of ['smtp_password.example', 'slack_webhook_url.example']) {
       assert.match(await readFile(join(REPO, 'secrets', f), 'utf8'), /printf '%s'/);

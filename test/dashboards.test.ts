@@ -8,6 +8,7 @@
  *   $__rate_interval   → 1m  (Grafana's floor is 4 × the datasource's 15s timeInterval)
  *   $__interval        → 15s
  *   $__range           → 1h
+ *   $service, $model   → .*  (the AI-cost dashboard's "All", its allValue)
  * Queries are otherwise run exactly as written: a panel that shows nothing on a
  * healthy host (firing alerts) must be written to return a 0 series (`or vector(0)`).
  */
@@ -32,6 +33,7 @@ import {
   tempDir,
   type Running,
 } from './helpers/procs.js';
+import { substitute } from './helpers/dashboards.js';
 
 const run = promisify(execFile);
 
@@ -119,14 +121,6 @@ function variableQuery(v: Variable): string {
 
 const BUILTINS = new Set(['__rate_interval', '__interval', '__range', '__interval_ms']);
 
-function substitute(expr: string, instance: string): string {
-  return expr
-    .replaceAll(/\$\{?__rate_interval\}?/g, '1m')
-    .replaceAll(/\$\{?__interval\}?/g, '15s')
-    .replaceAll(/\$\{?__range\}?/g, '1h')
-    .replaceAll(/\$\{?instance\}?/g, instance);
-}
-
 function stepValues(t: ThresholdSteps | undefined): number[] {
   return (t?.steps ?? []).flatMap((s) => (s.value === null ? [] : [s.value]));
 }
@@ -192,7 +186,7 @@ const FIXED_THRESHOLDS: Array<{ what: RegExp; steps: number[]; why: string }> = 
   },
 ];
 
-const ALLOWED_UNITS = new Set(['percentunit', 'bytes', 's', 'short', 'Bps']);
+const ALLOWED_UNITS = new Set(['percentunit', 'bytes', 's', 'short', 'Bps', 'currencyUSD']);
 
 // ---------------------------------------------------------------- static checks
 
@@ -387,7 +381,15 @@ interface Query {
   expr: string;
 }
 
+/**
+ * Dashboards whose live queries need more than this suite's sources, and the test that
+ * runs them against a real Prometheus instead: aicost.json needs usage events posted to
+ * lookout (test/dashboards-aicost.test.ts).
+ */
+const LIVE_ELSEWHERE = new Set(['aicost.json']);
+
 const queries: Query[] = files.flatMap((file) => {
+  if (LIVE_ELSEWHERE.has(file)) return [];
   const d = tryParse(file);
   if (!d) return [];
   return queryPanels(d).flatMap((p) =>

@@ -46,6 +46,8 @@ interface Rule {
   index: number;
   alert: string;
   severity: string;
+  /** Its own labels (severity among them): two rules of one alert may differ only there. */
+  labels: Record<string, string>;
   forMs: number;
 }
 
@@ -69,9 +71,12 @@ for (const [file, doc] of ruleFiles) {
     if (!isMap(g)) return;
     list(g.rules).forEach((r, ri) => {
       if (!isMap(r) || typeof r.alert !== 'string') return;
+      const labels = Object.fromEntries(
+        Object.entries(isMap(r.labels) ? r.labels : {}).map(([k, v]) => [k, String(v)]),
+      );
       const severity = isMap(r.labels) ? String(r.labels.severity) : '';
       const forMs = ms(typeof r.for === 'string' ? r.for : '0s');
-      rules.push({ file, group: gi, index: ri, alert: r.alert, severity, forMs });
+      rules.push({ file, group: gi, index: ri, alert: r.alert, severity, labels, forMs });
     });
   });
 }
@@ -124,7 +129,8 @@ function ms(text: string): number {
 /**
  * The case of a test group that a mutation of `rule` must fail, the earliest one (promtool
  * evaluates a group up to its last case, so the earliest keeps the run short):
- *  - never true: a case that expects the rule's severity firing;
+ *  - never true: a case that expects an alert with the rule's labels (its severity, and
+ *    any other it sets, like the `period` of AiSpendOverBudget) firing;
  *  - always true (vector(1), firing from `for` on with no labels but the rule's): any case
  *    at or after `for`, which expects either nothing or alerts with the labels of a
  *    real series.
@@ -133,7 +139,13 @@ function caseFor(cases: YamlMap[], rule: Rule, mutation: Mutation): YamlMap | un
   const fits = cases.filter((c) =>
     mutation === 'never true'
       ? list(c.exp_alerts).some(
-          (e) => isMap(e) && isMap(e.exp_labels) && String(e.exp_labels.severity) === rule.severity,
+          (e) =>
+            isMap(e) &&
+            isMap(e.exp_labels) &&
+            String(e.exp_labels.severity) === rule.severity &&
+            Object.entries(rule.labels).every(
+              ([k, v]) => isMap(e.exp_labels) && String(e.exp_labels[k]) === v,
+            ),
         )
       : ms(String(c.eval_time)) >= rule.forMs,
   );
