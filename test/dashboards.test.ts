@@ -387,7 +387,16 @@ interface Query {
   expr: string;
 }
 
+/**
+ * Dashboards whose sources need parts this suite does not start; the named test runs
+ * each of their panel queries against a live Prometheus with those parts.
+ */
+const LIVE_ELSEWHERE: Record<string, string> = {
+  'containers.json': 'test/dashboards-containers.test.ts (a real dockerd with containers)',
+};
+
 const queries: Query[] = files.flatMap((file) => {
+  if (file in LIVE_ELSEWHERE) return [];
   const d = tryParse(file);
   if (!d) return [];
   return queryPanels(d).flatMap((p) =>
