@@ -7,6 +7,7 @@ import type { Collector, Observer } from './collectors/collector.js';
 import type { MountSeen } from './collectors/filesystem.js';
 import type { HostSeen } from './collectors/host.js';
 import type { ProcessesSeen } from './collectors/processes.js';
+import type { ContainersSeen } from './collectors/containers.js';
 import type { Config } from './config/schema.js';
 import { buildRunner } from './exporter/build.js';
 import type { ActionReport, Outcome } from './exporter/runner.js';
@@ -128,6 +129,53 @@ async function stateSection(
   return text + table(['COLLECTOR', 'KEPT'], rows).replace(/^/gm, '  ');
 }
 
+/**
+ * The containers as `docker stats` shows them: CPU % of one core over the two refreshes
+ * status makes, memory working set against the limit, health, and Docker's restart count.
+ */
+export function containersSection(seen: ContainersSeen | undefined): string {
+  if (!seen) return 'Containers: the containers collector failed (see Collectors)\n';
+  if (seen.containers.length === 0) return `Containers: none (${seen.endpoint})\n`;
+  const running = seen.containers.filter((c) => c.running).length;
+  let text = `Containers ${seen.containers.length}, ${running} running (${seen.endpoint})\n`;
+  const rows = [...seen.containers]
+    .sort(
+      (a, b) => Number(b.running) - Number(a.running) || a.labels.name.localeCompare(b.labels.name),
+    )
+    .map((c) => {
+      const mem = c.memoryWorkingSetBytes;
+      const state = c.error
+        ? `${c.state} (not read: ${c.error})`
+        : c.state === 'exited' && c.exitCode !== undefined
+          ? `exited (${c.exitCode})${c.oomKilled ? ' OOM' : ''}`
+          : c.state;
+      return [
+        c.labels.name,
+        state,
+        c.cpuCores === undefined ? '-' : `${(c.cpuCores * 100).toFixed(1)} %`,
+        mem === undefined ? '-' : humanBytes(mem),
+        c.memoryLimitBytes === undefined ? '-' : humanBytes(c.memoryLimitBytes),
+        mem === undefined || c.memoryLimitBytes === undefined
+          ? '-'
+          : percent(mem / c.memoryLimitBytes),
+        c.health,
+        String(c.restartCount),
+      ];
+    });
+  text += table(['NAME', 'STATE', 'CPU %', 'MEM', 'LIMIT', 'MEM %', 'HEALTH', 'RESTARTS'], rows, [
+    false,
+    false,
+    true,
+    true,
+    true,
+    true,
+    false,
+    true,
+  ]);
+  if (seen.omitted > 0) text += `(${seen.omitted} more left out by max_containers)\n`;
+  return text;
+}
+
 const FAILED: ReadonlySet<Outcome> = new Set(['failed', 'timeout', 'stuck', 'pending']);
 
 export async function status(config: Config, out: NodeJS.WritableStream): Promise<number> {
@@ -137,6 +185,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
   const host = observer<HostSeen>(collectors, 'host');
   const filesystem = observer<MountSeen[]>(collectors, 'filesystem');
   const processes = observer<ProcessesSeen>(collectors, 'processes');
+  const containers = observer<ContainersSeen>(collectors, 'containers');
   try {
     await runner.collectOnce({ services: false });
     const firstErrors = new Map(runner.states().map((s) => [s.name, s.lastError]));
@@ -153,6 +202,7 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
     const h = fresh('host', host);
     const fs = fresh('filesystem', filesystem);
     const ps = fresh('processes', processes);
+    const cs = fresh('containers', containers);
 
     let text = `lookout ${VERSION} status`;
     if (h) {
@@ -247,6 +297,8 @@ export async function status(config: Config, out: NodeJS.WritableStream): Promis
       }
     }
     text += '\n';
+    if (containers && (cs || outcome.get('containers') !== 'nothing'))
+      text += containersSection(cs) + '\n';
     // Collectors
     let failed = 0;
     const rows = states.map((s) => {

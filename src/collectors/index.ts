@@ -7,5 +7,6 @@ import './nginx.js';
 import './tls.js';
 import './accesslog.js';
 import './probes.js';
+import './containers.js';
 
 export { collectorDefinitions } from './collector.js';

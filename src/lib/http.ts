@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS';
 
@@ -30,6 +31,18 @@ export interface UnixEndpoint {
   socketPath: string;
   path: string;
   host?: string;
+}
+
+/**
+ * A response whose body is read as it comes (an event stream): the status and headers
+ * once they arrive, the body as a stream. Aborting the request's signal, or destroy(),
+ * closes the connection.
+ */
+export interface HttpStream {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable;
+  destroy(): void;
 }
 
 /** Where a request goes: a URL (http: or https:), or a unix socket. */
@@ -89,18 +102,7 @@ export class HttpClient {
   async request(endpoint: Endpoint, req: HttpRequest): Promise<HttpResponse> {
     req.signal.throwIfAborted();
     const method = req.method ?? 'GET';
-    const target =
-      typeof endpoint === 'string' || endpoint instanceof URL
-        ? tcpTarget(new URL(endpoint))
-        : {
-            kind: 'unix' as const,
-            options: {
-              socketPath: endpoint.socketPath,
-              path: endpoint.path,
-              headers: { host: endpoint.host ?? 'localhost' },
-            },
-            where: `unix:${endpoint.socketPath}`,
-          };
+    const target = targetOf(endpoint);
     const agent = this.agent(target.kind);
     const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
     const limit = req.maxBodyBytes ?? DEFAULT_MAX_BODY;
@@ -183,6 +185,81 @@ export class HttpClient {
   }
 
   /**
+   * A request whose response body is read as a stream (Docker's /events), on a
+   * connection of its own: it is not taken from the pool, so a stream held open for
+   * hours never takes a slot a collector's requests need. Resolves once the status and
+   * headers have arrived; rejects as request() does until then (network errors, the
+   * connect timeout, the signal). After that the signal, or destroy(), ends the body.
+   */
+  async stream(endpoint: Endpoint, req: HttpRequest): Promise<HttpStream> {
+    req.signal.throwIfAborted();
+    const target = targetOf(endpoint);
+    const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    return await new Promise<HttpStream>((resolve, reject) => {
+      let settled = false;
+      let connectTimer: NodeJS.Timeout | undefined;
+      const make = target.kind === 'tls' ? httpsRequest : httpRequest;
+      const request = make({
+        ...target.options,
+        method: req.method ?? 'GET',
+        agent: false,
+        headers: { ...target.options.headers, ...req.headers },
+      });
+      const onAbort = () => {
+        const reason: unknown = req.signal.reason;
+        request.destroy(reason instanceof Error ? reason : undefined);
+        if (!settled) {
+          settled = true;
+          clearTimeout(connectTimer);
+          reject(reason instanceof Error ? reason : new Error(String(reason)));
+        }
+      };
+      request.on('error', (err) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(connectTimer);
+        req.signal.removeEventListener('abort', onAbort);
+        reject(err);
+      });
+      request.on('socket', (socket: Socket) => {
+        if (!socket.connecting) return;
+        connectTimer = setTimeout(() => {
+          request.destroy(
+            new ConnectTimeoutError(
+              `connect to ${target.where} timed out after ${connectTimeoutMs / 1000}s`,
+            ),
+          );
+        }, connectTimeoutMs);
+        socket.once(target.kind === 'tls' ? 'secureConnect' : 'connect', () =>
+          clearTimeout(connectTimer),
+        );
+      });
+      request.on('response', (res: IncomingMessage) => {
+        clearTimeout(connectTimer);
+        if (settled) {
+          res.destroy();
+          return;
+        }
+        settled = true;
+        // An error on the body after this is the body's to report ('error' on the stream).
+        request.on('error', () => undefined);
+        res.once('close', () => req.signal.removeEventListener('abort', onAbort));
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: res,
+          destroy: () => {
+            res.destroy();
+            request.destroy();
+          },
+        });
+      });
+      req.signal.addEventListener('abort', onAbort, { once: true });
+      request.end(req.body);
+    });
+  }
+
+  /**
    * Closes kept-alive sockets now; requests still running after `graceMs` are cut off.
    * The agents are dropped: a request after close makes new ones.
    */
@@ -203,6 +280,20 @@ export class HttpClient {
 
 function closeAll(list: Socket[] | undefined): void {
   for (const s of list ?? []) s.destroy();
+}
+
+function targetOf(endpoint: Endpoint) {
+  return typeof endpoint === 'string' || endpoint instanceof URL
+    ? tcpTarget(new URL(endpoint))
+    : {
+        kind: 'unix' as const,
+        options: {
+          socketPath: endpoint.socketPath,
+          path: endpoint.path,
+          headers: { host: endpoint.host ?? 'localhost' } as Record<string, string>,
+        },
+        where: `unix:${endpoint.socketPath}`,
+      };
 }
 
 function tcpTarget(u: URL) {

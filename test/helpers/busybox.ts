@@ -1,0 +1,77 @@
+/**
+ * A private dockerd with a busybox image and nothing else (no registry is reachable):
+ * the rootfs is /bin/busybox (Debian's busybox-static) with its applets linked, imported
+ * as `lookout-bb:1`. Containers run with `--network none` (the engine has no bridge).
+ */
+import { mkdir, mkdtemp, rm, symlink, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDockerd, withDocker, type CmdResult, type Dockerd } from './dockerd.js';
+
+export const BUSYBOX_IMAGE = 'lookout-bb:1';
+const APPLETS = [
+  'sh',
+  'sleep',
+  'dd',
+  'tail',
+  'head',
+  'cat',
+  'true',
+  'false',
+  'yes',
+  'echo',
+  'test',
+  'ls',
+  'wget',
+];
+
+export interface BusyboxEngine {
+  dockerd: Dockerd;
+  /** Its directory (socket, exec root, data root): short, for the socket path limit. */
+  dir: string;
+  /** `docker ARGS` against this engine; throws with its output on failure. */
+  docker(...args: string[]): Promise<CmdResult>;
+  /** Stops the engine by pid and removes its directories (what it mounted unmounted first). */
+  stop(): Promise<void>;
+  /** Stops and starts dockerd again on the same data root (containers with a policy come back). */
+  restart(): Promise<void>;
+}
+
+export async function startBusyboxEngine(prefix = 'lkbb-'): Promise<BusyboxEngine> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const dataRoot = join(dir, 'data');
+  const opts = { dir, dataRoot, noBridge: true };
+  let dockerd = await startDockerd(opts);
+  const docker = (...args: string[]) => withDocker(dockerd.host, 'docker', args);
+  const engine: BusyboxEngine = {
+    get dockerd() {
+      return dockerd;
+    },
+    dir,
+    docker,
+    async stop() {
+      await dockerd.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await dockerd.stop();
+      dockerd = await startDockerd(opts);
+    },
+  };
+  try {
+    const rootfs = join(dir, 'rootfs');
+    await mkdir(join(rootfs, 'bin'), { recursive: true });
+    await mkdir(join(rootfs, 'tmp'), { recursive: true });
+    await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
+    for (const a of APPLETS) await symlink('busybox', join(rootfs, 'bin', a));
+    await withDocker(dockerd.host, 'sh', [
+      '-c',
+      `tar -C ${rootfs} -c . | docker import - ${BUSYBOX_IMAGE} >/dev/null`,
+    ]);
+    await rm(rootfs, { recursive: true, force: true });
+  } catch (err) {
+    await engine.stop();
+    throw err;
+  }
+  return engine;
+}
