@@ -14,7 +14,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BUSYBOX_IMAGE, startBusyboxEngine, type BusyboxEngine } from './helpers/busybox.js';
+import {
+  BUSYBOX_IMAGE,
+  memoryHogArgs,
+  startBusyboxEngine,
+  type BusyboxEngine,
+} from './helpers/busybox.js';
+import { answerAll } from './helpers/dashboards.js';
 import { addNetns } from './helpers/dockerd.js';
 import {
   REPO,
@@ -96,7 +102,7 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
   let lookout: Running;
   let prom: Running;
   let instance = '';
-  const results = new Map<Query, number | Error>();
+  let results = new Map<Query, number | Error>();
 
   before(async () => {
     assert.ok(existsSync(join(REPO, 'dist/cli.js')), 'run `npm run build` first');
@@ -130,24 +136,8 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
     );
     // A one-off job that finished, without limits.
     await docker('run', '--name', 'job', '--network', 'none', BUSYBOX_IMAGE, 'true');
-    // One that fills its memory limit until the kernel kills it (`tail` keeps the whole
-    // endless line of /dev/zero in memory).
-    await docker(
-      'run',
-      '-d',
-      '--name',
-      'hog',
-      '--network',
-      'none',
-      '-m',
-      '16m',
-      '--memory-swap',
-      '16m',
-      BUSYBOX_IMAGE,
-      'sh',
-      '-c',
-      'sleep 4; tail /dev/zero',
-    );
+    // One that fills its memory limit until the kernel kills it, once lookout watches.
+    await docker(...memoryHogArgs('hog', 4));
     lookout = await startLookout(
       JSON.stringify({
         collectors: {
@@ -172,20 +162,8 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
       'Prometheus to see the web container running',
     );
     await docker('restart', '-t', '1', 'web');
-    const answered = (q: Query) => Number(results.get(q)) > 0;
     const asked = queries.filter((q) => unanswerable(q) === undefined);
-    const deadline = Date.now() + WAIT_MS;
-    for (;;) {
-      for (const q of asked.filter((q) => !answered(q))) {
-        try {
-          results.set(q, (await promQuery(prom.url, substitute(q.expr, instance))).length);
-        } catch (err) {
-          results.set(q, err as Error);
-        }
-      }
-      if (asked.every(answered) || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    results = await answerAll(prom.url, asked, (q) => substitute(q.expr, instance), WAIT_MS);
   });
 
   after(async () => {

@@ -23,7 +23,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { amAlerts } from '../helpers/alerting.js';
 import { AlertChain, QUIET_MS, color, title } from '../helpers/alertchain.js';
-import { BUSYBOX_IMAGE, startBusyboxEngine, type BusyboxEngine } from '../helpers/busybox.js';
+import {
+  BUSYBOX_IMAGE,
+  memoryHogArgs,
+  startBusyboxEngine,
+  type BusyboxEngine,
+} from '../helpers/busybox.js';
 import { eventually, promQuery } from '../helpers/procs.js';
 
 /** `for:` in the rule copy: one minute becomes one second (10m → 10 s, 2m → 2 s). */
@@ -60,23 +65,7 @@ describe('container alerts end to end: dockerd → lookout → Prometheus → Al
 
   test('a container OOM-killed under its memory limit: ContainerOomKilled critical by email and Slack; a stopped one-off container does not page', async (t) => {
     const faultAt = Date.now();
-    // `tail` keeps the endless line of /dev/zero in memory until the kernel kills it at 16 MiB.
-    await engine.docker(
-      'run',
-      '-d',
-      '--name',
-      'hog',
-      '--network',
-      'none',
-      '-m',
-      '16m',
-      '--memory-swap',
-      '16m',
-      BUSYBOX_IMAGE,
-      'sh',
-      '-c',
-      'tail /dev/zero',
-    );
+    await engine.docker(...memoryHogArgs('hog'));
     await chain.expectCritical(t, {
       name: 'OOM kill',
       alertname: 'ContainerOomKilled',

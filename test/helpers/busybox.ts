@@ -81,3 +81,27 @@ export async function startBusyboxEngine(
   }
   return engine;
 }
+
+/**
+ * `docker run` arguments for a container the kernel OOM-kills at its 16 MiB memory limit
+ * (`tail` keeps the endless line of /dev/zero in memory), after `delaySeconds`.
+ */
+export function memoryHogArgs(name: string, delaySeconds = 0): string[] {
+  const wait = delaySeconds > 0 ? `sleep ${delaySeconds}; ` : '';
+  return [
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--network',
+    'none',
+    '-m',
+    '16m',
+    '--memory-swap',
+    '16m',
+    BUSYBOX_IMAGE,
+    'sh',
+    '-c',
+    `${wait}tail /dev/zero`,
+  ];
+}
