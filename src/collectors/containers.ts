@@ -234,8 +234,10 @@ export function createContainersCollector(
   config: ContainersConfig,
   http: HttpClient,
   log: Logger,
+  /** Where Docker is when no endpoint is configured (tests point it at a path of their own). */
+  defaultEndpoint = DEFAULT_DOCKER_ENDPOINT,
 ): ContainersCollector {
-  const endpoint = config.endpoint ?? DEFAULT_DOCKER_ENDPOINT;
+  const endpoint = config.endpoint ?? defaultEndpoint;
   const explicit = config.endpoint !== undefined;
   const docker = new DockerClient(http, endpoint);
   const expectRunning = new Set(config.expect_running);

@@ -76,8 +76,8 @@ export class ContainerEventService implements CollectorService {
   }
 
   /** Whether the stream is open now, and how often it was opened again after it ended. */
-  streamState(): { connected: boolean; reopened: number } {
-    return { connected: this.connected, reopened: this.reopened };
+  streamState(): { connected: boolean; reopened: number; sinceNano?: bigint } {
+    return { connected: this.connected, reopened: this.reopened, sinceNano: this.lastNano };
   }
 
   async start(ctx: ServiceContext): Promise<void> {

@@ -1,0 +1,547 @@
+/**
+ * The containers collector on a real dockerd (a private one, busybox containers with no
+ * network): values against `docker inspect` and the stats endpoint, a container removed
+ * mid-collection, OOM kills and restarts from the event stream counted once (across a
+ * cut stream and a daemon restart), a hung and a missing socket, and `lookout status`.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import {
+  containersSchema,
+  createContainersCollector,
+  type ContainersCollector,
+} from '../src/collectors/containers.js';
+import { workingSetBytes } from '../src/collectors/containers/read.js';
+import { CollectorError, NothingToCollect } from '../src/collectors/collector.js';
+import type { ContainerInspect, ContainerStats } from '../src/lib/docker.js';
+import { HttpClient, type Endpoint, type HttpRequest, type HttpResponse } from '../src/lib/http.js';
+import { createLogger } from '../src/lib/log.js';
+import { startBusyboxEngine, BUSYBOX_IMAGE, type BusyboxEngine } from './helpers/busybox.js';
+import { engineGet } from './helpers/dockerd.js';
+import { findSamples, sampleValue, seriesValue } from './helpers/exposition.js';
+import { REPO, eventually, startLookout, tempDir } from './helpers/procs.js';
+
+const run = promisify(execFile);
+const log = createLogger('error');
+const NONE = ['--network', 'none', '--stop-timeout', '1'];
+
+function collectCtx(ms = 10_000) {
+  return { signal: AbortSignal.timeout(ms), deadline: performance.now() + ms, log };
+}
+
+async function text(c: ContainersCollector): Promise<string> {
+  return await (await c.collect(collectCtx())).metrics();
+}
+
+function serviceCtx() {
+  return {
+    log,
+    signal: AbortSignal.timeout(10_000),
+    fault: () => undefined,
+    healthy: () => undefined,
+  };
+}
+
+/** A unix socket in front of the engine's whose connections the test can cut. */
+async function socketProxy(target: string, path: string) {
+  const open = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const up = connect(target);
+    for (const s of [client, up]) {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(up).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return {
+    path,
+    cut: () => {
+      for (const s of open) s.destroy();
+    },
+    close: async () => {
+      for (const s of open) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
+  let engine: BusyboxEngine;
+  const http = new HttpClient({ connectionsPerOrigin: 32 });
+  let collector: ContainersCollector;
+  const docker = (...args: string[]) => engine.docker(...args);
+  const inspect = async (name: string) =>
+    (JSON.parse((await docker('inspect', name)).stdout) as ContainerInspect[])[0]!;
+  const stats = async (name: string) =>
+    JSON.parse(
+      (
+        await engineGet(
+          engine.dockerd.socket,
+          `/containers/${name}/stats?stream=false&one-shot=true`,
+        )
+      ).body,
+    ) as ContainerStats;
+  const counts = (name: string) =>
+    collector.events.countsByName().get(name) ?? { oomKills: 0, restarts: 0 };
+
+  before(async () => {
+    engine = await startBusyboxEngine('lkct-');
+    const bb = BUSYBOX_IMAGE;
+    await Promise.all([
+      docker(
+        'run',
+        '-d',
+        ...NONE,
+        '--name',
+        'web',
+        '--restart',
+        'unless-stopped',
+        '-m',
+        '64m',
+        '--cpus',
+        '0.5',
+        '--label',
+        'com.docker.compose.project=shop',
+        '--label',
+        'com.docker.compose.service=web',
+        '--label',
+        'secret.token=hunter2',
+        bb,
+        'sleep',
+        '600',
+      ),
+      docker('run', '-d', ...NONE, '--name', 'job', bb, 'sh', '-c', 'exit 3'),
+      docker(
+        'run',
+        '-d',
+        ...NONE,
+        '--name',
+        'flappy',
+        '--restart',
+        'always',
+        bb,
+        'sh',
+        '-c',
+        'sleep 1; exit 1',
+      ),
+      docker(
+        'run',
+        '-d',
+        ...NONE,
+        '--name',
+        'bounced',
+        '--label',
+        'lookout.expect=running',
+        bb,
+        'sleep',
+        '600',
+      ),
+      docker(
+        'run',
+        '-d',
+        ...NONE,
+        '--name',
+        'healthy',
+        '--health-cmd',
+        'true',
+        '--health-interval',
+        '1s',
+        bb,
+        'sleep',
+        '600',
+      ),
+      docker(
+        'run',
+        '-d',
+        ...NONE,
+        '--name',
+        'sick',
+        '--health-cmd',
+        'false',
+        '--health-interval',
+        '1s',
+        '--health-retries',
+        '1',
+        bb,
+        'sleep',
+        '600',
+      ),
+      docker('run', '-d', ...NONE, '--name', 'vanish', bb, 'sleep', '600'),
+    ]);
+    collector = createContainersCollector(
+      containersSchema.parse({ endpoint: engine.dockerd.host }),
+      http,
+      log,
+    );
+    await collector.service.start(serviceCtx());
+    // After the service started, so its event stream sees the OOM kill.
+    await docker(
+      'run',
+      '-d',
+      ...NONE,
+      '--name',
+      'oom',
+      '-m',
+      '16m',
+      '--memory-swap',
+      '16m',
+      bb,
+      'sh',
+      '-c',
+      'dd if=/dev/zero bs=64M count=1 | tail -c 1 >/dev/null; exit 0',
+    );
+    await docker('wait', 'job');
+    await docker('wait', 'oom');
+    await eventually(
+      async () => {
+        const [h, s, f] = await Promise.all([
+          inspect('healthy'),
+          inspect('sick'),
+          inspect('flappy'),
+        ]);
+        return (
+          h.State.Health?.Status === 'healthy' &&
+          s.State.Health?.Status === 'unhealthy' &&
+          f.RestartCount >= 1
+        );
+      },
+      30_000,
+      'healthy healthy, sick unhealthy, flappy restarted by its policy',
+    );
+  });
+
+  after(async () => {
+    await collector?.service.stop();
+    await http.close();
+    await engine?.stop();
+  });
+
+  it('reports each container as docker inspect and the stats endpoint show it', async () => {
+    const before = await stats('web');
+    const exposition = await text(collector);
+    const after = await stats('web');
+    const [web, job, oom, healthy, sick, bounced] = (await Promise.all(
+      ['web', 'job', 'oom', 'healthy', 'sick', 'bounced'].map(inspect),
+    )) as [
+      ContainerInspect,
+      ContainerInspect,
+      ContainerInspect,
+      ContainerInspect,
+      ContainerInspect,
+      ContainerInspect,
+    ];
+    const v = (metric: string, name: string) => sampleValue(exposition, metric, { name });
+
+    // Labels: name, image and the compose pair only; no other Docker label leaks out.
+    const webLabels = findSamples(exposition, 'lookout_container_running', { name: 'web' })[0]!;
+    assert.deepEqual(webLabels.labels, {
+      name: 'web',
+      image: BUSYBOX_IMAGE,
+      compose_project: 'shop',
+      compose_service: 'web',
+    });
+    assert.doesNotMatch(exposition, /hunter2|secret/);
+
+    for (const [name, i] of Object.entries({ web, job, oom, healthy, sick, bounced })) {
+      assert.equal(v('lookout_container_running', name), i!.State.Running ? 1 : 0, name);
+      assert.equal(v('lookout_container_restart_count', name), i!.RestartCount, name);
+      assert.equal(v('lookout_container_oom_killed', name), i!.State.OOMKilled ? 1 : 0, name);
+      assert.equal(v('lookout_container_collect_success', name), 1, name);
+      assert.ok(
+        Math.abs(
+          v('lookout_container_start_time_seconds', name)! - Date.parse(i!.State.StartedAt) / 1000,
+        ) < 0.001,
+        `${name} start time`,
+      );
+    }
+    // Expected to run: a policy (web), the label (bounced); not a one-off job.
+    assert.equal(v('lookout_container_should_run', 'web'), 1);
+    assert.equal(v('lookout_container_should_run', 'bounced'), 1);
+    assert.equal(v('lookout_container_should_run', 'flappy'), 1);
+    assert.equal(v('lookout_container_should_run', 'job'), 0);
+    assert.equal(v('lookout_container_last_exit_code', 'job'), 3);
+    assert.equal(job.State.ExitCode, 3);
+    assert.equal(v('lookout_container_last_exit_code', 'web'), undefined, 'running: no exit code');
+    assert.equal(oom.State.OOMKilled, true, 'the kernel killed in the oom container');
+    assert.equal(v('lookout_container_oom_killed', 'oom'), 1);
+
+    // Limits: as configured, absent (never 0) when unlimited.
+    assert.equal(v('lookout_container_memory_limit_bytes', 'web'), 64 * 1024 * 1024);
+    assert.equal(web.HostConfig.Memory, 64 * 1024 * 1024);
+    assert.equal(v('lookout_container_cpu_limit_cores', 'web'), 0.5);
+    assert.equal(v('lookout_container_memory_limit_bytes', 'healthy'), undefined);
+    assert.equal(v('lookout_container_cpu_limit_cores', 'healthy'), undefined);
+
+    // Counters read between two stats reads of the engine's.
+    const cpu = v('lookout_container_cpu_seconds_total', 'web')!;
+    assert.ok(cpu >= before.cpu_stats!.cpu_usage!.total_usage! / 1e9, `cpu ${cpu}`);
+    assert.ok(cpu <= after.cpu_stats!.cpu_usage!.total_usage! / 1e9, `cpu ${cpu}`);
+    // Working set: usage less inactive_file (cgroup v2) or total_inactive_file (v1).
+    const s = after.memory_stats!;
+    const inactive = s.stats!.total_inactive_file ?? s.stats!.inactive_file!;
+    assert.ok(inactive !== undefined, 'this engine reports inactive_file');
+    const expected = Math.max(0, s.usage! - inactive);
+    assert.equal(workingSetBytes(s), expected);
+    const ws = v('lookout_container_memory_working_set_bytes', 'web')!;
+    // An idle sleep's memory barely moves between the two reads.
+    assert.ok(Math.abs(ws - expected) <= 256 * 1024, `working set ${ws} vs ${expected}`);
+    assert.equal(v('lookout_container_memory_working_set_bytes', 'job'), undefined, 'stopped');
+    // --network none: no network, no network series.
+    assert.equal(v('lookout_container_network_receive_bytes_total', 'web'), undefined);
+  });
+
+  it('health is a state set: healthy, unhealthy, none, exactly one of them 1', async () => {
+    const exposition = await text(collector);
+    const states = (name: string) =>
+      Object.fromEntries(
+        findSamples(exposition, 'lookout_container_health_status', { name }).map((s) => [
+          s.labels.status,
+          s.value,
+        ]),
+      );
+    assert.deepEqual(states('healthy'), { healthy: 1, unhealthy: 0, starting: 0, none: 0 });
+    assert.deepEqual(states('sick'), { healthy: 0, unhealthy: 1, starting: 0, none: 0 });
+    assert.deepEqual(states('web'), { healthy: 0, unhealthy: 0, starting: 0, none: 1 });
+  });
+
+  it('a container removed during collection is left out; the refresh succeeds', async () => {
+    const id = (await inspect('vanish')).Id;
+    // Removes the container from the engine just before lookout asks about it (once: its
+    // inspect and stats are asked for together).
+    let removed: Promise<unknown> | undefined;
+    class RemovingClient extends HttpClient {
+      override async request(endpoint: Endpoint, req: HttpRequest): Promise<HttpResponse> {
+        if (typeof endpoint === 'object' && 'path' in endpoint && endpoint.path.includes(id))
+          await (removed ??= docker('rm', '-f', id));
+        return await super.request(endpoint, req);
+      }
+    }
+    const removing = new RemovingClient({ connectionsPerOrigin: 32 });
+    try {
+      const c = createContainersCollector(
+        containersSchema.parse({ endpoint: engine.dockerd.host }),
+        removing,
+        log,
+      );
+      const exposition = await text(c);
+      assert.equal(findSamples(exposition, /^lookout_container_/, { name: 'vanish' }).length, 0);
+      assert.equal(
+        sampleValue(exposition, 'lookout_container_collect_success', { name: 'web' }),
+        1,
+      );
+      assert.ok(!c.lastSeen()!.containers.some((x) => x.labels.name === 'vanish'));
+      await assert.rejects(inspect('vanish'), /No such object|no such container/i);
+      // And the series of the shared collector go once the container is gone.
+      const later = await text(collector);
+      assert.equal(findSamples(later, /^lookout_container_/, { name: 'vanish' }).length, 0);
+    } finally {
+      await removing.close();
+    }
+  });
+
+  it('OOM kills and API restarts counted from events exactly once', async () => {
+    await eventually(async () => counts('oom').oomKills >= 1, 20_000, 'the oom event');
+    const id = (await inspect('bounced')).Id;
+    await collector.docker.restart(id, { timeoutSeconds: 0 }, AbortSignal.timeout(20_000));
+    await eventually(async () => counts('bounced').restarts >= 1, 20_000, 'the restart');
+    // Quiet the flapping one, and let anything late arrive, then count.
+    await eventually(
+      async () => {
+        try {
+          await docker('update', '--restart', 'no', 'flappy');
+          return true;
+        } catch {
+          return false; // between two runs: docker cannot update a stopped container
+        }
+      },
+      20_000,
+      'flappy without its policy',
+    );
+    await docker('wait', 'flappy');
+    await collector.docker.restart(id, { timeoutSeconds: 0 }, AbortSignal.timeout(20_000));
+    await eventually(async () => counts('bounced').restarts >= 2, 20_000, 'the second restart');
+    const service = await collector.service.registry.metrics();
+    assert.equal(seriesValue(service, 'lookout_container_oom_kills_total{name="oom"}'), 1);
+    assert.equal(seriesValue(service, 'lookout_container_restarts_total{name="bounced"}'), 2);
+    assert.equal(seriesValue(service, 'lookout_container_oom_kills_total{name="bounced"}'), 0);
+    assert.ok(seriesValue(service, 'lookout_container_restarts_total{name="flappy"}')! >= 1);
+    // Docker's own RestartCount does not count API restarts: that is what the events add.
+    assert.equal((await inspect('bounced')).RestartCount, 0);
+    const exposition = await text(collector);
+    assert.equal(
+      sampleValue(exposition, 'lookout_container_restart_count', { name: 'bounced' }),
+      0,
+    );
+  });
+
+  it('the event stream cut and opened again: events the engine replays are counted once', async () => {
+    const dir = await tempDir('lkctp-');
+    const proxy = await socketProxy(engine.dockerd.socket, join(dir, 'p.sock'));
+    const c = createContainersCollector(
+      containersSchema.parse({ endpoint: `unix://${proxy.path}` }),
+      http,
+      log,
+    );
+    const n = () => c.events.countsByName().get('bounced')?.restarts ?? 0;
+    try {
+      await c.service.start(serviceCtx());
+      const id = (await inspect('bounced')).Id;
+      await c.docker.restart(id, { timeoutSeconds: 0 }, AbortSignal.timeout(20_000));
+      await eventually(async () => n() === 1, 20_000, 'the restart counted');
+      const since = c.events.streamState().sinceNano!;
+      proxy.cut();
+      await eventually(
+        async () => c.events.streamState().reopened >= 1 && c.events.streamState().connected,
+        20_000,
+        'the stream opened again',
+      );
+      // The engine does send the last event again (its time is the new `since`)...
+      const replay = await engineGet(
+        engine.dockerd.socket,
+        `/events?since=${since / 1_000_000_000n}.${(since % 1_000_000_000n).toString().padStart(9, '0')}&until=${Math.ceil(Date.now() / 1000)}&filters=${encodeURIComponent(JSON.stringify({ type: ['container'], container: [id] }))}`,
+      );
+      assert.match(replay.body, /"Action":"start"/, 'the engine replays the last event');
+      // ...and it is not counted again; the next restart is.
+      await c.docker.restart(id, { timeoutSeconds: 0 }, AbortSignal.timeout(20_000));
+      await eventually(async () => n() >= 2, 20_000, 'the next restart counted');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(n(), 2);
+    } finally {
+      await c.service.stop();
+      await proxy.close();
+    }
+  });
+
+  it('dockerd restarted: the stream is opened again and nothing is counted twice', async () => {
+    const before = {
+      web: counts('web').restarts,
+      bounced: counts('bounced').restarts,
+      healthy: counts('healthy').restarts,
+      oom: counts('oom').oomKills,
+    };
+    const reopened = collector.events.streamState().reopened;
+    await engine.restart();
+    // The engine starts web again (unless-stopped); bounced (no policy) stays stopped.
+    await eventually(
+      async () => {
+        const st = collector.events.streamState();
+        return st.connected && st.reopened > reopened;
+      },
+      60_000,
+      'the stream opened again after the daemon restart',
+    );
+    await eventually(async () => (await inspect('web')).State.Running, 30_000, 'web back');
+    await docker('start', 'bounced');
+    await eventually(async () => counts('bounced').restarts > before.bounced, 20_000, 'bounced');
+    await eventually(async () => counts('web').restarts > before.web, 20_000, 'web');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(counts('web').restarts, before.web + 1, 'web started once by the new daemon');
+    assert.equal(counts('bounced').restarts, before.bounced + 1);
+    assert.equal(counts('healthy').restarts, before.healthy, 'no policy: not started again');
+    assert.equal(counts('oom').oomKills, before.oom);
+    // And the polled part reads the new daemon.
+    const exposition = await text(collector);
+    assert.equal(sampleValue(exposition, 'lookout_container_running', { name: 'web' }), 1);
+  });
+
+  it('lookout status shows the containers table', async () => {
+    const dir = await tempDir('lkcts-');
+    const config = join(dir, 'lookout.yml');
+    await writeFile(
+      config,
+      `collectors:\n  containers:\n    endpoint: ${engine.dockerd.host}\n  processes:\n    enabled: false\n`,
+    );
+    const out = await run(
+      process.execPath,
+      [join(REPO, 'dist/cli.js'), 'status', '--config', config],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    ).then(
+      (r) => r.stdout,
+      (err: { stdout?: string }) => err.stdout ?? '',
+    );
+    const section = out.slice(out.indexOf('Containers '));
+    assert.match(section, /NAME\s+STATE\s+CPU %\s+MEM\s+LIMIT\s+MEM %\s+HEALTH\s+RESTARTS/);
+    assert.match(
+      section,
+      /^web\s+running\s+\d+\.\d %\s+[\d.]+ (B|KiB|MiB)\s+64\.0 MiB\s+\d+\.\d %\s+none\s+\d+$/m,
+    );
+    assert.match(section, /^job\s+exited \(3\)\s+-\s+-\s+-\s+-\s+none\s+0$/m);
+  });
+});
+
+describe('containers collector without a Docker engine', () => {
+  it('a missing socket: nothing to collect; a configured one missing: a failure', async () => {
+    const http = new HttpClient();
+    const dir = await tempDir('lkctm-');
+    const missing = `unix://${join(dir, 'docker.sock')}`;
+    try {
+      const quiet = createContainersCollector(containersSchema.parse({}), http, log, missing);
+      await assert.rejects(quiet.collect(collectCtx()), NothingToCollect);
+      await assert.rejects(Promise.resolve(quiet.service.start(serviceCtx())), NothingToCollect);
+      assert.deepEqual(await quiet.checkTargets!(collectCtx()), []);
+      const configured = createContainersCollector(
+        containersSchema.parse({ endpoint: missing }),
+        http,
+        log,
+      );
+      await assert.rejects(
+        configured.collect(collectCtx()),
+        (err: unknown) =>
+          err instanceof CollectorError &&
+          err.code === 'LOOKOUT_DOCKER_UNREACHABLE' &&
+          !(err instanceof NothingToCollect),
+      );
+    } finally {
+      await http.close();
+    }
+  });
+
+  it('a hung Docker socket: the collector times out, success 0, /metrics still answers', async () => {
+    const dir = await tempDir('lkcth-');
+    const path = join(dir, 'hung.sock');
+    const held = new Set<Socket>();
+    // Accepts and never answers.
+    const hung = createServer((s) => {
+      held.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hung.listen(path, r));
+    const lookout = await startLookout(
+      `collectors:\n  containers:\n    endpoint: unix://${path}\n    interval: 2s\n    timeout: 1s\n`,
+    );
+    try {
+      const metrics = async () => {
+        const res = await fetch(`${lookout.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+        assert.equal(res.status, 200);
+        return await res.text();
+      };
+      await eventually(
+        async () =>
+          seriesValue(await metrics(), 'lookout_collector_success{collector="containers"}') === 0,
+        20_000,
+        'containers success 0',
+      );
+      // Scrapes keep answering while refreshes hang on the socket.
+      for (let i = 0; i < 5; i++) {
+        const body = await metrics();
+        assert.equal(seriesValue(body, 'lookout_collector_success{collector="containers"}'), 0);
+        assert.ok(seriesValue(body, 'lookout_collector_success{collector="host"}') === 1);
+      }
+      assert.ok(held.size >= 1, 'lookout did connect to the hung socket');
+    } finally {
+      await lookout.stop();
+      for (const s of held) s.destroy();
+      await new Promise((r) => hung.close(r));
+    }
+  });
+});
