@@ -40,6 +40,7 @@ const COMPARES: Record<string, string[]> = {
   'bench/abuse.ts': ['node', 'prometheus-node'],
   'bench/door.ts': ['node', 'prometheus-node'],
   'bench/soak.ts': ['nginx', 'redis-server', 'node'],
+  'bench/containers.ts': ['dockerd', 'node'],
 };
 
 interface Run {

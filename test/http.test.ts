@@ -309,3 +309,65 @@ describe('the shared HTTP client', () => {
     }
   });
 });
+
+describe('the shared HTTP client: a streamed response', () => {
+  it('resolves at the headers, reads the body as it comes, on a connection outside the pool; the signal ends it', async () => {
+    const dir = await tempDir('lookout-http-stream-');
+    const path = join(dir, 'events.sock');
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"n":1}\n');
+      // The second line only when the client has the first: a body that comes over time.
+      setTimeout(() => res.write('{"n":2}\n'), 50);
+    });
+    await listening(server, path);
+    const http = new HttpClient();
+    const abort = new AbortController();
+    try {
+      const res = await http.stream(
+        { socketPath: path, path: '/events' },
+        { signal: abort.signal },
+      );
+      assert.equal(res.status, 200);
+      assert.deepEqual(http.kindsInUse(), [], 'no pooled agent made for a stream');
+      let text = '';
+      await assert.rejects(
+        (async () => {
+          for await (const chunk of res.body as AsyncIterable<Buffer>) {
+            text += chunk.toString();
+            if (text.includes('"n":2')) abort.abort(new Error('enough'));
+          }
+        })(),
+      );
+      assert.equal(text, '{"n":1}\n{"n":2}\n');
+      assert.ok(res.body.destroyed, 'the abort closed the body');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await http.close();
+    }
+  });
+
+  it('rejects as request() does before the headers: a missing socket, the signal', async () => {
+    const dir = await tempDir('lookout-http-stream-');
+    const http = new HttpClient();
+    await assert.rejects(
+      http.stream(
+        { socketPath: join(dir, 'none.sock'), path: '/events' },
+        { signal: AbortSignal.timeout(5000) },
+      ),
+      (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+    );
+    const silent = createNetServer(() => undefined);
+    await listening(silent, join(dir, 'silent.sock'));
+    await assert.rejects(
+      http.stream(
+        { socketPath: join(dir, 'silent.sock'), path: '/events' },
+        { signal: AbortSignal.timeout(200) },
+      ),
+      (err: Error) => err.name === 'TimeoutError',
+    );
+    silent.close();
+    await http.close();
+  });
+});

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Counter, Gauge, type LabelValues, type Metric, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
@@ -83,9 +84,11 @@ export const containersSchema = collectorSchema(
       .number()
       .int()
       .min(1)
-      .max(64)
-      .default(16)
-      .describe('Containers asked about at once (each takes two requests in parallel).'),
+      .max(256)
+      .default(64)
+      .describe(
+        'Containers asked about at once (an inspect and a one-shot stats each). The engine answers every one-shot stats request on its next pass over the containers asked about (once a second), so the containers are best asked about together.',
+      ),
     max_containers: z
       .number()
       .int()
@@ -285,9 +288,11 @@ export function createContainersCollector(
 
   async function read(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
     const wantStats = config.stats && (c.State === 'running' || c.State === 'paused');
-    const [inspect, stats] = await Promise.all([
-      docker.inspect(c.Id, signal),
+    // Stats first: the engine answers a one-shot request on its stats collector's next
+    // pass over the containers asked about, so they should all be asked before it runs.
+    const [stats, inspect] = await Promise.all([
       wantStats ? docker.stats(c.Id, signal) : undefined,
+      docker.inspect(c.Id, signal),
     ]);
     return { inspect, stats: stats && !statsEmpty(stats) ? stats : undefined };
   }
@@ -313,6 +318,8 @@ export function createContainersCollector(
         listed: listed.length,
         omitted,
       });
+    // The fan-out listens on the refresh's signal once per call in flight.
+    setMaxListeners(config.concurrency + 10, signal);
     const results = await fanout.run(
       chosen,
       (c) => c.Id,
