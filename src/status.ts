@@ -100,7 +100,7 @@ export function formatActions(reports: readonly ActionReport[]): string {
     text += `  ${r.collector} ${r.action}: ${r.description}\n    ${state}\n`;
     if (r.error !== undefined) text += `    ${r.error}\n`;
     else if (!r.plans?.length) text += '    nothing to do now\n';
-    else for (const p of r.plans) text += `    would ${p.what}: ${p.why}\n`;
+    else for (const p of r.plans) text += `    ${p.held ? '' : 'would '}${p.what}: ${p.why}\n`;
   }
   return text;
 }

@@ -35,6 +35,13 @@ export interface CollectorContext<C = unknown> {
    * be used.
    */
   stateDirectory(): Promise<string>;
+  /**
+   * Another enabled collector of the same runner, by name (undefined when it is off or not
+   * built yet: call it when needed, not in create()). For reading what it last saw (its
+   * Observer or a typed getter), never for driving it: auto-restart reads the probes
+   * collector's consecutive failures this way.
+   */
+  peer?(name: string): Collector | undefined;
 }
 
 export interface CollectContext {
@@ -130,6 +137,12 @@ export interface ActionPlan {
   what: string;
   /** Why, from what the collector last saw: `unhealthy 3 times in a row`. */
   why: string;
+  /**
+   * Shown, never run: what the action deliberately leaves alone now and why (`leave web-1
+   * alone: paused: 3 restarts this hour did not help`). `lookout status` prints it without
+   * "would"; the runner skips it and counts nothing.
+   */
+  held?: boolean;
 }
 
 /**

@@ -22,10 +22,19 @@ import {
   registerCollector,
   type CollectContext,
   type Collector,
+  type CollectorContext,
+  type ActionsConfig,
   type Observer,
   type TargetCheck,
 } from './collector.js';
 import { ContainerEventService } from './containers/events.js';
+import {
+  AUTORESTART_METRICS,
+  Autorestart,
+  autorestartSchema,
+  fromInspect,
+  type WatchedContainer,
+} from './containers/autorestart.js';
 import { Shown } from './shown.js';
 import {
   HEALTH_STATES,
@@ -47,8 +56,9 @@ export { DockerClient } from '../lib/docker.js';
 export { ContainerEventService } from './containers/events.js';
 
 export const containersSchema = collectorSchema(
-  { enabled: true, interval: '15s', timeout: '10s' },
+  { enabled: true, interval: '15s', timeout: '10s', actions: { maxPerHour: 10 } },
   {
+    autorestart: autorestartSchema.prefault({}),
     endpoint: z
       .string()
       .refine((s) => {
@@ -225,7 +235,16 @@ export type ContainersCollector = Collector &
     /** The engine client, for actions (restart, kill, start, stop). */
     readonly docker: DockerClient;
     readonly events: ContainerEventService;
+    readonly autorestart: Autorestart;
+    /** `lookout status`: what auto-restart keeps (budget, pause, pending outcomes). */
+    describeState(): Promise<string[]>;
   };
+
+/** What auto-restart needs besides the config (docs/autorestart.md). */
+export type AutorestartWiring = Pick<
+  CollectorContext<ContainersConfig>,
+  'stateMode' | 'stateDirectory' | 'peer'
+>;
 
 /**
  * Lists the containers, then asks the engine about each (inspect, and one-shot stats for
@@ -239,6 +258,7 @@ export function createContainersCollector(
   log: Logger,
   /** Where Docker is when no endpoint is configured (tests point it at a path of their own). */
   defaultEndpoint = DEFAULT_DOCKER_ENDPOINT,
+  wiring: Partial<AutorestartWiring> = {},
 ): ContainersCollector {
   const endpoint = config.endpoint ?? defaultEndpoint;
   const explicit = config.endpoint !== undefined;
@@ -264,6 +284,20 @@ export function createContainersCollector(
   });
   const events = new ContainerEventService({ docker, explicit, log });
   let seen: ContainersSeen | undefined;
+  const autorestart = new Autorestart({
+    config: config.autorestart,
+    actionsEnabled: (config.actions as ActionsConfig | undefined)?.enabled ?? false,
+    log,
+    stateMode: wiring.stateMode ?? 'read-only',
+    stateDirectory: wiring.stateDirectory,
+    engine: docker,
+    intervalMs: config.interval,
+    timeoutMs: config.timeout,
+    probeFailures: () =>
+      (
+        wiring.peer?.('probes') as { failureCounts?: () => ReadonlyMap<string, number> }
+      )?.failureCounts?.(),
+  });
 
   async function list(signal: AbortSignal): Promise<ContainerSummary[]> {
     try {
@@ -333,6 +367,7 @@ export function createContainersCollector(
     for (const g of all) g.reset();
     present.clear();
     const containers: ContainerSeen[] = [];
+    const watched: WatchedContainer[] = [];
     chosen.forEach((c, i) => {
       const r = results[i]!;
       // Removed between the list and its inspect: it is not there any more, not a failure.
@@ -362,6 +397,7 @@ export function createContainersCollector(
       }
       put(m.success, { name: labels.name }, 1);
       const { inspect, stats } = r.value;
+      watched.push(fromInspect(inspect));
       const st = inspect.State;
       item.shouldRun = shouldRun(labels.name, inspect, c.Labels, expectRunning);
       item.restartPolicy = inspect.HostConfig.RestartPolicy?.Name ?? '';
@@ -409,12 +445,16 @@ export function createContainersCollector(
         item.cpuCores = (item.cpuSeconds - prev.cpuSeconds) / (item.statsReadAt - prev.statsReadAt);
     });
     seen = { at: Date.now() / 1000, endpoint, containers, omitted };
-    return shown.show(all.filter((g) => present.has(g)));
+    await autorestart.observe(watched);
+    return shown.show([...all.filter((g) => present.has(g)), ...autorestart.metrics()]);
   }
 
   return {
     docker,
     events,
+    autorestart,
+    actions: [autorestart.action],
+    describeState: () => autorestart.describeState(),
     service: events,
     lastSeen: () => seen,
     collect,
@@ -463,7 +503,13 @@ registerCollector({
     'lookout_container_collect_success',
     'lookout_container_oom_kills_total',
     'lookout_container_restarts_total',
+    ...AUTORESTART_METRICS,
   ],
   schema: containersSchema,
-  create: ({ config, http, log }) => createContainersCollector(config, http, log),
+  create: ({ config, http, log, stateMode, stateDirectory, peer }) =>
+    createContainersCollector(config, http, log, DEFAULT_DOCKER_ENDPOINT, {
+      stateMode,
+      stateDirectory,
+      peer,
+    }),
 });

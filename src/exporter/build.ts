@@ -1,4 +1,4 @@
-import { collectorDefinitions } from '../collectors/collector.js';
+import { collectorDefinitions, type Collector } from '../collectors/collector.js';
 import type { Config } from '../config/schema.js';
 import { HttpClient } from '../lib/http.js';
 import type { Logger } from '../lib/log.js';
@@ -31,6 +31,7 @@ export async function buildRunner(
   // same site wait behind it, their wait counted in their own probe duration.
   const http = new HttpClient({ connectionsPerOrigin: 32 });
   const entries: RunnerEntry[] = [];
+  const built = new Map<string, Collector>();
   for (const [name, def] of collectorDefinitions()) {
     const c = config.collectors[name];
     if (!c?.enabled) continue;
@@ -42,7 +43,9 @@ export async function buildRunner(
       http,
       stateMode: storage,
       stateDirectory: () => openStateDirectory(root, name, storage),
+      peer: (other) => built.get(other),
     });
+    built.set(name, collector);
     entries.push({
       name,
       description: def.description,

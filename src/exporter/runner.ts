@@ -758,6 +758,8 @@ export class Runner {
       }
       for (const plan of plans) {
         if (this.stopped) return;
+        // Shown by `lookout status`, never run: not a run, not counted.
+        if (plan.held) continue;
         const result = await this.runAction(slot, action, plan, maxPerHour);
         this.actionsTotal.inc({ collector: slot.entry.name, action: action.name, result });
         this.changed();
