@@ -149,11 +149,15 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
     );
     lookout = await startLookout(
       JSON.stringify({
+        // Auto-restart keeps its budget on disk: this run's own, not the checkout's data/.
+        storage: { path: join(engine.dir, 'lookout-state') },
         collectors: {
           host: { interval: '2s', timeout: '2s' },
           containers: {
-            interval: '2s',
-            timeout: '2s',
+            // 3 s: a restart's call (stop timeout: the collector's timeout less 2 s) must
+            // end inside the action's deadline to count as restarted.
+            interval: '3s',
+            timeout: '3s',
             endpoint: engine.dockerd.host,
             actions: { enabled: true },
             autorestart: {
