@@ -85,9 +85,15 @@ try {
     http,
     log,
   );
+  const viaApi = createContainersCollector(
+    containersSchema.parse({ endpoint: engine.dockerd.host, stats_source: 'api' }),
+    http,
+    log,
+  );
   const dockerdPid = engine.dockerd.pid;
   const ours = { wall: [] as number[], cpu: [] as number[], daemon: [] as number[] };
   const theirs = { wall: [] as number[], cpu: [] as number[], daemon: [] as number[] };
+  const api = { wall: [] as number[], cpu: [] as number[], daemon: [] as number[] };
   // One warm-up each: the first connection, the CLI's first read of its config.
   await collector.collect({
     signal: AbortSignal.timeout(30_000),
@@ -96,6 +102,25 @@ try {
   });
   await engine.docker('stats', '--no-stream', ...names);
   for (let r = 0; r < ROUNDS; r++) {
+    // The same collection with stats_source api: the engine's one-shot stats. After a
+    // pause, as lookout serve refreshes: the engine's stats collector is idle then.
+    await sleep(1500);
+    {
+      const d0 = await cpuSeconds(dockerdPid);
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await viaApi.collect({
+        signal: AbortSignal.timeout(30_000),
+        deadline: performance.now() + 30_000,
+        log,
+      });
+      api.wall.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      api.cpu.push((c.user + c.system) / 1000);
+      api.daemon.push((await cpuSeconds(dockerdPid)) - d0);
+      const read = viaApi.lastSeen()!.containers.filter((x) => x.statsSource === 'api');
+      if (read.length !== N) throw new Error(`the API read ${read.length} of ${N} containers`);
+    }
     {
       const d0 = await cpuSeconds(dockerdPid);
       const c0 = process.cpuUsage();
@@ -114,6 +139,9 @@ try {
         (s) => s.value === 1,
       );
       if (read.length !== N) throw new Error(`lookout read ${read.length} of ${N} containers`);
+      const fromCgroup = collector.lastSeen()!.containers.filter((x) => x.statsSource === 'cgroup');
+      if (fromCgroup.length !== N)
+        throw new Error(`${fromCgroup.length} of ${N} containers read from their cgroup files`);
     }
     {
       const d0 = await cpuSeconds(dockerdPid);
@@ -150,6 +178,9 @@ try {
   console.log(`containers: ${N} running busybox containers, ${ROUNDS} rounds, medians`);
   console.log(
     `  one collection, wall   lookout ${ms(median(ours.wall))}   docker stats --no-stream ${ms(median(theirs.wall))}   ratio ${(median(ours.wall) / median(theirs.wall)).toFixed(3)} (target <= 0.35)`,
+  );
+  console.log(
+    `  the same through the engine's one-shot stats (stats_source api) ${ms(median(api.wall))}   ratio ${(median(api.wall) / median(theirs.wall)).toFixed(3)}; client CPU ${ms(median(api.cpu))}, dockerd CPU ${ms(median(api.daemon) * 1000)}`,
   );
   console.log(
     `  lookout serve's own refresh (lookout_collector_duration_seconds, ${durations.length} refreshes): median ${ms(median(durations))}`,

@@ -4,6 +4,8 @@
  * as DOCKER_HOST is, and event lines with their nanosecond times kept exact.
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
   cpuLimitCores,
@@ -13,7 +15,9 @@ import {
   unixSeconds,
   workingSetBytes,
 } from '../src/collectors/containers/read.js';
+import { readCgroupStats } from '../src/collectors/containers/cgroup.js';
 import type { ContainerInspect } from '../src/lib/docker.js';
+import { tempDir } from './helpers/procs.js';
 import { nanoTimestamp, parseEngineEndpoint, parseEvent } from '../src/lib/docker.js';
 
 describe('containers: reading the engine answers', () => {
@@ -100,5 +104,60 @@ describe('containers: reading the engine answers', () => {
     assert.equal(nanoTimestamp(1796550637000000005n), '1796550637.000000005');
     assert.equal(parseEvent('not json'), undefined);
     assert.equal(parseEvent('{"Type":"container"}'), undefined);
+  });
+});
+
+describe('containers: counters from the cgroup files', () => {
+  const NET_DEV = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0:    2000      20    0    0    0     0          0         0      300       3    0    0    0     0       0          0
+`;
+
+  async function tree(files: Record<string, string>): Promise<string> {
+    const root = await tempDir('lookout-cgroup-');
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), text);
+    }
+    return root;
+  }
+
+  it('cgroup v2: cpu.stat usage_usec, memory.current, memory.stat; network without lo', async () => {
+    const scope = 'sys/fs/cgroup/system.slice/docker-abc123.scope';
+    const root = await tree({
+      'proc/42/cgroup': '0::/system.slice/docker-abc123.scope\n',
+      'proc/42/net/dev': NET_DEV,
+      [`${scope}/memory.current`]: '5000\n',
+      [`${scope}/memory.stat`]: 'anon 1000\nfile 4000\ninactive_file 3000\n',
+      [`${scope}/cpu.stat`]: 'usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n',
+    });
+    const paths = { procfs: join(root, 'proc'), sysfs: join(root, 'sys'), rootfs: root };
+    const s = await readCgroupStats('abc123', 42, paths, true);
+    assert.equal(s.cpu_stats?.cpu_usage?.total_usage, 1_500_000_000);
+    assert.equal(s.memory_stats?.usage, 5000);
+    assert.equal(workingSetBytes(s.memory_stats), 2000);
+    assert.deepEqual(s.networks, { eth0: { rx_bytes: 2000, tx_bytes: 300 } });
+    const hostNet = await readCgroupStats('abc123', 42, paths, false);
+    assert.equal(hostNet.networks, undefined, 'the host network is not the container’s');
+    await assert.rejects(readCgroupStats('other', 42, paths, true), /not the container's/);
+    await assert.rejects(readCgroupStats('abc123', 43, paths, true), /ENOENT/);
+  });
+
+  it('cgroup v1: cpuacct.usage, memory.usage_in_bytes, total_inactive_file', async () => {
+    const root = await tree({
+      'proc/7/cgroup':
+        '12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n',
+      'proc/7/net/dev': NET_DEV.split('\n').slice(0, 3).join('\n') + '\n',
+      'sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes': '9000\n',
+      'sys/fs/cgroup/memory/docker/abc/memory.stat':
+        'cache 100\ninactive_file 10\ntotal_inactive_file 4000\n',
+      'sys/fs/cgroup/cpu,cpuacct/docker/abc/cpuacct.usage': '123456789\n',
+    });
+    const paths = { procfs: join(root, 'proc'), sysfs: join(root, 'sys'), rootfs: root };
+    const s = await readCgroupStats('abc', 7, paths, true);
+    assert.equal(s.cpu_stats?.cpu_usage?.total_usage, 123456789);
+    assert.equal(workingSetBytes(s.memory_stats), 5000);
+    assert.equal(s.networks, undefined, 'only lo: no network');
   });
 });

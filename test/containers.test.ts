@@ -223,79 +223,95 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
     await engine?.stop();
   });
 
-  it('reports each container as docker inspect and the stats endpoint show it', async () => {
-    const before = await stats('web');
-    const exposition = await text(collector);
-    const after = await stats('web');
-    const [web, job, oom, healthy, sick, bounced] = (await Promise.all(
-      ['web', 'job', 'oom', 'healthy', 'sick', 'bounced'].map(inspect),
-    )) as [
-      ContainerInspect,
-      ContainerInspect,
-      ContainerInspect,
-      ContainerInspect,
-      ContainerInspect,
-      ContainerInspect,
-    ];
-    const v = (metric: string, name: string) => sampleValue(exposition, metric, { name });
-
-    // Labels: name, image and the compose pair only; no other Docker label leaks out.
-    const webLabels = findSamples(exposition, 'lookout_container_running', { name: 'web' })[0]!;
-    assert.deepEqual(webLabels.labels, {
-      name: 'web',
-      image: BUSYBOX_IMAGE,
-      compose_project: 'shop',
-      compose_service: 'web',
-    });
-    assert.doesNotMatch(exposition, /hunter2|secret/);
-
-    for (const [name, i] of Object.entries({ web, job, oom, healthy, sick, bounced })) {
-      assert.equal(v('lookout_container_running', name), i!.State.Running ? 1 : 0, name);
-      assert.equal(v('lookout_container_restart_count', name), i!.RestartCount, name);
-      assert.equal(v('lookout_container_oom_killed', name), i!.State.OOMKilled ? 1 : 0, name);
-      assert.equal(v('lookout_container_collect_success', name), 1, name);
-      assert.ok(
-        Math.abs(
-          v('lookout_container_start_time_seconds', name)! - Date.parse(i!.State.StartedAt) / 1000,
-        ) < 0.001,
-        `${name} start time`,
+  for (const source of ['auto', 'api'] as const) {
+    it(`reports each container as docker inspect and the stats endpoint show it (stats_source ${source}: ${source === 'auto' ? 'its cgroup files' : "the engine's one-shot stats"})`, async () => {
+      const c = createContainersCollector(
+        containersSchema.parse({ endpoint: engine.dockerd.host, stats_source: source }),
+        http,
+        log,
       );
-    }
-    // Expected to run: a policy (web), the label (bounced); not a one-off job.
-    assert.equal(v('lookout_container_should_run', 'web'), 1);
-    assert.equal(v('lookout_container_should_run', 'bounced'), 1);
-    assert.equal(v('lookout_container_should_run', 'flappy'), 1);
-    assert.equal(v('lookout_container_should_run', 'job'), 0);
-    assert.equal(v('lookout_container_last_exit_code', 'job'), 3);
-    assert.equal(job.State.ExitCode, 3);
-    assert.equal(v('lookout_container_last_exit_code', 'web'), undefined, 'running: no exit code');
-    assert.equal(oom.State.OOMKilled, true, 'the kernel killed in the oom container');
-    assert.equal(v('lookout_container_oom_killed', 'oom'), 1);
+      const before = await stats('web');
+      const exposition = await text(c);
+      assert.equal(
+        c.lastSeen()!.containers.find((x) => x.labels.name === 'web')!.statsSource,
+        source === 'auto' ? 'cgroup' : 'api',
+      );
+      const after = await stats('web');
+      const [web, job, oom, healthy, sick, bounced] = (await Promise.all(
+        ['web', 'job', 'oom', 'healthy', 'sick', 'bounced'].map(inspect),
+      )) as [
+        ContainerInspect,
+        ContainerInspect,
+        ContainerInspect,
+        ContainerInspect,
+        ContainerInspect,
+        ContainerInspect,
+      ];
+      const v = (metric: string, name: string) => sampleValue(exposition, metric, { name });
 
-    // Limits: as configured, absent (never 0) when unlimited.
-    assert.equal(v('lookout_container_memory_limit_bytes', 'web'), 64 * 1024 * 1024);
-    assert.equal(web.HostConfig.Memory, 64 * 1024 * 1024);
-    assert.equal(v('lookout_container_cpu_limit_cores', 'web'), 0.5);
-    assert.equal(v('lookout_container_memory_limit_bytes', 'healthy'), undefined);
-    assert.equal(v('lookout_container_cpu_limit_cores', 'healthy'), undefined);
+      // Labels: name, image and the compose pair only; no other Docker label leaks out.
+      const webLabels = findSamples(exposition, 'lookout_container_running', { name: 'web' })[0]!;
+      assert.deepEqual(webLabels.labels, {
+        name: 'web',
+        image: BUSYBOX_IMAGE,
+        compose_project: 'shop',
+        compose_service: 'web',
+      });
+      assert.doesNotMatch(exposition, /hunter2|secret/);
 
-    // Counters read between two stats reads of the engine's.
-    const cpu = v('lookout_container_cpu_seconds_total', 'web')!;
-    assert.ok(cpu >= before.cpu_stats!.cpu_usage!.total_usage! / 1e9, `cpu ${cpu}`);
-    assert.ok(cpu <= after.cpu_stats!.cpu_usage!.total_usage! / 1e9, `cpu ${cpu}`);
-    // Working set: usage less inactive_file (cgroup v2) or total_inactive_file (v1).
-    const s = after.memory_stats!;
-    const inactive = s.stats!.total_inactive_file ?? s.stats!.inactive_file!;
-    assert.ok(inactive !== undefined, 'this engine reports inactive_file');
-    const expected = Math.max(0, s.usage! - inactive);
-    assert.equal(workingSetBytes(s), expected);
-    const ws = v('lookout_container_memory_working_set_bytes', 'web')!;
-    // An idle sleep's memory barely moves between the two reads.
-    assert.ok(Math.abs(ws - expected) <= 256 * 1024, `working set ${ws} vs ${expected}`);
-    assert.equal(v('lookout_container_memory_working_set_bytes', 'job'), undefined, 'stopped');
-    // --network none: no network, no network series.
-    assert.equal(v('lookout_container_network_receive_bytes_total', 'web'), undefined);
-  });
+      for (const [name, i] of Object.entries({ web, job, oom, healthy, sick, bounced })) {
+        assert.equal(v('lookout_container_running', name), i!.State.Running ? 1 : 0, name);
+        assert.equal(v('lookout_container_restart_count', name), i!.RestartCount, name);
+        assert.equal(v('lookout_container_oom_killed', name), i!.State.OOMKilled ? 1 : 0, name);
+        assert.equal(v('lookout_container_collect_success', name), 1, name);
+        assert.ok(
+          Math.abs(
+            v('lookout_container_start_time_seconds', name)! -
+              Date.parse(i!.State.StartedAt) / 1000,
+          ) < 0.001,
+          `${name} start time`,
+        );
+      }
+      // Expected to run: a policy (web), the label (bounced); not a one-off job.
+      assert.equal(v('lookout_container_should_run', 'web'), 1);
+      assert.equal(v('lookout_container_should_run', 'bounced'), 1);
+      assert.equal(v('lookout_container_should_run', 'flappy'), 1);
+      assert.equal(v('lookout_container_should_run', 'job'), 0);
+      assert.equal(v('lookout_container_last_exit_code', 'job'), 3);
+      assert.equal(job.State.ExitCode, 3);
+      assert.equal(
+        v('lookout_container_last_exit_code', 'web'),
+        undefined,
+        'running: no exit code',
+      );
+      assert.equal(oom.State.OOMKilled, true, 'the kernel killed in the oom container');
+      assert.equal(v('lookout_container_oom_killed', 'oom'), 1);
+
+      // Limits: as configured, absent (never 0) when unlimited.
+      assert.equal(v('lookout_container_memory_limit_bytes', 'web'), 64 * 1024 * 1024);
+      assert.equal(web.HostConfig.Memory, 64 * 1024 * 1024);
+      assert.equal(v('lookout_container_cpu_limit_cores', 'web'), 0.5);
+      assert.equal(v('lookout_container_memory_limit_bytes', 'healthy'), undefined);
+      assert.equal(v('lookout_container_cpu_limit_cores', 'healthy'), undefined);
+
+      // Counters read between two stats reads of the engine's.
+      const cpu = v('lookout_container_cpu_seconds_total', 'web')!;
+      assert.ok(cpu >= before.cpu_stats!.cpu_usage!.total_usage! / 1e9, `cpu ${cpu}`);
+      assert.ok(cpu <= after.cpu_stats!.cpu_usage!.total_usage! / 1e9, `cpu ${cpu}`);
+      // Working set: usage less inactive_file (cgroup v2) or total_inactive_file (v1).
+      const s = after.memory_stats!;
+      const inactive = s.stats!.total_inactive_file ?? s.stats!.inactive_file!;
+      assert.ok(inactive !== undefined, 'this engine reports inactive_file');
+      const expected = Math.max(0, s.usage! - inactive);
+      assert.equal(workingSetBytes(s), expected);
+      const ws = v('lookout_container_memory_working_set_bytes', 'web')!;
+      // An idle sleep's memory barely moves between the two reads.
+      assert.ok(Math.abs(ws - expected) <= 256 * 1024, `working set ${ws} vs ${expected}`);
+      assert.equal(v('lookout_container_memory_working_set_bytes', 'job'), undefined, 'stopped');
+      // --network none: no network, no network series.
+      assert.equal(v('lookout_container_network_receive_bytes_total', 'web'), undefined);
+    });
+  }
 
   it('health is a state set: healthy, unhealthy, none, exactly one of them 1', async () => {
     const exposition = await text(collector);
@@ -485,7 +501,9 @@ describe('containers collector without a Docker engine', () => {
     const dir = await tempDir('lkctm-');
     const missing = `unix://${join(dir, 'docker.sock')}`;
     try {
-      const quiet = createContainersCollector(containersSchema.parse({}), http, log, missing);
+      const quiet = createContainersCollector(containersSchema.parse({}), http, log, {
+        defaultEndpoint: missing,
+      });
       await assert.rejects(quiet.collect(collectCtx()), NothingToCollect);
       await assert.rejects(Promise.resolve(quiet.service.start(serviceCtx())), NothingToCollect);
       assert.deepEqual(await quiet.checkTargets!(collectCtx()), []);

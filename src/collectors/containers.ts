@@ -24,9 +24,11 @@ import {
   type Collector,
   type CollectorContext,
   type ActionsConfig,
+  type HostPaths,
   type Observer,
   type TargetCheck,
 } from './collector.js';
+import { readCgroupStats } from './containers/cgroup.js';
 import { ContainerEventService } from './containers/events.js';
 import {
   AUTORESTART_METRICS,
@@ -85,6 +87,12 @@ export const containersSchema = collectorSchema(
       .describe(
         "Read each running container's CPU, memory and network counters (one one-shot stats request each); false reads state, health and restarts only.",
       ),
+    stats_source: z
+      .enum(['auto', 'api'])
+      .default('auto')
+      .describe(
+        "Where a running container's CPU, memory and network counters come from. auto: its cgroup's files and /proc/<pid>/net/dev on this host (what the engine itself reads; at once), and the engine's one-shot stats where those cannot be read (a remote engine, lookout in another cgroup namespace). api: always the engine's one-shot stats, which it answers on its stats collector's next pass (up to a second later).",
+      ),
     request_timeout: duration
       .prefault('5s')
       .describe(
@@ -137,8 +145,10 @@ export interface ContainerSeen {
   cpuLimitCores?: number;
   memoryWorkingSetBytes?: number;
   memoryLimitBytes?: number;
-  /** When the engine read the stats (Unix seconds). */
+  /** When the counters were read (Unix seconds). */
   statsReadAt?: number;
+  /** Where they were read: the container's cgroup files, or the engine's stats. */
+  statsSource?: 'cgroup' | 'api';
   /** Why inspect or stats failed this refresh. */
   error?: string;
 }
@@ -155,6 +165,7 @@ export interface ContainersSeen {
 interface Reading {
   inspect: ContainerInspect;
   stats?: ContainerStats;
+  source?: 'cgroup' | 'api';
 }
 
 const LABELS = ['name', 'image', 'compose_project', 'compose_service'] as const;
@@ -256,11 +267,15 @@ export function createContainersCollector(
   config: ContainersConfig,
   http: HttpClient,
   log: Logger,
-  /** Where Docker is when no endpoint is configured (tests point it at a path of their own). */
-  defaultEndpoint = DEFAULT_DOCKER_ENDPOINT,
-  wiring: Partial<AutorestartWiring> = {},
+  opts: {
+    /** Where Docker is when no endpoint is configured (tests point it at a path of their own). */
+    defaultEndpoint?: string;
+    /** The host's /proc and /sys, where a container's cgroup files are read. */
+    paths?: HostPaths;
+  } & Partial<AutorestartWiring> = {},
 ): ContainersCollector {
-  const endpoint = config.endpoint ?? defaultEndpoint;
+  const endpoint = config.endpoint ?? opts.defaultEndpoint ?? DEFAULT_DOCKER_ENDPOINT;
+  const paths = opts.paths ?? { procfs: '/proc', sysfs: '/sys', rootfs: '/' };
   const explicit = config.endpoint !== undefined;
   const docker = new DockerClient(http, endpoint);
   const expectRunning = new Set(config.expect_running);
@@ -288,14 +303,14 @@ export function createContainersCollector(
     config: config.autorestart,
     actionsEnabled: (config.actions as ActionsConfig | undefined)?.enabled ?? false,
     log,
-    stateMode: wiring.stateMode ?? 'read-only',
-    stateDirectory: wiring.stateDirectory,
+    stateMode: opts.stateMode ?? 'read-only',
+    stateDirectory: opts.stateDirectory,
     engine: docker,
     intervalMs: config.interval,
     timeoutMs: config.timeout,
     probeFailures: () =>
       (
-        wiring.peer?.('probes') as { failureCounts?: () => ReadonlyMap<string, number> }
+        opts.peer?.('probes') as { failureCounts?: () => ReadonlyMap<string, number> }
       )?.failureCounts?.(),
   });
 
@@ -322,13 +337,34 @@ export function createContainersCollector(
 
   async function read(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
     const wantStats = config.stats && (c.State === 'running' || c.State === 'paused');
+    if (wantStats && config.stats_source === 'auto') {
+      const inspect = await docker.inspect(c.Id, signal);
+      const mode = inspect.HostConfig.NetworkMode ?? '';
+      // The host's network namespace, or another container's, is not this container's own.
+      const ownNetwork = mode !== 'host' && !mode.startsWith('container:');
+      try {
+        const stats = await readCgroupStats(c.Id, inspect.State.Pid, paths, ownNetwork);
+        return { inspect, stats, source: 'cgroup' };
+      } catch (err) {
+        log.debug('container cgroup not readable here; asking the engine', {
+          container: c.Names[0],
+          err: errorText(err),
+        });
+      }
+      const stats = await docker.stats(c.Id, signal);
+      return { inspect, stats: statsEmpty(stats) ? undefined : stats, source: 'api' };
+    }
     // Stats first: the engine answers a one-shot request on its stats collector's next
     // pass over the containers asked about, so they should all be asked before it runs.
     const [stats, inspect] = await Promise.all([
       wantStats ? docker.stats(c.Id, signal) : undefined,
       docker.inspect(c.Id, signal),
     ]);
-    return { inspect, stats: stats && !statsEmpty(stats) ? stats : undefined };
+    return {
+      inspect,
+      stats: stats && !statsEmpty(stats) ? stats : undefined,
+      source: stats ? 'api' : undefined,
+    };
   }
 
   function choose(listed: ContainerSummary[]): { chosen: ContainerSummary[]; omitted: number } {
@@ -396,7 +432,8 @@ export function createContainersCollector(
         return;
       }
       put(m.success, { name: labels.name }, 1);
-      const { inspect, stats } = r.value;
+      const { inspect, stats, source } = r.value;
+      item.statsSource = source;
       watched.push(fromInspect(inspect));
       const st = inspect.State;
       item.shouldRun = shouldRun(labels.name, inspect, c.Labels, expectRunning);
@@ -506,10 +543,6 @@ registerCollector({
     ...AUTORESTART_METRICS,
   ],
   schema: containersSchema,
-  create: ({ config, http, log, stateMode, stateDirectory, peer }) =>
-    createContainersCollector(config, http, log, DEFAULT_DOCKER_ENDPOINT, {
-      stateMode,
-      stateDirectory,
-      peer,
-    }),
+  create: ({ config, http, log, paths, stateMode, stateDirectory, peer }) =>
+    createContainersCollector(config, http, log, { paths, stateMode, stateDirectory, peer }),
 });

@@ -300,6 +300,8 @@ export class Runner {
     const reports: ActionReport[] = [];
     for (const slot of this.slots) {
       const { name, collector, actions: cfg } = slot.entry;
+      // Nothing to collect on this host (no Docker): nothing to act on, nothing to show.
+      if (slot.state.outcome === 'nothing') continue;
       for (const action of collector.actions ?? []) {
         const report: ActionReport = {
           collector: name,

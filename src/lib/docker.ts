@@ -65,6 +65,8 @@ export interface ContainerInspect {
   };
   HostConfig: {
     RestartPolicy?: { Name: string; MaximumRetryCount?: number };
+    /** bridge, host, none, container:<id>, or a network's name. */
+    NetworkMode?: string;
     /** Bytes; 0 when unlimited. */
     Memory?: number;
     NanoCpus?: number;
