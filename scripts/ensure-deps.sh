@@ -6,7 +6,9 @@
 # (ip, nsenter) and reaches it with curl there. The web-service, access-log and door
 # tests run a real nginx, redis-server, PostgreSQL (a throwaway cluster), openssl-made
 # certificates and bcrypt hashes (htpasswd); the benches run prometheus-nginx-exporter,
-# prometheus-blackbox-exporter and mtail beside lookout.
+# prometheus-blackbox-exporter and mtail beside lookout. The containers test and bench
+# import a busybox-static image into a private dockerd; the bench times docker stats
+# with /usr/bin/time.
 # Installs the Debian packages that bring them when run as root; otherwise stops at once
 # with the exact command to run. Never skips silently.
 set -euo pipefail
@@ -39,6 +41,8 @@ declare -A NEED=(
   [htpasswd]=apache2-utils
   [victoria-metrics]=victoria-metrics
   [vmalert]=victoria-metrics
+  [/bin/busybox]=busybox-static
+  [/usr/bin/time]=time
 )
 
 missing=()

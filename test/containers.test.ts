@@ -88,92 +88,37 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
         )
       ).body,
     ) as ContainerStats;
+  /** docker run -d, no network, a short stop timeout; options and command split on spaces, script whole. */
+  const start = (name: string, options: string, command: string, script?: string) =>
+    docker(
+      'run',
+      '-d',
+      ...NONE,
+      '--name',
+      name,
+      ...options.split(' ').filter(Boolean),
+      BUSYBOX_IMAGE,
+      ...command.split(' '),
+      ...(script === undefined ? [] : [script]),
+    );
   const counts = (name: string) =>
     collector.events.countsByName().get(name) ?? { oomKills: 0, restarts: 0 };
 
   before(async () => {
     engine = await startBusyboxEngine('lkct-');
-    const bb = BUSYBOX_IMAGE;
     await Promise.all([
-      docker(
-        'run',
-        '-d',
-        ...NONE,
-        '--name',
+      start(
         'web',
-        '--restart',
-        'unless-stopped',
-        '-m',
-        '64m',
-        '--cpus',
-        '0.5',
-        '--label',
-        'com.docker.compose.project=shop',
-        '--label',
-        'com.docker.compose.service=web',
-        '--label',
-        'secret.token=hunter2',
-        bb,
-        'sleep',
-        '600',
+        '--restart unless-stopped -m 64m --cpus 0.5 --label com.docker.compose.project=shop' +
+          ' --label com.docker.compose.service=web --label secret.token=hunter2',
+        'sleep 600',
       ),
-      docker('run', '-d', ...NONE, '--name', 'job', bb, 'sh', '-c', 'exit 3'),
-      docker(
-        'run',
-        '-d',
-        ...NONE,
-        '--name',
-        'flappy',
-        '--restart',
-        'always',
-        bb,
-        'sh',
-        '-c',
-        'sleep 1; exit 1',
-      ),
-      docker(
-        'run',
-        '-d',
-        ...NONE,
-        '--name',
-        'bounced',
-        '--label',
-        'lookout.expect=running',
-        bb,
-        'sleep',
-        '600',
-      ),
-      docker(
-        'run',
-        '-d',
-        ...NONE,
-        '--name',
-        'healthy',
-        '--health-cmd',
-        'true',
-        '--health-interval',
-        '1s',
-        bb,
-        'sleep',
-        '600',
-      ),
-      docker(
-        'run',
-        '-d',
-        ...NONE,
-        '--name',
-        'sick',
-        '--health-cmd',
-        'false',
-        '--health-interval',
-        '1s',
-        '--health-retries',
-        '1',
-        bb,
-        'sleep',
-        '600',
-      ),
-      docker('run', '-d', ...NONE, '--name', 'vanish', bb, 'sleep', '600'),
+      start('job', '', 'sh -c', 'exit 3'),
+      start('flappy', '--restart always', 'sh -c', 'sleep 1; exit 1'),
+      start('bounced', '--label lookout.expect=running', 'sleep 600'),
+      start('healthy', '--health-cmd true --health-interval 1s', 'sleep 600'),
+      start('sick', '--health-cmd false --health-interval 1s --health-retries 1', 'sleep 600'),
+      start('vanish', '', 'sleep 600'),
     ]);
     collector = createContainersCollector(
       containersSchema.parse({ endpoint: engine.dockerd.host }),
@@ -182,19 +127,10 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
     );
     await collector.service.start(serviceCtx());
     // After the service started, so its event stream sees the OOM kill.
-    await docker(
-      'run',
-      '-d',
-      ...NONE,
-      '--name',
+    await start(
       'oom',
-      '-m',
-      '16m',
-      '--memory-swap',
-      '16m',
-      bb,
-      'sh',
-      '-c',
+      '-m 16m --memory-swap 16m',
+      'sh -c',
       'dd if=/dev/zero bs=64M count=1 | tail -c 1 >/dev/null; exit 0',
     );
     await docker('wait', 'job');

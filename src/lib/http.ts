@@ -1,4 +1,9 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type ClientRequest,
+  type IncomingMessage,
+} from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -132,17 +137,7 @@ export class HttpClient {
       });
       request.on('error', fail);
       request.on('socket', (socket: Socket) => {
-        if (!socket.connecting) return;
-        connectTimer = setTimeout(() => {
-          request.destroy(
-            new ConnectTimeoutError(
-              `connect to ${target.where} timed out after ${connectTimeoutMs / 1000}s`,
-            ),
-          );
-        }, connectTimeoutMs);
-        socket.once(target.kind === 'tls' ? 'secureConnect' : 'connect', () =>
-          clearTimeout(connectTimer),
-        );
+        connectTimer = connectDeadline(request, socket, target, connectTimeoutMs);
       });
       request.on('response', (res: IncomingMessage) => {
         clearTimeout(connectTimer);
@@ -222,17 +217,7 @@ export class HttpClient {
         reject(err);
       });
       request.on('socket', (socket: Socket) => {
-        if (!socket.connecting) return;
-        connectTimer = setTimeout(() => {
-          request.destroy(
-            new ConnectTimeoutError(
-              `connect to ${target.where} timed out after ${connectTimeoutMs / 1000}s`,
-            ),
-          );
-        }, connectTimeoutMs);
-        socket.once(target.kind === 'tls' ? 'secureConnect' : 'connect', () =>
-          clearTimeout(connectTimer),
-        );
+        connectTimer = connectDeadline(request, socket, target, connectTimeoutMs);
       });
       request.on('response', (res: IncomingMessage) => {
         clearTimeout(connectTimer);
@@ -280,6 +265,29 @@ export class HttpClient {
 
 function closeAll(list: Socket[] | undefined): void {
   for (const s of list ?? []) s.destroy();
+}
+
+/**
+ * Destroys the request with a ConnectTimeoutError when its socket has not connected (and,
+ * for TLS, finished the handshake) within connectTimeoutMs; a kept-alive socket is
+ * connected already. Returns the timer, to clear once a response arrives.
+ */
+function connectDeadline(
+  request: ClientRequest,
+  socket: Socket,
+  target: { kind: EndpointKind; where: string },
+  connectTimeoutMs: number,
+): NodeJS.Timeout | undefined {
+  if (!socket.connecting) return undefined;
+  const timer = setTimeout(() => {
+    request.destroy(
+      new ConnectTimeoutError(
+        `connect to ${target.where} timed out after ${connectTimeoutMs / 1000}s`,
+      ),
+    );
+  }, connectTimeoutMs);
+  socket.once(target.kind === 'tls' ? 'secureConnect' : 'connect', () => clearTimeout(timer));
+  return timer;
 }
 
 function targetOf(endpoint: Endpoint) {

@@ -35,9 +35,10 @@ export interface EventServiceOptions {
   /** The endpoint was configured: a missing socket is then a fault, not "no Docker here". */
   explicit: boolean;
   log: Logger;
-  /** Told of every event counted, after the counters moved (auto-restart listens). */
-  onEvent?: (event: EngineEvent, name: string) => void;
 }
+
+/** Told of every event once, after the counters moved, with the container's name. */
+export type EventListener = (event: EngineEvent, name: string) => void;
 
 export class ContainerEventService implements CollectorService {
   readonly registry = new Registry();
@@ -68,7 +69,15 @@ export class ContainerEventService implements CollectorService {
   private connected = false;
   private reopened = 0;
 
+  private readonly listeners = new Set<EventListener>();
+
   constructor(private readonly opts: EventServiceOptions) {}
+
+  /** Hears every container event from now on (auto-restart: a start, a die); returns the unsubscribe. */
+  listen(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 
   /** Counts so far by container name (status, tests). */
   countsByName(): ReadonlyMap<string, EventCounts> {
@@ -205,7 +214,13 @@ export class ContainerEventService implements CollectorService {
         this.destroyedAt.set(name, Date.now());
         break;
     }
-    this.opts.onEvent?.(event, name);
+    for (const listener of this.listeners) {
+      try {
+        listener(event, name);
+      } catch (err) {
+        this.opts.log.warn('container event listener failed', { err: errorText(err) });
+      }
+    }
   }
 
   private countsOf(name: string): EventCounts {
