@@ -24,6 +24,7 @@ import { makeTestPki, tlsServerBlock } from './helpers/certs.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startPostgres, type Postgres } from './helpers/postgres.js';
 import { startRedis, type Redis } from './helpers/redis.js';
+import { answerAll } from './helpers/dashboards.js';
 import {
   REPO,
   freePort,
@@ -382,14 +383,16 @@ interface Query {
 }
 
 /**
- * Dashboards whose live queries need more than this suite's sources, and the test that
- * runs them against a real Prometheus instead: aicost.json needs usage events posted to
- * lookout (test/dashboards-aicost.test.ts).
+ * Dashboards whose sources need parts this suite does not start; the named test runs
+ * each of their panel queries against a live Prometheus with those parts.
  */
-const LIVE_ELSEWHERE = new Set(['aicost.json']);
+const LIVE_ELSEWHERE: Record<string, string> = {
+  'containers.json': 'test/dashboards-containers.test.ts (a real dockerd with containers)',
+  'aicost.json': 'test/dashboards-aicost.test.ts (usage events posted to lookout)',
+};
 
 const queries: Query[] = files.flatMap((file) => {
-  if (LIVE_ELSEWHERE.has(file)) return [];
+  if (file in LIVE_ELSEWHERE) return [];
   const d = tryParse(file);
   if (!d) return [];
   return queryPanels(d).flatMap((p) =>
@@ -440,7 +443,7 @@ describe('every panel query returns series from a live Prometheus scraping looko
   let postgres: Postgres;
   let traffic: NodeJS.Timeout | undefined;
   let instance = '';
-  const results = new Map<Query, number | Error>();
+  let results = new Map<Query, number | Error>();
 
   before(async () => {
     const fast = { interval: '2s', timeout: '2s' };
@@ -516,22 +519,8 @@ describe('every panel query returns series from a live Prometheus scraping looko
         scrape_configs: [{ job_name: 'lookout', static_configs: [{ targets: [instance] }] }],
       }),
     );
-    // One wait for all queries: poll until each has returned a series once, or time is up.
-    // A series count, or the error Prometheus gave; Number(error) is NaN, so it stays pending.
-    const answered = (q: Query) => Number(results.get(q)) > 0;
     const asked = queries.filter((q) => unanswerable(q) === undefined);
-    const deadline = Date.now() + WAIT_MS;
-    for (;;) {
-      for (const q of asked.filter((q) => !answered(q))) {
-        try {
-          results.set(q, (await promQuery(prom.url, substitute(q.expr, instance))).length);
-        } catch (err) {
-          results.set(q, err as Error);
-        }
-      }
-      if (asked.every(answered) || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    results = await answerAll(prom.url, asked, (q) => substitute(q.expr, instance), WAIT_MS);
   });
 
   after(async () => {

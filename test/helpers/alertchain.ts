@@ -249,8 +249,14 @@ export class AlertChain {
     t.diagnostic(line);
   }
 
-  /** Waits for the critical email + Slack message, runs fix(), waits for the resolved ones. */
-  async criticalCycle(t: TestContext, c: CycleOptions): Promise<void> {
+  /**
+   * Waits for the critical email + Slack message with the exact subject, each linking the
+   * runbook and naming the instance; returns the alert's summary.
+   */
+  async expectCritical(
+    t: TestContext,
+    c: Pick<CycleOptions, 'name' | 'alertname' | 'labels' | 'faultAt'>,
+  ): Promise<string> {
     const { smtp, slack } = this;
     const links = await this.links;
     const summary = this.summaryOf(c.alertname, 'critical', c.labels ?? {});
@@ -274,6 +280,13 @@ export class AlertChain {
       JSON.stringify(red.body).includes(runbook),
       `${c.name}: Slack message links the runbook`,
     );
+    return summary;
+  }
+
+  /** Waits for the critical email + Slack message, runs fix(), waits for the resolved ones. */
+  async criticalCycle(t: TestContext, c: CycleOptions): Promise<void> {
+    const { smtp, slack } = this;
+    const summary = await this.expectCritical(t, c);
 
     await c.whileFiring?.();
 

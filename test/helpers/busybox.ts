@@ -1,7 +1,9 @@
 /**
  * A private dockerd with a busybox image and nothing else (no registry is reachable):
  * the rootfs is /bin/busybox (Debian's busybox-static) with its applets linked, imported
- * as `lookout-bb:1`. Containers run with `--network none` (the engine has no bridge).
+ * as `lookout-bb:1`. Containers run with `--network none` (the engine has no bridge),
+ * unless the engine runs inside a network namespace the test made: there it has its
+ * default bridge, and containers on it have network counters.
  */
 import { mkdir, mkdtemp, rm, symlink, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -37,10 +39,14 @@ export interface BusyboxEngine {
   restart(): Promise<void>;
 }
 
-export async function startBusyboxEngine(prefix = 'lkbb-'): Promise<BusyboxEngine> {
+export async function startBusyboxEngine(
+  prefix = 'lkbb-',
+  /** Run dockerd inside /run/netns/<netns> (made with `ip netns add`), with its bridge. */
+  netns?: string,
+): Promise<BusyboxEngine> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const dataRoot = join(dir, 'data');
-  const opts = { dir, dataRoot, noBridge: true };
+  const opts = { dir, dataRoot, netns, noBridge: netns === undefined };
   let dockerd = await startDockerd(opts);
   const docker = (...args: string[]) => withDocker(dockerd.host, 'docker', args);
   const engine: BusyboxEngine = {
@@ -74,4 +80,28 @@ export async function startBusyboxEngine(prefix = 'lkbb-'): Promise<BusyboxEngin
     throw err;
   }
   return engine;
+}
+
+/**
+ * `docker run` arguments for a container the kernel OOM-kills at its 16 MiB memory limit
+ * (`tail` keeps the endless line of /dev/zero in memory), after `delaySeconds`.
+ */
+export function memoryHogArgs(name: string, delaySeconds = 0): string[] {
+  const wait = delaySeconds > 0 ? `sleep ${delaySeconds}; ` : '';
+  return [
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--network',
+    'none',
+    '-m',
+    '16m',
+    '--memory-swap',
+    '16m',
+    BUSYBOX_IMAGE,
+    'sh',
+    '-c',
+    `${wait}tail /dev/zero`,
+  ];
 }
