@@ -74,7 +74,7 @@ describe('lookout serve (built, real process)', () => {
     assert.deepEqual(lints, [], 'promtool check metrics found problems');
   });
 
-  it('/metrics (answered in front of koa) and HEAD /metrics (through koa) agree on status and headers; a query string is served, a request body refused 413', async () => {
+  it('/metrics (answered in front of koa) and HEAD /metrics (through koa) agree on status and headers, a current Date among them; a query string is served, a request body refused 413', async () => {
     const url = `${lookout.url}/metrics`;
     for (const accept of [undefined, 'application/openmetrics-text; version=1.0.0']) {
       const headers = accept ? { accept } : {};
@@ -85,6 +85,11 @@ describe('lookout serve (built, real process)', () => {
       assert.equal(get.statusCode, 200);
       assert.equal(head.statusCode, 200);
       assert.equal(get.headers['content-type'], head.headers['content-type']);
+      // The fast path writes its own Date (not Node's, cached by a timer): one, and now.
+      for (const res of [get, head]) {
+        const date = Date.parse(String(res.headers.date));
+        assert.ok(Math.abs(date - Date.now()) < 60_000, `Date ${String(res.headers.date)}`);
+      }
       assert.match(
         String(get.headers['content-type']),
         accept

@@ -164,6 +164,9 @@ function metricsFastPath(
           ...headers,
           'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
           'Content-Length': byteLength(chunks),
+          // Written here rather than by Node: its Date header is cached until the next
+          // second by a timer, which woke an idle lookout once more after every scrape.
+          Date: new Date().toUTCString(),
           // As the Lifecycle middleware: stopping began while this one was in flight.
           ...(lifecycle.stopping ? { Connection: 'close' } : {}),
         });

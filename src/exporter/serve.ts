@@ -5,6 +5,7 @@ import type { Logger } from '../lib/log.js';
 import { errorText } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { StorageError } from '../lib/storage.js';
+import { warmOptimizingCompiler } from '../lib/compiler.js';
 import { VERSION } from '../version.js';
 import { createApp, Lifecycle } from './app.js';
 import { buildRunner } from './build.js';
@@ -50,6 +51,8 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   const lifecycle = new Lifecycle();
   // The web-config file first: a wrong one is the user's to fix (exit 1), before anything starts.
   const web = config.web.config_file ? await loadWebConfig(config.web.config_file) : undefined;
+  // The optimizing compiler's pages, which a long-running lookout takes on anyway, now.
+  warmOptimizingCompiler();
   let built;
   let app;
   let failure: ((labels: Record<string, string>) => void) | undefined;
