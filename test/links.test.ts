@@ -108,6 +108,7 @@ function labelValue(name: string, sample: { annotations: string }, amUrl: string
     service: 'chat-api',
     model: 'gpt-4o',
     file: '/var/log/app/ai-usage.jsonl',
+    image: 'nginx:1.25',
   };
   const v = values[name];
   if (v === undefined)
