@@ -6,10 +6,14 @@
  * decisions on a real dockerd are in autorestart.test.ts.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import {
   Autorestart,
+  STATE_FILE,
   autorestartSchema,
   fromInspect,
   type InspectLike,
@@ -47,7 +51,7 @@ const podman: InspectLike = {
   },
 };
 
-function autorestart(log = createLogger('error', {}, () => {})) {
+function autorestart(log = createLogger('error', {}, () => {}), stateDir?: string) {
   const registry = new Registry();
   const a = new Autorestart({
     config: autorestartSchema.parse({}),
@@ -55,6 +59,7 @@ function autorestart(log = createLogger('error', {}, () => {})) {
     registry,
     log,
     stateMode: 'read-only',
+    ...(stateDir === undefined ? {} : { stateDirectory: async () => stateDir }),
     engine,
     intervalMs: 15_000,
     timeoutMs: 10_000,
@@ -133,5 +138,44 @@ describe('auto-restart decides', () => {
     await a.observe([fromInspect({ ...podman, Config: { ...podman.Config, Labels: {} } })]);
     assert.deepEqual(a.action.plan(), []);
     assert.deepEqual(a.metrics(), []);
+  });
+
+  it('keeps a container’s counters through a refresh that could not read it, and drops them once it is no longer listed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lkard-'));
+    try {
+      // The hour's budget (3) spent before this lookout started: the next failing refresh pauses it.
+      const now = Date.parse('2026-12-06T10:00:00Z');
+      const restarts = [30, 20, 10].map((min) => now - min * 60_000);
+      await writeFile(
+        join(dir, STATE_FILE),
+        JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
+      );
+      const { a, metrics } = autorestart(undefined, dir);
+      const failing = fromInspect({
+        ...podman,
+        Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
+      });
+      const skipped = 'lookout_container_remediation_restarts_total{name="web-1",result="skipped"}';
+      await a.observe([failing]);
+      assert.equal(seriesValue(await metrics(), skipped), 1);
+      assert.equal(
+        seriesValue(await metrics(), 'lookout_container_remediation_paused{name="web-1"}'),
+        1,
+      );
+      // Listed, but its inspect timed out: nothing new is known, nothing is reset.
+      await a.observe([], new Set(['web-1']));
+      assert.equal(seriesValue(await metrics(), skipped), 1);
+      assert.equal(
+        seriesValue(await metrics(), 'lookout_container_remediation_paused{name="web-1"}'),
+        1,
+      );
+      assert.deepEqual(a.action.plan(), []);
+      // Gone from the list: its series go.
+      await a.observe([]);
+      assert.equal(seriesValue(await metrics(), skipped), undefined);
+      assert.deepEqual(a.metrics(), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

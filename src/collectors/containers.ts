@@ -404,6 +404,7 @@ export function createContainersCollector(
     present.clear();
     const containers: ContainerSeen[] = [];
     const watched: WatchedContainer[] = [];
+    const unread = new Set<string>();
     chosen.forEach((c, i) => {
       const r = results[i]!;
       // Removed between the list and its inspect: it is not there any more, not a failure.
@@ -426,6 +427,7 @@ export function createContainersCollector(
       containers.push(item);
       if (r.status !== 'ok') {
         item.error = whyNot(r, config.request_timeout);
+        unread.add(labels.name);
         put(m.success, { name: labels.name }, 0);
         put(m.shouldRun, labels, item.shouldRun ? 1 : 0);
         ctxLog.debug('container not read', { container: labels.name, err: item.error });
@@ -482,7 +484,7 @@ export function createContainersCollector(
         item.cpuCores = (item.cpuSeconds - prev.cpuSeconds) / (item.statsReadAt - prev.statsReadAt);
     });
     seen = { at: Date.now() / 1000, endpoint, containers, omitted };
-    await autorestart.observe(watched);
+    await autorestart.observe(watched, unread);
     return shown.show([...all.filter((g) => present.has(g)), ...autorestart.metrics()]);
   }
 

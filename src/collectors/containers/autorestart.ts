@@ -375,8 +375,14 @@ export class Autorestart {
   /**
    * One refresh's containers: updates the series, resolves outcomes, pauses and resumes,
    * and decides what the action would do now (plan()). Saves the state when it changed.
+   * `unread`: containers the engine listed whose inspect failed or timed out this refresh.
+   * They keep their series as they were: dropping them would reset their counters to 0
+   * over one slow answer, and nothing is decided about them.
    */
-  async observe(containers: readonly WatchedContainer[]): Promise<void> {
+  async observe(
+    containers: readonly WatchedContainer[],
+    unread: ReadonlySet<string> = new Set(),
+  ): Promise<void> {
     const state = await this.load();
     const cfg = this.o.config;
     const now = this.now();
@@ -567,8 +573,9 @@ export class Autorestart {
 
     // Containers gone or no longer opted in: their series go.
     for (const name of this.series) {
-      if (seen.has(name)) continue;
+      if (seen.has(name) || unread.has(name)) continue;
       this.series.delete(name);
+      this.probeBase.delete(name);
       for (const result of ['restarted', 'failed', 'skipped'])
         this.restarts.remove({ name, result });
       for (const outcome of ['recovered', 'not_recovered']) this.outcomes.remove({ name, outcome });
