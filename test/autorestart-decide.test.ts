@@ -51,7 +51,10 @@ const podman: InspectLike = {
   },
 };
 
-function autorestart(log = createLogger('error', {}, () => {}), stateDir?: string) {
+function autorestart(
+  log = createLogger('error', {}, () => {}),
+  stateDirectory?: () => Promise<string>,
+) {
   const registry = new Registry();
   const a = new Autorestart({
     config: autorestartSchema.parse({}),
@@ -59,7 +62,7 @@ function autorestart(log = createLogger('error', {}, () => {}), stateDir?: strin
     registry,
     log,
     stateMode: 'read-only',
-    ...(stateDir === undefined ? {} : { stateDirectory: async () => stateDir }),
+    ...(stateDirectory === undefined ? {} : { stateDirectory }),
     engine,
     intervalMs: 15_000,
     timeoutMs: 10_000,
@@ -150,7 +153,7 @@ describe('auto-restart decides', () => {
         join(dir, STATE_FILE),
         JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
       );
-      const { a, metrics } = autorestart(undefined, dir);
+      const { a, metrics } = autorestart(undefined, async () => dir);
       const failing = fromInspect({
         ...podman,
         Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
@@ -174,6 +177,43 @@ describe('auto-restart decides', () => {
       await a.observe([]);
       assert.equal(seriesValue(await metrics(), skipped), undefined);
       assert.deepEqual(a.metrics(), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a refresh and a status report that overlap share one read of the state file: a pause is neither lost nor counted twice', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lkard-'));
+    try {
+      const now = Date.parse('2026-12-06T10:00:00Z');
+      const restarts = [30, 20, 10].map((min) => now - min * 60_000);
+      await writeFile(
+        join(dir, STATE_FILE),
+        JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
+      );
+      // A second look for the directory answers late: a second read would land after the pause.
+      let asked = 0;
+      const { a, metrics } = autorestart(undefined, async () => {
+        if (asked++ > 0) await new Promise((r) => setTimeout(r, 50));
+        return dir;
+      });
+      const failing = fromInspect({
+        ...podman,
+        Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
+      });
+      const [, lines] = await Promise.all([a.observe([failing]), a.describeState()]);
+      assert.equal(asked, 1, 'the state file is read once');
+      assert.match(lines.join('\n'), /auto-restart web-1: 3 restarts in the last hour/);
+      await a.observe([failing]);
+      const text = await metrics();
+      assert.equal(
+        seriesValue(
+          text,
+          'lookout_container_remediation_restarts_total{name="web-1",result="skipped"}',
+        ),
+        1,
+      );
+      assert.equal(seriesValue(text, 'lookout_container_remediation_paused{name="web-1"}'), 1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

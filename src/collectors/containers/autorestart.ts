@@ -229,6 +229,7 @@ export class Autorestart {
   private readonly paused: Gauge;
   private readonly enabled: Gauge;
   private state?: StateFile;
+  private loading?: Promise<StateFile>;
   private plans: RestartPlan[] = [];
   private shown = new Set<string>();
   /** Containers that have series now. */
@@ -301,8 +302,17 @@ export class Autorestart {
     return (s.containers[name] ??= { restarts: [] });
   }
 
-  private async load(): Promise<StateFile> {
-    if (this.state) return this.state;
+  /**
+   * The state, read from its file once. Callers that overlap (a refresh's observe() and
+   * status's describeState()) share the one read: a second read finishing later would
+   * replace the state the first caller has changed since (a pause, a restart counted).
+   */
+  private load(): Promise<StateFile> {
+    this.loading ??= this.read();
+    return this.loading;
+  }
+
+  private async read(): Promise<StateFile> {
     let state: StateFile = { version: 1, containers: {} };
     try {
       if (!this.o.stateDirectory)
