@@ -37,9 +37,6 @@ export interface EventServiceOptions {
   log: Logger;
 }
 
-/** Told of every event once, after the counters moved, with the container's name. */
-export type EventListener = (event: EngineEvent, name: string) => void;
-
 export class ContainerEventService implements CollectorService {
   readonly registry = new Registry();
   private readonly oomKills = new Counter({
@@ -69,15 +66,7 @@ export class ContainerEventService implements CollectorService {
   private connected = false;
   private reopened = 0;
 
-  private readonly listeners = new Set<EventListener>();
-
   constructor(private readonly opts: EventServiceOptions) {}
-
-  /** Hears every container event from now on (auto-restart: a start, a die); returns the unsubscribe. */
-  listen(listener: EventListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
 
   /** Counts so far by container name (status, tests). */
   countsByName(): ReadonlyMap<string, EventCounts> {
@@ -213,13 +202,6 @@ export class ContainerEventService implements CollectorService {
         this.known.delete(id);
         this.destroyedAt.set(name, Date.now());
         break;
-    }
-    for (const listener of this.listeners) {
-      try {
-        listener(event, name);
-      } catch (err) {
-        this.opts.log.warn('container event listener failed', { err: errorText(err) });
-      }
     }
   }
 
