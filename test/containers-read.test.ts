@@ -18,7 +18,17 @@ import {
 import { readCgroupStats } from '../src/collectors/containers/cgroup.js';
 import type { ContainerInspect } from '../src/lib/docker.js';
 import { tempDir } from './helpers/procs.js';
-import { nanoTimestamp, parseEngineEndpoint, parseEvent } from '../src/lib/docker.js';
+import {
+  DockerClient,
+  nanoTimestamp,
+  parseEngineEndpoint,
+  parseEvent,
+  type EngineEvent,
+} from '../src/lib/docker.js';
+import { ContainerEventService } from '../src/collectors/containers/events.js';
+import { HttpClient } from '../src/lib/http.js';
+import { createLogger } from '../src/lib/log.js';
+import { seriesValue } from './helpers/exposition.js';
 
 describe('containers: reading the engine answers', () => {
   it('working set: usage less inactive_file (v2), total_inactive_file (v1), usage alone (Podman), at least 0', () => {
@@ -104,6 +114,43 @@ describe('containers: reading the engine answers', () => {
     assert.equal(nanoTimestamp(1796550637000000005n), '1796550637.000000005');
     assert.equal(parseEvent('not json'), undefined);
     assert.equal(parseEvent('{"Type":"container"}'), undefined);
+  });
+});
+
+describe('containers: event series', () => {
+  const event = (id: string, name: string, Action: string, timeNano: bigint): EngineEvent => ({
+    Type: 'container',
+    Action,
+    Actor: { ID: id, Attributes: { name } },
+    time: Number(timeNano / 1_000_000_000n),
+    timeNano,
+  });
+
+  it('a name the engine no longer lists loses its series a while later, as a destroyed one does; a listed one keeps them', async () => {
+    // No request is made: the events are handed in as the stream would.
+    const svc = new ContainerEventService({
+      docker: new DockerClient(new HttpClient(), 'unix:///nonexistent/docker.sock'),
+      explicit: true,
+      log: createLogger('error', {}, () => {}),
+    });
+    const t = 1_796_550_637_000_000_000n;
+    for (const name of ['kept', 'missed']) {
+      svc.handle(event(name, name, 'start', t));
+      svc.handle(event(name, name, 'oom', t + 1n));
+    }
+    // missed was removed while the stream was down: its destroy event never came.
+    const t0 = Date.parse('2026-12-06T10:00:00Z');
+    svc.present(new Set(['kept']), t0);
+    svc.sweep(t0 + 60_000);
+    const before = await svc.registry.metrics();
+    assert.equal(seriesValue(before, 'lookout_container_oom_kills_total{name="missed"}'), 1);
+    svc.present(new Set(['kept']), t0 + 15_000);
+    svc.sweep(t0 + 16 * 60_000);
+    const after = await svc.registry.metrics();
+    assert.equal(seriesValue(after, 'lookout_container_oom_kills_total{name="missed"}'), undefined);
+    assert.equal(seriesValue(after, 'lookout_container_restarts_total{name="missed"}'), undefined);
+    assert.equal(seriesValue(after, 'lookout_container_oom_kills_total{name="kept"}'), 1);
+    assert.deepEqual([...svc.countsByName().keys()], ['kept']);
   });
 });
 

@@ -40,6 +40,7 @@ import {
 import { Shown } from './shown.js';
 import {
   HEALTH_STATES,
+  containerName,
   cpuLimitCores,
   cpuSeconds,
   healthOf,
@@ -382,6 +383,7 @@ export function createContainersCollector(
 
   async function collect({ signal, deadline, log: ctxLog }: CollectContext): Promise<Registry> {
     const listed = await list(signal);
+    events.present(new Set(listed.map((c) => containerName(c))));
     const { chosen, omitted } = choose(listed);
     if (omitted > 0)
       ctxLog.warn('more containers than max_containers; some left out', {

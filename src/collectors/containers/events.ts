@@ -217,8 +217,23 @@ export class ContainerEventService implements CollectorService {
     return c;
   }
 
-  /** Drops the series of containers destroyed a while ago and not started again under their name. */
-  private sweep(now = Date.now()): void {
+  /**
+   * The names the engine listed at a refresh. A name with event series that the engine no
+   * longer lists is gone although no destroy event said so (one missed while the stream
+   * was down, a `docker rename`): it is swept as a destroyed one is. A listed one never is.
+   */
+  present(names: ReadonlySet<string>, now = Date.now()): void {
+    for (const name of this.counts.keys()) {
+      if (names.has(name)) this.destroyedAt.delete(name);
+      else if (!this.destroyedAt.has(name)) this.destroyedAt.set(name, now);
+    }
+  }
+
+  /**
+   * Drops the series of containers destroyed (or gone from the list) a while ago and not
+   * listed or started again under their name. Run every minute while the stream is open.
+   */
+  sweep(now = Date.now()): void {
     for (const [name, at] of this.destroyedAt) {
       if (now - at < KEEP_DESTROYED_MS) continue;
       this.destroyedAt.delete(name);
