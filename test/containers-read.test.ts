@@ -4,7 +4,8 @@
  * as DOCKER_HOST is, and event lines with their nanosecond times kept exact.
  */
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
@@ -151,6 +152,35 @@ describe('containers: event series', () => {
     assert.equal(seriesValue(after, 'lookout_container_restarts_total{name="missed"}'), undefined);
     assert.equal(seriesValue(after, 'lookout_container_oom_kills_total{name="kept"}'), 1);
     assert.deepEqual([...svc.countsByName().keys()], ['kept']);
+  });
+
+  it('an event whose bytes arrive in two chunks split inside a character reads whole', async () => {
+    const line = Buffer.from(
+      '{"Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{"name":"web","maintainer":"José Núñez"}},"time":1796550637,"timeNano":1796550637123456789}\n',
+    );
+    const cut = line.indexOf(Buffer.from('é')) + 1;
+    const dir = await tempDir('lookout-events-');
+    const socket = join(dir, 'engine.sock');
+    // An engine's /events answer, written as two chunks with a pause between them.
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(line.subarray(0, cut));
+      setTimeout(() => res.end(line.subarray(cut)), 50);
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    const http = new HttpClient();
+    try {
+      const docker = new DockerClient(http, `unix://${socket}`);
+      const got: EngineEvent[] = [];
+      for await (const e of await docker.events({}, AbortSignal.timeout(10_000))) got.push(e);
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.Actor.Attributes?.maintainer, 'José Núñez');
+      assert.equal(got[0]!.timeNano, 1796550637123456789n);
+    } finally {
+      await http.close();
+      await new Promise((r) => server.close(r));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
