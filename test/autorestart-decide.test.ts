@@ -118,6 +118,15 @@ describe('auto-restart decides', () => {
     assert.equal(seriesValue(text, 'lookout_container_remediation_paused{name="web-1"}'), 0);
   });
 
+  it('forgets a container gone from the list with what it said once about it, and says it again if it comes back', async () => {
+    const lines: string[] = [];
+    const { a } = autorestart(createLogger('info', {}, (l) => lines.push(l)));
+    await a.observe([fromInspect(podman)]);
+    await a.observe([]);
+    await a.observe([fromInspect(podman)]);
+    assert.equal(lines.filter((l) => /leaves this container to Podman/.test(l)).length, 2);
+  });
+
   it('says it cannot watch an opted-in container with neither a health check nor a probe', async () => {
     const { a, metrics } = autorestart();
     const bare = fromInspect({ ...podman, Config: { Labels: { 'lookout.autorestart': 'true' } } });

@@ -586,6 +586,8 @@ export class Autorestart {
       if (seen.has(name) || unread.has(name)) continue;
       this.series.delete(name);
       this.probeBase.delete(name);
+      this.shown.delete(`podman ${name}`);
+      this.shown.delete(`nosignal ${name}`);
       for (const result of ['restarted', 'failed', 'skipped'])
         this.restarts.remove({ name, result });
       for (const outcome of ['recovered', 'not_recovered']) this.outcomes.remove({ name, outcome });
