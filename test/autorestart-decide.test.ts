@@ -71,6 +71,27 @@ function autorestart(
   return { a, metrics: async () => registry.metrics() };
 }
 
+/** web-1 as Docker shows it: unhealthy 7 times in a row, started an hour ago, no Podman action. */
+const failing = fromInspect({
+  ...podman,
+  Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
+});
+
+/**
+ * A state directory whose file says web-1 was restarted 3 times (the default budget) in the
+ * last hour: the next refresh that sees it failing pauses it.
+ */
+async function budgetSpent(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'lkard-'));
+  const now = Date.parse('2026-12-06T10:00:00Z');
+  const restarts = [30, 20, 10].map((min) => now - min * 60_000);
+  await writeFile(
+    join(dir, STATE_FILE),
+    JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
+  );
+  return dir;
+}
+
 describe('auto-restart reads an inspect answer', () => {
   it('takes name, start, health, the health check (ns to ms) and Podman’s on-failure action', () => {
     const c = fromInspect(podman);
@@ -153,20 +174,9 @@ describe('auto-restart decides', () => {
   });
 
   it('keeps a container’s counters through a refresh that could not read it, and drops them once it is no longer listed', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'lkard-'));
+    const dir = await budgetSpent();
     try {
-      // The hour's budget (3) spent before this lookout started: the next failing refresh pauses it.
-      const now = Date.parse('2026-12-06T10:00:00Z');
-      const restarts = [30, 20, 10].map((min) => now - min * 60_000);
-      await writeFile(
-        join(dir, STATE_FILE),
-        JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
-      );
       const { a, metrics } = autorestart(undefined, async () => dir);
-      const failing = fromInspect({
-        ...podman,
-        Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
-      });
       const skipped = 'lookout_container_remediation_restarts_total{name="web-1",result="skipped"}';
       await a.observe([failing]);
       assert.equal(seriesValue(await metrics(), skipped), 1);
@@ -192,23 +202,13 @@ describe('auto-restart decides', () => {
   });
 
   it('a refresh and a status report that overlap share one read of the state file: a pause is neither lost nor counted twice', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'lkard-'));
+    const dir = await budgetSpent();
     try {
-      const now = Date.parse('2026-12-06T10:00:00Z');
-      const restarts = [30, 20, 10].map((min) => now - min * 60_000);
-      await writeFile(
-        join(dir, STATE_FILE),
-        JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
-      );
       // A second look for the directory answers late: a second read would land after the pause.
       let asked = 0;
       const { a, metrics } = autorestart(undefined, async () => {
         if (asked++ > 0) await new Promise((r) => setTimeout(r, 50));
         return dir;
-      });
-      const failing = fromInspect({
-        ...podman,
-        Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
       });
       const [, lines] = await Promise.all([a.observe([failing]), a.describeState()]);
       assert.equal(asked, 1, 'the state file is read once');
