@@ -6,10 +6,14 @@
  * decisions on a real dockerd are in autorestart.test.ts.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import {
   Autorestart,
+  STATE_FILE,
   autorestartSchema,
   fromInspect,
   type InspectLike,
@@ -47,7 +51,10 @@ const podman: InspectLike = {
   },
 };
 
-function autorestart(log = createLogger('error', {}, () => {})) {
+function autorestart(
+  log = createLogger('error', {}, () => {}),
+  stateDirectory?: () => Promise<string>,
+) {
   const registry = new Registry();
   const a = new Autorestart({
     config: autorestartSchema.parse({}),
@@ -55,12 +62,34 @@ function autorestart(log = createLogger('error', {}, () => {})) {
     registry,
     log,
     stateMode: 'read-only',
+    ...(stateDirectory === undefined ? {} : { stateDirectory }),
     engine,
     intervalMs: 15_000,
     timeoutMs: 10_000,
     now: () => Date.parse('2026-12-06T10:00:00Z'),
   });
   return { a, metrics: async () => registry.metrics() };
+}
+
+/** web-1 as Docker shows it: unhealthy 7 times in a row, started an hour ago, no Podman action. */
+const failing = fromInspect({
+  ...podman,
+  Config: { ...podman.Config, HealthcheckOnFailureAction: undefined },
+});
+
+/**
+ * A state directory whose file says web-1 was restarted 3 times (the default budget) in the
+ * last hour: the next refresh that sees it failing pauses it.
+ */
+async function budgetSpent(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'lkard-'));
+  const now = Date.parse('2026-12-06T10:00:00Z');
+  const restarts = [30, 20, 10].map((min) => now - min * 60_000);
+  await writeFile(
+    join(dir, STATE_FILE),
+    JSON.stringify({ version: 1, containers: { 'web-1': { restarts } } }),
+  );
+  return dir;
 }
 
 describe('auto-restart reads an inspect answer', () => {
@@ -110,6 +139,15 @@ describe('auto-restart decides', () => {
     assert.equal(seriesValue(text, 'lookout_container_remediation_paused{name="web-1"}'), 0);
   });
 
+  it('forgets a container gone from the list with what it said once about it, and says it again if it comes back', async () => {
+    const lines: string[] = [];
+    const { a } = autorestart(createLogger('info', {}, (l) => lines.push(l)));
+    await a.observe([fromInspect(podman)]);
+    await a.observe([]);
+    await a.observe([fromInspect(podman)]);
+    assert.equal(lines.filter((l) => /leaves this container to Podman/.test(l)).length, 2);
+  });
+
   it('says it cannot watch an opted-in container with neither a health check nor a probe', async () => {
     const { a, metrics } = autorestart();
     const bare = fromInspect({ ...podman, Config: { Labels: { 'lookout.autorestart': 'true' } } });
@@ -133,5 +171,60 @@ describe('auto-restart decides', () => {
     await a.observe([fromInspect({ ...podman, Config: { ...podman.Config, Labels: {} } })]);
     assert.deepEqual(a.action.plan(), []);
     assert.deepEqual(a.metrics(), []);
+  });
+
+  it('keeps a container’s counters through a refresh that could not read it, and drops them once it is no longer listed', async () => {
+    const dir = await budgetSpent();
+    try {
+      const { a, metrics } = autorestart(undefined, async () => dir);
+      const skipped = 'lookout_container_remediation_restarts_total{name="web-1",result="skipped"}';
+      await a.observe([failing]);
+      assert.equal(seriesValue(await metrics(), skipped), 1);
+      assert.equal(
+        seriesValue(await metrics(), 'lookout_container_remediation_paused{name="web-1"}'),
+        1,
+      );
+      // Listed, but its inspect timed out: nothing new is known, nothing is reset.
+      await a.observe([], new Set(['web-1']));
+      assert.equal(seriesValue(await metrics(), skipped), 1);
+      assert.equal(
+        seriesValue(await metrics(), 'lookout_container_remediation_paused{name="web-1"}'),
+        1,
+      );
+      assert.deepEqual(a.action.plan(), []);
+      // Gone from the list: its series go.
+      await a.observe([]);
+      assert.equal(seriesValue(await metrics(), skipped), undefined);
+      assert.deepEqual(a.metrics(), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a refresh and a status report that overlap share one read of the state file: a pause is neither lost nor counted twice', async () => {
+    const dir = await budgetSpent();
+    try {
+      // A second look for the directory answers late: a second read would land after the pause.
+      let asked = 0;
+      const { a, metrics } = autorestart(undefined, async () => {
+        if (asked++ > 0) await new Promise((r) => setTimeout(r, 50));
+        return dir;
+      });
+      const [, lines] = await Promise.all([a.observe([failing]), a.describeState()]);
+      assert.equal(asked, 1, 'the state file is read once');
+      assert.match(lines.join('\n'), /auto-restart web-1: 3 restarts in the last hour/);
+      await a.observe([failing]);
+      const text = await metrics();
+      assert.equal(
+        seriesValue(
+          text,
+          'lookout_container_remediation_restarts_total{name="web-1",result="skipped"}',
+        ),
+        1,
+      );
+      assert.equal(seriesValue(text, 'lookout_container_remediation_paused{name="web-1"}'), 1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,8 @@
  * as DOCKER_HOST is, and event lines with their nanosecond times kept exact.
  */
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
@@ -18,7 +19,17 @@ import {
 import { readCgroupStats } from '../src/collectors/containers/cgroup.js';
 import type { ContainerInspect } from '../src/lib/docker.js';
 import { tempDir } from './helpers/procs.js';
-import { nanoTimestamp, parseEngineEndpoint, parseEvent } from '../src/lib/docker.js';
+import {
+  DockerClient,
+  nanoTimestamp,
+  parseEngineEndpoint,
+  parseEvent,
+  type EngineEvent,
+} from '../src/lib/docker.js';
+import { ContainerEventService } from '../src/collectors/containers/events.js';
+import { HttpClient } from '../src/lib/http.js';
+import { createLogger } from '../src/lib/log.js';
+import { seriesValue } from './helpers/exposition.js';
 
 describe('containers: reading the engine answers', () => {
   it('working set: usage less inactive_file (v2), total_inactive_file (v1), usage alone (Podman), at least 0', () => {
@@ -104,6 +115,72 @@ describe('containers: reading the engine answers', () => {
     assert.equal(nanoTimestamp(1796550637000000005n), '1796550637.000000005');
     assert.equal(parseEvent('not json'), undefined);
     assert.equal(parseEvent('{"Type":"container"}'), undefined);
+  });
+});
+
+describe('containers: event series', () => {
+  const event = (id: string, name: string, Action: string, timeNano: bigint): EngineEvent => ({
+    Type: 'container',
+    Action,
+    Actor: { ID: id, Attributes: { name } },
+    time: Number(timeNano / 1_000_000_000n),
+    timeNano,
+  });
+
+  it('a name the engine no longer lists loses its series a while later, as a destroyed one does; a listed one keeps them', async () => {
+    // No request is made: the events are handed in as the stream would.
+    const svc = new ContainerEventService({
+      docker: new DockerClient(new HttpClient(), 'unix:///nonexistent/docker.sock'),
+      explicit: true,
+      log: createLogger('error', {}, () => {}),
+    });
+    const t = 1_796_550_637_000_000_000n;
+    for (const name of ['kept', 'missed']) {
+      svc.handle(event(name, name, 'start', t));
+      svc.handle(event(name, name, 'oom', t + 1n));
+    }
+    // missed was removed while the stream was down: its destroy event never came.
+    const t0 = Date.parse('2026-12-06T10:00:00Z');
+    svc.present(new Set(['kept']), t0);
+    svc.sweep(t0 + 60_000);
+    const before = await svc.registry.metrics();
+    assert.equal(seriesValue(before, 'lookout_container_oom_kills_total{name="missed"}'), 1);
+    svc.present(new Set(['kept']), t0 + 15_000);
+    svc.sweep(t0 + 16 * 60_000);
+    const after = await svc.registry.metrics();
+    assert.equal(seriesValue(after, 'lookout_container_oom_kills_total{name="missed"}'), undefined);
+    assert.equal(seriesValue(after, 'lookout_container_restarts_total{name="missed"}'), undefined);
+    assert.equal(seriesValue(after, 'lookout_container_oom_kills_total{name="kept"}'), 1);
+    assert.deepEqual([...svc.countsByName().keys()], ['kept']);
+  });
+
+  it('an event whose bytes arrive in two chunks split inside a character reads whole', async () => {
+    const line = Buffer.from(
+      '{"Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{"name":"web","maintainer":"José Núñez"}},"time":1796550637,"timeNano":1796550637123456789}\n',
+    );
+    const cut = line.indexOf(Buffer.from('é')) + 1;
+    const dir = await tempDir('lookout-events-');
+    const socket = join(dir, 'engine.sock');
+    // An engine's /events answer, written as two chunks with a pause between them.
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(line.subarray(0, cut));
+      setTimeout(() => res.end(line.subarray(cut)), 50);
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    const http = new HttpClient();
+    try {
+      const docker = new DockerClient(http, `unix://${socket}`);
+      const got: EngineEvent[] = [];
+      for await (const e of await docker.events({}, AbortSignal.timeout(10_000))) got.push(e);
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.Actor.Attributes?.maintainer, 'José Núñez');
+      assert.equal(got[0]!.timeNano, 1796550637123456789n);
+    } finally {
+      await http.close();
+      await new Promise((r) => server.close(r));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

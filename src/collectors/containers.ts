@@ -40,6 +40,7 @@ import {
 import { Shown } from './shown.js';
 import {
   HEALTH_STATES,
+  containerName,
   cpuLimitCores,
   cpuSeconds,
   healthOf,
@@ -382,6 +383,7 @@ export function createContainersCollector(
 
   async function collect({ signal, deadline, log: ctxLog }: CollectContext): Promise<Registry> {
     const listed = await list(signal);
+    events.present(new Set(listed.map((c) => containerName(c))));
     const { chosen, omitted } = choose(listed);
     if (omitted > 0)
       ctxLog.warn('more containers than max_containers; some left out', {
@@ -404,6 +406,7 @@ export function createContainersCollector(
     present.clear();
     const containers: ContainerSeen[] = [];
     const watched: WatchedContainer[] = [];
+    const unread = new Set<string>();
     chosen.forEach((c, i) => {
       const r = results[i]!;
       // Removed between the list and its inspect: it is not there any more, not a failure.
@@ -426,6 +429,7 @@ export function createContainersCollector(
       containers.push(item);
       if (r.status !== 'ok') {
         item.error = whyNot(r, config.request_timeout);
+        unread.add(labels.name);
         put(m.success, { name: labels.name }, 0);
         put(m.shouldRun, labels, item.shouldRun ? 1 : 0);
         ctxLog.debug('container not read', { container: labels.name, err: item.error });
@@ -482,7 +486,7 @@ export function createContainersCollector(
         item.cpuCores = (item.cpuSeconds - prev.cpuSeconds) / (item.statsReadAt - prev.statsReadAt);
     });
     seen = { at: Date.now() / 1000, endpoint, containers, omitted };
-    await autorestart.observe(watched);
+    await autorestart.observe(watched, unread);
     return shown.show([...all.filter((g) => present.has(g)), ...autorestart.metrics()]);
   }
 

@@ -309,8 +309,11 @@ export class DockerClient {
       async *[Symbol.asyncIterator]() {
         try {
           let rest = '';
-          for await (const chunk of res.body as AsyncIterable<Buffer>) {
-            rest += chunk.toString('utf8');
+          // Decoded by the stream, so a character split between two chunks (in a label
+          // value the engine copies into Attributes) is not turned into two U+FFFD.
+          res.body.setEncoding('utf8');
+          for await (const chunk of res.body as AsyncIterable<string>) {
+            rest += chunk;
             let nl: number;
             while ((nl = rest.indexOf('\n')) >= 0) {
               const line = rest.slice(0, nl).trim();

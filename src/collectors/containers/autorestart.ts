@@ -229,6 +229,7 @@ export class Autorestart {
   private readonly paused: Gauge;
   private readonly enabled: Gauge;
   private state?: StateFile;
+  private loading?: Promise<StateFile>;
   private plans: RestartPlan[] = [];
   private shown = new Set<string>();
   /** Containers that have series now. */
@@ -301,8 +302,17 @@ export class Autorestart {
     return (s.containers[name] ??= { restarts: [] });
   }
 
-  private async load(): Promise<StateFile> {
-    if (this.state) return this.state;
+  /**
+   * The state, read from its file once. Callers that overlap (a refresh's observe() and
+   * status's describeState()) share the one read: a second read finishing later would
+   * replace the state the first caller has changed since (a pause, a restart counted).
+   */
+  private load(): Promise<StateFile> {
+    this.loading ??= this.read();
+    return this.loading;
+  }
+
+  private async read(): Promise<StateFile> {
     let state: StateFile = { version: 1, containers: {} };
     try {
       if (!this.o.stateDirectory)
@@ -375,8 +385,14 @@ export class Autorestart {
   /**
    * One refresh's containers: updates the series, resolves outcomes, pauses and resumes,
    * and decides what the action would do now (plan()). Saves the state when it changed.
+   * `unread`: containers the engine listed whose inspect failed or timed out this refresh.
+   * They keep their series as they were: dropping them would reset their counters to 0
+   * over one slow answer, and nothing is decided about them.
    */
-  async observe(containers: readonly WatchedContainer[]): Promise<void> {
+  async observe(
+    containers: readonly WatchedContainer[],
+    unread: ReadonlySet<string> = new Set(),
+  ): Promise<void> {
     const state = await this.load();
     const cfg = this.o.config;
     const now = this.now();
@@ -567,8 +583,11 @@ export class Autorestart {
 
     // Containers gone or no longer opted in: their series go.
     for (const name of this.series) {
-      if (seen.has(name)) continue;
+      if (seen.has(name) || unread.has(name)) continue;
       this.series.delete(name);
+      this.probeBase.delete(name);
+      this.shown.delete(`podman ${name}`);
+      this.shown.delete(`nosignal ${name}`);
       for (const result of ['restarted', 'failed', 'skipped'])
         this.restarts.remove({ name, result });
       for (const outcome of ['recovered', 'not_recovered']) this.outcomes.remove({ name, outcome });

@@ -37,9 +37,6 @@ export interface EventServiceOptions {
   log: Logger;
 }
 
-/** Told of every event once, after the counters moved, with the container's name. */
-export type EventListener = (event: EngineEvent, name: string) => void;
-
 export class ContainerEventService implements CollectorService {
   readonly registry = new Registry();
   private readonly oomKills = new Counter({
@@ -69,15 +66,7 @@ export class ContainerEventService implements CollectorService {
   private connected = false;
   private reopened = 0;
 
-  private readonly listeners = new Set<EventListener>();
-
   constructor(private readonly opts: EventServiceOptions) {}
-
-  /** Hears every container event from now on (auto-restart: a start, a die); returns the unsubscribe. */
-  listen(listener: EventListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
 
   /** Counts so far by container name (status, tests). */
   countsByName(): ReadonlyMap<string, EventCounts> {
@@ -214,13 +203,6 @@ export class ContainerEventService implements CollectorService {
         this.destroyedAt.set(name, Date.now());
         break;
     }
-    for (const listener of this.listeners) {
-      try {
-        listener(event, name);
-      } catch (err) {
-        this.opts.log.warn('container event listener failed', { err: errorText(err) });
-      }
-    }
   }
 
   private countsOf(name: string): EventCounts {
@@ -235,8 +217,23 @@ export class ContainerEventService implements CollectorService {
     return c;
   }
 
-  /** Drops the series of containers destroyed a while ago and not started again under their name. */
-  private sweep(now = Date.now()): void {
+  /**
+   * The names the engine listed at a refresh. A name with event series that the engine no
+   * longer lists is gone although no destroy event said so (one missed while the stream
+   * was down, a `docker rename`): it is swept as a destroyed one is. A listed one never is.
+   */
+  present(names: ReadonlySet<string>, now = Date.now()): void {
+    for (const name of this.counts.keys()) {
+      if (names.has(name)) this.destroyedAt.delete(name);
+      else if (!this.destroyedAt.has(name)) this.destroyedAt.set(name, now);
+    }
+  }
+
+  /**
+   * Drops the series of containers destroyed (or gone from the list) a while ago and not
+   * listed or started again under their name. Run every minute while the stream is open.
+   */
+  sweep(now = Date.now()): void {
     for (const [name, at] of this.destroyedAt) {
       if (now - at < KEEP_DESTROYED_MS) continue;
       this.destroyedAt.delete(name);
