@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type {
@@ -243,6 +244,45 @@ describe('a collector with all three parts', () => {
     assert.equal(report?.runsLastHour, 3);
     assert.equal(report?.maxPerHour, 3);
     await runner.stop();
+  });
+
+  it('an action runs under its own timeoutMs when it gives one, else under the collector’s timeout', async () => {
+    for (const [own, ended] of [
+      [undefined, 'failed'],
+      [5000, 'done'],
+    ] as const) {
+      const c = threeParts(await tempDir());
+      const restart = c.collector.actions![0]!;
+      // Longer than the collector's 150 ms timeout, as a container given time to stop is.
+      const slow: CollectorAction = {
+        ...restart,
+        ...(own === undefined ? {} : { timeoutMs: own }),
+        async run(plan, ctx) {
+          await sleep(400, undefined, { signal: ctx.signal });
+          await restart.run(plan, ctx);
+        },
+      };
+      const runner = new Runner(
+        [
+          {
+            ...entry({ ...c.collector, actions: [slow] }, { enabled: true, max_per_hour: 3 }),
+            timeoutMs: 150,
+          },
+        ],
+        quiet,
+        'x',
+      );
+      await runner.start({ actions: true });
+      c.items.set('web-2', false);
+      await runner.collectOnce();
+      await eventually(
+        async () => actionsDone(await scrape(runner), ended) === 1,
+        5000,
+        `the slow run ${ended} (own timeout ${own ?? 'none'})`,
+      );
+      assert.deepEqual(c.restarts, ended === 'done' ? ['web-2'] : []);
+      await runner.stop();
+    }
   });
 
   it('does not run an action that is not opted in, nor outside serve, yet says what it would do', async () => {

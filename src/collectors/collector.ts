@@ -161,6 +161,12 @@ export interface CollectorAction<P extends ActionPlan = ActionPlan> {
    * collector's timeout and on shutdown.
    */
   run(plan: P, ctx: ActionContext): Promise<void>;
+  /**
+   * How long one run may take, in ms; the collector's timeout when not given. An action
+   * that waits on the world (a container given time to stop) says how long here, rather
+   * than squeezing its wait under a refresh's deadline.
+   */
+  readonly timeoutMs?: number;
 }
 
 export interface ActionContext {

@@ -790,7 +790,7 @@ export class Runner {
     runs.push(now);
     const abort = new AbortController();
     slot.actionAbort = abort;
-    const timeoutMs = slot.entry.timeoutMs;
+    const timeoutMs = action.timeoutMs ?? slot.entry.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     // Ended at the deadline even when run() ignores its signal: the next plan must not wait forever.
     const timedOut = new Promise<never>((_, reject) => {

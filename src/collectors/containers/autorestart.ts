@@ -26,6 +26,8 @@ import type { ActionContext, ActionPlan, CollectorAction } from '../collector.js
 export const AUTORESTART_LABEL = 'lookout.autorestart';
 export const STATE_FILE = 'autorestart.json';
 const HOUR_MS = 3_600_000;
+/** What a restart may take beyond stop_timeout: the start, inspects, a kill-and-start escalation. */
+const RESTART_SLACK_MS = 20_000;
 /** Docker's defaults for a health check field left at 0. */
 const DOCKER_INTERVAL_MS = 30_000;
 const DOCKER_RETRIES = 3;
@@ -73,7 +75,7 @@ export const autorestartSchema = z
     stop_timeout: duration
       .prefault('5s')
       .describe(
-        "How long Docker waits after SIGTERM before SIGKILL on a restart; kept shorter than the collector's timeout.",
+        'How long Docker waits after SIGTERM before SIGKILL on a restart. One restart may take this long plus 20s before lookout counts it failed.',
       ),
     start_period: duration
       .prefault('30s')
@@ -212,7 +214,7 @@ export interface AutorestartOptions {
   /** The collector's state directory; without one the state lives in memory only. */
   stateDirectory?: () => Promise<string>;
   engine: RestartEngine;
-  /** The collector's interval and timeout (ms): outcome grace and the restart's stop timeout cap. */
+  /** The collector's interval and timeout (ms): outcome grace, and the least a restart may take. */
   intervalMs: number;
   timeoutMs: number;
   /** The probes collector's consecutive failures by `kind target`, when it runs. */
@@ -273,6 +275,9 @@ export class Autorestart {
       description: `restart a container that failed its health check ${o.config.failures} times in a row (at most ${o.config.max_restarts_per_hour} times an hour each)`,
       plan: () => this.plans,
       run: (plan, ctx) => this.run(plan, ctx),
+      // Docker waits stop_timeout for the container to stop, then starts it; inspects and
+      // a kill-and-start escalation come on top.
+      timeoutMs: Math.max(o.timeoutMs, o.config.stop_timeout + RESTART_SLACK_MS),
     };
   }
 
@@ -683,10 +688,7 @@ export class Autorestart {
     k.restarts.push(at);
     // Counted against the budget before the call: a lookout killed mid-restart still counts it.
     await this.save();
-    const timeoutSeconds = Math.max(
-      0,
-      Math.min(Math.floor(cfg.stop_timeout / 1000), Math.floor(this.o.timeoutMs / 1000) - 2),
-    );
+    const timeoutSeconds = Math.floor(cfg.stop_timeout / 1000);
     let escalated = false;
     try {
       try {
