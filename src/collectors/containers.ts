@@ -429,6 +429,10 @@ export function createContainersCollector(
       containers.push(item);
       if (r.status !== 'ok') {
         item.error = whyNot(r, config.request_timeout);
+        // Its restart policy is in the inspect that failed: keep what the last one said, so
+        // one unread refresh (a container mid-restart, a slow engine) does not make a
+        // service look like a one-off job and resolve ContainerNotRunning.
+        item.shouldRun = before.get(c.Id)?.shouldRun ?? item.shouldRun;
         unread.add(labels.name);
         put(m.success, { name: labels.name }, 0);
         put(m.shouldRun, labels, item.shouldRun ? 1 : 0);
