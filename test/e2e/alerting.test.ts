@@ -453,26 +453,6 @@ describe('the CPU culprit: HostCpuHigh names a real CPU hog', () => {
 
   before(async () => {
     assert.equal(process.getuid?.(), 0, 'the hog runs at nice -10, which needs root');
-    const dir = await tempDir('lookout-e2e-hog-');
-    const bin = join(dir, HOG);
-    await symlink('/bin/sh', bin);
-    faultAt = Date.now();
-    // A shell loop that never forks: all its time is its own. On this shared machine it
-    // must get a CPU's worth to rank among the busiest: at nice -10 (nice execs it, the
-    // pid is the hog's), in a session of its own (detached: setsid) whose autogroup is
-    // also at nice -10, or the scheduler shares the CPUs per session first. spawn() kills
-    // it after HOG_MAX_MS whatever happens; the test and after() kill it sooner.
-    hog = spawn('nice', ['-n', '-10', bin, '-c', 'while :; do :; done'], {
-      stdio: 'ignore',
-      detached: true,
-      timeout: HOG_MAX_MS,
-      killSignal: 'SIGKILL',
-    });
-    assert.ok(hog.pid, 'the hog started');
-    // Without CONFIG_SCHED_AUTOGROUP (or with it off) there is no such file: nice alone.
-    await writeFile(`/proc/${hog.pid}/autogroup`, '-10').catch((err: unknown) =>
-      console.error(`autogroup nice not set: ${String(err)}`),
-    );
     // The shipped tiers (70 % and 90 % of a 5-minute average) are far above what a hog
     // reaches in a test's minute on a quiet machine. The override rules/host.yml's header
     // describes, made in place: the generic rules exclude this instance, and for it the
@@ -510,6 +490,27 @@ describe('the CPU culprit: HostCpuHigh names a real CPU hog', () => {
         await writeFile(file, JSON.stringify(doc, null, 2));
       },
     });
+    // Started once the chain is up: at nice -10 on two cores it would slow the chain's start.
+    const dir = await tempDir('lookout-e2e-hog-');
+    const bin = join(dir, HOG);
+    await symlink('/bin/sh', bin);
+    faultAt = Date.now();
+    // A shell loop that never forks: all its time is its own. On this shared machine it
+    // must get a CPU's worth to rank among the busiest: at nice -10 (nice execs it, the
+    // pid is the hog's), in a session of its own (detached: setsid) whose autogroup is
+    // also at nice -10, or the scheduler shares the CPUs per session first. spawn() kills
+    // it after HOG_MAX_MS whatever happens; the test and after() kill it sooner.
+    hog = spawn('nice', ['-n', '-10', bin, '-c', 'while :; do :; done'], {
+      stdio: 'ignore',
+      detached: true,
+      timeout: HOG_MAX_MS,
+      killSignal: 'SIGKILL',
+    });
+    assert.ok(hog.pid, 'the hog started');
+    // Without CONFIG_SCHED_AUTOGROUP (or with it off) there is no such file: nice alone.
+    await writeFile(`/proc/${hog.pid}/autogroup`, '-10').catch((err: unknown) =>
+      console.error(`autogroup nice not set: ${String(err)}`),
+    );
   });
 
   after(async () => {
