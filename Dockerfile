@@ -28,15 +28,16 @@ COPY package.json package-lock.json ./
 COPY scripts/build-native.mjs ./scripts/
 COPY native/timex/binding.gyp native/timex/timex.c ./native/timex/
 # --ignore-scripts, then the two builds by name: a plain `npm ci` would also run the root
-# package's `prepare` (tsc, a dev dependency). --build-from-source: better-sqlite3 compiles
-# here rather than downloading a prebuilt binary. nodedir: the headers of the image's own
-# Node (under its prefix), so node-gyp downloads nothing. build-native.mjs never fails an
-# install, so `test -f` makes a missing timex addon fail the build.
+# package's `prepare` (tsc, a dev dependency). better-sqlite3's own build-release script is
+# node-gyp alone: it compiles here rather than trying to download a prebuilt binary.
+# nodedir: the headers of the image's own Node (under its prefix), so node-gyp downloads
+# nothing. Both through `npm run`, which hands node-gyp to the script. build-native.mjs
+# never fails an install, so `test -f` makes a missing timex addon fail the build.
 # Then only the built .node files are kept: not sqlite's sources, objects or archive.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" \
-    npm rebuild better-sqlite3 --build-from-source --no-audit --no-fund \
- && node scripts/build-native.mjs \
+ && export npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" \
+ && (cd node_modules/better-sqlite3 && npm run build-release) \
+ && npm run build:native \
  && test -f native/timex/build/Release/timex.node \
  && cd node_modules/better-sqlite3 \
  && mv build/Release/better_sqlite3.node /tmp/ \
