@@ -6,7 +6,7 @@
  *
  * 1. Images: stand-ins for the pinned prom/prometheus and prom/alertmanager and for the
  *    Node base (test/helpers/images.ts; cached under /var/cache/lookout-test), then the
- *    project's Dockerfile, unchanged, with NODE_IMAGE set to the Node stand-in (about 4
+ *    project's Dockerfile, unchanged, with NODE_IMAGE set to the Node stand-in (4 to 7
  *    minutes here: apt installs the compiler in its deps stage and better-sqlite3 compiles). These
  *    builds use an engine in the host's namespace (apt and npm need the network); it is
  *    stopped and the namespaced engine started on the same data root.
@@ -22,7 +22,7 @@
  * 6. `docker-compose down` and `up` again: Prometheus still has the samples (named volume).
  *
  * Needs root (mount, ip netns, dockerd). About 8 minutes the first time on a machine
- * (debootstrap, apt and npm inside builds), 6.5 minutes with the image cache.
+ * (debootstrap, apt and npm inside builds), 6.5 to 9.5 minutes with the image cache.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -344,24 +344,32 @@ describe(
         'package.json',
         'pricing',
       ]);
+      /** A shell script run in the image (no network), its output's lines. */
+      const sh = async (script: string, ...args: string[]) =>
+        (
+          await docker([
+            'run',
+            '--rm',
+            '--network=none',
+            '--entrypoint=/bin/sh',
+            LOOKOUT_IMAGE,
+            '-c',
+            script,
+            'sh',
+            ...args,
+          ])
+        ).stdout
+          .split('\n')
+          .filter(Boolean);
       // Both native addons, built for the image's Node, load in it; of better-sqlite3's
       // build only its addon is kept; the compiler stayed in the build stage.
-      const addons = await docker([
-        'run',
-        '--rm',
-        '--network=none',
-        '--entrypoint=/bin/sh',
-        LOOKOUT_IMAGE,
-        '-c',
+      const addons = await sh(
         'ls -A node_modules/better-sqlite3/build/Release && ' +
           `node -e "new (require('better-sqlite3'))(':memory:'); ` +
           `console.log(typeof require('./native/timex/build/Release/timex.node').read)" && ` +
           'for c in cc gcc g++ make python3; do command -v $c; done; true',
-      ]);
-      assert.deepEqual(addons.stdout.split('\n').filter(Boolean), [
-        'better_sqlite3.node',
-        'function',
-      ]);
+      );
+      assert.deepEqual(addons, ['better_sqlite3.node', 'function']);
       // Every package the lockfile installs for production, and none it installs for
       // development only.
       const lock = JSON.parse(await readFile(join(REPO, 'package-lock.json'), 'utf8')) as {
@@ -372,22 +380,11 @@ describe(
       const prod = entries
         .filter(([, e]) => !e.dev && !e.devOptional && !e.optional)
         .map(([p]) => p);
-      const present = (
-        await docker([
-          'run',
-          '--rm',
-          '--network=none',
-          '--entrypoint=/bin/sh',
-          LOOKOUT_IMAGE,
-          '-c',
-          'for p in "$@"; do [ -e "/app/$p/package.json" ] && echo "$p"; done; true',
-          'sh',
-          ...dev,
-          ...prod,
-        ])
-      ).stdout
-        .split('\n')
-        .filter(Boolean);
+      const present = await sh(
+        'for p in "$@"; do [ -e "/app/$p/package.json" ] && echo "$p"; done; true',
+        ...dev,
+        ...prod,
+      );
       assert.ok(prod.length > 0 && dev.length > 0, 'the lockfile has both kinds');
       assert.deepEqual(
         dev.filter((p) => present.includes(p)),
@@ -591,27 +588,15 @@ describe(
         input_tokens: 1000,
         output_tokens: 100,
       };
-      const post = spawnSync(
-        'nsenter',
-        [
-          `--net=/run/netns/${netns}`,
-          'curl',
-          '-sS',
-          '--fail-with-body',
-          '--max-time',
-          '10',
-          '-H',
-          `Authorization: Bearer ${AI_TOKEN}`,
-          '-H',
-          'Content-Type: application/json',
-          '--data-binary',
-          JSON.stringify(event),
-          'http://127.0.0.1:10142/api/v1/ai-usage',
-        ],
-        { encoding: 'utf8', timeout: 15_000 },
-      );
-      assert.equal(post.status, 0, `POST /api/v1/ai-usage: ${post.stderr} ${post.stdout}`);
-      assert.equal((JSON.parse(post.stdout) as { accepted: number }).accepted, 1, post.stdout);
+      const posted = await nsCurl(netns, 'http://127.0.0.1:10142/api/v1/ai-usage', 10_000, [
+        '-H',
+        `Authorization: Bearer ${AI_TOKEN}`,
+        '-H',
+        'Content-Type: application/json',
+        '--data-binary',
+        JSON.stringify(event),
+      ]);
+      assert.equal((JSON.parse(posted) as { accepted: number }).accepted, 1, posted);
 
       const id = await containerOf('lookout');
       const cost = await docker([
