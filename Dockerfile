@@ -1,7 +1,8 @@
 # lookout exporter image. Build: docker build -t lookout .   (docker-compose.yml does this)
-# Three stages so the runtime image holds only dist/, production node_modules,
-# package.json, the launcher, the runbooks page and the AI price table: no TypeScript,
-# no dev dependencies, no npm cache, no sources.
+# Three stages so the runtime image holds only dist/, production node_modules (with
+# better-sqlite3's addon built), the timex addon, package.json, the launcher, the runbooks
+# page and the AI price table: no TypeScript, no dev dependencies, no npm cache, no
+# sources, no compiler.
 # NODE_IMAGE is the current Node LTS line (26, LTS since October 2026); any Node >= 20 runs lookout.
 ARG NODE_IMAGE=node:26-trixie-slim
 
@@ -15,11 +16,36 @@ COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
 
-# ---- deps: production dependencies only, from the same lockfile
+# ---- deps: production dependencies only, from the same lockfile, and the two native
+# addons compiled for this image's Node: better-sqlite3 (the aicost collector's store and
+# `lookout cost`) and native/timex (the timex collector). The compiler stays in this stage.
 FROM ${NODE_IMAGE} AS deps
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY scripts/build-native.mjs ./scripts/
+COPY native/timex/binding.gyp native/timex/timex.c ./native/timex/
+# --ignore-scripts, then the two builds by name: a plain `npm ci` would also run the root
+# package's `prepare` (tsc, a dev dependency). better-sqlite3's own build-release script is
+# node-gyp alone: it compiles here rather than trying to download a prebuilt binary.
+# nodedir: the headers of the image's own Node (under its prefix), so node-gyp downloads
+# nothing. Both through `npm run`, which hands node-gyp to the script. build-native.mjs
+# never fails an install, so `test -f` makes a missing timex addon fail the build.
+# Then only the built .node files are kept: not sqlite's sources, objects or archive.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && export npm_config_nodedir="$(node -p 'require("path").resolve(process.execPath, "../..")')" \
+ && (cd node_modules/better-sqlite3 && npm run build-release) \
+ && npm run build:native \
+ && test -f native/timex/build/Release/timex.node \
+ && cd node_modules/better-sqlite3 \
+ && mv build/Release/better_sqlite3.node /tmp/ \
+ && rm -rf build deps src binding.gyp \
+ && mkdir -p build/Release \
+ && mv /tmp/better_sqlite3.node build/Release/ \
+ && node -e 'new (require("better-sqlite3"))(":memory:").prepare("select 1").get()' \
+ && npm cache clean --force
 
 # ---- runtime
 FROM ${NODE_IMAGE}
@@ -29,6 +55,8 @@ ENV NODE_ENV=production
 ENV STATE_DIRECTORY=/var/lib/lookout
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
+# Where src/collectors/timex.ts loads it from (dist/collectors/../../native/timex/...).
+COPY --from=deps /app/native/timex/build/Release/timex.node ./native/timex/build/Release/timex.node
 COPY --from=build /src/dist ./dist
 COPY package.json ./
 # bin/lookout holds the node flags (and UV_THREADPOOL_SIZE) for every way lookout runs.

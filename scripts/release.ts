@@ -53,6 +53,10 @@ const FILES = [
 /** native/timex as scripts/build-native.mjs leaves it; src/collectors/timex.ts loads it there. */
 const TIMEX_ADDON = 'native/timex/build/Release/timex.node';
 
+/** better-sqlite3's addon, compiled by `npm ci` for this Node; the rest of its build/ (objects,
+ *  sqlite3.a, a test extension) and its C sources (deps/, src/) are not needed to run it. */
+const SQLITE_ADDON = 'build/Release/better_sqlite3.node';
+
 /** Where the installed layout keeps state (the unit's StateDirectory=lookout). */
 const STATE_DIRECTORY = '/var/lib/lookout';
 
@@ -112,6 +116,26 @@ async function pruneForeignPrebuilds(dir: string, keep: string): Promise<void> {
   }
 }
 
+/** Keeps only better-sqlite3's compiled addon of its build tree and sources. */
+async function pruneSqliteBuild(pkgDir: string): Promise<void> {
+  const addon = join(pkgDir, SQLITE_ADDON);
+  if (
+    !(await stat(addon).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  )
+    throw new Error(
+      `${addon} is missing: npm ci builds it (a C++ compiler, make and python3 are needed)`,
+    );
+  const kept = await readFile(addon);
+  for (const dir of ['build', 'deps', 'src'])
+    await rm(join(pkgDir, dir), { recursive: true, force: true });
+  await rm(join(pkgDir, 'binding.gyp'), { force: true });
+  await mkdir(join(addon, '..'), { recursive: true });
+  await writeFile(addon, kept, { mode: 0o755 });
+}
+
 /**
  * Builds one archive per version from one staging tree (the versions differ only in the
  * package.json they carry); the first is the checkout's version unless given.
@@ -169,6 +193,7 @@ export async function release(opts: { out: string; versions?: string[] }): Promi
     // Command links for a shell, not for lookout; the archive holds no symlinks.
     await rm(join(top, 'node_modules/.bin'), { recursive: true, force: true });
     await pruneForeignPrebuilds(join(top, 'node_modules'), `linux-${process.arch}`);
+    await pruneSqliteBuild(join(top, 'node_modules/better-sqlite3'));
 
     // The Node that runs this build is the one the tests ran with.
     await mkdir(join(top, 'runtime'));

@@ -224,6 +224,10 @@ describe(
         'lookout/MANIFEST',
         'lookout/node_modules/bcrypt/package.json',
         'lookout/node_modules/prom-client/package.json',
+        // The two addons this checkout's `npm ci` compiled: the aicost store's, the timex
+        // collector's.
+        'lookout/node_modules/better-sqlite3/build/Release/better_sqlite3.node',
+        'lookout/native/timex/build/Release/timex.node',
       ])
         assert.ok(names.has(want), `${want} is in the archive`);
       const pkg = JSON.parse(await readFile('package.json', 'utf8')) as {
@@ -237,6 +241,14 @@ describe(
         );
       for (const name of names)
         assert.doesNotMatch(name, /^lookout\/(src|test|bench|node_modules\/\.bin)\//, name);
+      // Of better-sqlite3's build, only the addon: no objects, no sqlite3 sources.
+      assert.deepEqual(
+        [...names].filter(
+          (n) =>
+            n.startsWith('lookout/node_modules/better-sqlite3/') && /\.(node|[ach]|o|a)$/.test(n),
+        ),
+        ['lookout/node_modules/better-sqlite3/build/Release/better_sqlite3.node'],
+      );
       // The one native addon, for this platform only.
       const prebuilds = [...names].filter((n) => /\/prebuilds\/[^/]+\/$/.test(n));
       assert.deepEqual(prebuilds, [`lookout/node_modules/bcrypt/prebuilds/linux-${process.arch}/`]);
@@ -393,7 +405,7 @@ describe(
       return Number(line.slice(series.length + 1));
     };
 
-    it('install lays it out, and the unit’s command line serves /metrics: every default collector successful, the host’s /proc read', async () => {
+    it('install lays it out, and the unit’s command line serves /metrics: every default collector successful, the host’s /proc read, both native addons load', async () => {
       const t0 = Date.now();
       const inst = await inRoot(ROOT, ['/lookout/bin/lookout', 'install']);
       timing.install = (Date.now() - t0) / 1000;
@@ -464,9 +476,21 @@ describe(
           .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
         assert.ok(processes > 10, `${processes} processes seen`);
         assert.match(metrics, /^lookout_filesystem_size_bytes\{mountpoint="\/",/m);
+        // The timex addon loaded: the collector reports the clock, not "nothing to collect".
+        assert.match(metrics, /^lookout_timex_sync_status [01]$/m);
       } finally {
         assert.equal(await served.stop(), 0, served.output());
       }
+      // better-sqlite3's addon (the aicost store, `lookout cost`) in the installed layout, with
+      // the archive's Node, on a root with no compiler or Node headers.
+      const sqlite = await inRoot(ROOT, [
+        '/opt/lookout/runtime/node',
+        '-e',
+        "const D = require('/opt/lookout/node_modules/better-sqlite3'); " +
+          "console.log(new D(':memory:').prepare('select sqlite_version() v').get().v)",
+      ]);
+      assert.equal(sqlite.code, 0, sqlite.out);
+      assert.match(sqlite.out.trim(), /^3\.\d+\.\d+$/);
       console.log(
         `unpack ${timing.unpack.toFixed(1)} s + install ${timing.install.toFixed(1)} s + start to a served /metrics with every collector successful ${timing.serve.toFixed(1)} s = ${(timing.unpack + timing.install + timing.serve).toFixed(1)} s`,
       );

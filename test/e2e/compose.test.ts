@@ -6,20 +6,23 @@
  *
  * 1. Images: stand-ins for the pinned prom/prometheus and prom/alertmanager and for the
  *    Node base (test/helpers/images.ts; cached under /var/cache/lookout-test), then the
- *    project's Dockerfile, unchanged, with NODE_IMAGE set to the Node stand-in. These
+ *    project's Dockerfile, unchanged, with NODE_IMAGE set to the Node stand-in (4 to 7
+ *    minutes here: apt installs the compiler in its deps stage and better-sqlite3 compiles). These
  *    builds use an engine in the host's namespace (apt and npm need the network); it is
  *    stopped and the namespaced engine started on the same data root.
  * 2. `docker-compose up -d`, every healthcheck healthy (the time is printed).
  * 3. Prometheus's API: lookout is up, the rules are loaded, and lookout's figures from
- *    inside its container describe the host the test reads directly.
+ *    inside its container describe the host the test reads directly. The image's native
+ *    addons at work: timex reports the host's clock, and an AI usage event posted to lookout
+ *    is stored by better-sqlite3 and reported by the image's own `lookout cost --json`.
  * 4. A real fault on the host: a 4 MiB tmpfs filled past 90 %; the critical alert reaches
  *    Alertmanager and arrives as email and Slack message at sinks in the namespace.
  * 5. lookout's process killed from the host: the restart policy brings it back, with its
  *    memory and CPU limits set and in force in its cgroup.
  * 6. `docker-compose down` and `up` again: Prometheus still has the samples (named volume).
  *
- * Needs root (mount, ip netns, dockerd). About 6 minutes the first time on a machine
- * (debootstrap, apt and npm inside builds), 3 minutes with the image cache.
+ * Needs root (mount, ip netns, dockerd). About 8 minutes the first time on a machine
+ * (debootstrap, apt and npm inside builds), 6.5 to 9.5 minutes with the image cache.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -60,6 +63,8 @@ const HEALTHY_MS = 150_000;
 const DELIVERY_MS = 60_000;
 const TMPFS_BYTES = 4 * 1024 * 1024;
 const MiB = 1024 * 1024;
+/** The aicost collector's ingest token in the test's copy of deploy/compose/lookout.yml. */
+const AI_TOKEN = 'e2e-ai-ingest-token-0123456789';
 
 const log = (s: string) => console.log(`# compose: ${s}`);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -100,7 +105,6 @@ describe(
           env: {
             LOOKOUT_TEST_DIR: dir,
             LOOKOUT_TEST_FAULT_DIR: faultDir,
-            LOOKOUT_TEST_DOCKER_SOCKET: dockerd.socket,
           },
         },
       );
@@ -228,6 +232,17 @@ describe(
       await chmod(join(dir, 'rules'), 0o755);
       for (const f of await readdir(join(dir, 'rules'))) await chmod(join(dir, 'rules', f), 0o644);
 
+      // deploy/compose/lookout.yml plus the aicost collector (off by default) with its token.
+      const lookoutYml = load(
+        await readFile(join(REPO, 'deploy/compose/lookout.yml'), 'utf8'),
+      ) as Record<string, unknown>;
+      lookoutYml.collectors = {
+        ...(lookoutYml.collectors as Record<string, unknown> | undefined),
+        aicost: { enabled: true, ingest_token_file: '/etc/lookout/ai-ingest.token' },
+      };
+      await writeFile(join(dir, 'lookout.yml'), dump(lookoutYml), { mode: 0o644 });
+      await writeFile(join(dir, 'ai-ingest.token'), AI_TOKEN, { mode: 0o644 });
+
       const am = await loadAlertmanagerYml();
       const amGlobal = am.global as Record<string, unknown>;
       amGlobal.smtp_smarthost = `host.docker.internal:${sinks.smtpPort}`;
@@ -304,7 +319,7 @@ describe(
       if (failed.length > 0) throw new Error(`cleanup failed:\n${failed.join('\n')}`);
     });
 
-    it("builds the project's Dockerfile into an image of Node, dist/, production dependencies and the launcher", async () => {
+    it("builds the project's Dockerfile into an image of Node, dist/, production dependencies with both native addons built, the launcher, and no compiler", async () => {
       const ls = async (path: string) =>
         (
           await docker([
@@ -320,7 +335,41 @@ describe(
           .split('\n')
           .filter(Boolean)
           .sort();
-      assert.deepEqual(await ls('/app'), ['bin', 'dist', 'docs', 'node_modules', 'package.json']);
+      assert.deepEqual(await ls('/app'), [
+        'bin',
+        'dist',
+        'docs',
+        'native',
+        'node_modules',
+        'package.json',
+        'pricing',
+      ]);
+      /** A shell script run in the image (no network), its output's lines. */
+      const sh = async (script: string, ...args: string[]) =>
+        (
+          await docker([
+            'run',
+            '--rm',
+            '--network=none',
+            '--entrypoint=/bin/sh',
+            LOOKOUT_IMAGE,
+            '-c',
+            script,
+            'sh',
+            ...args,
+          ])
+        ).stdout
+          .split('\n')
+          .filter(Boolean);
+      // Both native addons, built for the image's Node, load in it; of better-sqlite3's
+      // build only its addon is kept; the compiler stayed in the build stage.
+      const addons = await sh(
+        'ls -A node_modules/better-sqlite3/build/Release && ' +
+          `node -e "new (require('better-sqlite3'))(':memory:'); ` +
+          `console.log(typeof require('./native/timex/build/Release/timex.node').read)" && ` +
+          'for c in cc gcc g++ make python3; do command -v $c; done; true',
+      );
+      assert.deepEqual(addons, ['better_sqlite3.node', 'function']);
       // Every package the lockfile installs for production, and none it installs for
       // development only.
       const lock = JSON.parse(await readFile(join(REPO, 'package-lock.json'), 'utf8')) as {
@@ -331,22 +380,11 @@ describe(
       const prod = entries
         .filter(([, e]) => !e.dev && !e.devOptional && !e.optional)
         .map(([p]) => p);
-      const present = (
-        await docker([
-          'run',
-          '--rm',
-          '--network=none',
-          '--entrypoint=/bin/sh',
-          LOOKOUT_IMAGE,
-          '-c',
-          'for p in "$@"; do [ -e "/app/$p/package.json" ] && echo "$p"; done; true',
-          'sh',
-          ...dev,
-          ...prod,
-        ])
-      ).stdout
-        .split('\n')
-        .filter(Boolean);
+      const present = await sh(
+        'for p in "$@"; do [ -e "/app/$p/package.json" ] && echo "$p"; done; true',
+        ...dev,
+        ...prod,
+      );
       assert.ok(prod.length > 0 && dev.length > 0, 'the lockfile has both kinds');
       assert.deepEqual(
         dev.filter((p) => present.includes(p)),
@@ -512,6 +550,12 @@ describe(
         [],
         'collectors failing',
       );
+      // timex and containers among them: no Docker socket in the container is nothing to
+      // collect (success 1, no container series), not a failure.
+      const names = collectors.map((r) => r.metric.collector);
+      for (const c of ['timex', 'containers', 'aicost'])
+        assert.ok(names.includes(c), `${c} in ${names.join(', ')}`);
+      assert.deepEqual(await query('lookout_container_running{job="lookout"}'), []);
       const id = await containerOf('lookout');
       const { stdout, stderr } = await docker(['logs', id]);
       const lines = (stdout + stderr).split('\n').filter(Boolean);
@@ -523,6 +567,60 @@ describe(
       assert.deepEqual(
         lines.filter((l) => !l.startsWith('level=info') && !l.startsWith('level=debug')),
         [],
+      );
+    });
+
+    it("the image's native addons at work: timex reports, and an AI usage event is stored and reported by lookout cost", async () => {
+      const sync = await query('lookout_timex_sync_status{job="lookout"}');
+      assert.equal(sync.length, 1, 'lookout_timex_sync_status: the timex addon loaded');
+      assert.match(sync[0]!.value[1], /^[01]$/);
+      assert.equal(
+        (await query('lookout_ai_store_up{job="lookout"}'))[0]?.value[1],
+        '1',
+        'the aicost store open (better-sqlite3)',
+      );
+
+      const event = {
+        id: 'e2e-compose-1',
+        service: 'e2e',
+        model: 'gpt-4o',
+        provider: 'openai',
+        input_tokens: 1000,
+        output_tokens: 100,
+      };
+      const posted = await nsCurl(netns, 'http://127.0.0.1:10142/api/v1/ai-usage', 10_000, [
+        '-H',
+        `Authorization: Bearer ${AI_TOKEN}`,
+        '-H',
+        'Content-Type: application/json',
+        '--data-binary',
+        JSON.stringify(event),
+      ]);
+      assert.equal((JSON.parse(posted) as { accepted: number }).accepted, 1, posted);
+
+      const id = await containerOf('lookout');
+      const cost = await docker([
+        'exec',
+        id,
+        '/app/bin/lookout',
+        'cost',
+        '--json',
+        '--config',
+        '/etc/lookout/lookout.yml',
+      ]);
+      const report = JSON.parse(cost.stdout) as {
+        store: string;
+        current: { requests: number; inputTokens: number; outputTokens: number; costUsd: number };
+        breakdown: Array<{ key: string; current: { requests: number } }>;
+      };
+      assert.equal(report.store, '/var/lib/lookout/aicost/ai-usage.sqlite');
+      assert.equal(report.current.requests, 1);
+      assert.equal(report.current.inputTokens, 1000);
+      assert.equal(report.current.outputTokens, 100);
+      assert.ok(report.current.costUsd > 0, `priced: ${cost.stdout}`);
+      assert.deepEqual(
+        report.breakdown.map((b) => [b.key, b.current.requests]),
+        [['e2e', 1]],
       );
     });
 

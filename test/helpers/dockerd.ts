@@ -179,7 +179,13 @@ export async function addNetns(
 }
 
 /** curl inside the namespace (the only place published ports and container addresses exist). */
-export async function nsCurl(netns: string, url: string, timeoutMs = 5000): Promise<string> {
+export async function nsCurl(
+  netns: string,
+  url: string,
+  timeoutMs = 5000,
+  /** More curl arguments (headers, --data-binary for a POST). */
+  curlArgs: string[] = [],
+): Promise<string> {
   const { stdout } = await run(
     'nsenter',
     [
@@ -189,12 +195,13 @@ export async function nsCurl(netns: string, url: string, timeoutMs = 5000): Prom
       '--fail-with-body',
       '--max-time',
       String(timeoutMs / 1000),
+      ...curlArgs,
       url,
     ],
     { timeout: timeoutMs + 2000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
   ).catch((err: { stdout?: string; stderr?: string; message: string }) => {
     throw new Error(
-      `GET ${url} in netns ${netns}: ${err.stderr || err.message} ${err.stdout ?? ''}`,
+      `${curlArgs.includes('--data-binary') ? 'POST' : 'GET'} ${url} in netns ${netns}: ${err.stderr || err.message} ${err.stdout ?? ''}`,
       {
         cause: err,
       },
