@@ -6,7 +6,7 @@
  * the next turn takes all of them into one transaction. Each request is answered only
  * after its transaction has committed (WAL, synchronous=FULL: on disk).
  *
- * Messages in: open, write, seed, probe, close (see ledger.ts, the other side).
+ * Messages in: open, write, seed, totals, probe, prune, close (see ledger.ts, the other side).
  */
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -127,6 +127,12 @@ function prepare(d: Database.Database) {
       'INSERT OR REPLACE INTO tail_positions (path, dev, ino, offset, state) VALUES (?,?,?,?,?)',
     ),
     probe: d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe', ?)"),
+    totals: d.prepare(
+      `SELECT service, model, source, requests, unpriced_requests AS unpricedRequests,
+        input_tokens AS input, output_tokens AS output, cache_read_tokens AS cacheRead,
+        cache_write_5m_tokens AS cacheWrite5m, cache_write_1h_tokens AS cacheWrite1h,
+        unpriced_tokens AS unpricedTokens, cost_usd AS cost FROM totals ORDER BY rowid`,
+    ),
   };
 }
 
@@ -288,18 +294,15 @@ function flush(): void {
   group.forEach(({ seq }, i) => reply({ seq, inserted: results[i]! }));
 }
 
+/** The totals table, in the order each combination was first stored: the order label caps admit values. */
+function totals(): TotalsRow[] {
+  return statements!.totals.all() as TotalsRow[];
+}
+
 function seed(): SeedResult {
   const d = db!;
   return {
-    // In the order each combination was first stored: the order label caps admit values.
-    totals: d
-      .prepare(
-        `SELECT service, model, source, requests, unpriced_requests AS unpricedRequests,
-          input_tokens AS input, output_tokens AS output, cache_read_tokens AS cacheRead,
-          cache_write_5m_tokens AS cacheWrite5m, cache_write_1h_tokens AS cacheWrite1h,
-          unpriced_tokens AS unpricedTokens, cost_usd AS cost FROM totals ORDER BY rowid`,
-      )
-      .all() as TotalsRow[],
+    totals: totals(),
     counts: d.prepare('SELECT kind, key, result, n FROM ingest_counts').all() as IngestCountRow[],
     tails: d.prepare('SELECT path, state FROM tail_positions').all() as TailPositionRow[],
   };
@@ -372,6 +375,11 @@ port.on('message', (m: LedgerRequest) => {
         return;
       case 'seed':
         reply({ seq: m.seq, seed: seed() });
+        return;
+      case 'totals':
+        // After every write queued before it: its answer follows theirs.
+        flush();
+        reply({ seq: m.seq, totals: totals() });
         return;
       case 'probe':
         statements!.probe.run(new Date().toISOString());

@@ -107,12 +107,13 @@ export function encodeRows(events: readonly StoredEvent[]): RowValue[] {
 export type LedgerRequest =
   | { seq: number; op: 'open'; options: OpenOptions }
   | { seq: number; op: 'write'; req: WireWrite }
-  | { seq: number; op: 'seed' | 'probe' | 'prune' | 'close' };
+  | { seq: number; op: 'seed' | 'totals' | 'probe' | 'prune' | 'close' };
 
 export type LedgerReply =
   | { seq: number; ok: true }
   | { seq: number; inserted: Uint8Array }
   | { seq: number; seed: SeedResult }
+  | { seq: number; totals: TotalsRow[] }
   | { seq: number; error: string; code?: string }
   | { seq: -1; pruned: number }
   | { seq: -1; log: string };
@@ -217,7 +218,7 @@ export class Ledger {
 
   private call(m: { op: 'open'; options: OpenOptions }): Promise<LedgerReply>;
   private call(m: { op: 'write'; req: WireWrite }): Promise<LedgerReply>;
-  private call(m: { op: 'seed' | 'probe' | 'prune' | 'close' }): Promise<LedgerReply>;
+  private call(m: { op: 'seed' | 'totals' | 'probe' | 'prune' | 'close' }): Promise<LedgerReply>;
   private call(m: Omit<LedgerRequest, 'seq'>): Promise<LedgerReply> {
     if (this.exited) return Promise.reject(this.exited);
     const seq = ++this.seq;
@@ -250,6 +251,15 @@ export class Ledger {
   async seed(): Promise<SeedResult> {
     const r = await this.call({ op: 'seed' });
     return (r as { seed: SeedResult }).seed;
+  }
+
+  /**
+   * The store's totals table now (a row per service, model and source: small). Every
+   * write asked for before this call has committed and been answered before it resolves.
+   */
+  async totals(): Promise<TotalsRow[]> {
+    const r = await this.call({ op: 'totals' });
+    return (r as { totals: TotalsRow[] }).totals;
   }
 
   /** One small write transaction: whether the store takes writes again after a fault. */

@@ -12,7 +12,13 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { checkEvent, problemText, totalTokens, type StoredEvent } from '../aicost/event.js';
-import { Ledger, LedgerError, type SeedResult, type WriteRequest } from '../aicost/ledger.js';
+import {
+  Ledger,
+  LedgerError,
+  type SeedResult,
+  type TotalsRow,
+  type WriteRequest,
+} from '../aicost/ledger.js';
 import { loadPricing, type PricingTable } from '../aicost/pricing.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
@@ -199,6 +205,38 @@ export class Tallies {
       if (c.kind === 'events')
         this.bump(this.ingest, `${this.sources.lookup(c.key)}\u0000${c.result}`, c.n);
       else this.bump(this.jsonl, `${c.key}\u0000${c.result}`, c.n);
+    }
+  }
+
+  /**
+   * Raises each counter to what the store's totals table holds (never lowers one): what
+   * another process added there — `lookout cost reprice` pricing events stored unpriced —
+   * is counted without a restart. The caller makes sure every write in `rows` is tallied.
+   */
+  raise(rows: readonly TotalsRow[]): void {
+    const store = new Map<string, Sums>();
+    for (const t of rows) {
+      const key = `${this.services.admit(t.service)}\u0000${this.models.admit(t.model)}\u0000${this.sources.admit(t.source)}`;
+      let s = store.get(key);
+      if (s === undefined) {
+        s = zero();
+        store.set(key, s);
+      }
+      s.requests += t.requests;
+      s.unpricedRequests += t.unpricedRequests;
+      s.input += t.input;
+      s.output += t.output;
+      s.cacheRead += t.cacheRead;
+      s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
+      s.unpricedTokens += t.unpricedTokens;
+      s.cost += t.cost;
+    }
+    for (const [key, from] of store) {
+      const [service, model, source] = key.split('\u0000') as [string, string, string];
+      const s = this.sums(service, model, source);
+      for (const k of Object.keys(from) as (keyof Sums)[]) {
+        if (from[k] > s[k]) s[k] = from[k];
+      }
     }
   }
 
@@ -416,6 +454,10 @@ class AicostService {
   private faulted: string | undefined;
   private probe: NodeJS.Timeout | undefined;
   private tails: Tail[] = [];
+  private refresh: NodeJS.Timeout | undefined;
+  private refreshing = false;
+  /** Writes not yet tallied (see followStore()). */
+  private readonly inflight = new Set<Promise<unknown>>();
   private readonly rate: RateLimitedLog;
   private readonly unpricedLogged = new Set<string>();
   private dir = '';
@@ -449,6 +491,8 @@ class AicostService {
     const saved = new Map(seed.tails.map((t) => [t.path, JSON.parse(t.state) as TailPosition]));
     this.tails = this.cfg.jsonl.map((path) => this.follow(path, saved.get(path)));
     await Promise.all(this.tails.map((t) => t.start()));
+    this.refresh = setInterval(() => void this.followStore(), this.cfg.interval);
+    this.refresh.unref();
     sctx.log.info('AI usage store open', {
       path: this.dir,
       series: this.tallies.usage.size,
@@ -467,7 +511,31 @@ class AicostService {
     );
   }
 
+  /**
+   * Raises the counters to the store's totals (see Tallies.raise), on the collector's
+   * interval. The worker answers the read after every write sent before it; those writes'
+   * tallies are awaited first, so nothing is counted twice, and writes sent after it are
+   * not in the read, so their counts can only be above it.
+   */
+  private async followStore(): Promise<void> {
+    const ledger = this.ledger;
+    if (this.refreshing || ledger === undefined || this.faulted !== undefined) return;
+    this.refreshing = true;
+    try {
+      const before = [...this.inflight];
+      const rows = await ledger.totals();
+      await Promise.allSettled(before);
+      this.tallies.raise(rows);
+    } catch {
+      // A failed read is the store's fault, seen by the next write too; the next refresh tries again.
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.refresh);
+    this.refresh = undefined;
     clearInterval(this.probe);
     this.probe = undefined;
     const tails = this.tails;
@@ -507,7 +575,15 @@ class AicostService {
   }
 
   /** Stores what was checked; counts after the commit. Throws LedgerError when the store fails. */
-  async store(req: WriteRequest): Promise<Uint8Array> {
+  store(req: WriteRequest): Promise<Uint8Array> {
+    const p = this.storeAndCount(req);
+    this.inflight.add(p);
+    const done = () => void this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  private async storeAndCount(req: WriteRequest): Promise<Uint8Array> {
     const ledger = this.ledger;
     if (ledger === undefined) throw new LedgerError('the AI usage store is not open');
     let inserted: Uint8Array;
