@@ -10,9 +10,15 @@
  */
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { batchAnswer, type RouteItemResult } from '../collectors/collector.js';
+import { checkEvent, problemText, type StoredEvent } from './event.js';
+import { loadPricing, type PricingTable } from './pricing.js';
 import { DDL, SCHEMA_VERSION } from './schema.js';
 import type {
   IngestCountRow,
+  IngestReply,
+  IngestRequest,
+  StoredSums,
   LedgerReply,
   LedgerRequest,
   OpenOptions,
@@ -22,13 +28,24 @@ import type {
   TotalsRow,
   WireWrite,
 } from './ledger.js';
-import { ROW_WIDTH } from './ledger.js';
+import { encodeRows, ROW_WIDTH } from './ledger.js';
 
 const port = parentPort!;
 let db: Database.Database | undefined;
 let opts: OpenOptions | undefined;
 let statements: ReturnType<typeof prepare> | undefined;
-const pending: { seq: number; req: WireWrite }[] = [];
+/** A body checked here: its per-item answers so far (rejected ones filled in), and where each stored event's answer goes. */
+interface Checked {
+  results: RouteItemResult[];
+  at: number[];
+  ids: string[];
+  rejectedBy: Record<string, number>;
+}
+const pending: { seq: number; req: WireWrite; checked?: Checked }[] = [];
+let pricing: PricingTable | undefined;
+/** The source label values the counters know (see IngestRequest.knownSources). */
+let knownSources = new Set<string>();
+const OTHER = 'other';
 let flushScheduled = false;
 let pruneTimer: NodeJS.Timeout | undefined;
 let pruning = false;
@@ -291,7 +308,209 @@ function flush(): void {
     for (const { seq } of group) reply({ seq, error: e.message, code: e.code });
     return;
   }
-  group.forEach(({ seq }, i) => reply({ seq, inserted: results[i]! }));
+  group.forEach(({ seq, req, checked }, i) => {
+    const inserted = results[i]!;
+    if (checked === undefined) reply({ seq, inserted });
+    else reply({ seq, ingested: ingested(req, checked, inserted) });
+  });
+}
+
+/** The shapes a body may take: one event, an array of them, or `{ events: [...] }`. */
+function itemsOf(
+  body: unknown,
+  maxBatch: number,
+): { items: unknown[]; single: boolean } | Extract<IngestReply, { refused: unknown }> {
+  const shape = {
+    refused: {
+      status: 400,
+      message: 'the body does not match what this route takes',
+      problems: [
+        {
+          path: '(top level)',
+          message: 'expected one event (an object), an array of events, or {"events": [...]}',
+        },
+      ],
+    },
+  };
+  let items: unknown[];
+  let single = false;
+  if (Array.isArray(body)) items = body;
+  else if (typeof body !== 'object' || body === null) return shape;
+  else if ('events' in body && Object.keys(body).length === 1) {
+    const events = (body as { events: unknown }).events;
+    if (!Array.isArray(events)) {
+      return {
+        refused: {
+          status: 400,
+          message: 'the body does not match what this route takes',
+          problems: [{ path: 'events', message: 'expected an array of events' }],
+        },
+      };
+    }
+    items = events;
+  } else {
+    items = [body];
+    single = true;
+  }
+  if (items.length === 0) return { refused: { status: 400, message: 'the batch holds no events' } };
+  if (items.length > maxBatch) {
+    return {
+      refused: {
+        status: 413,
+        message: `the batch holds ${items.length} events; send at most ${maxBatch} per request (collectors.aicost.max_batch)`,
+      },
+    };
+  }
+  return { items, single };
+}
+
+/**
+ * Parses and checks a body of events (see collectors/aicost.ts): queued for the next
+ * transaction, or refused as a whole now.
+ */
+function ingest(seq: number, req: IngestRequest): void {
+  if (req.knownSources) knownSources = new Set(req.knownSources);
+  const text = Buffer.from(req.raw.buffer, req.raw.byteOffset, req.raw.byteLength).toString('utf8');
+  let body: unknown;
+  try {
+    body = JSON.parse(text) as unknown;
+  } catch (err) {
+    reply({
+      seq,
+      ingested: {
+        refused: { status: 400, message: `the body is not valid JSON: ${(err as Error).message}` },
+      },
+    });
+    return;
+  }
+  const shaped = itemsOf(body, req.maxBatch);
+  if ('refused' in shaped) {
+    reply({ seq, ingested: shaped });
+    return;
+  }
+  const { items, single } = shaped;
+  const check = {
+    now: req.now,
+    retentionMs: opts!.retentionMs,
+    defaultSource: 'http',
+    pricing: pricing!,
+  };
+  const results: RouteItemResult[] = new Array(items.length);
+  const events: StoredEvent[] = [];
+  const at: number[] = [];
+  const rejectedBy: Record<string, number> = {};
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    const c = checkEvent(item, check);
+    if (c.ok) {
+      events.push(c.event);
+      at.push(i);
+      continue;
+    }
+    if (single) {
+      reply({
+        seq,
+        ingested: {
+          refused: { status: 400, message: 'the event is not valid', problems: c.problems },
+        },
+      });
+      return;
+    }
+    const id = (item as { id?: unknown } | null)?.id;
+    results[i] = {
+      ...(typeof id === 'string' ? { id } : {}),
+      result: 'rejected',
+      reason: problemText(c.problems),
+    };
+    const s = (item as { source?: unknown } | null)?.source;
+    const named = typeof s === 'string' ? s : 'http';
+    const source = knownSources.has(named) ? named : OTHER;
+    rejectedBy[source] = (rejectedBy[source] ?? 0) + 1;
+  }
+  const ids = events.map((e) => e.id);
+  pending.push({
+    seq,
+    req: { rows: encodeRows(events), count: events.length, rejected: rejectedBy },
+    checked: { results, at, ids, rejectedBy },
+  });
+  scheduleFlush();
+}
+
+/** The answer and the counters' additions for a checked body, after its commit. */
+function ingested(req: WireWrite, c: Checked, inserted: Uint8Array): IngestReply {
+  const r = req.rows;
+  const stored = new Map<string, StoredSums>();
+  const bySource = new Map<string, [string, 'accepted' | 'duplicate' | 'rejected', number]>();
+  const count = (source: string, result: 'accepted' | 'duplicate' | 'rejected', n: number) => {
+    const k = `${source}\u0000${result}`;
+    const e = bySource.get(k);
+    if (e) e[2] += n;
+    else bySource.set(k, [source, result, n]);
+  };
+  const unpriced = new Map<string, [string, string]>();
+  for (let i = 0; i < req.count; i++) {
+    const b = i * ROW_WIDTH;
+    const source = r[b + 7] as string;
+    c.results[c.at[i]!] = { id: c.ids[i]!, result: inserted[i] ? 'accepted' : 'duplicate' };
+    if (!inserted[i]) {
+      count(source, 'duplicate', 1);
+      continue;
+    }
+    count(source, 'accepted', 1);
+    const service = r[b + 3] as string;
+    const model = r[b + 4] as string;
+    const k = `${service}\u0000${model}\u0000${source}`;
+    let s = stored.get(k);
+    if (s === undefined) {
+      s = {
+        service,
+        model,
+        source,
+        requests: 0,
+        unpricedRequests: 0,
+        input: 0,
+        output: 0,
+        cacheRead: 0,
+        cacheWrite5m: 0,
+        cacheWrite1h: 0,
+        unpricedTokens: 0,
+        cost: 0,
+      };
+      stored.set(k, s);
+    }
+    const input = r[b + 8] as number;
+    const output = r[b + 9] as number;
+    const cacheRead = r[b + 10] as number;
+    const cacheWrite5m = r[b + 11] as number;
+    const cacheWrite1h = r[b + 12] as number;
+    const cost = r[b + 13] as number | null;
+    s.requests++;
+    s.input += input;
+    s.output += output;
+    s.cacheRead += cacheRead;
+    s.cacheWrite5m += cacheWrite5m;
+    s.cacheWrite1h += cacheWrite1h;
+    if (cost === null) {
+      s.unpricedRequests++;
+      s.unpricedTokens += input + output + cacheRead + cacheWrite5m + cacheWrite1h;
+      const provider = r[b + 5] as string;
+      unpriced.set(`${provider}/${model}`, [provider, model]);
+    } else s.cost += cost;
+  }
+  for (const [source, n] of Object.entries(c.rejectedBy)) count(source, 'rejected', n);
+  return {
+    answer: batchAnswer(c.results),
+    stored: [...stored.values()],
+    counts: [...bySource.values()],
+    unpriced: [...unpriced.values()],
+  };
+}
+
+function scheduleFlush(): void {
+  if (flushScheduled) return;
+  flushScheduled = true;
+  // After every message already queued is taken in: they share the transaction.
+  setImmediate(flush);
 }
 
 /** The totals table, in the order each combination was first stored: the order label caps admit values. */
@@ -361,17 +580,24 @@ function prune(): void {
 port.on('message', (m: LedgerRequest) => {
   try {
     switch (m.op) {
-      case 'open':
+      case 'open': {
         open(m.options);
-        reply({ seq: m.seq, ok: true });
+        const seq = m.seq;
+        loadPricing({ userFile: m.options.pricingFile }).then(
+          (p) => {
+            pricing = p;
+            reply({ seq, ok: true });
+          },
+          (err: Error & { code?: string }) => reply({ seq, error: err.message, code: err.code }),
+        );
         return;
+      }
       case 'write':
         pending.push({ seq: m.seq, req: m.req });
-        if (!flushScheduled) {
-          flushScheduled = true;
-          // After every message already queued is taken in: they share the transaction.
-          setImmediate(flush);
-        }
+        scheduleFlush();
+        return;
+      case 'ingest':
+        ingest(m.seq, m.req);
         return;
       case 'seed':
         reply({ seq: m.seq, seed: seed() });

@@ -15,6 +15,7 @@ import { checkEvent, problemText, totalTokens, type StoredEvent } from '../aicos
 import {
   Ledger,
   LedgerError,
+  type IngestReply,
   type SeedResult,
   type TotalsRow,
   type WriteRequest,
@@ -28,7 +29,7 @@ import {
   registerCollector,
   RouteError,
   type Collector,
-  type RouteItemResult,
+  type RouteResponse,
   type ServiceContext,
 } from './collector.js';
 import { routeToken, routeTokenSchema } from './routetoken.js';
@@ -119,6 +120,14 @@ export class LabelCap {
     return OTHER;
   }
 
+  get size(): number {
+    return this.known.size;
+  }
+
+  values(): string[] {
+    return [...this.known];
+  }
+
   /** The label for a value, admitting nothing new. */
   lookup(value: string): string {
     return this.known.has(value) ? value : OTHER;
@@ -190,22 +199,25 @@ export class Tallies {
 
   /** The store's totals, in the order they were first stored (so caps admit as before). */
   seed(seed: SeedResult): void {
-    for (const t of seed.totals) {
-      const s = this.sums(t.service, t.model, t.source);
-      s.requests += t.requests;
-      s.unpricedRequests += t.unpricedRequests;
-      s.input += t.input;
-      s.output += t.output;
-      s.cacheRead += t.cacheRead;
-      s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
-      s.unpricedTokens += t.unpricedTokens;
-      s.cost += t.cost;
-    }
+    for (const t of seed.totals) this.add(t);
     for (const c of seed.counts) {
       if (c.kind === 'events')
         this.bump(this.ingest, `${this.sources.lookup(c.key)}\u0000${c.result}`, c.n);
       else this.bump(this.jsonl, `${c.key}\u0000${c.result}`, c.n);
     }
+  }
+
+  /** Sums of events stored (a totals row, or what one commit stored) for one service, model and source. */
+  add(t: TotalsRow): void {
+    const s = this.sums(t.service, t.model, t.source);
+    s.requests += t.requests;
+    s.unpricedRequests += t.unpricedRequests;
+    s.input += t.input;
+    s.output += t.output;
+    s.cacheRead += t.cacheRead;
+    s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
+    s.unpricedTokens += t.unpricedTokens;
+    s.cost += t.cost;
   }
 
   /**
@@ -412,38 +424,6 @@ function aicostRegistry(t: Tallies, cfg: AicostConfig, storeUp: () => number): R
   return registry;
 }
 
-/** The shapes a body may take: one event, an array of them, or `{ events: [...] }`. */
-function itemsOf(body: unknown, maxBatch: number): { items: unknown[]; single: boolean } {
-  let items: unknown[];
-  let single = false;
-  if (Array.isArray(body)) items = body;
-  else if (
-    typeof body === 'object' &&
-    body !== null &&
-    'events' in body &&
-    Object.keys(body).length === 1
-  ) {
-    const events = (body as { events: unknown }).events;
-    if (!Array.isArray(events)) {
-      throw new RouteError(400, 'the body does not match what this route takes', [
-        { path: 'events', message: 'expected an array of events' },
-      ]);
-    }
-    items = events;
-  } else {
-    items = [body];
-    single = true;
-  }
-  if (items.length === 0) throw new RouteError(400, 'the batch holds no events');
-  if (items.length > maxBatch) {
-    throw new RouteError(
-      413,
-      `the batch holds ${items.length} events; send at most ${maxBatch} per request (collectors.aicost.max_batch)`,
-    );
-  }
-  return { items, single };
-}
-
 /** The collector's long-lived state: the ledger, the tallies, the tails. */
 class AicostService {
   readonly tallies: Tallies;
@@ -456,6 +436,8 @@ class AicostService {
   private tails: Tail[] = [];
   private refresh: NodeJS.Timeout | undefined;
   private refreshing = false;
+  /** How many source label values the worker was last told of (see IngestRequest.knownSources). */
+  private sourcesSent = -1;
   /** Writes not yet tallied (see followStore()). */
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly rate: RateLimitedLog;
@@ -503,7 +485,7 @@ class AicostService {
   private openLedger(): Promise<Ledger> {
     return Ledger.open(
       this.dir,
-      { retentionMs: this.cfg.retention },
+      { retentionMs: this.cfg.retention, pricingFile: this.cfg.pricing_file },
       {
         onExit: (err) => this.fail(err),
         onNote: (msg, fields) => this.log.info(msg, fields),
@@ -576,7 +558,11 @@ class AicostService {
 
   /** Stores what was checked; counts after the commit. Throws LedgerError when the store fails. */
   store(req: WriteRequest): Promise<Uint8Array> {
-    const p = this.storeAndCount(req);
+    return this.track(this.storeAndCount(req));
+  }
+
+  /** A write in flight until it is tallied (see followStore()). */
+  private track<T>(p: Promise<T>): Promise<T> {
     this.inflight.add(p);
     const done = () => void this.inflight.delete(p);
     p.then(done, done);
@@ -597,7 +583,7 @@ class AicostService {
     req.events.forEach((e, i) => {
       if (inserted[i]) {
         t.stored(e);
-        if (e.costUsd === null) this.unpriced(e);
+        if (e.costUsd === null) this.unpriced(e.provider, e.model);
       } else t.duplicate(e);
     });
     for (const [source, n] of Object.entries(req.rejected ?? {})) {
@@ -614,19 +600,19 @@ class AicostService {
     return inserted;
   }
 
-  private unpriced(e: StoredEvent): void {
-    const key = `${e.provider}/${e.model}`;
+  private unpriced(provider: string, model: string): void {
+    const key = `${provider}/${model}`;
     if (this.unpricedLogged.has(key)) return;
     if (this.unpricedLogged.size >= 1000) {
       this.rate.warn('unpriced', 'AI usage of models the pricing table does not know', {
-        model: e.model,
+        model,
       });
       return;
     }
     this.unpricedLogged.add(key);
     this.log.warn('AI usage of a model the pricing table does not know: counted as unpriced', {
-      model: e.model,
-      provider: e.provider,
+      model,
+      provider,
       hint: 'add it to collectors.aicost.pricing_file, then run lookout cost reprice',
     });
   }
@@ -637,49 +623,37 @@ class AicostService {
     return this.tallies.sources.lookup(typeof s === 'string' ? s : fallback);
   }
 
-  async ingest(body: unknown): Promise<RouteItemResult[]> {
-    const { items, single } = itemsOf(body, this.cfg.max_batch);
-    const now = Date.now();
-    const opts = {
-      now,
-      retentionMs: this.cfg.retention,
-      defaultSource: 'http',
-      pricing: this.pricing!,
-    };
-    const results: RouteItemResult[] = new Array(items.length);
-    const events: StoredEvent[] = [];
-    const at: number[] = [];
-    const rejected: Record<string, number> = {};
-    items.forEach((item, i) => {
-      const c = checkEvent(item, opts);
-      if (c.ok) {
-        events.push(c.event);
-        at.push(i);
-        return;
-      }
-      if (single) throw new RouteError(400, 'the event is not valid', c.problems);
-      const id = (item as { id?: unknown } | null)?.id;
-      results[i] = {
-        ...(typeof id === 'string' ? { id } : {}),
-        result: 'rejected',
-        reason: problemText(c.problems),
-      };
-      const source = this.rejectedSource(item, 'http');
-      rejected[source] = (rejected[source] ?? 0) + 1;
-    });
-    let inserted: Uint8Array;
-    try {
-      inserted = await this.store({ events, rejected });
-    } catch (err) {
-      if (err instanceof LedgerError) {
-        throw new RouteError(503, `the AI usage store cannot take writes now: ${err.message}`);
-      }
-      throw err;
+  /**
+   * An HTTP body of events: parsed, checked, priced and stored in the ledger's worker
+   * (the event loop only moves the bytes there and counts after the commit).
+   */
+  async ingest(raw: Uint8Array): Promise<RouteResponse> {
+    const ledger = this.ledger;
+    if (ledger === undefined) {
+      throw new RouteError(503, 'the AI usage store cannot take writes now: it is not open');
     }
-    events.forEach((e, j) => {
-      results[at[j]!] = { id: e.id, result: inserted[j] ? 'accepted' : 'duplicate' };
-    });
-    return results;
+    const sources = this.tallies.sources;
+    const knownSources = sources.size !== this.sourcesSent ? sources.values() : undefined;
+    this.sourcesSent = sources.size;
+    let r: IngestReply;
+    try {
+      r = await this.track(
+        ledger.ingest({ raw, now: Date.now(), maxBatch: this.cfg.max_batch, knownSources }),
+      );
+    } catch (err) {
+      this.sourcesSent = -1;
+      this.fail(err);
+      throw new RouteError(503, `the AI usage store cannot take writes now: ${errorText(err)}`);
+    }
+    if ('refused' in r)
+      throw new RouteError(r.refused.status, r.refused.message, r.refused.problems);
+    const t = this.tallies;
+    for (const s of r.stored) t.add(s);
+    for (const [source, result, n] of r.counts) {
+      t.bump(t.ingest, `${t.sources.lookup(source)}\u0000${result}`, n);
+    }
+    for (const [provider, model] of r.unpriced) this.unpriced(provider, model);
+    return r.answer;
   }
 
   private follow(path: string, from: TailPosition | undefined): Tail {
@@ -779,12 +753,8 @@ registerCollector({
           path: INGEST_PATH,
           token: routeToken(ctx.name, cfg),
           bodyLimitBytes: cfg.max_body_bytes,
-          body: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())], {
-            error: 'expected one event (an object), an array of events, or {"events": [...]}',
-          }),
-          async handle(req) {
-            return { items: await svc.ingest(req.body) };
-          },
+          rawBody: true,
+          handle: (req) => svc.ingest(req.raw!),
         },
       ],
     };
