@@ -167,18 +167,21 @@ interface Sums {
   savings: number;
 }
 
-/** Adds the event at `r[b]` (a row of a write message, see encodeRows) to its key's sums. */
+/**
+ * Adds the event at `r[b]` (a row of a write message, see encodeRows) to the sums of
+ * `k`, its key as one string; `key()` makes the key's values, once per key.
+ */
 function add(
   map: Map<string, { key: unknown[]; s: Sums }>,
-  key: unknown[],
+  k: string,
+  key: () => unknown[],
   r: RowValue[],
   b: number,
 ) {
-  const k = key.join('\u0000');
   let entry = map.get(k);
   if (entry === undefined) {
     entry = {
-      key,
+      key: key(),
       s: {
         requests: 0,
         unpricedRequests: 0,
@@ -252,6 +255,9 @@ function flush(): void {
           const r = req.rows;
           const inserted = new Uint8Array(req.count);
           let stored = 0;
+          // Accepted and duplicate events of this request by source: counted once per source.
+          const accepted = new Map<string, number>();
+          const duplicate = new Map<string, number>();
           for (let i = 0; i < req.count; i++) {
             const b = i * ROW_WIDTH;
             const changed = st.insert.run(
@@ -280,11 +286,15 @@ function flush(): void {
               inserted[i] = 1;
               stored++;
               const time = r[b + 1] as number;
-              add(hours, [time - (time % 3_600_000), service, model, source], r, b);
-              add(totals, [service, model, source], r, b);
-              count('events', source, 'accepted', 1);
-            } else count('events', source, 'duplicate', 1);
+              const hour = time - (time % 3_600_000);
+              const k = `${service}\u0000${model}\u0000${source}`;
+              add(hours, `${hour}\u0000${k}`, () => [hour, service, model, source], r, b);
+              add(totals, k, () => [service, model, source], r, b);
+              accepted.set(source, (accepted.get(source) ?? 0) + 1);
+            } else duplicate.set(source, (duplicate.get(source) ?? 0) + 1);
           }
+          for (const [source, n] of accepted) count('events', source, 'accepted', n);
+          for (const [source, n] of duplicate) count('events', source, 'duplicate', n);
           for (const [source, n] of Object.entries(req.rejected ?? {})) {
             count('events', source, 'rejected', n);
           }
