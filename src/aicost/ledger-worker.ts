@@ -449,7 +449,7 @@ function ingest(seq: number, req: IngestRequest): void {
 /** The answer and the counters' additions for a checked body, after its commit. */
 function ingested(req: WireWrite, c: Checked, inserted: Uint8Array): IngestReply {
   const r = req.rows;
-  const stored = new Map<string, StoredSums>();
+  const stored = new Map<string, { key: unknown[]; s: Sums }>();
   const bySource = new Map<string, [string, 'accepted' | 'duplicate' | 'rejected', number]>();
   const count = (source: string, result: 'accepted' | 'duplicate' | 'rejected', n: number) => {
     const k = `${source}\u0000${result}`;
@@ -469,48 +469,21 @@ function ingested(req: WireWrite, c: Checked, inserted: Uint8Array): IngestReply
     count(source, 'accepted', 1);
     const service = r[b + 3] as string;
     const model = r[b + 4] as string;
-    const k = `${service}\u0000${model}\u0000${source}`;
-    let s = stored.get(k);
-    if (s === undefined) {
-      s = {
-        service,
-        model,
-        source,
-        requests: 0,
-        unpricedRequests: 0,
-        input: 0,
-        output: 0,
-        cacheRead: 0,
-        cacheWrite5m: 0,
-        cacheWrite1h: 0,
-        unpricedTokens: 0,
-        cost: 0,
-      };
-      stored.set(k, s);
-    }
-    const input = r[b + 8] as number;
-    const output = r[b + 9] as number;
-    const cacheRead = r[b + 10] as number;
-    const cacheWrite5m = r[b + 11] as number;
-    const cacheWrite1h = r[b + 12] as number;
-    const cost = r[b + 13] as number | null;
-    s.requests++;
-    s.input += input;
-    s.output += output;
-    s.cacheRead += cacheRead;
-    s.cacheWrite5m += cacheWrite5m;
-    s.cacheWrite1h += cacheWrite1h;
-    if (cost === null) {
-      s.unpricedRequests++;
-      s.unpricedTokens += input + output + cacheRead + cacheWrite5m + cacheWrite1h;
+    add(stored, `${service}\u0000${model}\u0000${source}`, () => [service, model, source], r, b);
+    if (r[b + 13] === null) {
       const provider = r[b + 5] as string;
       unpriced.set(`${provider}/${model}`, [provider, model]);
-    } else s.cost += cost;
+    }
   }
   for (const [source, n] of Object.entries(c.rejectedBy)) count(source, 'rejected', n);
   return {
     answer: batchAnswer(c.results),
-    stored: [...stored.values()],
+    stored: [...stored.values()].map(({ key, s }): StoredSums => {
+      const [service, model, source] = key as [string, string, string];
+      const { savings, ...sums } = s;
+      void savings;
+      return { service, model, source, ...sums };
+    }),
     counts: [...bySource.values()],
     unpriced: [...unpriced.values()],
   };

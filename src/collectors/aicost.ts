@@ -156,6 +156,18 @@ const zero = (): Sums => ({
   cost: 0,
 });
 
+/** Adds a totals row (or what one commit stored) to the sums of its capped labels. */
+function addRow(s: Sums, t: TotalsRow): void {
+  s.requests += t.requests;
+  s.unpricedRequests += t.unpricedRequests;
+  s.input += t.input;
+  s.output += t.output;
+  s.cacheRead += t.cacheRead;
+  s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
+  s.unpricedTokens += t.unpricedTokens;
+  s.cost += t.cost;
+}
+
 /**
  * Everything the counters show, by capped labels, as totals since the store began: seeded
  * from the store at start, added to after each commit. A scrape sets the counters to these.
@@ -209,15 +221,7 @@ export class Tallies {
 
   /** Sums of events stored (a totals row, or what one commit stored) for one service, model and source. */
   add(t: TotalsRow): void {
-    const s = this.sums(t.service, t.model, t.source);
-    s.requests += t.requests;
-    s.unpricedRequests += t.unpricedRequests;
-    s.input += t.input;
-    s.output += t.output;
-    s.cacheRead += t.cacheRead;
-    s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
-    s.unpricedTokens += t.unpricedTokens;
-    s.cost += t.cost;
+    addRow(this.sums(t.service, t.model, t.source), t);
   }
 
   /**
@@ -234,14 +238,7 @@ export class Tallies {
         s = zero();
         store.set(key, s);
       }
-      s.requests += t.requests;
-      s.unpricedRequests += t.unpricedRequests;
-      s.input += t.input;
-      s.output += t.output;
-      s.cacheRead += t.cacheRead;
-      s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
-      s.unpricedTokens += t.unpricedTokens;
-      s.cost += t.cost;
+      addRow(s, t);
     }
     for (const [key, from] of store) {
       const [service, model, source] = key.split('\u0000') as [string, string, string];
