@@ -433,8 +433,9 @@ class AicostService {
   private tails: Tail[] = [];
   private refresh: NodeJS.Timeout | undefined;
   private refreshing = false;
-  /** How many source label values the worker was last told of (see IngestRequest.knownSources). */
+  /** How many source label values the worker was last told of, and which (see IngestRequest.knownSources). */
   private sourcesSent = -1;
+  private sourcesSentTo: Ledger | undefined;
   /** Writes not yet tallied (see followStore()). */
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly rate: RateLimitedLog;
@@ -630,8 +631,12 @@ class AicostService {
       throw new RouteError(503, 'the AI usage store cannot take writes now: it is not open');
     }
     const sources = this.tallies.sources;
-    const knownSources = sources.size !== this.sourcesSent ? sources.values() : undefined;
+    const knownSources =
+      sources.size !== this.sourcesSent || ledger !== this.sourcesSentTo
+        ? sources.values()
+        : undefined;
     this.sourcesSent = sources.size;
+    this.sourcesSentTo = ledger;
     let r: IngestReply;
     try {
       r = await this.track(
