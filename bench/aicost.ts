@@ -183,7 +183,7 @@ const cpu0 = await cpuSeconds(lookout.child.pid!);
 const rate = await batched(lookout.url, BATCHED, 4, 'batched-');
 const cpu1 = await cpuSeconds(lookout.child.pid!);
 line(
-  `batched ingest: ${BATCHED} events in batches of ${BATCH}, 4 clients: ${Math.round(rate)} events/s durable (target >= 100000); lookout used ${(cpu1 - cpu0).toFixed(1)} CPU-s (both threads): ${Math.round(BATCHED / (cpu1 - cpu0))} events per CPU-second`,
+  `batched ingest: ${BATCHED} events in batches of ${BATCH}, 4 clients: ${Math.round(rate)} events/s durable (target >= 100000); lookout used ${(cpu1 - cpu0).toFixed(1)} CPU-s (both threads): ${Math.round(BATCHED / (cpu1 - cpu0))} events per CPU-second, ${((100_000 * (cpu1 - cpu0)) / BATCHED).toFixed(2)} CPU-s per 100k events`,
 );
 
 let loading = true;
@@ -213,7 +213,7 @@ singleTimes.sort((a, b) => a - b);
 scrapeTimes.sort((a, b) => a - b);
 const ne = await latency([{ name: 'node_exporter', proc: nodeExporter }], SMOKE ? 20 : 200);
 line(
-  `single-event POSTs, ${CLIENTS} concurrent clients, ${SINGLES} requests: p50 ${quantile(singleTimes, 0.5).toFixed(2)} ms, p99 ${quantile(singleTimes, 0.99).toFixed(2)} ms (target <= 10), ${Math.round(singleRate)} events/s, ${((1000 * (cpu3 - cpu2)) / SINGLES).toFixed(2)} CPU-ms each (with the scrapes)`,
+  `single-event POSTs, ${CLIENTS} concurrent clients, ${SINGLES} requests: p50 ${quantile(singleTimes, 0.5).toFixed(2)} ms, p99 ${quantile(singleTimes, 0.99).toFixed(2)} ms (target <= 10), ${Math.round(singleRate)} events/s, ${((1000 * (cpu3 - cpu2)) / SINGLES).toFixed(2)} CPU-ms each (with the scrapes), ${((100_000 * (cpu3 - cpu2)) / SINGLES).toFixed(1)} CPU-s per 100k`,
 );
 line(
   `/metrics scraped back to back meanwhile: ${scrapeTimes.length} scrapes, p50 ${quantile(scrapeTimes, 0.5).toFixed(2)} ms, p99 ${quantile(scrapeTimes, 0.99).toFixed(2)} ms; node_exporter p50 ${ne.node_exporter!.p50.toFixed(2)} ms idle (curl)`,

@@ -18,6 +18,20 @@ import { REPO, tempDir } from './helpers/procs.js';
 
 const run = promisify(execFile);
 
+/** The sum of a metric's series on the running lookout's /metrics. */
+async function metricSum(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+const costTotal = (url: string) => metricSum(url, 'lookout_ai_cost_usd_total');
+
 describe('lookout cost beside a running lookout', () => {
   let dir: string;
   let lk: AiLookout;
@@ -34,7 +48,8 @@ describe('lookout cost beside a running lookout', () => {
     await writeFile(prices, 'models: []\n');
     lk = await startAiLookout({
       dir,
-      aicost: `    ingest_token_file: ${join(dir, 'token')}\n    pricing_file: ${prices}\n`,
+      // A short interval: the counters follow the store's totals on each refresh.
+      aicost: `    interval: 1s\n    timeout: 1s\n    ingest_token_file: ${join(dir, 'token')}\n    pricing_file: ${prices}\n`,
     });
     table = await loadPricing();
   });
@@ -139,7 +154,8 @@ describe('lookout cost beside a running lookout', () => {
     assert.match(text.stdout, /UNPRICED +1 request\(s\), 1010 tokens, not in the spend: acme-llm/);
   });
 
-  it('reprice prices the unknown model once the user table has it, beside the running lookout', async () => {
+  it('reprice prices the unknown model once the user table has it, beside the running lookout, and lookout_ai_cost_usd_total rises by that cost without a restart', async () => {
+    const costBefore = await costTotal(lk.url);
     await writeFile(
       prices,
       'models:\n  - id: acme-llm\n    provider: acme\n    prices:\n      - { input: 1000, output: 100000 }\n',
@@ -152,6 +168,18 @@ describe('lookout cost beside a running lookout', () => {
     const r = JSON.parse(stdout) as CostReport;
     assert.equal(r.current.unpricedRequests, 0);
     assert.deepEqual(r.unpriced, []);
+    // The running lookout's counters follow the store's totals: the repriced cost is counted.
+    let costAfter = costBefore;
+    for (let i = 0; i < 300 && costAfter - costBefore < result.costUsd - 1e-9; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      costAfter = await costTotal(lk.url);
+    }
+    assert.ok(
+      Math.abs(costAfter - costBefore - result.costUsd) < 1e-9,
+      `lookout_ai_cost_usd_total went from ${costBefore} to ${costAfter}; reprice priced ${result.costUsd}`,
+    );
+    const unpriced = await metricSum(lk.url, 'lookout_ai_unpriced_requests_total');
+    assert.equal(unpriced, 1, 'unpriced requests is a counter: repricing does not lower it');
     // lookout keeps taking events after the second writer has gone.
     const res = await postUsage(lk.url, [
       {

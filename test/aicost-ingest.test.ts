@@ -87,6 +87,24 @@ describe('the AI usage route behind its own token', () => {
     );
   });
 
+  it('refuses a body that is not JSON, not events, empty or over max_batch as a whole, storing nothing', async () => {
+    const cases: [string, string, number, RegExp][] = [
+      ['not JSON', '{"service": ', 400, /the body is not valid JSON/],
+      ['a number', '42', 400, /expected one event \(an object\), an array of events/],
+      ['events not an array', '{"events": 5}', 400, /"path":"events","message":"expected an array/],
+      ['an empty batch', '[]', 400, /the batch holds no events/],
+      ['too many', JSON.stringify({ events: Array(5001).fill({}) }), 413, /at most 5000/],
+    ];
+    for (const [what, body, status, reason] of cases) {
+      const res = await postUsage(lookout.url, body);
+      assert.equal(res.status, status, what);
+      assert.match(res.headers.get('content-type') ?? '', /^application\/json/, what);
+      assert.match(await res.text(), reason, what);
+    }
+    const n = readStore(lookout.db, (d) => d.prepare('SELECT count(*) AS n FROM events').get());
+    assert.deepEqual(n, { n: 0 });
+  });
+
   it('refuses an invalid single event with 400 and a reason per field', async () => {
     const res = await postUsage(lookout.url, {
       service: 'chat-api',

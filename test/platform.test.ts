@@ -476,6 +476,19 @@ describe('a contributed route', () => {
           return { status: 202, body: { accepted: 1 } };
         },
       },
+      {
+        method: 'POST',
+        path: '/api/v1/test-raw',
+        token: testRouteToken,
+        bodyLimitBytes: 1024,
+        rawBody: true,
+        handle(req) {
+          const raw = req.raw!;
+          const own = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength;
+          const text = Buffer.from(raw).toString('utf8');
+          return { status: 200, json: JSON.stringify({ text, own, parsed: req.body ?? null }) };
+        },
+      },
     ],
   };
   const runner = new Runner([entry('ingest', ingest, ['test_ingested_total'])], log, 'x');
@@ -500,6 +513,27 @@ describe('a contributed route', () => {
     assert.deepEqual(await res.json(), { accepted: 1 });
     const text = await (await fetch(url.replace('/api/v1/test-ingest', '/metrics'))).text();
     assert.equal(seriesValue(text, 'test_ingested_total'), 7);
+  });
+
+  it('hands a rawBody route the bytes as sent, in a buffer of their own, after the same token, type and size checks', async () => {
+    const raw = url.replace('test-ingest', 'test-raw');
+    const send = (body: string, headers: Record<string, string>) =>
+      fetch(raw, { method: 'POST', headers, body });
+    const json = { 'content-type': 'application/json', ...withRouteToken };
+    const res = await send('{"a": [1, 2]} not JSON either', json);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.deepEqual(await res.json(), {
+      text: '{"a": [1, 2]} not JSON either',
+      own: true,
+      parsed: null,
+    });
+    assert.equal((await send('x'.repeat(2000), json)).status, 413);
+    assert.equal(
+      (await send('{}', { ...withRouteToken, 'content-type': 'text/plain' })).status,
+      415,
+    );
+    assert.equal((await send('{}', { 'content-type': 'application/json' })).status, 401);
   });
 
   it('answers bad input with a JSON 4xx that says why', async () => {

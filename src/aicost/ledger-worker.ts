@@ -6,13 +6,19 @@
  * the next turn takes all of them into one transaction. Each request is answered only
  * after its transaction has committed (WAL, synchronous=FULL: on disk).
  *
- * Messages in: open, write, seed, probe, close (see ledger.ts, the other side).
+ * Messages in: open, write, seed, totals, probe, prune, close (see ledger.ts, the other side).
  */
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { batchAnswer, type RouteItemResult } from '../collectors/collector.js';
+import { checkEvent, problemText, type StoredEvent } from './event.js';
+import { loadPricing, type PricingTable } from './pricing.js';
 import { DDL, SCHEMA_VERSION } from './schema.js';
 import type {
   IngestCountRow,
+  IngestReply,
+  IngestRequest,
+  StoredSums,
   LedgerReply,
   LedgerRequest,
   OpenOptions,
@@ -22,13 +28,24 @@ import type {
   TotalsRow,
   WireWrite,
 } from './ledger.js';
-import { ROW_WIDTH } from './ledger.js';
+import { encodeRows, ROW_WIDTH } from './ledger.js';
 
 const port = parentPort!;
 let db: Database.Database | undefined;
 let opts: OpenOptions | undefined;
 let statements: ReturnType<typeof prepare> | undefined;
-const pending: { seq: number; req: WireWrite }[] = [];
+/** A body checked here: its per-item answers so far (rejected ones filled in), and where each stored event's answer goes. */
+interface Checked {
+  results: RouteItemResult[];
+  at: number[];
+  ids: string[];
+  rejectedBy: Record<string, number>;
+}
+const pending: { seq: number; req: WireWrite; checked?: Checked }[] = [];
+let pricing: PricingTable | undefined;
+/** The source label values the counters know (see IngestRequest.knownSources). */
+let knownSources = new Set<string>();
+const OTHER = 'other';
 let flushScheduled = false;
 let pruneTimer: NodeJS.Timeout | undefined;
 let pruning = false;
@@ -127,6 +144,12 @@ function prepare(d: Database.Database) {
       'INSERT OR REPLACE INTO tail_positions (path, dev, ino, offset, state) VALUES (?,?,?,?,?)',
     ),
     probe: d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe', ?)"),
+    totals: d.prepare(
+      `SELECT service, model, source, requests, unpriced_requests AS unpricedRequests,
+        input_tokens AS input, output_tokens AS output, cache_read_tokens AS cacheRead,
+        cache_write_5m_tokens AS cacheWrite5m, cache_write_1h_tokens AS cacheWrite1h,
+        unpriced_tokens AS unpricedTokens, cost_usd AS cost FROM totals ORDER BY rowid`,
+    ),
   };
 }
 
@@ -144,18 +167,21 @@ interface Sums {
   savings: number;
 }
 
-/** Adds the event at `r[b]` (a row of a write message, see encodeRows) to its key's sums. */
+/**
+ * Adds the event at `r[b]` (a row of a write message, see encodeRows) to the sums of
+ * `k`, its key as one string; `key()` makes the key's values, once per key.
+ */
 function add(
   map: Map<string, { key: unknown[]; s: Sums }>,
-  key: unknown[],
+  k: string,
+  key: () => unknown[],
   r: RowValue[],
   b: number,
 ) {
-  const k = key.join('\u0000');
   let entry = map.get(k);
   if (entry === undefined) {
     entry = {
-      key,
+      key: key(),
       s: {
         requests: 0,
         unpricedRequests: 0,
@@ -229,6 +255,9 @@ function flush(): void {
           const r = req.rows;
           const inserted = new Uint8Array(req.count);
           let stored = 0;
+          // Accepted and duplicate events of this request by source: counted once per source.
+          const accepted = new Map<string, number>();
+          const duplicate = new Map<string, number>();
           for (let i = 0; i < req.count; i++) {
             const b = i * ROW_WIDTH;
             const changed = st.insert.run(
@@ -257,11 +286,15 @@ function flush(): void {
               inserted[i] = 1;
               stored++;
               const time = r[b + 1] as number;
-              add(hours, [time - (time % 3_600_000), service, model, source], r, b);
-              add(totals, [service, model, source], r, b);
-              count('events', source, 'accepted', 1);
-            } else count('events', source, 'duplicate', 1);
+              const hour = time - (time % 3_600_000);
+              const k = `${service}\u0000${model}\u0000${source}`;
+              add(hours, `${hour}\u0000${k}`, () => [hour, service, model, source], r, b);
+              add(totals, k, () => [service, model, source], r, b);
+              accepted.set(source, (accepted.get(source) ?? 0) + 1);
+            } else duplicate.set(source, (duplicate.get(source) ?? 0) + 1);
           }
+          for (const [source, n] of accepted) count('events', source, 'accepted', n);
+          for (const [source, n] of duplicate) count('events', source, 'duplicate', n);
           for (const [source, n] of Object.entries(req.rejected ?? {})) {
             count('events', source, 'rejected', n);
           }
@@ -285,21 +318,193 @@ function flush(): void {
     for (const { seq } of group) reply({ seq, error: e.message, code: e.code });
     return;
   }
-  group.forEach(({ seq }, i) => reply({ seq, inserted: results[i]! }));
+  group.forEach(({ seq, req, checked }, i) => {
+    const inserted = results[i]!;
+    if (checked === undefined) reply({ seq, inserted });
+    else reply({ seq, ingested: ingested(req, checked, inserted) });
+  });
+}
+
+/** The shapes a body may take: one event, an array of them, or `{ events: [...] }`. */
+function itemsOf(
+  body: unknown,
+  maxBatch: number,
+): { items: unknown[]; single: boolean } | Extract<IngestReply, { refused: unknown }> {
+  const shape = {
+    refused: {
+      status: 400,
+      message: 'the body does not match what this route takes',
+      problems: [
+        {
+          path: '(top level)',
+          message: 'expected one event (an object), an array of events, or {"events": [...]}',
+        },
+      ],
+    },
+  };
+  let items: unknown[];
+  let single = false;
+  if (Array.isArray(body)) items = body;
+  else if (typeof body !== 'object' || body === null) return shape;
+  else if ('events' in body && Object.keys(body).length === 1) {
+    const events = (body as { events: unknown }).events;
+    if (!Array.isArray(events)) {
+      return {
+        refused: {
+          status: 400,
+          message: 'the body does not match what this route takes',
+          problems: [{ path: 'events', message: 'expected an array of events' }],
+        },
+      };
+    }
+    items = events;
+  } else {
+    items = [body];
+    single = true;
+  }
+  if (items.length === 0) return { refused: { status: 400, message: 'the batch holds no events' } };
+  if (items.length > maxBatch) {
+    return {
+      refused: {
+        status: 413,
+        message: `the batch holds ${items.length} events; send at most ${maxBatch} per request (collectors.aicost.max_batch)`,
+      },
+    };
+  }
+  return { items, single };
+}
+
+/**
+ * Parses and checks a body of events (see collectors/aicost.ts): queued for the next
+ * transaction, or refused as a whole now.
+ */
+function ingest(seq: number, req: IngestRequest): void {
+  if (req.knownSources) knownSources = new Set(req.knownSources);
+  const text = Buffer.from(req.raw.buffer, req.raw.byteOffset, req.raw.byteLength).toString('utf8');
+  let body: unknown;
+  try {
+    body = JSON.parse(text) as unknown;
+  } catch (err) {
+    reply({
+      seq,
+      ingested: {
+        refused: { status: 400, message: `the body is not valid JSON: ${(err as Error).message}` },
+      },
+    });
+    return;
+  }
+  const shaped = itemsOf(body, req.maxBatch);
+  if ('refused' in shaped) {
+    reply({ seq, ingested: shaped });
+    return;
+  }
+  const { items, single } = shaped;
+  const check = {
+    now: req.now,
+    retentionMs: opts!.retentionMs,
+    defaultSource: 'http',
+    pricing: pricing!,
+  };
+  const results: RouteItemResult[] = new Array(items.length);
+  const events: StoredEvent[] = [];
+  const at: number[] = [];
+  const rejectedBy: Record<string, number> = {};
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    const c = checkEvent(item, check);
+    if (c.ok) {
+      events.push(c.event);
+      at.push(i);
+      continue;
+    }
+    if (single) {
+      reply({
+        seq,
+        ingested: {
+          refused: { status: 400, message: 'the event is not valid', problems: c.problems },
+        },
+      });
+      return;
+    }
+    const id = (item as { id?: unknown } | null)?.id;
+    results[i] = {
+      ...(typeof id === 'string' ? { id } : {}),
+      result: 'rejected',
+      reason: problemText(c.problems),
+    };
+    const s = (item as { source?: unknown } | null)?.source;
+    const named = typeof s === 'string' ? s : 'http';
+    const source = knownSources.has(named) ? named : OTHER;
+    rejectedBy[source] = (rejectedBy[source] ?? 0) + 1;
+  }
+  const ids = events.map((e) => e.id);
+  pending.push({
+    seq,
+    req: { rows: encodeRows(events), count: events.length, rejected: rejectedBy },
+    checked: { results, at, ids, rejectedBy },
+  });
+  scheduleFlush();
+}
+
+/** The answer and the counters' additions for a checked body, after its commit. */
+function ingested(req: WireWrite, c: Checked, inserted: Uint8Array): IngestReply {
+  const r = req.rows;
+  const stored = new Map<string, { key: unknown[]; s: Sums }>();
+  const bySource = new Map<string, [string, 'accepted' | 'duplicate' | 'rejected', number]>();
+  const count = (source: string, result: 'accepted' | 'duplicate' | 'rejected', n: number) => {
+    const k = `${source}\u0000${result}`;
+    const e = bySource.get(k);
+    if (e) e[2] += n;
+    else bySource.set(k, [source, result, n]);
+  };
+  const unpriced = new Map<string, [string, string]>();
+  for (let i = 0; i < req.count; i++) {
+    const b = i * ROW_WIDTH;
+    const source = r[b + 7] as string;
+    c.results[c.at[i]!] = { id: c.ids[i]!, result: inserted[i] ? 'accepted' : 'duplicate' };
+    if (!inserted[i]) {
+      count(source, 'duplicate', 1);
+      continue;
+    }
+    count(source, 'accepted', 1);
+    const service = r[b + 3] as string;
+    const model = r[b + 4] as string;
+    add(stored, `${service}\u0000${model}\u0000${source}`, () => [service, model, source], r, b);
+    if (r[b + 13] === null) {
+      const provider = r[b + 5] as string;
+      unpriced.set(`${provider}/${model}`, [provider, model]);
+    }
+  }
+  for (const [source, n] of Object.entries(c.rejectedBy)) count(source, 'rejected', n);
+  return {
+    answer: batchAnswer(c.results),
+    stored: [...stored.values()].map(({ key, s }): StoredSums => {
+      const [service, model, source] = key as [string, string, string];
+      const { savings, ...sums } = s;
+      void savings;
+      return { service, model, source, ...sums };
+    }),
+    counts: [...bySource.values()],
+    unpriced: [...unpriced.values()],
+  };
+}
+
+function scheduleFlush(): void {
+  if (flushScheduled) return;
+  flushScheduled = true;
+  // After every message already queued is taken in: they share the transaction.
+  setImmediate(flush);
+}
+
+/** The totals table, in the order each combination was first stored: the order label caps admit values. */
+function totals(): TotalsRow[] {
+  return statements!.totals.all() as TotalsRow[];
 }
 
 function seed(): SeedResult {
   const d = db!;
   return {
-    // In the order each combination was first stored: the order label caps admit values.
-    totals: d
-      .prepare(
-        `SELECT service, model, source, requests, unpriced_requests AS unpricedRequests,
-          input_tokens AS input, output_tokens AS output, cache_read_tokens AS cacheRead,
-          cache_write_5m_tokens AS cacheWrite5m, cache_write_1h_tokens AS cacheWrite1h,
-          unpriced_tokens AS unpricedTokens, cost_usd AS cost FROM totals ORDER BY rowid`,
-      )
-      .all() as TotalsRow[],
+    totals: totals(),
     counts: d.prepare('SELECT kind, key, result, n FROM ingest_counts').all() as IngestCountRow[],
     tails: d.prepare('SELECT path, state FROM tail_positions').all() as TailPositionRow[],
   };
@@ -358,20 +563,32 @@ function prune(): void {
 port.on('message', (m: LedgerRequest) => {
   try {
     switch (m.op) {
-      case 'open':
+      case 'open': {
         open(m.options);
-        reply({ seq: m.seq, ok: true });
+        const seq = m.seq;
+        loadPricing({ userFile: m.options.pricingFile }).then(
+          (p) => {
+            pricing = p;
+            reply({ seq, ok: true });
+          },
+          (err: Error & { code?: string }) => reply({ seq, error: err.message, code: err.code }),
+        );
         return;
+      }
       case 'write':
         pending.push({ seq: m.seq, req: m.req });
-        if (!flushScheduled) {
-          flushScheduled = true;
-          // After every message already queued is taken in: they share the transaction.
-          setImmediate(flush);
-        }
+        scheduleFlush();
+        return;
+      case 'ingest':
+        ingest(m.seq, m.req);
         return;
       case 'seed':
         reply({ seq: m.seq, seed: seed() });
+        return;
+      case 'totals':
+        // After every write queued before it: its answer follows theirs.
+        flush();
+        reply({ seq: m.seq, totals: totals() });
         return;
       case 'probe':
         statements!.probe.run(new Date().toISOString());

@@ -22,7 +22,41 @@ export interface OpenOptions {
   busyTimeoutMs: number;
   /** SQLite's page cache, KiB. */
   cacheKiB: number;
+  /** The user's pricing table (collectors.aicost.pricing_file), for events ingested in the worker. */
+  pricingFile?: string;
 }
+
+/** A body of events as it came over HTTP, parsed, checked and priced in the worker. */
+export interface IngestRequest {
+  /** The body's bytes (transferred: the caller's view is emptied). */
+  raw: Uint8Array;
+  /** lookout's clock when the request came. */
+  now: number;
+  maxBatch: number;
+  /** The source label values the counters know now, when they changed since the last ingest: a rejected event is counted under its source only if known, else `other`. */
+  knownSources?: string[];
+}
+
+/** Sums of the events stored now for one service, model and source. */
+export type StoredSums = Omit<TotalsRow, 'service' | 'model' | 'source'> & {
+  service: string;
+  model: string;
+  source: string;
+};
+
+export type IngestReply =
+  /** Refused as a whole (not JSON, not events, one invalid event, too many): nothing stored. */
+  | { refused: { status: number; message: string; problems?: { path: string; message: string }[] } }
+  | {
+      /** The answer to send, made by batchAnswer(). */
+      answer: { status: number; json: string };
+      /** What the counters add: the events stored now by service, model and source, in the order first stored. */
+      stored: StoredSums[];
+      /** By source (the counters' label value, or the true one for accepted) and result. */
+      counts: [source: string, result: 'accepted' | 'duplicate' | 'rejected', n: number][];
+      /** provider and model of each distinct unpriced model stored now. */
+      unpriced: [provider: string, model: string][];
+    };
 
 /** One write: events (validated and priced), what was rejected, and a JSONL position. */
 export interface WriteRequest {
@@ -107,12 +141,15 @@ export function encodeRows(events: readonly StoredEvent[]): RowValue[] {
 export type LedgerRequest =
   | { seq: number; op: 'open'; options: OpenOptions }
   | { seq: number; op: 'write'; req: WireWrite }
-  | { seq: number; op: 'seed' | 'probe' | 'prune' | 'close' };
+  | { seq: number; op: 'ingest'; req: IngestRequest }
+  | { seq: number; op: 'seed' | 'totals' | 'probe' | 'prune' | 'close' };
 
 export type LedgerReply =
   | { seq: number; ok: true }
   | { seq: number; inserted: Uint8Array }
   | { seq: number; seed: SeedResult }
+  | { seq: number; totals: TotalsRow[] }
+  | { seq: number; ingested: IngestReply }
   | { seq: number; error: string; code?: string }
   | { seq: -1; pruned: number }
   | { seq: -1; log: string };
@@ -192,8 +229,9 @@ export class Ledger {
     const script = workerScript();
     const worker = new Worker(script.source, {
       eval: script.eval,
-      // Its heap holds one transaction's events at most; SQLite's cache is outside it.
-      resourceLimits: { maxOldGenerationSizeMb: 48 },
+      // Its heap holds one transaction's events, and the largest body parsed (max_body_bytes,
+      // 8 MiB by default); SQLite's cache is outside it.
+      resourceLimits: { maxOldGenerationSizeMb: 64 },
     });
     const ledger = new Ledger(worker, events);
     try {
@@ -217,13 +255,17 @@ export class Ledger {
 
   private call(m: { op: 'open'; options: OpenOptions }): Promise<LedgerReply>;
   private call(m: { op: 'write'; req: WireWrite }): Promise<LedgerReply>;
-  private call(m: { op: 'seed' | 'probe' | 'prune' | 'close' }): Promise<LedgerReply>;
-  private call(m: Omit<LedgerRequest, 'seq'>): Promise<LedgerReply> {
+  private call(
+    m: { op: 'ingest'; req: IngestRequest },
+    transfer: ArrayBuffer[],
+  ): Promise<LedgerReply>;
+  private call(m: { op: 'seed' | 'totals' | 'probe' | 'prune' | 'close' }): Promise<LedgerReply>;
+  private call(m: Omit<LedgerRequest, 'seq'>, transfer?: ArrayBuffer[]): Promise<LedgerReply> {
     if (this.exited) return Promise.reject(this.exited);
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
-      this.worker.postMessage({ ...m, seq } as LedgerRequest);
+      this.worker.postMessage({ ...m, seq } as LedgerRequest, transfer);
     });
   }
 
@@ -246,10 +288,32 @@ export class Ledger {
     return (r as { inserted: Uint8Array }).inserted;
   }
 
+  /**
+   * Parses, checks, prices and stores a body of events in the worker (the bytes are
+   * moved there, not copied), in a transaction shared with the writes beside it.
+   * Resolves after the commit with the answer to send and what the counters add, or
+   * with why the whole body was refused (then nothing was stored).
+   */
+  async ingest(req: IngestRequest): Promise<IngestReply> {
+    let raw = req.raw;
+    if (raw.byteOffset !== 0 || raw.byteLength !== raw.buffer.byteLength) raw = new Uint8Array(raw);
+    const r = await this.call({ op: 'ingest', req: { ...req, raw } }, [raw.buffer as ArrayBuffer]);
+    return (r as { ingested: IngestReply }).ingested;
+  }
+
   /** What the store holds for the counters and the tails: totals, ingest counts, positions. */
   async seed(): Promise<SeedResult> {
     const r = await this.call({ op: 'seed' });
     return (r as { seed: SeedResult }).seed;
+  }
+
+  /**
+   * The store's totals table now (a row per service, model and source: small). Every
+   * write asked for before this call has committed and been answered before it resolves.
+   */
+  async totals(): Promise<TotalsRow[]> {
+    const r = await this.call({ op: 'totals' });
+    return (r as { totals: TotalsRow[] }).totals;
   }
 
   /** One small write transaction: whether the store takes writes again after a fault. */

@@ -12,7 +12,14 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { checkEvent, problemText, totalTokens, type StoredEvent } from '../aicost/event.js';
-import { Ledger, LedgerError, type SeedResult, type WriteRequest } from '../aicost/ledger.js';
+import {
+  Ledger,
+  LedgerError,
+  type IngestReply,
+  type SeedResult,
+  type TotalsRow,
+  type WriteRequest,
+} from '../aicost/ledger.js';
 import { loadPricing, type PricingTable } from '../aicost/pricing.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
@@ -22,7 +29,7 @@ import {
   registerCollector,
   RouteError,
   type Collector,
-  type RouteItemResult,
+  type RouteResponse,
   type ServiceContext,
 } from './collector.js';
 import { routeToken, routeTokenSchema } from './routetoken.js';
@@ -113,6 +120,14 @@ export class LabelCap {
     return OTHER;
   }
 
+  get size(): number {
+    return this.known.size;
+  }
+
+  values(): string[] {
+    return [...this.known];
+  }
+
   /** The label for a value, admitting nothing new. */
   lookup(value: string): string {
     return this.known.has(value) ? value : OTHER;
@@ -140,6 +155,18 @@ const zero = (): Sums => ({
   unpricedTokens: 0,
   cost: 0,
 });
+
+/** Adds a totals row (or what one commit stored) to the sums of its capped labels. */
+function addRow(s: Sums, t: TotalsRow): void {
+  s.requests += t.requests;
+  s.unpricedRequests += t.unpricedRequests;
+  s.input += t.input;
+  s.output += t.output;
+  s.cacheRead += t.cacheRead;
+  s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
+  s.unpricedTokens += t.unpricedTokens;
+  s.cost += t.cost;
+}
 
 /**
  * Everything the counters show, by capped labels, as totals since the store began: seeded
@@ -184,21 +211,41 @@ export class Tallies {
 
   /** The store's totals, in the order they were first stored (so caps admit as before). */
   seed(seed: SeedResult): void {
-    for (const t of seed.totals) {
-      const s = this.sums(t.service, t.model, t.source);
-      s.requests += t.requests;
-      s.unpricedRequests += t.unpricedRequests;
-      s.input += t.input;
-      s.output += t.output;
-      s.cacheRead += t.cacheRead;
-      s.cacheWrite += t.cacheWrite5m + t.cacheWrite1h;
-      s.unpricedTokens += t.unpricedTokens;
-      s.cost += t.cost;
-    }
+    for (const t of seed.totals) this.add(t);
     for (const c of seed.counts) {
       if (c.kind === 'events')
         this.bump(this.ingest, `${this.sources.lookup(c.key)}\u0000${c.result}`, c.n);
       else this.bump(this.jsonl, `${c.key}\u0000${c.result}`, c.n);
+    }
+  }
+
+  /** Sums of events stored (a totals row, or what one commit stored) for one service, model and source. */
+  add(t: TotalsRow): void {
+    addRow(this.sums(t.service, t.model, t.source), t);
+  }
+
+  /**
+   * Raises each counter to what the store's totals table holds (never lowers one): what
+   * another process added there — `lookout cost reprice` pricing events stored unpriced —
+   * is counted without a restart. The caller makes sure every write in `rows` is tallied.
+   */
+  raise(rows: readonly TotalsRow[]): void {
+    const store = new Map<string, Sums>();
+    for (const t of rows) {
+      const key = `${this.services.admit(t.service)}\u0000${this.models.admit(t.model)}\u0000${this.sources.admit(t.source)}`;
+      let s = store.get(key);
+      if (s === undefined) {
+        s = zero();
+        store.set(key, s);
+      }
+      addRow(s, t);
+    }
+    for (const [key, from] of store) {
+      const [service, model, source] = key.split('\u0000') as [string, string, string];
+      const s = this.sums(service, model, source);
+      for (const k of Object.keys(from) as (keyof Sums)[]) {
+        if (from[k] > s[k]) s[k] = from[k];
+      }
     }
   }
 
@@ -374,38 +421,6 @@ function aicostRegistry(t: Tallies, cfg: AicostConfig, storeUp: () => number): R
   return registry;
 }
 
-/** The shapes a body may take: one event, an array of them, or `{ events: [...] }`. */
-function itemsOf(body: unknown, maxBatch: number): { items: unknown[]; single: boolean } {
-  let items: unknown[];
-  let single = false;
-  if (Array.isArray(body)) items = body;
-  else if (
-    typeof body === 'object' &&
-    body !== null &&
-    'events' in body &&
-    Object.keys(body).length === 1
-  ) {
-    const events = (body as { events: unknown }).events;
-    if (!Array.isArray(events)) {
-      throw new RouteError(400, 'the body does not match what this route takes', [
-        { path: 'events', message: 'expected an array of events' },
-      ]);
-    }
-    items = events;
-  } else {
-    items = [body];
-    single = true;
-  }
-  if (items.length === 0) throw new RouteError(400, 'the batch holds no events');
-  if (items.length > maxBatch) {
-    throw new RouteError(
-      413,
-      `the batch holds ${items.length} events; send at most ${maxBatch} per request (collectors.aicost.max_batch)`,
-    );
-  }
-  return { items, single };
-}
-
 /** The collector's long-lived state: the ledger, the tallies, the tails. */
 class AicostService {
   readonly tallies: Tallies;
@@ -416,6 +431,13 @@ class AicostService {
   private faulted: string | undefined;
   private probe: NodeJS.Timeout | undefined;
   private tails: Tail[] = [];
+  private refresh: NodeJS.Timeout | undefined;
+  private refreshing = false;
+  /** How many source label values the worker was last told of, and which (see IngestRequest.knownSources). */
+  private sourcesSent = -1;
+  private sourcesSentTo: Ledger | undefined;
+  /** Writes not yet tallied (see followStore()). */
+  private readonly inflight = new Set<Promise<unknown>>();
   private readonly rate: RateLimitedLog;
   private readonly unpricedLogged = new Set<string>();
   private dir = '';
@@ -449,6 +471,8 @@ class AicostService {
     const saved = new Map(seed.tails.map((t) => [t.path, JSON.parse(t.state) as TailPosition]));
     this.tails = this.cfg.jsonl.map((path) => this.follow(path, saved.get(path)));
     await Promise.all(this.tails.map((t) => t.start()));
+    this.refresh = setInterval(() => void this.followStore(), this.cfg.interval);
+    this.refresh.unref();
     sctx.log.info('AI usage store open', {
       path: this.dir,
       series: this.tallies.usage.size,
@@ -459,7 +483,7 @@ class AicostService {
   private openLedger(): Promise<Ledger> {
     return Ledger.open(
       this.dir,
-      { retentionMs: this.cfg.retention },
+      { retentionMs: this.cfg.retention, pricingFile: this.cfg.pricing_file },
       {
         onExit: (err) => this.fail(err),
         onNote: (msg, fields) => this.log.info(msg, fields),
@@ -467,7 +491,31 @@ class AicostService {
     );
   }
 
+  /**
+   * Raises the counters to the store's totals (see Tallies.raise), on the collector's
+   * interval. The worker answers the read after every write sent before it; those writes'
+   * tallies are awaited first, so nothing is counted twice, and writes sent after it are
+   * not in the read, so their counts can only be above it.
+   */
+  private async followStore(): Promise<void> {
+    const ledger = this.ledger;
+    if (this.refreshing || ledger === undefined || this.faulted !== undefined) return;
+    this.refreshing = true;
+    try {
+      const before = [...this.inflight];
+      const rows = await ledger.totals();
+      await Promise.allSettled(before);
+      this.tallies.raise(rows);
+    } catch {
+      // A failed read is the store's fault, seen by the next write too; the next refresh tries again.
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.refresh);
+    this.refresh = undefined;
     clearInterval(this.probe);
     this.probe = undefined;
     const tails = this.tails;
@@ -507,7 +555,19 @@ class AicostService {
   }
 
   /** Stores what was checked; counts after the commit. Throws LedgerError when the store fails. */
-  async store(req: WriteRequest): Promise<Uint8Array> {
+  store(req: WriteRequest): Promise<Uint8Array> {
+    return this.track(this.storeAndCount(req));
+  }
+
+  /** A write in flight until it is tallied (see followStore()). */
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight.add(p);
+    const done = () => void this.inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  private async storeAndCount(req: WriteRequest): Promise<Uint8Array> {
     const ledger = this.ledger;
     if (ledger === undefined) throw new LedgerError('the AI usage store is not open');
     let inserted: Uint8Array;
@@ -521,7 +581,7 @@ class AicostService {
     req.events.forEach((e, i) => {
       if (inserted[i]) {
         t.stored(e);
-        if (e.costUsd === null) this.unpriced(e);
+        if (e.costUsd === null) this.unpriced(e.provider, e.model);
       } else t.duplicate(e);
     });
     for (const [source, n] of Object.entries(req.rejected ?? {})) {
@@ -538,19 +598,19 @@ class AicostService {
     return inserted;
   }
 
-  private unpriced(e: StoredEvent): void {
-    const key = `${e.provider}/${e.model}`;
+  private unpriced(provider: string, model: string): void {
+    const key = `${provider}/${model}`;
     if (this.unpricedLogged.has(key)) return;
     if (this.unpricedLogged.size >= 1000) {
       this.rate.warn('unpriced', 'AI usage of models the pricing table does not know', {
-        model: e.model,
+        model,
       });
       return;
     }
     this.unpricedLogged.add(key);
     this.log.warn('AI usage of a model the pricing table does not know: counted as unpriced', {
-      model: e.model,
-      provider: e.provider,
+      model,
+      provider,
       hint: 'add it to collectors.aicost.pricing_file, then run lookout cost reprice',
     });
   }
@@ -561,49 +621,41 @@ class AicostService {
     return this.tallies.sources.lookup(typeof s === 'string' ? s : fallback);
   }
 
-  async ingest(body: unknown): Promise<RouteItemResult[]> {
-    const { items, single } = itemsOf(body, this.cfg.max_batch);
-    const now = Date.now();
-    const opts = {
-      now,
-      retentionMs: this.cfg.retention,
-      defaultSource: 'http',
-      pricing: this.pricing!,
-    };
-    const results: RouteItemResult[] = new Array(items.length);
-    const events: StoredEvent[] = [];
-    const at: number[] = [];
-    const rejected: Record<string, number> = {};
-    items.forEach((item, i) => {
-      const c = checkEvent(item, opts);
-      if (c.ok) {
-        events.push(c.event);
-        at.push(i);
-        return;
-      }
-      if (single) throw new RouteError(400, 'the event is not valid', c.problems);
-      const id = (item as { id?: unknown } | null)?.id;
-      results[i] = {
-        ...(typeof id === 'string' ? { id } : {}),
-        result: 'rejected',
-        reason: problemText(c.problems),
-      };
-      const source = this.rejectedSource(item, 'http');
-      rejected[source] = (rejected[source] ?? 0) + 1;
-    });
-    let inserted: Uint8Array;
-    try {
-      inserted = await this.store({ events, rejected });
-    } catch (err) {
-      if (err instanceof LedgerError) {
-        throw new RouteError(503, `the AI usage store cannot take writes now: ${err.message}`);
-      }
-      throw err;
+  /**
+   * An HTTP body of events: parsed, checked, priced and stored in the ledger's worker
+   * (the event loop only moves the bytes there and counts after the commit).
+   */
+  async ingest(raw: Uint8Array): Promise<RouteResponse> {
+    const ledger = this.ledger;
+    if (ledger === undefined) {
+      throw new RouteError(503, 'the AI usage store cannot take writes now: it is not open');
     }
-    events.forEach((e, j) => {
-      results[at[j]!] = { id: e.id, result: inserted[j] ? 'accepted' : 'duplicate' };
-    });
-    return results;
+    const sources = this.tallies.sources;
+    const knownSources =
+      sources.size !== this.sourcesSent || ledger !== this.sourcesSentTo
+        ? sources.values()
+        : undefined;
+    this.sourcesSent = sources.size;
+    this.sourcesSentTo = ledger;
+    let r: IngestReply;
+    try {
+      r = await this.track(
+        ledger.ingest({ raw, now: Date.now(), maxBatch: this.cfg.max_batch, knownSources }),
+      );
+    } catch (err) {
+      this.sourcesSent = -1;
+      this.fail(err);
+      throw new RouteError(503, `the AI usage store cannot take writes now: ${errorText(err)}`);
+    }
+    if ('refused' in r)
+      throw new RouteError(r.refused.status, r.refused.message, r.refused.problems);
+    const t = this.tallies;
+    for (const s of r.stored) t.add(s);
+    for (const [source, result, n] of r.counts) {
+      t.bump(t.ingest, `${t.sources.lookup(source)}\u0000${result}`, n);
+    }
+    for (const [provider, model] of r.unpriced) this.unpriced(provider, model);
+    return r.answer;
   }
 
   private follow(path: string, from: TailPosition | undefined): Tail {
@@ -703,12 +755,8 @@ registerCollector({
           path: INGEST_PATH,
           token: routeToken(ctx.name, cfg),
           bodyLimitBytes: cfg.max_body_bytes,
-          body: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())], {
-            error: 'expected one event (an object), an array of events, or {"events": [...]}',
-          }),
-          async handle(req) {
-            return { items: await svc.ingest(req.body) };
-          },
+          rawBody: true,
+          handle: (req) => svc.ingest(req.raw!),
         },
       ],
     };

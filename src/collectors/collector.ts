@@ -204,8 +204,14 @@ export interface CollectorRoute {
   token: RouteToken;
   /** Largest request body accepted, in bytes (default 1 MiB); larger is a 413. */
   bodyLimitBytes?: number;
-  /** Validates the JSON body; a mismatch is a 400 naming each wrong field. Without it, no body is read. */
+  /** Validates the JSON body; a mismatch is a 400 naming each wrong field. Without it (and rawBody), no body is read. */
   body?: z.ZodType;
+  /**
+   * The JSON body is handed over as it came, bytes (`RouteRequest.raw`), after the same
+   * checks of its type, encoding and size: the route parses it itself (off the event
+   * loop, in a worker that owns the memory). `body` is not used then.
+   */
+  rawBody?: boolean;
   handle(req: RouteRequest): Promise<RouteResponse> | RouteResponse;
 }
 
@@ -224,6 +230,8 @@ export interface RouteToken {
 export interface RouteRequest {
   /** The parsed body, validated by the route's `body` schema. */
   body: unknown;
+  /** The body's bytes, for a route with `rawBody` (a copy the route owns: it may transfer it). */
+  raw?: Uint8Array;
   headers: Readonly<Record<string, string | string[] | undefined>>;
   query: URLSearchParams;
 }
@@ -246,11 +254,29 @@ export interface RouteItemResult {
  */
 export type RouteResponse =
   | { status: number; body: unknown; headers?: Readonly<Record<string, string>> }
+  /** A batch's answer already made by batchAnswer() (in a worker): sent as it is. */
+  | { status: number; json: string; headers?: Readonly<Record<string, string>> }
   | {
       items: readonly RouteItemResult[];
       status?: number;
       headers?: Readonly<Record<string, string>>;
     };
+
+/**
+ * A batch's answer: per-item results (with their index) and the counts, 200 when none was
+ * rejected, 422 when all were, else 207. The route layer sends every `items` answer so;
+ * a route that answers from a worker thread makes the same with this.
+ */
+export function batchAnswer(items: readonly RouteItemResult[]): { status: number; json: string } {
+  const counts = { accepted: 0, duplicate: 0, rejected: 0 };
+  for (const item of items) counts[item.result]++;
+  const n = items.length;
+  const status = counts.rejected === 0 ? 200 : counts.rejected === n ? 422 : 207;
+  return {
+    status,
+    json: JSON.stringify({ ...counts, items: items.map((item, index) => ({ index, ...item })) }),
+  };
+}
 
 /** A route's answer to input it cannot take: sent as `{ error, problems? }` with this status. */
 export class RouteError extends Error {

@@ -6,6 +6,7 @@ import type Router from '@koa/router';
 import getRawBody from 'raw-body';
 import type { z } from 'zod';
 import {
+  batchAnswer,
   RouteError,
   type CollectorRoute,
   type RouteResponse,
@@ -25,8 +26,8 @@ interface BodyReadError {
   limit?: number;
 }
 
-/** Reads the body under the route's limit and parses it as JSON; a RouteError when it cannot. */
-async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
+/** Reads a JSON body's bytes under the route's limit; a RouteError when it cannot. */
+async function readBody(ctx: Koa.Context, limit: number): Promise<Buffer> {
   if (!ctx.is('application/json')) {
     throw new RouteError(415, 'send the body as JSON with Content-Type: application/json');
   }
@@ -37,14 +38,12 @@ async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
       `send the body uncompressed (Content-Encoding ${encoding} is not read)`,
     );
   }
-  let text: string;
   try {
     // raw-body stops reading past the limit (and at once when Content-Length says so), so
     // an oversized body is refused without being buffered.
-    text = await getRawBody(ctx.req, {
+    return await getRawBody(ctx.req, {
       length: ctx.get('content-length') || undefined,
       limit,
-      encoding: 'utf8',
     });
   } catch (err) {
     const e = err as BodyReadError;
@@ -56,6 +55,11 @@ async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
     }
     throw err;
   }
+}
+
+/** Reads the body under the route's limit and parses it as JSON; a RouteError when it cannot. */
+async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
+  const text = (await readBody(ctx, limit)).toString('utf8');
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -237,14 +241,14 @@ export function mountRoutes(
         ctx.set('Retry-After', '5');
         throw new RouteError(503, why);
       }
-      const body = route.body
-        ? validate(
-            route.body,
-            await readJson(ctx, route.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES),
-          )
-        : undefined;
+      const limit = route.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+      let body: unknown;
+      let raw: Uint8Array | undefined;
+      if (route.rawBody) raw = ownBytes(await readBody(ctx, limit));
+      else if (route.body) body = validate(route.body, await readJson(ctx, limit));
       const res = await route.handle({
         body,
+        raw,
         headers: ctx.headers,
         query: new URLSearchParams(ctx.querystring),
       });
@@ -254,21 +258,32 @@ export function mountRoutes(
   return notes;
 }
 
+/**
+ * The bytes in a view of their own whole ArrayBuffer, which the route may transfer to a
+ * worker: a small body read from the socket is a view into Node's shared buffer pool.
+ */
+function ownBytes(buf: Buffer): Uint8Array {
+  if (buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength) return buf;
+  return new Uint8Array(buf);
+}
+
 /** Sends a route's answer: its body, or a batch's per-item results with their counts. */
 function answer(ctx: Koa.Context, res: RouteResponse): void {
   for (const [k, v] of Object.entries(res.headers ?? {})) ctx.set(k, v);
+  if ('json' in res) {
+    ctx.status = res.status;
+    ctx.type = 'application/json';
+    ctx.body = res.json;
+    return;
+  }
   if (!('items' in res)) {
     sendJson(ctx, res.status, res.body);
     return;
   }
-  const counts = { accepted: 0, duplicate: 0, rejected: 0 };
-  for (const item of res.items) counts[item.result]++;
-  const n = res.items.length;
-  const status = res.status ?? (counts.rejected === 0 ? 200 : counts.rejected === n ? 422 : 207);
-  sendJson(ctx, status, {
-    ...counts,
-    items: res.items.map((item, index) => ({ index, ...item })),
-  });
+  const made = batchAnswer(res.items);
+  ctx.status = res.status ?? made.status;
+  ctx.type = 'application/json';
+  ctx.body = made.json;
 }
 
 /**
