@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StoredEvent } from '../src/aicost/event.js';
-import { Ledger } from '../src/aicost/ledger.js';
+import { Ledger, type SeedResult } from '../src/aicost/ledger.js';
+import { Tallies } from '../src/collectors/aicost.js';
 import { DATABASE_FILE } from '../src/aicost/schema.js';
 import { readStore } from './helpers/aicost.js';
 import { tempDir } from './helpers/procs.js';
@@ -113,5 +114,39 @@ describe('the ledger', () => {
     } finally {
       await ledger.close();
     }
+  });
+});
+
+describe('the tallies the counters show', () => {
+  it('seeded twice (a start tried again) hold the store once, not twice', () => {
+    const tallies = new Tallies({ services: 10, models: 10, sources: 10 });
+    const seed: SeedResult = {
+      totals: [
+        {
+          service: 'chat',
+          model: 'gpt-4o',
+          source: 'http',
+          requests: 3,
+          unpricedRequests: 0,
+          input: 100,
+          output: 50,
+          cacheRead: 10,
+          cacheWrite5m: 5,
+          cacheWrite1h: 1,
+          unpricedTokens: 0,
+          cost: 0.25,
+        },
+      ],
+      counts: [{ kind: 'events', key: 'http', result: 'accepted', n: 3 }],
+      tails: [],
+    };
+    tallies.seed(seed);
+    tallies.seed(seed);
+    const [u] = [...tallies.usage.values()];
+    assert.equal(tallies.usage.size, 1);
+    assert.equal(u?.s.requests, 3);
+    assert.equal(u?.s.cost, 0.25);
+    assert.equal(u?.s.cacheWrite, 6);
+    assert.deepEqual([...tallies.ingest], [['http\u0000accepted', 3]]);
   });
 });

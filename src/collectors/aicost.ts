@@ -209,8 +209,15 @@ export class Tallies {
     if (n !== 0) map.set(key, (map.get(key) ?? 0) + n);
   }
 
-  /** The store's totals, in the order they were first stored (so caps admit as before). */
+  /**
+   * The store's totals, in the order they were first stored (so caps admit as before).
+   * Replaces what was tallied: a start tried again must not count the store twice, and
+   * the store holds at least everything counted, so no counter goes down.
+   */
   seed(seed: SeedResult): void {
+    this.usage.clear();
+    this.ingest.clear();
+    this.jsonl.clear();
     for (const t of seed.totals) this.add(t);
     for (const c of seed.counts) {
       if (c.kind === 'events')
@@ -433,6 +440,7 @@ class AicostService {
   private tails: Tail[] = [];
   private refresh: NodeJS.Timeout | undefined;
   private refreshing = false;
+  private recovering = false;
   /** How many source label values the worker was last told of, and which (see IngestRequest.knownSources). */
   private sourcesSent = -1;
   private sourcesSentTo: Ledger | undefined;
@@ -458,6 +466,7 @@ class AicostService {
     this.sctx = sctx;
     this.dir = await this.stateDirectory();
     this.pricing = await loadPricing({ userFile: this.cfg.pricing_file });
+    await this.ledger?.close();
     this.ledger = await this.openLedger();
     let seed: SeedResult;
     try {
@@ -468,7 +477,7 @@ class AicostService {
       throw err;
     }
     this.tallies.seed(seed);
-    const saved = new Map(seed.tails.map((t) => [t.path, JSON.parse(t.state) as TailPosition]));
+    const saved = new Map(seed.tails.map((t) => [t.path, this.position(t.path, t.state)]));
     this.tails = this.cfg.jsonl.map((path) => this.follow(path, saved.get(path)));
     await Promise.all(this.tails.map((t) => t.start()));
     this.refresh = setInterval(() => void this.followStore(), this.cfg.interval);
@@ -478,6 +487,19 @@ class AicostService {
       series: this.tallies.usage.size,
       jsonl: this.cfg.jsonl.length,
     });
+  }
+
+  /** A stored tail position; one that does not parse is no position (the file is read from its start, its lines deduplicated by id). */
+  private position(path: string, state: string): TailPosition | undefined {
+    try {
+      return JSON.parse(state) as TailPosition;
+    } catch (err) {
+      this.log.warn('stored JSONL position unreadable; reading the file from its start', {
+        file: path,
+        err: errorText(err),
+      });
+      return undefined;
+    }
   }
 
   private openLedger(): Promise<Ledger> {
@@ -539,15 +561,29 @@ class AicostService {
   }
 
   private async tryRecover(): Promise<void> {
+    // One attempt at a time: a reopen slower than the probe's interval (the store locked
+    // by a reprice) must not open a second ledger over the first.
+    if (this.recovering) return;
+    this.recovering = true;
     try {
       if (this.ledger === undefined || this.ledger.broken) {
         await this.ledger?.close();
-        this.ledger = await this.openLedger();
+        this.ledger = undefined;
+        const ledger = await this.openLedger();
+        // Stopped meanwhile: close what this attempt opened, or it outlives the service.
+        if (this.probe === undefined) {
+          await ledger.close();
+          return;
+        }
+        this.ledger = ledger;
       }
       await this.ledger.probe();
     } catch {
       return;
+    } finally {
+      this.recovering = false;
     }
+    if (this.probe === undefined) return;
     clearInterval(this.probe);
     this.probe = undefined;
     this.faulted = undefined;
