@@ -399,7 +399,7 @@ function aicostRegistry(t: Tallies, cfg: AicostConfig, storeUp: () => number): R
     },
   });
   if (cfg.jsonl.length > 0) {
-    const lines = new Counter({
+    new Counter({
       name: 'lookout_ai_jsonl_lines_total',
       help: 'Lines of the followed JSONL files by result: stored, duplicate (an event stored before) or rejected (not an event; logged).',
       labelNames: ['file', 'result'],
@@ -413,7 +413,6 @@ function aicostRegistry(t: Tallies, cfg: AicostConfig, storeUp: () => number): R
         }
       },
     });
-    void lines;
     new Counter({
       name: 'lookout_ai_jsonl_read_errors_total',
       help: 'Failed reads of a followed JSONL file (missing directory, permissions, I/O errors); the tail keeps trying.',
@@ -708,9 +707,7 @@ class AicostService {
         const events: StoredEvent[] = [];
         const rejectedBy: Record<string, number> = {};
         let rejected = 0;
-        let lineNo = 0;
         forEachLine(block, (line) => {
-          lineNo++;
           if (line.trim() === '') return;
           let value: unknown;
           let reason: string;
@@ -733,7 +730,6 @@ class AicostService {
             reason: reason.length > 300 ? `${reason.slice(0, 300)}...` : reason,
           });
         });
-        void lineNo;
         await this.store({
           events,
           rejected: rejectedBy,
