@@ -104,6 +104,24 @@ function open(o: OpenOptions): void {
   setTimeout(() => prune(), Math.min(o.pruneEveryMs, 60_000)).unref();
 }
 
+/** The columns a rollup row and a totals row add up (the rollup also sums cache savings). */
+const SUMMED = [
+  'requests',
+  'unpriced_requests',
+  'input_tokens',
+  'output_tokens',
+  'cache_read_tokens',
+  'cache_write_5m_tokens',
+  'cache_write_1h_tokens',
+  'unpriced_tokens',
+  'cost_usd',
+];
+
+/** An upsert's SET list that adds what the conflicting insert brought to what is there. */
+function addedUp(columns: readonly string[]): string {
+  return columns.map((c) => `${c} = ${c} + excluded.${c}`).join(', ');
+}
+
 function prepare(d: Database.Database) {
   return {
     insert:
@@ -115,29 +133,11 @@ function prepare(d: Database.Database) {
       input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
       unpriced_tokens, cost_usd, cache_savings_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
       ON CONFLICT (hour_ms, service, model, source) DO UPDATE SET
-        requests = requests + excluded.requests,
-        unpriced_requests = unpriced_requests + excluded.unpriced_requests,
-        input_tokens = input_tokens + excluded.input_tokens,
-        output_tokens = output_tokens + excluded.output_tokens,
-        cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
-        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
-        unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
-        cost_usd = cost_usd + excluded.cost_usd,
-        cache_savings_usd = cache_savings_usd + excluded.cache_savings_usd`),
+        ${addedUp([...SUMMED, 'cache_savings_usd'])}`),
     total: d.prepare(`INSERT INTO totals (service, model, source, requests, unpriced_requests,
       input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
       unpriced_tokens, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-      ON CONFLICT (service, model, source) DO UPDATE SET
-        requests = requests + excluded.requests,
-        unpriced_requests = unpriced_requests + excluded.unpriced_requests,
-        input_tokens = input_tokens + excluded.input_tokens,
-        output_tokens = output_tokens + excluded.output_tokens,
-        cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
-        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
-        unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
-        cost_usd = cost_usd + excluded.cost_usd`),
+      ON CONFLICT (service, model, source) DO UPDATE SET ${addedUp(SUMMED)}`),
     count: d.prepare(`INSERT INTO ingest_counts (kind, key, result, n) VALUES (?,?,?,?)
       ON CONFLICT (kind, key, result) DO UPDATE SET n = n + excluded.n`),
     tail: d.prepare(
