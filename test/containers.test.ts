@@ -126,12 +126,14 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
       log,
     );
     await collector.service.start(serviceCtx());
-    // After the service started, so its event stream sees the OOM kill.
+    // After the service started, so its event stream sees the OOM kill. The sleep: dockerd
+    // sets State.OOMKilled only when containerd's OOM event reaches it before the exit
+    // event, and the two race when the container exits at once (the events count it either way).
     await start(
       'oom',
       '-m 16m --memory-swap 16m',
       'sh -c',
-      'dd if=/dev/zero bs=64M count=1 | tail -c 1 >/dev/null; exit 0',
+      'dd if=/dev/zero bs=64M count=1 | tail -c 1 >/dev/null; sleep 3; exit 0',
     );
     await docker('wait', 'job');
     await docker('wait', 'oom');
@@ -220,7 +222,11 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
         undefined,
         'running: no exit code',
       );
-      assert.equal(oom.State.OOMKilled, true, 'the kernel killed in the oom container');
+      assert.equal(
+        oom.State.OOMKilled,
+        true,
+        `the kernel killed in the oom container: ${JSON.stringify(oom.State)}`,
+      );
       assert.equal(v('lookout_container_oom_killed', 'oom'), 1);
 
       // Limits: as configured, absent (never 0) when unlimited.
