@@ -24,13 +24,16 @@ import {
   startPrometheus,
   tempDir,
 } from '../test/helpers/procs.js';
-import { cpuSeconds, mb, startLookoutAsNpmStart } from './lib.js';
+import { SMOKE, cpuSeconds, mb, setting, startLookoutAsNpmStart, startedAll } from './lib.js';
 
 const { values } = parseArgs({
-  options: { hosts: { type: 'string', default: '200' }, minutes: { type: 'string', default: '4' } },
+  options: { hosts: { type: 'string' }, minutes: { type: 'string' } },
 });
-const HOSTS = Number(values.hosts);
-const MINUTES = Number(values.minutes);
+const HOSTS = Number(values.hosts ?? (SMOKE ? 3 : 200));
+const MINUTES = Number(values.minutes ?? (SMOKE ? 0.1 : 4));
+/** Between two rows of figures, and how long VictoriaMetrics is given to settle. */
+const ROW_MS = Math.min(30_000, MINUTES * 60_000);
+const SETTLE_MS = setting('BENCH_HA_SETTLE_MS', 15_000, 1_000);
 
 const lookout = await startLookoutAsNpmStart();
 const vmDir = await tempDir('lookout-bench-vm-');
@@ -88,6 +91,7 @@ try {
     60_000,
     `Prometheus to scrape ${HOSTS} targets`,
   );
+  await startedAll();
   const t0 = Date.now();
   const cpu0 = { prom: await cpuSeconds(prom.child.pid!), vm: await cpuSeconds(vm.pid) };
   console.log(`${HOSTS} hosts, ${MINUTES} min, scrape and evaluation 15 s`);
@@ -101,7 +105,7 @@ try {
     return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   };
   while (Date.now() - t0 < MINUTES * 60_000) {
-    await sleep(30_000);
+    await sleep(ROW_MS);
     const q = async (e: string) => Number((await promQuery(prom.url, e))[0]?.value[1] ?? NaN);
     last = {
       series: await selfMetric('prometheus_tsdb_head_series'),
@@ -141,7 +145,7 @@ try {
   const vmUrl = `http://127.0.0.1:${vmPort}`;
   await (await fetch(`${vmUrl}/internal/force_flush`)).arrayBuffer();
   await (await fetch(`${vmUrl}/internal/force_merge`)).arrayBuffer();
-  await sleep(15_000);
+  await sleep(SETTLE_MS);
   const snap = await fetch(`${prom.url}/api/v1/admin/tsdb/snapshot`, { method: 'POST' });
   const name = ((await snap.json()) as { data: { name: string } }).data.name;
   const block = await diskBytes(join(prom.dir, 'data', 'snapshots', name));

@@ -42,6 +42,7 @@ const COMPARES: Record<string, string[]> = {
   'bench/soak.ts': ['nginx', 'redis-server', 'node'],
   'bench/containers.ts': ['dockerd', 'node'],
   'bench/aicost.ts': ['node', 'prometheus-node'],
+  'bench/ha.ts': ['node', 'victoria-metric', 'prometheus'],
 };
 
 interface Run {
