@@ -18,11 +18,10 @@ import {
   eventually,
   promQuery,
   startLookout,
-  startPrometheus,
   tempDir,
   type Running,
 } from './helpers/procs.js';
-import { substitute } from './helpers/dashboards.js';
+import { startRulesPrometheus, substitute } from './helpers/dashboards.js';
 import { aicostConfig, postAccepted, usageEvent } from './helpers/aicost-alerts.js';
 
 interface Panel {
@@ -84,13 +83,7 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
       }),
     );
     instance = `127.0.0.1:${lookout.port}`;
-    prom = await startPrometheus(
-      JSON.stringify({
-        global: { scrape_interval: '1s', evaluation_interval: '1s' },
-        rule_files: [join(REPO, 'rules/*.yml')],
-        scrape_configs: [{ job_name: 'lookout', static_configs: [{ targets: [instance] }] }],
-      }),
-    );
+    prom = await startRulesPrometheus(instance);
     // Each series first, so its first scrape is small; then usage that increase() counts,
     // with cache reads, and a model no price table knows (no reported cost: unpriced).
     await postAccepted(

@@ -20,16 +20,9 @@ import {
   startBusyboxEngine,
   type BusyboxEngine,
 } from './helpers/busybox.js';
-import { answerAll } from './helpers/dashboards.js';
+import { answerAll, startRulesPrometheus } from './helpers/dashboards.js';
 import { addNetns } from './helpers/dockerd.js';
-import {
-  REPO,
-  eventually,
-  promQuery,
-  startLookout,
-  startPrometheus,
-  type Running,
-} from './helpers/procs.js';
+import { REPO, eventually, promQuery, startLookout, type Running } from './helpers/procs.js';
 
 interface Target {
   refId?: string;
@@ -171,13 +164,7 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
       }),
     );
     instance = `127.0.0.1:${lookout.port}`;
-    prom = await startPrometheus(
-      JSON.stringify({
-        global: { scrape_interval: '1s', evaluation_interval: '1s' },
-        rule_files: [join(REPO, 'rules/*.yml')],
-        scrape_configs: [{ job_name: 'lookout', static_configs: [{ targets: [instance] }] }],
-      }),
-    );
+    prom = await startRulesPrometheus(instance);
     // lookout counts restarts from the event stream: a start after the one it first saw.
     await eventually(
       async () =>

@@ -24,17 +24,8 @@ import { makeTestPki, tlsServerBlock } from './helpers/certs.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startPostgres, type Postgres } from './helpers/postgres.js';
 import { startRedis, type Redis } from './helpers/redis.js';
-import { answerAll } from './helpers/dashboards.js';
-import {
-  REPO,
-  freePort,
-  promQuery,
-  startLookout,
-  startPrometheus,
-  tempDir,
-  type Running,
-} from './helpers/procs.js';
-import { substitute } from './helpers/dashboards.js';
+import { REPO, freePort, promQuery, startLookout, tempDir, type Running } from './helpers/procs.js';
+import { answerAll, startRulesPrometheus, substitute } from './helpers/dashboards.js';
 
 const run = promisify(execFile);
 
@@ -512,13 +503,7 @@ describe('every panel query returns series from a live Prometheus scraping looko
           .catch(() => {});
     }, 200);
     instance = `127.0.0.1:${lookout.port}`;
-    prom = await startPrometheus(
-      JSON.stringify({
-        global: { scrape_interval: '1s', evaluation_interval: '1s' },
-        rule_files: [join(REPO, 'rules/*.yml')],
-        scrape_configs: [{ job_name: 'lookout', static_configs: [{ targets: [instance] }] }],
-      }),
-    );
+    prom = await startRulesPrometheus(instance);
     const asked = queries.filter((q) => unanswerable(q) === undefined);
     results = await answerAll(prom.url, asked, (q) => substitute(q.expr, instance), WAIT_MS);
   });

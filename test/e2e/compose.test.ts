@@ -529,17 +529,18 @@ describe(
       );
 
       // Network devices: the host namespace's (read through PID 1), not the container's.
-      // A dummy device of this test's own in the host namespace, which the container cannot
-      // have: the host's other devices may carry the container's names (eth0), and suites
-      // beside this one add and remove veth ends there.
-      const dummy = `lkc${process.pid % 100_000}`;
+      // A device of this test's own in the host namespace (a veth pair: the kernel here has
+      // no dummy driver), which the container cannot have: the host's other devices may
+      // carry the container's names (eth0), and suites beside this one add and remove veth
+      // ends there.
+      const ownDevice = `lkc${process.pid % 100_000}`;
       const ip = (...args: string[]) => {
         const r = spawnSync('ip', args, { encoding: 'utf8' });
         assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
       };
-      ip('link', 'add', dummy, 'type', 'dummy');
+      ip('link', 'add', ownDevice, 'type', 'veth', 'peer', 'name', `${ownDevice}p`);
       try {
-        ip('link', 'set', dummy, 'up');
+        ip('link', 'set', ownDevice, 'up');
         const devices = (text: string) =>
           text
             .split('\n')
@@ -549,7 +550,7 @@ describe(
         const container = devices(
           (await docker(['exec', lookoutId, 'cat', '/proc/self/net/dev'])).stdout,
         );
-        assert.ok(!container.includes(dummy), `the container has ${container}`);
+        assert.ok(!container.includes(ownDevice), `the container has ${container}`);
         let seen: string[] = [];
         let host: string[] = [];
         await eventually(
@@ -563,7 +564,7 @@ describe(
             // in neither listing.
             const steady = before.filter((d) => host.includes(d));
             return (
-              seen.includes(dummy) &&
+              seen.includes(ownDevice) &&
               steady.every((d) => seen.includes(d)) &&
               seen.every((d) => before.includes(d) || host.includes(d))
             );
@@ -576,7 +577,7 @@ describe(
           });
         });
       } finally {
-        ip('link', 'delete', dummy);
+        ip('link', 'delete', ownDevice);
       }
     });
 

@@ -1,7 +1,22 @@
 /**
  * Running dashboard panel queries against a live Prometheus, for the dashboard tests.
  */
-import { promQuery } from './procs.js';
+import { join } from 'node:path';
+import { REPO, promQuery, startPrometheus } from './procs.js';
+
+/**
+ * A real Prometheus scraping one lookout (`host:port`) every second and evaluating every
+ * shipped rule file every second: what the dashboards' recording-rule panels need.
+ */
+export function startRulesPrometheus(instance: string): ReturnType<typeof startPrometheus> {
+  return startPrometheus(
+    JSON.stringify({
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      rule_files: [join(REPO, 'rules/*.yml')],
+      scrape_configs: [{ job_name: 'lookout', static_configs: [{ targets: [instance] }] }],
+    }),
+  );
+}
 
 /**
  * Grafana's variables in a dashboard query, substituted the way Grafana would for one
