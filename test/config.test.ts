@@ -156,7 +156,7 @@ describe('config validation', () => {
   });
 });
 
-describe('lookout check (built CLI)', () => {
+describe('lookout check (built CLI)', { concurrency: true }, () => {
   const cli = ['dist/cli.js', 'check', '--config'];
 
   it('exits 0 for a good file', async () => {
@@ -186,17 +186,19 @@ describe('lookout check (built CLI)', () => {
 
   for (const command of ['check', 'serve']) {
     it(`${command}: each probe URL mistake is a config error naming the field and the fix, exit 1`, async () => {
-      for (const [fixture, [line]] of Object.entries(INVALID).filter(([f]) =>
-        f.startsWith('invalid-probe-url-'),
-      )) {
-        const file = join(FIX, fixture);
-        const err = await run(process.execPath, ['dist/cli.js', command, '--config', file]).then(
-          () => assert.fail(`${command} must fail on ${fixture}`),
-          (e: { code: number; stderr: string }) => e,
-        );
-        assert.equal(err.code, 1, fixture);
-        assert.equal(err.stderr, `${file}: ${line}\n`, fixture);
-      }
+      const fixtures = Object.entries(INVALID).filter(([f]) => f.startsWith('invalid-probe-url-'));
+      assert.ok(fixtures.length > 0, 'probe URL fixtures');
+      await Promise.all(
+        fixtures.map(async ([fixture, [line]]) => {
+          const file = join(FIX, fixture);
+          const err = await run(process.execPath, ['dist/cli.js', command, '--config', file]).then(
+            () => assert.fail(`${command} must fail on ${fixture}`),
+            (e: { code: number; stderr: string }) => e,
+          );
+          assert.equal(err.code, 1, fixture);
+          assert.equal(err.stderr, `${file}: ${line}\n`, fixture);
+        }),
+      );
     });
   }
 

@@ -13,8 +13,9 @@ import { COMMAND_HELP, helpText, USAGE } from '../src/help.js';
 import { REPO } from './helpers/procs.js';
 
 const run = promisify(execFile);
+/** The built CLI (test:unit and npm test build first): tsx would compile src/ each run. */
 const lookout = (...args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli.ts'), ...args], { cwd: REPO });
+  run(process.execPath, [join(REPO, 'dist/cli.js'), ...args], { cwd: REPO });
 
 /** The long flags cli.ts's parseArgs accepts (`help` and `version` excepted). */
 async function acceptedFlags(): Promise<string[]> {
@@ -25,7 +26,7 @@ async function acceptedFlags(): Promise<string[]> {
     .filter((f) => f !== 'help' && f !== 'version');
 }
 
-describe('lookout --help', () => {
+describe('lookout --help', { concurrency: true }, () => {
   test('lists every command and says where the docs are', async () => {
     const { stdout } = await lookout('--help');
     assert.equal(stdout, USAGE);

@@ -801,125 +801,129 @@ describe('the state directory', () => {
   });
 });
 
-describe('the real CLI with test collectors (test/fixtures/platform/serve.ts)', () => {
-  const script = join(REPO, 'test/fixtures/platform/serve.ts');
-  const tsx = import.meta.resolve('tsx');
+describe(
+  'the real CLI with test collectors (test/fixtures/platform/serve.ts)',
+  { concurrency: true },
+  () => {
+    const script = join(REPO, 'test/fixtures/platform/serve.ts');
+    const tsx = import.meta.resolve('tsx');
 
-  /** node's arguments for `lookout serve` with the test collectors, config in `dir`. */
-  const serveArgs = (dir: string, listen: string) => [
-    '--import',
-    tsx,
-    script,
-    'serve',
-    '--config',
-    join(dir, 'lookout.yml'),
-    '--web.listen-address',
-    listen,
-  ];
+    /** node's arguments for `lookout serve` with the test collectors, config in `dir`. */
+    const serveArgs = (dir: string, listen: string) => [
+      '--import',
+      tsx,
+      script,
+      'serve',
+      '--config',
+      join(dir, 'lookout.yml'),
+      '--web.listen-address',
+      listen,
+    ];
 
-  async function start(config: string, env: NodeJS.ProcessEnv = {}) {
-    const dir = await tempDir('lookout-platform-');
-    const port = await freePort();
-    await writeFile(join(dir, 'lookout.yml'), config);
-    return startProcess(process.execPath, serveArgs(dir, `127.0.0.1:${port}`), {
-      readyPath: '/healthz',
-      port,
-      dir,
-      env,
+    async function start(config: string, env: NodeJS.ProcessEnv = {}) {
+      const dir = await tempDir('lookout-platform-');
+      const port = await freePort();
+      await writeFile(join(dir, 'lookout.yml'), config);
+      return startProcess(process.execPath, serveArgs(dir, `127.0.0.1:${port}`), {
+        readyPath: '/healthz',
+        port,
+        dir,
+        env,
+      });
+    }
+
+    it('refuses to start when two enabled collectors claim one family, naming both (exit 2)', async () => {
+      const dir = await tempDir('lookout-platform-');
+      await writeFile(join(dir, 'lookout.yml'), 'collectors:\n  dupe:\n    enabled: true\n');
+      const child = spawn(process.execPath, serveArgs(dir, '127.0.0.1:0'), {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      const [code] = (await once(child, 'exit')) as [number];
+      assert.equal(code, 2, err);
+      assert.match(
+        err,
+        /collectors (host and dupe|dupe and host) both export lookout_load1; disable one of them/,
+      );
     });
-  }
 
-  it('refuses to start when two enabled collectors claim one family, naming both (exit 2)', async () => {
-    const dir = await tempDir('lookout-platform-');
-    await writeFile(join(dir, 'lookout.yml'), 'collectors:\n  dupe:\n    enabled: true\n');
-    const child = spawn(process.execPath, serveArgs(dir, '127.0.0.1:0'), {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let err = '';
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    const [code] = (await once(child, 'exit')) as [number];
-    assert.equal(code, 2, err);
-    assert.match(
-      err,
-      /collectors (host and dupe|dupe and host) both export lookout_load1; disable one of them/,
-    );
-  });
-
-  it('SIGTERM: stops accepting, lets a request in flight finish, waits for the flush, exits 0', async () => {
-    const FLUSH_MS = 1500;
-    const REQUEST_MS = 800;
-    const lookout = await start(
-      'collectors:\n  slowflush:\n    enabled: true\nstorage:\n  path: state\n',
-      { LOOKOUT_TEST_FLUSH_MS: String(FLUSH_MS), LOOKOUT_TEST_REQUEST_MS: String(REQUEST_MS) },
-    );
-    const flushed = join(lookout.dir, 'state', 'slowflush', 'flushed');
-    // A kept-alive client polling all along: it must not hold shutdown open.
-    const agent = new Agent({ keepAliveTimeout: 60_000 });
-    let polling = true;
-    const polls = (async () => {
-      let answered = 0;
-      while (polling) {
-        try {
-          const res = await undiciRequest(`${lookout.url}/healthz`, { dispatcher: agent });
-          await res.body.text();
-          answered++;
-        } catch {
-          // refused once lookout stops accepting: the poller's job is done
-          break;
+    it('SIGTERM: stops accepting, lets a request in flight finish, waits for the flush, exits 0', async () => {
+      const FLUSH_MS = 1500;
+      const REQUEST_MS = 800;
+      const lookout = await start(
+        'collectors:\n  slowflush:\n    enabled: true\nstorage:\n  path: state\n',
+        { LOOKOUT_TEST_FLUSH_MS: String(FLUSH_MS), LOOKOUT_TEST_REQUEST_MS: String(REQUEST_MS) },
+      );
+      const flushed = join(lookout.dir, 'state', 'slowflush', 'flushed');
+      // A kept-alive client polling all along: it must not hold shutdown open.
+      const agent = new Agent({ keepAliveTimeout: 60_000 });
+      let polling = true;
+      const polls = (async () => {
+        let answered = 0;
+        while (polling) {
+          try {
+            const res = await undiciRequest(`${lookout.url}/healthz`, { dispatcher: agent });
+            await res.body.text();
+            answered++;
+          } catch {
+            // refused once lookout stops accepting: the poller's job is done
+            break;
+          }
         }
-      }
-      return answered;
-    })();
-    const inFlight = fetch(`${lookout.url}/api/v1/slow`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...withRouteToken },
-      body: '{"n":1}',
+        return answered;
+      })();
+      const inFlight = fetch(`${lookout.url}/api/v1/slow`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...withRouteToken },
+        body: '{"n":1}',
+      });
+      await eventually(
+        async () => lookout.output().includes('msg="slow request started"') || undefined,
+        10_000,
+        'the slow request reached its handler',
+      );
+      const t0 = performance.now();
+      lookout.child.kill('SIGTERM');
+      const answer = await inFlight;
+      assert.equal(answer.status, 200, 'the request in flight finished');
+      assert.equal(answer.headers.get('connection'), 'close');
+      // The listener closed first: while the flush runs, a new connection is refused.
+      assert.equal(
+        await fetch(`${lookout.url}/healthz`).then(
+          () => 'answered',
+          () => 'refused',
+        ),
+        'refused',
+      );
+      assert.ok(!existsSync(flushed), 'the flush had not finished yet');
+      const [code] = (await once(lookout.child, 'exit')) as [number];
+      const took = performance.now() - t0;
+      polling = false;
+      assert.ok((await polls) > 0, 'the kept-alive client was answered before shutdown');
+      await agent.close();
+      assert.equal(code, 0, lookout.output());
+      assert.ok(took >= FLUSH_MS, `waited for the flush: ${took.toFixed(0)} ms`);
+      assert.ok(
+        took < REQUEST_MS + FLUSH_MS + 2500,
+        `the kept-alive client did not hold shutdown to the drain timeout: ${took.toFixed(0)} ms`,
+      );
+      assert.equal(await readFile(flushed, 'utf8'), '1', 'the flush saw the request counted');
+      const log = lookout.output();
+      assert.ok(log.indexOf('msg="flush done"') < log.indexOf('msg=stopped'), log);
     });
-    await eventually(
-      async () => lookout.output().includes('msg="slow request started"') || undefined,
-      10_000,
-      'the slow request reached its handler',
-    );
-    const t0 = performance.now();
-    lookout.child.kill('SIGTERM');
-    const answer = await inFlight;
-    assert.equal(answer.status, 200, 'the request in flight finished');
-    assert.equal(answer.headers.get('connection'), 'close');
-    // The listener closed first: while the flush runs, a new connection is refused.
-    assert.equal(
-      await fetch(`${lookout.url}/healthz`).then(
-        () => 'answered',
-        () => 'refused',
-      ),
-      'refused',
-    );
-    assert.ok(!existsSync(flushed), 'the flush had not finished yet');
-    const [code] = (await once(lookout.child, 'exit')) as [number];
-    const took = performance.now() - t0;
-    polling = false;
-    assert.ok((await polls) > 0, 'the kept-alive client was answered before shutdown');
-    await agent.close();
-    assert.equal(code, 0, lookout.output());
-    assert.ok(took >= FLUSH_MS, `waited for the flush: ${took.toFixed(0)} ms`);
-    assert.ok(
-      took < REQUEST_MS + FLUSH_MS + 2500,
-      `the kept-alive client did not hold shutdown to the drain timeout: ${took.toFixed(0)} ms`,
-    );
-    assert.equal(await readFile(flushed, 'utf8'), '1', 'the flush saw the request counted');
-    const log = lookout.output();
-    assert.ok(log.indexOf('msg="flush done"') < log.indexOf('msg=stopped'), log);
-  });
 
-  it('a flush that overruns shutdown.flush_timeout is named in the log, exit 2', async () => {
-    const lookout = await start(
-      'collectors:\n  slowflush:\n    enabled: true\nstorage:\n  path: state\nshutdown:\n  flush_timeout: 500ms\n',
-      { LOOKOUT_TEST_FLUSH_MS: '5000' },
-    );
-    lookout.child.kill('SIGTERM');
-    const [code] = (await once(lookout.child, 'exit')) as [number];
-    assert.equal(code, 2, lookout.output());
-    assert.match(lookout.output(), /msg="collector did not stop in time" collector=slowflush/);
-    assert.match(lookout.output(), /msg="shutdown incomplete: .*" collectors=slowflush/);
-  });
-});
+    it('a flush that overruns shutdown.flush_timeout is named in the log, exit 2', async () => {
+      const lookout = await start(
+        'collectors:\n  slowflush:\n    enabled: true\nstorage:\n  path: state\nshutdown:\n  flush_timeout: 500ms\n',
+        { LOOKOUT_TEST_FLUSH_MS: '5000' },
+      );
+      lookout.child.kill('SIGTERM');
+      const [code] = (await once(lookout.child, 'exit')) as [number];
+      assert.equal(code, 2, lookout.output());
+      assert.match(lookout.output(), /msg="collector did not stop in time" collector=slowflush/);
+      assert.match(lookout.output(), /msg="shutdown incomplete: .*" collectors=slowflush/);
+    });
+  },
+);
