@@ -47,6 +47,7 @@ import {
   labelsOf,
   memoryLimitBytes,
   networkBytes,
+  ownNetwork,
   shouldRun,
   statsEmpty,
   unixSeconds,
@@ -298,7 +299,12 @@ export function createContainersCollector(
     concurrency: config.concurrency,
     timeoutMs: config.request_timeout,
   });
-  const events = new ContainerEventService({ docker, explicit, log });
+  const events = new ContainerEventService({
+    docker,
+    explicit,
+    log,
+    openTimeoutMs: config.timeout,
+  });
   let seen: ContainersSeen | undefined;
   const autorestart = new Autorestart({
     config: config.autorestart,
@@ -340,11 +346,13 @@ export function createContainersCollector(
     const wantStats = config.stats && (c.State === 'running' || c.State === 'paused');
     if (wantStats && config.stats_source === 'auto') {
       const inspect = await docker.inspect(c.Id, signal);
-      const mode = inspect.HostConfig.NetworkMode ?? '';
-      // The host's network namespace, or another container's, is not this container's own.
-      const ownNetwork = mode !== 'host' && !mode.startsWith('container:');
       try {
-        const stats = await readCgroupStats(c.Id, inspect.State.Pid, paths, ownNetwork);
+        const stats = await readCgroupStats(
+          c.Id,
+          inspect.State.Pid,
+          paths,
+          ownNetwork(inspect.HostConfig.NetworkMode),
+        );
         return { inspect, stats, source: 'cgroup' };
       } catch (err) {
         log.debug('container cgroup not readable here; asking the engine', {
@@ -473,7 +481,8 @@ export function createContainersCollector(
       item.memoryWorkingSetBytes = workingSetBytes(stats.memory_stats);
       if (item.memoryWorkingSetBytes !== undefined)
         put(m.workingSet, labels, item.memoryWorkingSetBytes);
-      const net = networkBytes(stats);
+      // Only the container's own namespace: whatever the source listed for none, host or another's.
+      const net = ownNetwork(inspect.HostConfig.NetworkMode) ? networkBytes(stats) : undefined;
       if (net) {
         add(m.rx, labels, net.rx);
         add(m.tx, labels, net.tx);

@@ -161,6 +161,8 @@ export function parseEngineEndpoint(value: string): EngineAddress {
 }
 
 const LIST_MAX_BYTES = 16 << 20;
+/** The engine's time for never (a container not started, stats of one not running). */
+export const ZERO_TIME = '0001-01-01T00:00:00Z';
 const ONE_MAX_BYTES = 2 << 20;
 
 export interface EventsQuery {
@@ -168,6 +170,17 @@ export interface EventsQuery {
   sinceNano?: bigint;
   /** Event actions wanted (the `event` filter); all when absent. */
   actions?: readonly string[];
+  /**
+   * How long the engine may take to answer with its status and headers; past it the open
+   * fails (an engine that accepts the connection and never answers). The stream itself,
+   * once open, has no deadline: it is quiet for as long as nothing happens.
+   */
+  headersTimeoutMs?: number;
+}
+
+/** The engine accepted the connection and did not answer within the deadline. */
+export class DockerTimeoutError extends Error {
+  readonly code = 'LOOKOUT_DOCKER_TIMEOUT';
 }
 
 export class DockerClient {
@@ -252,10 +265,15 @@ export class DockerClient {
    * ignore it and take their own sample.
    */
   async stats(id: string, signal: AbortSignal): Promise<ContainerStats> {
-    return await this.json(
+    const body = await this.call(
+      'GET',
       `/containers/${encodeURIComponent(id)}/stats?stream=false&one-shot=true`,
       signal,
     );
+    // Podman answers a container that is not running with 200 and no body at all (Docker
+    // with a zero `read` time): the same news, a container with nothing to read.
+    if (body.length === 0) return { read: ZERO_TIME };
+    return JSON.parse(body.toString('utf8')) as ContainerStats;
   }
 
   /** POST /containers/{id}/restart: stops (SIGTERM, then SIGKILL after timeoutSeconds) and starts. */
@@ -298,7 +316,29 @@ export class DockerClient {
     if (query.actions) filters.event = [...query.actions];
     let path = `/events?filters=${encodeURIComponent(JSON.stringify(filters))}`;
     if (query.sinceNano !== undefined) path += `&since=${nanoTimestamp(query.sinceNano)}`;
-    const res = await this.http.stream(this.target(path), { signal });
+    const headers = new AbortController();
+    const timer =
+      query.headersTimeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () =>
+              headers.abort(
+                new DockerTimeoutError(
+                  `GET /events: no answer within ${query.headersTimeoutMs} ms`,
+                ),
+              ),
+            query.headersTimeoutMs,
+          );
+    let res;
+    try {
+      // The deadline's own signal is never aborted once the headers are in: the stream
+      // then lives as long as the caller's signal.
+      res = await this.http.stream(this.target(path), {
+        signal: timer === undefined ? signal : AbortSignal.any([signal, headers.signal]),
+      });
+    } finally {
+      clearTimeout(timer);
+    }
     if (res.status !== 200) {
       const body = await readSome(res.body);
       res.destroy();
