@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -23,6 +23,7 @@ import { HttpClient, type Endpoint, type HttpRequest, type HttpResponse } from '
 import { createLogger } from '../src/lib/log.js';
 import { startBusyboxEngine, BUSYBOX_IMAGE, type BusyboxEngine } from './helpers/busybox.js';
 import { engineGet } from './helpers/dockerd.js';
+import { engineProxy } from './helpers/engine-proxy.js';
 import { findSamples, sampleValue, seriesValue } from './helpers/exposition.js';
 import { REPO, eventually, startLookout, tempDir } from './helpers/procs.js';
 
@@ -44,31 +45,6 @@ function serviceCtx() {
     signal: AbortSignal.timeout(10_000),
     fault: () => undefined,
     healthy: () => undefined,
-  };
-}
-
-/** A unix socket in front of the engine's whose connections the test can cut. */
-async function socketProxy(target: string, path: string) {
-  const open = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const up = connect(target);
-    for (const s of [client, up]) {
-      open.add(s);
-      s.on('close', () => open.delete(s));
-      s.on('error', () => s.destroy());
-    }
-    client.pipe(up).pipe(client);
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  return {
-    path,
-    cut: () => {
-      for (const s of open) s.destroy();
-    },
-    close: async () => {
-      for (const s of open) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
   };
 }
 
@@ -341,7 +317,7 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
 
   it('the event stream cut and opened again: events the engine replays are counted once', async () => {
     const dir = await tempDir('lkctp-');
-    const proxy = await socketProxy(engine.dockerd.socket, join(dir, 'p.sock'));
+    const proxy = await engineProxy(engine.dockerd.socket, join(dir, 'p.sock'));
     const c = createContainersCollector(
       containersSchema.parse({ endpoint: `unix://${proxy.path}` }),
       http,
