@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -317,6 +317,7 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
     } finally {
       await c.service.stop();
       await proxy.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -363,21 +364,28 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
     } finally {
       await c.service.stop();
       await proxy.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
-  it('auto-restart restarts an unhealthy opted-in container through the compat API', async () => {
-    await engine.run(
-      'mend',
-      [
-        '--label=lookout.autorestart=true',
-        '--health-cmd=false',
-        '--health-interval=1s',
-        '--health-retries=1',
-      ],
-      ['sleep', '600'],
+  it("auto-restart restarts an unhealthy opted-in container through the compat API, and leaves one with Podman's --health-on-failure to Podman", async () => {
+    const failing = ['--health-cmd=false', '--health-interval=1s', '--health-retries=1'];
+    await Promise.all([
+      engine.run('mend', ['--label=lookout.autorestart=true', ...failing], ['sleep', '600']),
+      engine.run(
+        'selfheal',
+        ['--label=lookout.autorestart=true', '--health-on-failure=restart', ...failing],
+        ['sleep', '600'],
+      ),
+    ]);
+    await podman('healthcheck', 'run', 'mend').catch(() => undefined); // exits 1: unhealthy
+    // Podman's compat inspect leaves --health-on-failure out; its own inspect has it.
+    const selfheal = await inspect('selfheal');
+    assert.equal('HealthcheckOnFailureAction' in selfheal.Config, false);
+    const libpod = await compat<{ Config: { HealthcheckOnFailureAction?: string } }>(
+      '/v4.0.0/libpod/containers/selfheal/json',
     );
-    await podman('healthcheck', 'run', 'mend').catch(() => undefined);
+    assert.equal(libpod.Config.HealthcheckOnFailureAction, 'restart');
     const startedBefore = (await inspect('mend')).State.StartedAt;
     const c = createContainersCollector(
       containersSchema.parse({
@@ -388,14 +396,22 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
       http,
       log,
     );
-    await text(c);
+    const first = await text(c);
     const plans = c.autorestart.action.plan();
     assert.deepEqual(
-      plans.map((p) => p.target),
-      ['mend'],
+      plans.map((p) => [p.target, p.what, p.held ?? false]).sort(),
+      [
+        ['mend', 'restart mend', false],
+        ['selfheal', 'leave selfheal to Podman', true],
+      ],
       JSON.stringify(plans),
     );
-    await c.autorestart.action.run(plans[0]!, { signal: AbortSignal.timeout(30_000), log });
+    const enabled = (name: string) =>
+      sampleValue(first, 'lookout_container_remediation_enabled', { name });
+    assert.equal(enabled('mend'), 1);
+    assert.equal(enabled('selfheal'), 0);
+    const mend = plans.find((p) => p.target === 'mend')!;
+    await c.autorestart.action.run(mend, { signal: AbortSignal.timeout(30_000), log });
     const after = await inspect('mend');
     assert.equal(after.State.Running, true);
     assert.ok(after.State.StartedAt > startedBefore, `${after.State.StartedAt} > ${startedBefore}`);
@@ -427,6 +443,7 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
       (r) => r.stdout,
       (err: { stdout?: string }) => err.stdout ?? '',
     );
+    await rm(dir, { recursive: true, force: true });
     const section = out.slice(out.indexOf('Containers '));
     assert.match(section, /NAME\s+STATE\s+CPU %\s+MEM\s+LIMIT\s+MEM %\s+HEALTH\s+RESTARTS/);
     assert.match(

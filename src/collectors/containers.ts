@@ -168,6 +168,8 @@ interface Reading {
   inspect: ContainerInspect;
   stats?: ContainerStats;
   source?: 'cgroup' | 'api';
+  /** Podman's --health-on-failure, for a container auto-restart watches. */
+  onFailure?: string;
 }
 
 const LABELS = ['name', 'image', 'compose_project', 'compose_service'] as const;
@@ -343,6 +345,27 @@ export function createContainersCollector(
   }
 
   async function read(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
+    const [reading, onFailure] = await Promise.all([
+      readEngine(c, signal),
+      healthOnFailure(c, signal),
+    ]);
+    return onFailure === undefined ? reading : { ...reading, onFailure };
+  }
+
+  /**
+   * Podman's --health-on-failure of a container auto-restart watches (it then leaves the
+   * container to Podman): Podman's compat inspect leaves the setting out, its own has it.
+   */
+  async function healthOnFailure(
+    c: ContainerSummary,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    if (!autorestart.watching(containerName(c), c.Labels)) return undefined;
+    if ((await docker.kind(signal)) !== 'podman') return undefined;
+    return await docker.healthOnFailure(c.Id, signal);
+  }
+
+  async function readEngine(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
     const wantStats = config.stats && (c.State === 'running' || c.State === 'paused');
     if (wantStats && config.stats_source === 'auto') {
       const inspect = await docker.inspect(c.Id, signal);
@@ -448,9 +471,15 @@ export function createContainersCollector(
         return;
       }
       put(m.success, { name: labels.name }, 1);
-      const { inspect, stats, source } = r.value;
+      const { inspect, stats, source, onFailure } = r.value;
       item.statsSource = source;
-      watched.push(fromInspect(inspect));
+      watched.push(
+        fromInspect(
+          onFailure === undefined
+            ? inspect
+            : { ...inspect, Config: { ...inspect.Config, HealthcheckOnFailureAction: onFailure } },
+        ),
+      );
       const st = inspect.State;
       item.shouldRun = shouldRun(labels.name, inspect, c.Labels, expectRunning);
       item.restartPolicy = inspect.HostConfig.RestartPolicy?.Name ?? '';

@@ -161,6 +161,11 @@ export function parseEngineEndpoint(value: string): EngineAddress {
 }
 
 const LIST_MAX_BYTES = 16 << 20;
+/** Podman's own API, under the oldest version prefix it answers (4.0.0, as 4.x and 5.x do). */
+const LIBPOD = '/v4.0.0/libpod';
+
+export type EngineKind = 'docker' | 'podman';
+
 /** The engine's time for never (a container not started, stats of one not running). */
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 const ONE_MAX_BYTES = 2 << 20;
@@ -248,6 +253,37 @@ export class DockerClient {
     Components?: { Name: string; Version: string }[];
   }> {
     return await this.json('/version', signal);
+  }
+
+  private kindOnce: Promise<EngineKind> | undefined;
+
+  /**
+   * Which engine answers: Podman names itself in /version's Components. Asked once; a
+   * failed ask is asked again next time.
+   */
+  async kind(signal: AbortSignal): Promise<EngineKind> {
+    this.kindOnce ??= this.version(signal).then((v) =>
+      v.Components?.some((c) => /podman/i.test(c.Name)) ? 'podman' : 'docker',
+    );
+    try {
+      return await this.kindOnce;
+    } catch (err) {
+      this.kindOnce = undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Podman only: the container's `--health-on-failure` (none, kill, restart, stop), which
+   * its compat inspect leaves out; read from its own (libpod) inspect. Undefined when the
+   * answer has none (Podman before 4.3).
+   */
+  async healthOnFailure(id: string, signal: AbortSignal): Promise<string | undefined> {
+    const r = await this.json<{ Config?: { HealthcheckOnFailureAction?: string } }>(
+      `${LIBPOD}/containers/${encodeURIComponent(id)}/json`,
+      signal,
+    );
+    return r.Config?.HealthcheckOnFailureAction || undefined;
   }
 
   /** Every container, stopped ones too. */
