@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -368,7 +369,7 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
     }
   });
 
-  it("auto-restart restarts an unhealthy opted-in container through the compat API, and leaves one with Podman's --health-on-failure to Podman", async () => {
+  it("auto-restart restarts an unhealthy opted-in container through the compat API, and leaves one with Podman's --health-on-failure to Podman (read from Podman's own inspect; behind a proxy that refuses it, the container is still read)", async () => {
     const failing = ['--health-cmd=false', '--health-interval=1s', '--health-retries=1'];
     await Promise.all([
       engine.run('mend', ['--label=lookout.autorestart=true', ...failing], ['sleep', '600']),
@@ -391,7 +392,7 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
       containersSchema.parse({
         endpoint: engine.host,
         actions: { enabled: true },
-        autorestart: { failures: 1 },
+        autorestart: { failures: 1, stop_timeout: '1s' },
       }),
       http,
       log,
@@ -423,6 +424,50 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
       }),
       1,
     );
+
+    // Behind a socket proxy that lets through Docker's paths only (as docker-socket-proxy
+    // does): every container still read; auto-restart cannot see the setting then.
+    const dir = await tempDir('lkpmd-');
+    const denying = createServer((req, res) => {
+      if (req.url?.includes('/libpod/')) {
+        res.writeHead(403).end('forbidden');
+        return;
+      }
+      const up = request(
+        { socketPath: engine.socket, path: req.url, method: req.method, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => denying.listen(join(dir, 'd.sock'), r));
+    try {
+      const behind = createContainersCollector(
+        containersSchema.parse({
+          endpoint: `unix://${join(dir, 'd.sock')}`,
+          actions: { enabled: true },
+          autorestart: { failures: 1, stop_timeout: '1s' },
+        }),
+        http,
+        log,
+      );
+      const seenBehind = await text(behind);
+      assert.equal(
+        sampleValue(seenBehind, 'lookout_container_collect_success', { name: 'selfheal' }),
+        1,
+      );
+      assert.equal(
+        behind.autorestart.action.plan().some((p) => p.target === 'selfheal' && p.held),
+        false,
+      );
+    } finally {
+      denying.closeAllConnections();
+      await new Promise((r) => denying.close(r));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("lookout status shows the containers table; the collector's target check names Podman", async () => {

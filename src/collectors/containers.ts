@@ -344,6 +344,9 @@ export function createContainersCollector(
     );
   }
 
+  /** Podman's own API refused once (a socket proxy): said once in the log. */
+  let libpodUnreadable = false;
+
   async function read(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
     const [reading, onFailure] = await Promise.all([
       readEngine(c, signal),
@@ -361,8 +364,22 @@ export function createContainersCollector(
     signal: AbortSignal,
   ): Promise<string | undefined> {
     if (!autorestart.watching(containerName(c), c.Labels)) return undefined;
-    if ((await docker.kind(signal)) !== 'podman') return undefined;
-    return await docker.healthOnFailure(c.Id, signal);
+    try {
+      if ((await docker.kind(signal)) !== 'podman') return undefined;
+      return await docker.healthOnFailure(c.Id, signal);
+    } catch (err) {
+      if (signal.aborted || isNotFound(err)) throw err;
+      // A socket proxy that lets through the Docker paths only: the container is still
+      // read, and auto-restart treats it as it would on Docker.
+      if (!libpodUnreadable) {
+        libpodUnreadable = true;
+        log.warn("Podman's own inspect not readable; auto-restart cannot see --health-on-failure", {
+          endpoint,
+          err: errorText(err),
+        });
+      }
+      return undefined;
+    }
   }
 
   async function readEngine(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {

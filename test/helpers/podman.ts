@@ -89,6 +89,9 @@ export async function startPodman(prefix = 'lkpm-'): Promise<PodmanEngine> {
   const podman = async (...args: string[]): Promise<CmdResult> => {
     try {
       return await run('podman', [...global, ...args], {
+        // conmon writes its OOM marker (a file named oom) into the working directory of
+        // the podman that started the container: keep it in the engine's directory.
+        cwd: dir,
         timeout: 60_000,
         maxBuffer: 16 << 20,
         encoding: 'utf8',
@@ -135,13 +138,12 @@ export async function startPodman(prefix = 'lkpm-'): Promise<PodmanEngine> {
         '-',
         PODMAN_IMAGE,
       ],
-      {
-        timeout: 60_000,
-      },
+      { cwd: dir, timeout: 60_000 },
     );
     await rm(rootfs, { recursive: true, force: true });
     service = spawn('podman', [...global, 'system', 'service', '--time=0', `unix://${socket}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: dir,
       // Its own process group: a Ctrl-C on the test does not reach it before cleanup does.
       detached: true,
     });
