@@ -24,7 +24,7 @@ import { createLogger } from '../src/lib/log.js';
 import { startBusyboxEngine, BUSYBOX_IMAGE, type BusyboxEngine } from './helpers/busybox.js';
 import { engineGet } from './helpers/dockerd.js';
 import { restartsAcrossCut } from './helpers/events-cut.js';
-import { findSamples, sampleValue, seriesValue } from './helpers/exposition.js';
+import { findSamples, sampleValue, seriesValue, stateSet } from './helpers/exposition.js';
 import { REPO, eventually, startLookout, tempDir } from './helpers/procs.js';
 
 const run = promisify(execFile);
@@ -234,12 +234,7 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
   it('health is a state set: healthy, unhealthy, none, exactly one of them 1', async () => {
     const exposition = await text(collector);
     const states = (name: string) =>
-      Object.fromEntries(
-        findSamples(exposition, 'lookout_container_health_status', { name }).map((s) => [
-          s.labels.status,
-          s.value,
-        ]),
-      );
+      stateSet(exposition, 'lookout_container_health_status', { name }, 'status');
     assert.deepEqual(states('healthy'), { healthy: 1, unhealthy: 0, starting: 0, none: 0 });
     assert.deepEqual(states('sick'), { healthy: 0, unhealthy: 1, starting: 0, none: 0 });
     assert.deepEqual(states('web'), { healthy: 0, unhealthy: 0, starting: 0, none: 1 });

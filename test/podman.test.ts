@@ -34,7 +34,7 @@ import { createLogger } from '../src/lib/log.js';
 import { engineGet } from './helpers/dockerd.js';
 import { engineProxy } from './helpers/engine-proxy.js';
 import { restartsAcrossCut } from './helpers/events-cut.js';
-import { findSamples, sampleValue, seriesValue } from './helpers/exposition.js';
+import { findSamples, sampleValue, seriesValue, stateSet } from './helpers/exposition.js';
 import { PODMAN_IMAGE, startPodman, type PodmanEngine } from './helpers/podman.js';
 import { REPO, eventually, tempDir } from './helpers/procs.js';
 
@@ -197,12 +197,7 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
 
       // Health: Podman's compat inspect has Docker's Health and Healthcheck.
       const states = (name: string) =>
-        Object.fromEntries(
-          findSamples(exposition, 'lookout_container_health_status', { name }).map((s) => [
-            s.labels.status,
-            s.value,
-          ]),
-        );
+        stateSet(exposition, 'lookout_container_health_status', { name }, 'status');
       assert.deepEqual(states('healthy'), { healthy: 1, unhealthy: 0, starting: 0, none: 0 });
       assert.deepEqual(states('sick'), { healthy: 0, unhealthy: 1, starting: 0, none: 0 });
       // Podman says Health {Status: ""} for a container without a check: none.
