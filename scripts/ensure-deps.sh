@@ -50,6 +50,8 @@ declare -A NEED=(
   [busybox]=busybox-static
   [setpriv]=util-linux
   [/usr/bin/time]=time
+  # test/podman.test.ts: the containers collector on Podman's Docker-compatible socket.
+  [podman]=podman
 )
 
 missing=()

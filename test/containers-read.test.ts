@@ -12,6 +12,7 @@ import {
   cpuLimitCores,
   memoryLimitBytes,
   networkBytes,
+  ownNetwork,
   shouldRun,
   unixSeconds,
   workingSetBytes,
@@ -67,6 +68,14 @@ describe('containers: reading the engine answers', () => {
     );
     assert.equal(networkBytes({ read: 'x' }), undefined);
     assert.equal(networkBytes({ read: 'x', networks: {} }), undefined);
+  });
+
+  it("a network of the container's own: a bridge or named network, not none, host or another's", () => {
+    for (const mode of ['bridge', 'default', 'shop_default', 'slirp4netns', '', undefined])
+      assert.equal(ownNetwork(mode), true, String(mode));
+    // Podman lists a zeroed "network" for --network none; host and container: are not its own.
+    for (const mode of ['none', 'host', 'container:0123abcd'])
+      assert.equal(ownNetwork(mode), false, mode);
   });
 
   it('should run: restart policy always or unless-stopped, the label, or the config list', () => {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -18,12 +18,13 @@ import {
 } from '../src/collectors/containers.js';
 import { workingSetBytes } from '../src/collectors/containers/read.js';
 import { CollectorError, NothingToCollect } from '../src/collectors/collector.js';
-import type { ContainerInspect, ContainerStats } from '../src/lib/docker.js';
+import { nanoTimestamp, type ContainerInspect, type ContainerStats } from '../src/lib/docker.js';
 import { HttpClient, type Endpoint, type HttpRequest, type HttpResponse } from '../src/lib/http.js';
 import { createLogger } from '../src/lib/log.js';
 import { startBusyboxEngine, BUSYBOX_IMAGE, type BusyboxEngine } from './helpers/busybox.js';
 import { engineGet } from './helpers/dockerd.js';
-import { findSamples, sampleValue, seriesValue } from './helpers/exposition.js';
+import { restartsAcrossCut } from './helpers/events-cut.js';
+import { findSamples, sampleValue, seriesValue, stateSet } from './helpers/exposition.js';
 import { REPO, eventually, startLookout, tempDir } from './helpers/procs.js';
 
 const run = promisify(execFile);
@@ -44,31 +45,6 @@ function serviceCtx() {
     signal: AbortSignal.timeout(10_000),
     fault: () => undefined,
     healthy: () => undefined,
-  };
-}
-
-/** A unix socket in front of the engine's whose connections the test can cut. */
-async function socketProxy(target: string, path: string) {
-  const open = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const up = connect(target);
-    for (const s of [client, up]) {
-      open.add(s);
-      s.on('close', () => open.delete(s));
-      s.on('error', () => s.destroy());
-    }
-    client.pipe(up).pipe(client);
-  });
-  await new Promise<void>((r) => server.listen(path, r));
-  return {
-    path,
-    cut: () => {
-      for (const s of open) s.destroy();
-    },
-    close: async () => {
-      for (const s of open) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
   };
 }
 
@@ -258,12 +234,7 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
   it('health is a state set: healthy, unhealthy, none, exactly one of them 1', async () => {
     const exposition = await text(collector);
     const states = (name: string) =>
-      Object.fromEntries(
-        findSamples(exposition, 'lookout_container_health_status', { name }).map((s) => [
-          s.labels.status,
-          s.value,
-        ]),
-      );
+      stateSet(exposition, 'lookout_container_health_status', { name }, 'status');
     assert.deepEqual(states('healthy'), { healthy: 1, unhealthy: 0, starting: 0, none: 0 });
     assert.deepEqual(states('sick'), { healthy: 0, unhealthy: 1, starting: 0, none: 0 });
     assert.deepEqual(states('web'), { healthy: 0, unhealthy: 0, starting: 0, none: 1 });
@@ -340,41 +311,26 @@ describe('containers collector on a real dockerd', { timeout: 300_000 }, () => {
   });
 
   it('the event stream cut and opened again: events the engine replays are counted once', async () => {
-    const dir = await tempDir('lkctp-');
-    const proxy = await socketProxy(engine.dockerd.socket, join(dir, 'p.sock'));
-    const c = createContainersCollector(
-      containersSchema.parse({ endpoint: `unix://${proxy.path}` }),
+    const id = (await inspect('bounced')).Id;
+    const restarts = await restartsAcrossCut({
+      socket: engine.dockerd.socket,
+      name: 'bounced',
+      id,
       http,
       log,
-    );
-    const n = () => c.events.countsByName().get('bounced')?.restarts ?? 0;
-    try {
-      await c.service.start(serviceCtx());
-      const id = (await inspect('bounced')).Id;
-      await c.docker.restart(id, { timeoutSeconds: 0 }, AbortSignal.timeout(20_000));
-      await eventually(async () => n() === 1, 20_000, 'the restart counted');
-      const since = c.events.streamState().sinceNano!;
-      proxy.cut();
-      await eventually(
-        async () => c.events.streamState().reopened >= 1 && c.events.streamState().connected,
-        20_000,
-        'the stream opened again',
-      );
       // The engine does send the last event again (its time is the new `since`)...
-      const replay = await engineGet(
-        engine.dockerd.socket,
-        `/events?since=${since / 1_000_000_000n}.${(since % 1_000_000_000n).toString().padStart(9, '0')}&until=${Math.ceil(Date.now() / 1000)}&filters=${encodeURIComponent(JSON.stringify({ type: ['container'], container: [id] }))}`,
-      );
-      assert.match(replay.body, /"Action":"start"/, 'the engine replays the last event');
-      // ...and it is not counted again; the next restart is.
-      await c.docker.restart(id, { timeoutSeconds: 0 }, AbortSignal.timeout(20_000));
-      await eventually(async () => n() >= 2, 20_000, 'the next restart counted');
-      await new Promise((r) => setTimeout(r, 500));
-      assert.equal(n(), 2);
-    } finally {
-      await c.service.stop();
-      await proxy.close();
-    }
+      replayed: async (since) =>
+        /"Action":"start"/.test(
+          (
+            await engineGet(
+              engine.dockerd.socket,
+              `/events?since=${nanoTimestamp(since)}&until=${Math.ceil(Date.now() / 1000)}&filters=${encodeURIComponent(JSON.stringify({ type: ['container'], container: [id] }))}`,
+            )
+          ).body,
+        ),
+    });
+    // ...and it is not counted again; the next restart is.
+    assert.equal(restarts, 2);
   });
 
   it('dockerd restarted: the stream is opened again and nothing is counted twice', async () => {

@@ -47,6 +47,7 @@ import {
   labelsOf,
   memoryLimitBytes,
   networkBytes,
+  ownNetwork,
   shouldRun,
   statsEmpty,
   unixSeconds,
@@ -167,6 +168,8 @@ interface Reading {
   inspect: ContainerInspect;
   stats?: ContainerStats;
   source?: 'cgroup' | 'api';
+  /** Podman's --health-on-failure, for a container auto-restart watches. */
+  onFailure?: string;
 }
 
 const LABELS = ['name', 'image', 'compose_project', 'compose_service'] as const;
@@ -298,7 +301,12 @@ export function createContainersCollector(
     concurrency: config.concurrency,
     timeoutMs: config.request_timeout,
   });
-  const events = new ContainerEventService({ docker, explicit, log });
+  const events = new ContainerEventService({
+    docker,
+    explicit,
+    log,
+    openTimeoutMs: config.timeout,
+  });
   let seen: ContainersSeen | undefined;
   const autorestart = new Autorestart({
     config: config.autorestart,
@@ -336,15 +344,55 @@ export function createContainersCollector(
     );
   }
 
+  /** Podman's own API refused once (a socket proxy): said once in the log. */
+  let libpodUnreadable = false;
+
   async function read(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
+    const [reading, onFailure] = await Promise.all([
+      readEngine(c, signal),
+      healthOnFailure(c, signal),
+    ]);
+    return onFailure === undefined ? reading : { ...reading, onFailure };
+  }
+
+  /**
+   * Podman's --health-on-failure of a container auto-restart watches (it then leaves the
+   * container to Podman): Podman's compat inspect leaves the setting out, its own has it.
+   */
+  async function healthOnFailure(
+    c: ContainerSummary,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    if (!autorestart.watching(containerName(c), c.Labels)) return undefined;
+    try {
+      if ((await docker.kind(signal)) !== 'podman') return undefined;
+      return await docker.healthOnFailure(c.Id, signal);
+    } catch (err) {
+      if (signal.aborted || isNotFound(err)) throw err;
+      // A socket proxy that lets through the Docker paths only: the container is still
+      // read, and auto-restart treats it as it would on Docker.
+      if (!libpodUnreadable) {
+        libpodUnreadable = true;
+        log.warn("Podman's own inspect not readable; auto-restart cannot see --health-on-failure", {
+          endpoint,
+          err: errorText(err),
+        });
+      }
+      return undefined;
+    }
+  }
+
+  async function readEngine(c: ContainerSummary, signal: AbortSignal): Promise<Reading> {
     const wantStats = config.stats && (c.State === 'running' || c.State === 'paused');
     if (wantStats && config.stats_source === 'auto') {
       const inspect = await docker.inspect(c.Id, signal);
-      const mode = inspect.HostConfig.NetworkMode ?? '';
-      // The host's network namespace, or another container's, is not this container's own.
-      const ownNetwork = mode !== 'host' && !mode.startsWith('container:');
       try {
-        const stats = await readCgroupStats(c.Id, inspect.State.Pid, paths, ownNetwork);
+        const stats = await readCgroupStats(
+          c.Id,
+          inspect.State.Pid,
+          paths,
+          ownNetwork(inspect.HostConfig.NetworkMode),
+        );
         return { inspect, stats, source: 'cgroup' };
       } catch (err) {
         log.debug('container cgroup not readable here; asking the engine', {
@@ -440,9 +488,15 @@ export function createContainersCollector(
         return;
       }
       put(m.success, { name: labels.name }, 1);
-      const { inspect, stats, source } = r.value;
+      const { inspect, stats, source, onFailure } = r.value;
       item.statsSource = source;
-      watched.push(fromInspect(inspect));
+      watched.push(
+        fromInspect(
+          onFailure === undefined
+            ? inspect
+            : { ...inspect, Config: { ...inspect.Config, HealthcheckOnFailureAction: onFailure } },
+        ),
+      );
       const st = inspect.State;
       item.shouldRun = shouldRun(labels.name, inspect, c.Labels, expectRunning);
       item.restartPolicy = inspect.HostConfig.RestartPolicy?.Name ?? '';
@@ -473,7 +527,8 @@ export function createContainersCollector(
       item.memoryWorkingSetBytes = workingSetBytes(stats.memory_stats);
       if (item.memoryWorkingSetBytes !== undefined)
         put(m.workingSet, labels, item.memoryWorkingSetBytes);
-      const net = networkBytes(stats);
+      // Only the container's own namespace: whatever the source listed for none, host or another's.
+      const net = ownNetwork(inspect.HostConfig.NetworkMode) ? networkBytes(stats) : undefined;
       if (net) {
         add(m.rx, labels, net.rx);
         add(m.tx, labels, net.tx);

@@ -161,6 +161,13 @@ export function parseEngineEndpoint(value: string): EngineAddress {
 }
 
 const LIST_MAX_BYTES = 16 << 20;
+/** Podman's own API, under the oldest version prefix it answers (4.0.0, as 4.x and 5.x do). */
+const LIBPOD = '/v4.0.0/libpod';
+
+export type EngineKind = 'docker' | 'podman';
+
+/** The engine's time for never (a container not started, stats of one not running). */
+export const ZERO_TIME = '0001-01-01T00:00:00Z';
 const ONE_MAX_BYTES = 2 << 20;
 
 export interface EventsQuery {
@@ -168,6 +175,17 @@ export interface EventsQuery {
   sinceNano?: bigint;
   /** Event actions wanted (the `event` filter); all when absent. */
   actions?: readonly string[];
+  /**
+   * How long the engine may take to answer with its status and headers; past it the open
+   * fails (an engine that accepts the connection and never answers). The stream itself,
+   * once open, has no deadline: it is quiet for as long as nothing happens.
+   */
+  headersTimeoutMs?: number;
+}
+
+/** The engine accepted the connection and did not answer within the deadline. */
+export class DockerTimeoutError extends Error {
+  readonly code = 'LOOKOUT_DOCKER_TIMEOUT';
 }
 
 export class DockerClient {
@@ -237,6 +255,37 @@ export class DockerClient {
     return await this.json('/version', signal);
   }
 
+  private kindOnce: Promise<EngineKind> | undefined;
+
+  /**
+   * Which engine answers: Podman names itself in /version's Components. Asked once; a
+   * failed ask is asked again next time.
+   */
+  async kind(signal: AbortSignal): Promise<EngineKind> {
+    this.kindOnce ??= this.version(signal).then((v) =>
+      v.Components?.some((c) => /podman/i.test(c.Name)) ? 'podman' : 'docker',
+    );
+    try {
+      return await this.kindOnce;
+    } catch (err) {
+      this.kindOnce = undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Podman only: the container's `--health-on-failure` (none, kill, restart, stop), which
+   * its compat inspect leaves out; read from its own (libpod) inspect. Undefined when the
+   * answer has none (Podman before 4.3).
+   */
+  async healthOnFailure(id: string, signal: AbortSignal): Promise<string | undefined> {
+    const r = await this.json<{ Config?: { HealthcheckOnFailureAction?: string } }>(
+      `${LIBPOD}/containers/${encodeURIComponent(id)}/json`,
+      signal,
+    );
+    return r.Config?.HealthcheckOnFailureAction || undefined;
+  }
+
   /** Every container, stopped ones too. */
   async listContainers(signal: AbortSignal): Promise<ContainerSummary[]> {
     return await this.json('/containers/json?all=1', signal, LIST_MAX_BYTES);
@@ -252,10 +301,15 @@ export class DockerClient {
    * ignore it and take their own sample.
    */
   async stats(id: string, signal: AbortSignal): Promise<ContainerStats> {
-    return await this.json(
+    const body = await this.call(
+      'GET',
       `/containers/${encodeURIComponent(id)}/stats?stream=false&one-shot=true`,
       signal,
     );
+    // Podman answers a container that is not running with 200 and no body at all (Docker
+    // with a zero `read` time): the same news, a container with nothing to read.
+    if (body.length === 0) return { read: ZERO_TIME };
+    return JSON.parse(body.toString('utf8')) as ContainerStats;
   }
 
   /** POST /containers/{id}/restart: stops (SIGTERM, then SIGKILL after timeoutSeconds) and starts. */
@@ -298,7 +352,29 @@ export class DockerClient {
     if (query.actions) filters.event = [...query.actions];
     let path = `/events?filters=${encodeURIComponent(JSON.stringify(filters))}`;
     if (query.sinceNano !== undefined) path += `&since=${nanoTimestamp(query.sinceNano)}`;
-    const res = await this.http.stream(this.target(path), { signal });
+    const headers = new AbortController();
+    const timer =
+      query.headersTimeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () =>
+              headers.abort(
+                new DockerTimeoutError(
+                  `GET /events: no answer within ${query.headersTimeoutMs} ms`,
+                ),
+              ),
+            query.headersTimeoutMs,
+          );
+    let res;
+    try {
+      // The deadline's own signal is never aborted once the headers are in: the stream
+      // then lives as long as the caller's signal.
+      res = await this.http.stream(this.target(path), {
+        signal: timer === undefined ? signal : AbortSignal.any([signal, headers.signal]),
+      });
+    } finally {
+      clearTimeout(timer);
+    }
     if (res.status !== 200) {
       const body = await readSome(res.body);
       res.destroy();

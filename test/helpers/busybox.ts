@@ -27,6 +27,18 @@ const APPLETS = [
   'wget',
 ];
 
+/**
+ * A root filesystem of /bin/busybox and its applets' links, and an empty /tmp, at `rootfs`
+ * (made here): what `docker import` and `podman import` take as a tar. Returns `rootfs`.
+ */
+export async function writeBusyboxRootfs(rootfs: string): Promise<string> {
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await mkdir(join(rootfs, 'tmp'), { recursive: true });
+  await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
+  for (const a of APPLETS) await symlink('busybox', join(rootfs, 'bin', a));
+  return rootfs;
+}
+
 export interface BusyboxEngine {
   dockerd: Dockerd;
   /** Its directory (socket, exec root, data root): short, for the socket path limit. */
@@ -65,11 +77,7 @@ export async function startBusyboxEngine(
     },
   };
   try {
-    const rootfs = join(dir, 'rootfs');
-    await mkdir(join(rootfs, 'bin'), { recursive: true });
-    await mkdir(join(rootfs, 'tmp'), { recursive: true });
-    await copyFile('/bin/busybox', join(rootfs, 'bin/busybox'));
-    for (const a of APPLETS) await symlink('busybox', join(rootfs, 'bin', a));
+    const rootfs = await writeBusyboxRootfs(join(dir, 'rootfs'));
     await withDocker(dockerd.host, 'sh', [
       '-c',
       `tar -C ${rootfs} -c . | docker import - ${BUSYBOX_IMAGE} >/dev/null`,

@@ -252,6 +252,21 @@ export function findSamples(
 }
 
 /**
+ * A state set's values by state: `{healthy: 1, unhealthy: 0, ...}` for the samples of
+ * `name` carrying `labels`, keyed by their `stateLabel`.
+ */
+export function stateSet(
+  exposition: Exposition,
+  name: string,
+  labels: Record<string, string>,
+  stateLabel: string,
+): Record<string, number> {
+  return Object.fromEntries(
+    findSamples(exposition, name, labels).map((s) => [s.labels[stateLabel], s.value]),
+  );
+}
+
+/**
  * The value of the one sample with this name and at least these labels; undefined when
  * there is none, an error when several match (the lookup would be ambiguous).
  */

@@ -286,13 +286,18 @@ export class Autorestart {
     return this.series.size > 0 ? [this.restarts, this.outcomes, this.paused, this.enabled] : [];
   }
 
-  private watches(c: WatchedContainer): boolean {
+  private watches(c: Pick<WatchedContainer, 'name' | 'labels'>): boolean {
     const cfg = this.o.config;
     return (
       c.labels[AUTORESTART_LABEL] === 'true' ||
       cfg.containers.includes(c.name) ||
       cfg.probes[c.name] !== undefined
     );
+  }
+
+  /** Whether the container (its name and Docker labels) is opted in. */
+  watching(name: string, labels: Readonly<Record<string, string>> | null): boolean {
+    return this.watches({ name, labels: labels ?? {} });
   }
 
   /** Once per process per key: a line that would otherwise repeat every refresh. */

@@ -16,14 +16,19 @@ import { errorText, type Logger } from '../../lib/log.js';
 import { NothingToCollect, type CollectorService, type ServiceContext } from '../collector.js';
 import { containerName } from './read.js';
 
-/** The event actions the service reads. */
-export const EVENT_ACTIONS = ['start', 'die', 'oom', 'destroy'] as const;
+/**
+ * The event actions the service reads. `remove` is Podman's name for Docker's `destroy`
+ * (its compat API sends Docker's name but filters by its own); Docker never sends it.
+ */
+export const EVENT_ACTIONS = ['start', 'die', 'oom', 'destroy', 'remove'] as const;
 /** Keys of recent events remembered to drop a replayed one; the engine replays at most 256. */
 const RECENT_KEYS = 1024;
 /** A destroyed container's counters are kept this long, so a scrape still sees its last OOM. */
 const KEEP_DESTROYED_MS = 15 * 60_000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 30_000;
+/** The deadline for an engine's answer to a re-open when the collector gave none. */
+const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 
 export interface EventCounts {
   oomKills: number;
@@ -35,6 +40,12 @@ export interface EventServiceOptions {
   /** The endpoint was configured: a missing socket is then a fault, not "no Docker here". */
   explicit: boolean;
   log: Logger;
+  /**
+   * How long opening the stream again may wait for the engine's answer (the collector's
+   * timeout); past it the open failed and is tried again. The first open is start's, under
+   * start's own deadline.
+   */
+  openTimeoutMs?: number;
 }
 
 export class ContainerEventService implements CollectorService {
@@ -139,7 +150,11 @@ export class ContainerEventService implements CollectorService {
       try {
         if (!stream) {
           stream = await this.opts.docker.events(
-            { sinceNano: this.lastNano, actions: EVENT_ACTIONS },
+            {
+              sinceNano: this.lastNano,
+              actions: EVENT_ACTIONS,
+              headersTimeoutMs: this.opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+            },
             signal,
           );
           this.connected = true;
@@ -199,6 +214,7 @@ export class ContainerEventService implements CollectorService {
         break;
       }
       case 'destroy':
+      case 'remove':
         this.known.delete(id);
         this.destroyedAt.set(name, Date.now());
         break;

@@ -82,6 +82,16 @@ export function networkBytes(stats: ContainerStats): { rx: number; tx: number } 
   return { rx, tx };
 }
 
+/**
+ * Whether the container has a network namespace of its own whose counters are its traffic:
+ * not `none` (nothing but loopback; Podman's stats still list a zero `network` entry for
+ * it), not `host` nor `container:<id>` (another's counters).
+ */
+export function ownNetwork(mode: string | undefined): boolean {
+  const m = mode ?? '';
+  return m !== 'none' && m !== 'host' && !m.startsWith('container:');
+}
+
 /** Stats for a container not running: the engine reads nothing and says so with a zero time. */
 export function statsEmpty(stats: ContainerStats): boolean {
   return !stats.read || stats.read.startsWith('0001-01-01');
