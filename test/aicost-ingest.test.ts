@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -340,15 +340,17 @@ function postFramed(
   url: string,
   body: string,
   chunked: boolean,
-): Promise<{ status: number; type: string | undefined; body: string }> {
+  opts: { agent?: Agent; token?: string } = {},
+): Promise<{ status: number; type: string | undefined; body: string; socket: unknown }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       `${url}/api/v1/ai-usage`,
       {
         method: 'POST',
+        agent: opts.agent,
         headers: {
           'content-type': 'application/json',
-          authorization: `Bearer ${AI_TOKEN}`,
+          authorization: `Bearer ${opts.token ?? AI_TOKEN}`,
           ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }),
         },
       },
@@ -357,7 +359,12 @@ function postFramed(
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
         res.on('end', () =>
-          resolve({ status: res.statusCode!, type: res.headers['content-type'], body: text }),
+          resolve({
+            status: res.statusCode!,
+            type: res.headers['content-type'],
+            body: text,
+            socket: req.socket,
+          }),
         );
       },
     );
@@ -401,6 +408,32 @@ describe('the AI usage route, whichever way the body is framed', () => {
     }
     const ids = readStore(lookout.db, (d) => d.prepare('SELECT id FROM events ORDER BY id').all());
     assert.deepEqual(ids, [{ id: 'fast-1' }, { id: 'koa-1' }]);
+  });
+
+  it('checks the token of every post on a kept-alive connection: a wrong one after a right one gets 401 and stores nothing', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const right = await postFramed(lookout.url, JSON.stringify(event('conn-1')), false, {
+        agent,
+      });
+      assert.equal(right.status, 200);
+      const again = await postFramed(lookout.url, JSON.stringify(event('conn-2')), false, {
+        agent,
+      });
+      assert.equal(again.status, 200);
+      assert.equal(again.socket, right.socket, 'the same connection');
+      const wrong = await postFramed(lookout.url, JSON.stringify(event('conn-3')), false, {
+        agent,
+        token: `${AI_TOKEN}x`,
+      });
+      assert.equal(wrong.status, 401);
+      const stored = readStore(lookout.db, (d) =>
+        d.prepare("SELECT id FROM events WHERE id LIKE 'conn-%' ORDER BY id").all(),
+      );
+      assert.deepEqual(stored, [{ id: 'conn-1' }, { id: 'conn-2' }]);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 
