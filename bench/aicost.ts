@@ -28,7 +28,7 @@
  * BENCH_AICOST_DAYS (phase 4). BENCH_LOOKOUT runs another build's launcher.
  */
 import { spawn } from 'node:child_process';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -383,6 +383,8 @@ for (let day = 0; day < DAYS; day++) {
   );
 }
 await lookout.stop();
+// A full run leaves over a gigabyte of store here.
+await rm(dir1, { recursive: true, force: true });
 
 // ------------------------------------------- 3: start on a million stored events
 const dir3 = await tempDir('lookout-bench-aicost-');
@@ -406,6 +408,7 @@ line(
   `start on ${STORED} stored events: /metrics serving the seeded counters after ${(ready / 1000).toFixed(2)} s (target <= 5); RSS ${mb(rssOn)} MB (budget 128 MiB); aicost off: ${mb(rssOff)} MB, so the worker and the open store cost ${mb(rssOn - rssOff)} MB`,
 );
 await big.stop();
+await rm(dir3, { recursive: true, force: true });
 
 line('\n| what | target | measured | |\n|---|---|---|---|');
 for (const j of judged) line(j);
