@@ -2,61 +2,55 @@
  * The AI-cost ingest and store against its targets (docs/performance.md, "AI cost"):
  *
  * 1. batched HTTP ingest, 500 events a batch, durable before each answer: events/s
- *    (target ≥ 100,000);
- * 2. single-event POSTs from 50 concurrent clients: p99 (target ≤ 10 ms), while /metrics
- *    is scraped back to back: its p99 under that load, beside node_exporter's p50 idle;
+ *    (target >= 100,000), and lookout's CPU per 100k events by thread;
+ * 2. single-event POSTs from 50 clients, twice over:
+ *    a. closed loop: each client posts its next event when its last is answered. This
+ *       measures saturation: latency is 50 / throughput (Little's law), on a machine the
+ *       load generator shares;
+ *    b. open loop: the 50 clients together post at a fixed rate (OPEN_RATES events/s),
+ *       each latency from the event's scheduled send time, so queueing counts.
+ *    Target p99 <= 10 ms; meanwhile /metrics of lookout and of node_exporter are scraped
+ *    as Prometheus does (SCRAPERS connections each, each once a second): target lookout's p99 <= 0.5 x node_exporter's
+ *    p50 in the same phase (and a commit never blocks a scrape);
  * 3. start on a store of 1,000,000 events and 90 days of rollups: time until /metrics
- *    serves the seeded counters (target ≤ 5 s), RSS (budget 128 MiB), and RSS of the
+ *    serves the seeded counters (target <= 5 s), RSS (budget 128 MiB), and RSS of the
  *    same lookout with aicost off (what the worker and the open store cost);
  * 4. 1,000,000 events a day for 7 days of simulated time (events posted with past
  *    times): RSS after each day (flat?) and the store's size.
  *
+ * The load of phases 1 and 2 comes from bench/aicost-client.ts, a process of its own, so
+ * its CPU is not lookout's; lookout's CPU is read from /proc by thread (the main thread,
+ * and the others: the ledger's worker, V8's and libuv's helpers).
+ *
  * npm run bench:aicost; BENCH_SMOKE=1 for the short run. Settings: BENCH_AICOST_BATCHED
- * (events in phase 1), BENCH_AICOST_SINGLES (requests in phase 2), BENCH_AICOST_STORED
- * (phase 3), BENCH_AICOST_PER_DAY and BENCH_AICOST_DAYS (phase 4).
+ * (events in phase 1), BENCH_AICOST_SINGLES (requests in phase 2a), BENCH_AICOST_OPEN_SECONDS
+ * (each rate of phase 2b), BENCH_AICOST_STORED (phase 3), BENCH_AICOST_PER_DAY and
+ * BENCH_AICOST_DAYS (phase 4). BENCH_LOOKOUT runs another build's launcher.
  */
-import { stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { DDL, SCHEMA_VERSION } from '../src/aicost/schema.js';
 import { freePort, startNodeExporter, startProcess, tempDir } from '../test/helpers/procs.js';
-import {
-  cpuSeconds,
-  latency,
-  mb,
-  quantile,
-  rssBytes,
-  scrape,
-  setting,
-  startedAll,
-  SMOKE,
-} from './lib.js';
+import type { Job, Result } from './aicost-client.js';
+import { BATCH, eventJson, MODELS, PROVIDERS, SERVICES, TOKEN } from './aicost-events.js';
+import { latency, mb, quantile, rssBytes, setting, sleep, startedAll, SMOKE } from './lib.js';
 
-const TOKEN = 'bench-ai-ingest-token-0123456789';
 const BATCHED = setting('BENCH_AICOST_BATCHED', 500_000, 5_000);
 const SINGLES = setting('BENCH_AICOST_SINGLES', 20_000, 200);
+const OPEN_SECONDS = setting('BENCH_AICOST_OPEN_SECONDS', 20, 0.5);
+const OPEN_RATES = [1000, 2000];
 const STORED = setting('BENCH_AICOST_STORED', 1_000_000, 10_000);
 const PER_DAY = setting('BENCH_AICOST_PER_DAY', 1_000_000, 2_000);
 const DAYS = setting('BENCH_AICOST_DAYS', 7, 2);
 const CLIENTS = 50;
-const BATCH = 500;
+const SCRAPERS = 8;
+const SCRAPE_EVERY_MS = 1000;
 const LAUNCHER = process.env.BENCH_LOOKOUT ?? join(import.meta.dirname, '..', 'bin/lookout');
-
-const SERVICES = ['chat-api', 'search', 'summariser', 'support-bot', 'batch'];
-const MODELS = [
-  'gpt-4o',
-  'gpt-4o-mini',
-  'claude-sonnet-4-5',
-  'claude-haiku-4-5',
-  'gemini-2.5-flash',
-];
-const PROVIDERS = ['openai', 'openai', 'anthropic', 'anthropic', 'google'];
-
-function eventJson(id: string, i: number, timeMs?: number): string {
-  const m = i % MODELS.length;
-  return `{"id":"${id}","service":"${SERVICES[i % SERVICES.length]}","model":"${MODELS[m]}","provider":"${PROVIDERS[m]}","input_tokens":${500 + (i % 1000)},"output_tokens":${100 + (i % 300)},"cache_read_tokens":${i % 200},"cache_write_tokens":0${timeMs === undefined ? '' : `,"time":${timeMs}`}}`;
-}
+const CLIENT = fileURLToPath(new URL('./aicost-client.ts', import.meta.url));
 
 async function startLookout(dir: string, aicost: boolean) {
   const port = await freePort();
@@ -87,7 +81,10 @@ async function post(url: string, body: string): Promise<void> {
 
 /** Waits until the store is open (the service starts after /healthz answers). */
 async function storeOpen(url: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
   for (;;) {
+    if (Date.now() > deadline)
+      throw new Error(`${url}: the AI usage store did not open within 60 s`);
     const res = await request(`${url}/metrics`);
     const text = await res.body.text();
     if (/^lookout_ai_store_up 1$/m.test(text)) return;
@@ -169,7 +166,112 @@ function buildStore(file: string, n: number): void {
   d.close();
 }
 
+/** CPU-seconds of a process's threads so far: its main thread, and all the others together. */
+async function threadCpu(pid: number): Promise<{ main: number; others: number }> {
+  let main = 0;
+  let others = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    try {
+      const s =
+        Number((await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')).split(' ')[0]) / 1e9;
+      if (Number(tid) === pid) main += s;
+      else others += s;
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return { main, others };
+}
+
+/** Runs the load generator (bench/aicost-client.ts) and measures lookout's CPU across it. */
+async function load(job: Job, pid: number) {
+  const cpu0 = await threadCpu(pid);
+  const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, JSON.stringify(job)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  const code = await new Promise<number | null>((r) => child.once('close', r));
+  if (code !== 0) throw new Error(`bench/aicost-client.ts exited with ${code}`);
+  const cpu1 = await threadCpu(pid);
+  const r = JSON.parse(out) as Result;
+  return {
+    ...r,
+    seconds: (r.end - r.start) / 1000,
+    main: cpu1.main - cpu0.main,
+    others: cpu1.others - cpu0.others,
+  };
+}
+
+/**
+ * Scrapes each url's /metrics as Prometheus does, each connection once every
+ * SCRAPE_EVERY_MS (lookout paces a connection's scrapes past two a second and in its first
+ * second, src/exporter/app.ts), over SCRAPERS connections a url, staggered: the times of
+ * each url, from the call on.
+ */
+async function scraping(urls: string[]) {
+  const clients = urls.map((u) => Array.from({ length: SCRAPERS }, () => new Client(u)));
+  const once = async (c: Client) => {
+    const t0 = performance.now();
+    const res = await c.request({
+      path: '/metrics',
+      method: 'GET',
+      headers: { 'accept-encoding': 'identity' },
+    });
+    await res.body.arrayBuffer();
+    if (res.statusCode !== 200) throw new Error(`/metrics: HTTP ${res.statusCode}`);
+    return performance.now() - t0;
+  };
+  // Each connection open and past its first second before the figures start.
+  await Promise.all(clients.flat().map(once));
+  await sleep(1100);
+  let on = true;
+  const times = urls.map((): number[] => []);
+  const loops = clients.flatMap((cs, k) =>
+    cs.map(async (c, j) => {
+      await sleep((j * SCRAPE_EVERY_MS) / SCRAPERS);
+      while (on) {
+        const t = performance.now();
+        times[k]!.push(await once(c));
+        await sleep(Math.max(0, SCRAPE_EVERY_MS - (performance.now() - t)));
+      }
+    }),
+  );
+  return async () => {
+    on = false;
+    await Promise.all(loops);
+    await Promise.all(clients.flat().map((c) => c.close()));
+    return times.map((t) => t.sort((a, b) => a - b));
+  };
+}
+
+/** A one-row commit (WAL, synchronous=FULL) in `dir`, as the store commits: the disk's floor under a durable answer. */
+function commitTimes(dir: string, n: number): number[] {
+  const d = new Database(join(dir, 'floor.sqlite'));
+  d.pragma('journal_mode = WAL');
+  d.pragma('synchronous = FULL');
+  d.exec('CREATE TABLE t (id TEXT PRIMARY KEY)');
+  const ins = d.prepare('INSERT INTO t VALUES (?)');
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    ins.run(`row-${i}`);
+    times.push(performance.now() - t);
+  }
+  d.close();
+  return times.sort((a, b) => a - b);
+}
+
 const line = (s: string) => console.log(s);
+const ms = (v: number) => `${v.toFixed(2)} ms`;
+const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
+const judged: string[] = [];
+const judge = (what: string, target: string, measured: string, ok: boolean) => {
+  judged.push(`| ${what} | ${target} | ${measured} | ${verdict(ok)} |`);
+  line(`  ${what}: target ${target}, measured ${measured}: ${verdict(ok)}`);
+};
+const loadavg = async () =>
+  (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
 
 // ------------------------------------------------------------- 1 and 2: ingest, scrapes
 const dir1 = await tempDir('lookout-bench-aicost-');
@@ -177,48 +279,90 @@ const { proc: lookout } = await startLookout(dir1, true);
 const nodeExporter = await startNodeExporter();
 await storeOpen(lookout.url);
 await startedAll();
-line(`AI cost bench${SMOKE ? ' (smoke: figures mean nothing)' : ''}, ${new Date().toISOString()}`);
-
-const cpu0 = await cpuSeconds(lookout.child.pid!);
-const rate = await batched(lookout.url, BATCHED, 4, 'batched-');
-const cpu1 = await cpuSeconds(lookout.child.pid!);
+const pid = lookout.child.pid!;
 line(
-  `batched ingest: ${BATCHED} events in batches of ${BATCH}, 4 clients: ${Math.round(rate)} events/s durable (target >= 100000); lookout used ${(cpu1 - cpu0).toFixed(1)} CPU-s (both threads): ${Math.round(BATCHED / (cpu1 - cpu0))} events per CPU-second, ${((100_000 * (cpu1 - cpu0)) / BATCHED).toFixed(2)} CPU-s per 100k events`,
+  `AI cost bench${SMOKE ? ' (smoke: figures mean nothing)' : ''}, ${new Date().toISOString()}, lookout ${LAUNCHER}, load average ${await loadavg()}`,
 );
 
-let loading = true;
-const scrapeTimes: number[] = [];
-const scraper = (async () => {
-  while (loading) scrapeTimes.push(await scrape(`${lookout.url}/metrics`));
-})();
-const cpu2 = await cpuSeconds(lookout.child.pid!);
-const singleTimes: number[] = [];
-let sentSingles = 0;
-const t1 = performance.now();
-await Promise.all(
-  Array.from({ length: CLIENTS }, async () => {
-    while (sentSingles < SINGLES) {
-      const i = sentSingles++;
-      const t = performance.now();
-      await post(lookout.url, eventJson(`single-${i}`, i));
-      singleTimes.push(performance.now() - t);
-    }
-  }),
+const b = await load(
+  { kind: 'batched', url: lookout.url, total: BATCHED, clients: 4, prefix: 'batched-' },
+  pid,
 );
-const singleRate = SINGLES / ((performance.now() - t1) / 1000);
-const cpu3 = await cpuSeconds(lookout.child.pid!);
-loading = false;
-await scraper;
-singleTimes.sort((a, b) => a - b);
-scrapeTimes.sort((a, b) => a - b);
+const rate = BATCHED / b.seconds;
+line(
+  `1. batched ingest: ${BATCHED} events in bodies of ${BATCH}, 4 clients: ${Math.round(rate)} events/s durable; lookout used ${(b.main + b.others).toFixed(2)} CPU-s (main thread ${b.main.toFixed(2)}, others ${b.others.toFixed(2)}): ${((100_000 * (b.main + b.others)) / BATCHED).toFixed(2)} CPU-s per 100k events (main ${((100_000 * b.main) / BATCHED).toFixed(2)}, others ${((100_000 * b.others) / BATCHED).toFixed(2)}); the generator ${b.cpu.toFixed(2)} CPU-s; load average ${await loadavg()}`,
+);
+judge(
+  'batched ingest, 500 a body, durable',
+  '>= 100000 events/s',
+  `${Math.round(rate)} events/s`,
+  rate >= 100_000,
+);
+
 const ne = await latency([{ name: 'node_exporter', proc: nodeExporter }], SMOKE ? 20 : 200);
 line(
-  `single-event POSTs, ${CLIENTS} concurrent clients, ${SINGLES} requests: p50 ${quantile(singleTimes, 0.5).toFixed(2)} ms, p99 ${quantile(singleTimes, 0.99).toFixed(2)} ms (target <= 10), ${Math.round(singleRate)} events/s, ${((1000 * (cpu3 - cpu2)) / SINGLES).toFixed(2)} CPU-ms each (with the scrapes), ${((100_000 * (cpu3 - cpu2)) / SINGLES).toFixed(1)} CPU-s per 100k`,
+  `node_exporter /metrics idle (curl, sequential): p50 ${ms(ne.node_exporter!.p50)}, p99 ${ms(ne.node_exporter!.p99)}`,
+);
+
+const floor = commitTimes(dir1, SMOKE ? 20 : 500);
+line(
+  `the disk: a one-row commit (WAL, synchronous=FULL) beside the store: p50 ${ms(quantile(floor, 0.5))}, p99 ${ms(quantile(floor, 0.99))}, max ${ms(floor.at(-1)!)} (a durable answer waits for one commit, or for two when it arrives during one)`,
+);
+
+/** One single-event phase with the scrapes beside it; judged unless it is the closed loop. */
+async function singles(job: Job, title: string) {
+  const stop = await scraping([lookout.url, nodeExporter.url]);
+  const r = await load(job, pid);
+  const [mine, theirs] = await stop();
+  const t = r.latencies.sort((a, b) => a - b);
+  const p99 = quantile(t, 0.99);
+  const got = r.requests / r.seconds;
+  const cpu = r.main + r.others;
+  line(
+    `${title}: ${r.requests} requests in ${r.seconds.toFixed(1)} s (${Math.round(got)} events/s): p50 ${ms(quantile(t, 0.5))}, p99 ${ms(p99)}, max ${ms(t.at(-1)!)}; lookout ${((1000 * cpu) / r.requests).toFixed(3)} CPU-ms a request (main thread ${((1000 * r.main) / r.requests).toFixed(3)}, others ${((1000 * r.others) / r.requests).toFixed(3)}; scrapes included), ${(cpu / r.seconds).toFixed(2)} CPUs busy; the generator ${(r.cpu / r.seconds).toFixed(2)} CPUs; load average ${await loadavg()}`,
+  );
+  const lp99 = quantile(mine!, 0.99);
+  const np50 = quantile(theirs!, 0.5);
+  line(
+    `   /metrics meanwhile: lookout ${mine!.length} scrapes p50 ${ms(quantile(mine!, 0.5))} p99 ${ms(lp99)} max ${ms(mine!.at(-1)!)}; node_exporter ${theirs!.length} scrapes p50 ${ms(np50)} p99 ${ms(quantile(theirs!, 0.99))}; lookout p99 / node_exporter p50 = ${(lp99 / np50).toFixed(2)}`,
+  );
+  return { p99, lp99, np50, got };
+}
+
+const closed = await singles(
+  { kind: 'closed', url: lookout.url, total: SINGLES, clients: CLIENTS, prefix: 'single-' },
+  `2a. closed loop, ${CLIENTS} clients back to back (saturation)`,
 );
 line(
-  `/metrics scraped back to back meanwhile: ${scrapeTimes.length} scrapes, p50 ${quantile(scrapeTimes, 0.5).toFixed(2)} ms, p99 ${quantile(scrapeTimes, 0.99).toFixed(2)} ms; node_exporter p50 ${ne.node_exporter!.p50.toFixed(2)} ms idle (curl)`,
+  `   Little's law: ${CLIENTS} in flight / ${Math.round(closed.got)} per s = ${ms((1000 * CLIENTS) / closed.got)} mean latency; this phase measures throughput, not the latency a client sees below saturation`,
 );
-line(`lookout RSS after phases 1-2: ${mb(await rssBytes(lookout.child.pid!))} MB`);
+for (const r of OPEN_RATES) {
+  const o = await singles(
+    {
+      kind: 'open',
+      url: lookout.url,
+      total: Math.round(r * OPEN_SECONDS),
+      clients: CLIENTS,
+      prefix: `open${r}-`,
+      rate: r,
+    },
+    `2b. open loop at ${r} events/s over ${CLIENTS} connections`,
+  );
+  judge(`single-event POSTs at ${r}/s, p99`, '<= 10 ms', ms(o.p99), o.p99 <= 10);
+  judge(
+    `/metrics p99 during ${r}/s, over node_exporter's p50 then`,
+    '<= 0.5',
+    `${ms(o.lp99)} / ${ms(o.np50)} = ${(o.lp99 / o.np50).toFixed(2)}`,
+    o.lp99 <= 0.5 * o.np50,
+  );
+}
+judge(
+  'single-event POSTs, closed loop (saturation), p99',
+  '<= 10 ms',
+  ms(closed.p99),
+  closed.p99 <= 10,
+);
+line(`lookout RSS after phases 1-2: ${mb(await rssBytes(pid))} MB`);
 await nodeExporter.stop();
 
 // --------------------------------------------------- 4: a million a day, for DAYS days
@@ -239,6 +383,8 @@ for (let day = 0; day < DAYS; day++) {
   );
 }
 await lookout.stop();
+// A full run leaves over a gigabyte of store here.
+await rm(dir1, { recursive: true, force: true });
 
 // ------------------------------------------- 3: start on a million stored events
 const dir3 = await tempDir('lookout-bench-aicost-');
@@ -262,3 +408,7 @@ line(
   `start on ${STORED} stored events: /metrics serving the seeded counters after ${(ready / 1000).toFixed(2)} s (target <= 5); RSS ${mb(rssOn)} MB (budget 128 MiB); aicost off: ${mb(rssOff)} MB, so the worker and the open store cost ${mb(rssOn - rssOff)} MB`,
 );
 await big.stop();
+await rm(dir3, { recursive: true, force: true });
+
+line('\n| what | target | measured | |\n|---|---|---|---|');
+for (const j of judged) line(j);

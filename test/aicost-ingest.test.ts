@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -331,6 +332,108 @@ describe('the AI usage route behind its own token', () => {
     );
     assert.deepEqual(row, { cost_usd: null, cost_source: 'unpriced' });
     assert.match(lookout.output(), /pricing table does not know.*model=no-such-model-9/);
+  });
+});
+
+/** A POST of `body` to the ingest route, with a Content-Length or sent in chunks without one. */
+function postFramed(
+  url: string,
+  body: string,
+  chunked: boolean,
+  opts: { agent?: Agent; token?: string } = {},
+): Promise<{ status: number; type: string | undefined; body: string; socket: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `${url}/api/v1/ai-usage`,
+      {
+        method: 'POST',
+        agent: opts.agent,
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${opts.token ?? AI_TOKEN}`,
+          ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            type: res.headers['content-type'],
+            body: text,
+            socket: req.socket,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    if (chunked) {
+      req.write(body.slice(0, 3));
+      req.end(body.slice(3));
+    } else req.end(body);
+  });
+}
+
+describe('the AI usage route, whichever way the body is framed', () => {
+  let lookout: AiLookout;
+  before(async () => {
+    lookout = await startAiLookout();
+  });
+  after(async () => {
+    await lookout?.stop();
+  });
+
+  it('answers a body with a Content-Length (served in front of koa) exactly as the same body sent chunked (served by koa), and stores both', async () => {
+    const cases: [string, (id: string) => string][] = [
+      ['one event', (id) => JSON.stringify(event(id))],
+      [
+        'a batch with a rejected item',
+        (id) => JSON.stringify([event(id), event(`${id}-bad`, { input_tokens: -1 })]),
+      ],
+      ['not JSON', () => '{"service": '],
+      ['an invalid single event', (id) => JSON.stringify(event(id, { output_tokens: 1.5 }))],
+    ];
+    for (const [what, body] of cases) {
+      const viaKoa = await postFramed(lookout.url, body('koa-1'), true);
+      const viaFast = await postFramed(lookout.url, body('fast-1'), false);
+      assert.equal(viaFast.status, viaKoa.status, what);
+      assert.equal(viaFast.type, viaKoa.type, what);
+      assert.equal(viaFast.body.replaceAll('fast-1', 'koa-1'), viaKoa.body, what);
+      // And a second time: the duplicate's answer too.
+      const again = await postFramed(lookout.url, body('fast-1'), false);
+      const againKoa = await postFramed(lookout.url, body('koa-1'), true);
+      assert.equal(again.body.replaceAll('fast-1', 'koa-1'), againKoa.body, `${what}, again`);
+    }
+    const ids = readStore(lookout.db, (d) => d.prepare('SELECT id FROM events ORDER BY id').all());
+    assert.deepEqual(ids, [{ id: 'fast-1' }, { id: 'koa-1' }]);
+  });
+
+  it('checks the token of every post on a kept-alive connection: a wrong one after a right one gets 401 and stores nothing', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const right = await postFramed(lookout.url, JSON.stringify(event('conn-1')), false, {
+        agent,
+      });
+      assert.equal(right.status, 200);
+      const again = await postFramed(lookout.url, JSON.stringify(event('conn-2')), false, {
+        agent,
+      });
+      assert.equal(again.status, 200);
+      assert.equal(again.socket, right.socket, 'the same connection');
+      const wrong = await postFramed(lookout.url, JSON.stringify(event('conn-3')), false, {
+        agent,
+        token: `${AI_TOKEN}x`,
+      });
+      assert.equal(wrong.status, 401);
+      const stored = readStore(lookout.db, (d) =>
+        d.prepare("SELECT id FROM events WHERE id LIKE 'conn-%' ORDER BY id").all(),
+      );
+      assert.deepEqual(stored, [{ id: 'conn-1' }, { id: 'conn-2' }]);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 

@@ -315,14 +315,21 @@ function flush(): void {
       .immediate();
   } catch (err) {
     const e = err as Error & { code?: string };
-    for (const { seq } of group) reply({ seq, error: e.message, code: e.code });
+    replyAll(group.map(({ seq }) => ({ seq, error: e.message, code: e.code })));
     return;
   }
-  group.forEach(({ seq, req, checked }, i) => {
-    const inserted = results[i]!;
-    if (checked === undefined) reply({ seq, inserted });
-    else reply({ seq, ingested: ingested(req, checked, inserted) });
-  });
+  replyAll(
+    group.map(({ seq, req, checked }, i): LedgerReply => {
+      const inserted = results[i]!;
+      if (checked === undefined) return { seq, inserted };
+      return { seq, ingested: ingested(req, checked, inserted) };
+    }),
+  );
+}
+
+/** The answers of one transaction: one message (each wakes the event loop and costs it). */
+function replyAll(replies: LedgerReply[]): void {
+  reply(replies.length === 1 ? replies[0]! : { seq: -2, replies });
 }
 
 /** The shapes a body may take: one event, an array of them, or `{ events: [...] }`. */
@@ -581,6 +588,16 @@ port.on('message', (m: LedgerRequest) => {
         return;
       case 'ingest':
         ingest(m.seq, m.req);
+        return;
+      case 'ingests':
+        for (const { seq, req } of m.each) {
+          try {
+            ingest(seq, req);
+          } catch (err) {
+            const e = err as Error & { code?: string };
+            reply({ seq, error: e.message, code: e.code });
+          }
+        }
         return;
       case 'seed':
         reply({ seq: m.seq, seed: seed() });

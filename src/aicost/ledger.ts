@@ -142,7 +142,9 @@ export type LedgerRequest =
   | { seq: number; op: 'open'; options: OpenOptions }
   | { seq: number; op: 'write'; req: WireWrite }
   | { seq: number; op: 'ingest'; req: IngestRequest }
-  | { seq: number; op: 'seed' | 'totals' | 'probe' | 'prune' | 'close' };
+  | { seq: number; op: 'seed' | 'totals' | 'probe' | 'prune' | 'close' }
+  /** The ingests asked for in one turn of the event loop, in order: one message, not one each. */
+  | { seq: -2; op: 'ingests'; each: { seq: number; req: IngestRequest }[] };
 
 export type LedgerReply =
   | { seq: number; ok: true }
@@ -152,7 +154,9 @@ export type LedgerReply =
   | { seq: number; ingested: IngestReply }
   | { seq: number; error: string; code?: string }
   | { seq: -1; pruned: number }
-  | { seq: -1; log: string };
+  | { seq: -1; log: string }
+  /** The answers to the writes of one transaction, in order: one message, not one each. */
+  | { seq: -2; replies: LedgerReply[] };
 
 /** The store failed (disk full, I/O error, the worker gone): the write is not durable. */
 export class LedgerError extends Error {
@@ -197,17 +201,21 @@ export class Ledger {
     private readonly worker: Worker,
     events: LedgerEvents,
   ) {
+    const settle = (r: LedgerReply) => {
+      const w = this.waiting.get(r.seq);
+      if (!w) return;
+      this.waiting.delete(r.seq);
+      if ('error' in r) w.reject(new LedgerError(r.error, r.code));
+      else w.resolve(r);
+    };
     worker.on('message', (r: LedgerReply) => {
       if (r.seq === -1) {
         if ('pruned' in r) events.onNote?.('pruned old AI usage events', { events: r.pruned });
         else if ('log' in r) events.onNote?.(r.log, {});
         return;
       }
-      const w = this.waiting.get(r.seq);
-      if (!w) return;
-      this.waiting.delete(r.seq);
-      if ('error' in r) w.reject(new LedgerError(r.error, r.code));
-      else w.resolve(r);
+      if (r.seq === -2 && 'replies' in r) for (const each of r.replies) settle(each);
+      else settle(r);
     });
     const gone = (err: Error) => {
       if (this.exited) return;
@@ -265,9 +273,40 @@ export class Ledger {
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.waiting.set(seq, { resolve, reject });
+      if (m.op === 'ingest') {
+        // Sent together after this turn (many small posts arrive in one): each message
+        // wakes the worker and costs both threads. Still before any later call's message.
+        this.outbox.push({ seq, req: (m as unknown as { req: IngestRequest }).req });
+        this.outboxTransfer.push(...transfer!);
+        if (this.outbox.length === 1) setImmediate(this.sendOutbox);
+        return;
+      }
+      this.sendOutbox();
       this.worker.postMessage({ ...m, seq } as LedgerRequest, transfer);
     });
   }
+
+  private outbox: { seq: number; req: IngestRequest }[] = [];
+  private outboxTransfer: ArrayBuffer[] = [];
+  private readonly sendOutbox = () => {
+    if (this.outbox.length === 0) return;
+    const each = this.outbox;
+    const transfer = this.outboxTransfer;
+    this.outbox = [];
+    this.outboxTransfer = [];
+    if (this.exited) {
+      for (const { seq } of each) {
+        this.waiting.get(seq)?.reject(this.exited);
+        this.waiting.delete(seq);
+      }
+      return;
+    }
+    const m: LedgerRequest =
+      each.length === 1
+        ? { seq: each[0]!.seq, op: 'ingest', req: each[0]!.req }
+        : { seq: -2, op: 'ingests', each };
+    this.worker.postMessage(m, transfer);
+  };
 
   /** Whether the worker is gone (crashed): a new Ledger must be opened. */
   get broken(): boolean {

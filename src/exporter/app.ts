@@ -6,7 +6,9 @@ import type { Runner } from './runner.js';
 import { landingPage } from './landing.js';
 import {
   errorHandler,
+  fastRoutes,
   mountRoutes,
+  type FastRoute,
   routeKey,
   sendJson,
   type RouteDoor,
@@ -193,11 +195,15 @@ function metricsFastPath(
 /** koa, with the /metrics fast path in front of its request handler. */
 class LookoutApp extends Koa {
   fast?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Collectors' rawBody routes, in front of koa (fastRoutes in routes.ts). */
+  fastRoutes?: (req: IncomingMessage, res: ServerResponse) => boolean;
 
   override callback(): ReturnType<Koa['callback']> {
     const koa = super.callback();
     return (req, res) =>
-      req instanceof IncomingMessage && res instanceof ServerResponse && this.fast?.(req, res)
+      req instanceof IncomingMessage &&
+      res instanceof ServerResponse &&
+      (this.fast?.(req, res) || this.fastRoutes?.(req, res))
         ? Promise.resolve()
         : koa(req, res);
   }
@@ -267,11 +273,25 @@ export function createApp(
 
   // Routes of enabled collectors only: a disabled collector was never built.
   const taken = new Map(OWN_PATHS.map((p) => [`* ${routeKey(p)}`, 'lookout itself']));
+  const fast = new Map<string, FastRoute>();
   for (const [name, collector] of runner.collectors()) {
     if (!collector.routes) continue;
     const gate = collectorGate(runner, name, lifecycle);
-    notes.push(...mountRoutes(router, name, collector.routes, gate, taken, routeDoor));
+    notes.push(...mountRoutes(router, name, collector.routes, gate, taken, routeDoor, fast));
   }
+  app.fastRoutes = fastRoutes(
+    fast,
+    log,
+    // Read per request, as the door middleware; a rate limit is counted there.
+    () => {
+      const checks = door?.();
+      return checks?.limiter ? undefined : (checks?.headers ?? {});
+    },
+    () => lifecycle.stopping,
+    (done) => {
+      lifecycle.track(done).catch(() => undefined);
+    },
+  );
   for (const n of notes) {
     if (n.off === undefined)
       log.info('route mounted', { collector: n.collector, route: `${n.method} ${n.path}` });

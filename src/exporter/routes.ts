@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { keyedDigest } from '../lib/keyed.js';
 import { readSecretSync } from '../lib/secret.js';
 import type Koa from 'koa';
@@ -192,6 +193,7 @@ export function mountRoutes(
   gate: RouteGate,
   taken: Map<string, string>,
   door: RouteDoor = {},
+  fast?: Map<string, FastRoute>,
 ): RouteNote[] {
   const notes: RouteNote[] = [];
   for (const route of routes) {
@@ -215,6 +217,8 @@ export function mountRoutes(
     notes.push({ collector, method: route.method, path: route.path });
     const bearer = new BearerToken(value);
     const method = route.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
+    if (route.rawBody && fast)
+      fast.set(`${route.method} ${route.path}`, { route, bearer, gate, verified: new WeakMap() });
     router[method](route.path, async (ctx) => {
       // The token first: a client without it learns nothing, not even the collector's state.
       const result = bearer.check(ctx.get('authorization') || undefined);
@@ -256,6 +260,148 @@ export function mountRoutes(
     });
   }
   return notes;
+}
+
+/** A mounted route with `rawBody`, which the fast path (fastRoutes) may answer in front of koa. */
+export interface FastRoute {
+  route: CollectorRoute;
+  bearer: BearerToken;
+  gate: RouteGate;
+  /** Per connection, the Authorization header that passed this route's token check on it. */
+  verified: WeakMap<object, string>;
+}
+
+const JSON_TYPE = /^application\/json[ \t]*(;|$)/i;
+
+/**
+ * The request a rawBody route's fast path takes: the route's method and exact path, no
+ * query, a JSON body of a stated length within the route's limit, not encoded, and the
+ * route's own token. Undefined for anything else, which koa answers (and refuses, with
+ * the reasons and counts of the ordinary path): the fast path only ever says yes.
+ */
+function fastCandidate(
+  routes: ReadonlyMap<string, FastRoute>,
+  req: IncomingMessage,
+): { f: FastRoute; length: number } | undefined {
+  const f = routes.get(`${req.method} ${req.url}`);
+  if (f === undefined) return undefined;
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return undefined;
+  const encoding = h['content-encoding'];
+  if (encoding !== undefined && encoding.toLowerCase() !== 'identity') return undefined;
+  if (!JSON_TYPE.test(h['content-type'] ?? '')) return undefined;
+  const length = Number(h['content-length']);
+  const limit = f.route.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  if (!Number.isSafeInteger(length) || length <= 0 || length > limit) return undefined;
+  // A kept-alive client sends the same header with every post: verified once per
+  // connection. Comparing against what this connection itself sent and had verified
+  // tells it nothing it did not know; anything else is verified afresh.
+  const authorization = h.authorization;
+  if (authorization === undefined) return undefined;
+  if (f.verified.get(req.socket) !== authorization) {
+    if (f.bearer.check(authorization) !== 'ok') return undefined;
+    f.verified.set(req.socket, authorization);
+  }
+  if (f.gate.closed() !== undefined) return undefined;
+  return { f, length };
+}
+
+/** The body's bytes, `length` of them (Node's parser holds the body to Content-Length), in an ArrayBuffer of their own. */
+function readExactly(req: IncomingMessage, length: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const bytes = new Uint8Array(length);
+    let at = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (at + chunk.length > length) {
+        req.destroy();
+        return;
+      }
+      bytes.set(chunk, at);
+      at += chunk.length;
+    });
+    req.once('end', () =>
+      at === length ? resolve(bytes) : reject(new Error('the body ended early')),
+    );
+    req.once('error', reject);
+    req.once('close', () => {
+      if (at !== length) reject(new Error('the connection closed before the body was read'));
+    });
+  });
+}
+
+/**
+ * Collectors' rawBody routes (the AI-usage ingest) answered in front of koa, as /metrics
+ * is (src/exporter/app.ts): under many small posts, koa's context, middleware, router,
+ * body reader and response handling were most of the event loop's cost a request
+ * (docs/performance.md, "AI cost"). Only a request the route will take comes here (see
+ * fastCandidate); the answer is the one koa would send. `headers()` gives the web-config
+ * file's extra headers, undefined when the request must go through koa (a rate limit).
+ * Returns whether it answered; `track` counts the request as in flight until answered.
+ */
+export function fastRoutes(
+  routes: ReadonlyMap<string, FastRoute>,
+  log: Logger,
+  headers: () => Record<string, string> | undefined,
+  stopping: () => boolean,
+  track: (done: Promise<void>) => void,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    if (routes.size === 0 || req.method === 'GET' || stopping()) return false;
+    const extra = headers();
+    if (extra === undefined) return false;
+    const c = fastCandidate(routes, req);
+    if (c === undefined) return false;
+    const send = (status: number, json: string, more?: Readonly<Record<string, string>>) => {
+      res.writeHead(status, {
+        ...extra,
+        ...more,
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(json),
+        ...(stopping() ? { Connection: 'close' } : {}),
+      });
+      res.end(json);
+    };
+    const serve = async () => {
+      let raw: Uint8Array;
+      try {
+        raw = await readExactly(req, c.length);
+      } catch {
+        return; // The client went before its body came: nothing to answer.
+      }
+      let r: RouteResponse;
+      try {
+        r = await c.f.route.handle({
+          body: undefined,
+          raw,
+          headers: req.headers,
+          query: new URLSearchParams(),
+        });
+      } catch (err) {
+        // As errorHandler answers: the client's mistake with its reason, ours logged.
+        if (err instanceof RouteError) {
+          const body = err.problems
+            ? { error: err.message, problems: err.problems }
+            : { error: err.message };
+          send(err.status, JSON.stringify(body));
+          return;
+        }
+        log.error('request failed', { method: req.method, path: req.url, err: errorText(err) });
+        send(500, JSON.stringify({ error: 'internal error; the exporter log has the cause' }));
+        return;
+      }
+      if ('json' in r) send(r.status, r.json, r.headers);
+      else if (!('items' in r)) send(r.status, JSON.stringify(r.body) ?? 'null', r.headers);
+      else {
+        const made = batchAnswer(r.items);
+        send(r.status ?? made.status, made.json, r.headers);
+      }
+    };
+    const done = serve().catch((err: unknown) => {
+      log.error('request failed', { method: req.method, path: req.url, err: errorText(err) });
+    });
+    track(done);
+    return true;
+  };
 }
 
 /**

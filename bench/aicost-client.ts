@@ -1,0 +1,118 @@
+/**
+ * bench/aicost.ts's load generator, in a process of its own so its CPU is not counted as
+ * lookout's (lookout's is read from /proc by pid). An undici Pool (one connection per
+ * client) posts bodies serialized before the clock starts.
+ *
+ *   argv[2]: JSON Job
+ *   stdout:  JSON Result; times are Unix ms (the caller's clock differs)
+ *
+ * Kinds:
+ * - batched: `clients` connections post `total` events in bodies of BATCH, back to back;
+ * - closed: `clients` connections post `total` single events back to back (saturation:
+ *   each client sends its next event when its last is answered);
+ * - open: `total` single events scheduled at a fixed `rate` (events/s) over `clients`
+ *   connections, whatever the answers; each latency runs from the event's scheduled send
+ *   time, so time spent queued behind a slow answer counts.
+ */
+import { Pool } from 'undici';
+import { BATCH, eventJson, TOKEN } from './aicost-events.js';
+
+export interface Job {
+  kind: 'batched' | 'closed' | 'open';
+  url: string;
+  total: number;
+  clients: number;
+  prefix: string;
+  /** events/s (open). */
+  rate?: number;
+}
+
+export interface Result {
+  start: number;
+  end: number;
+  /** Milliseconds per request, in the order answered (single-event kinds). */
+  latencies: number[];
+  requests: number;
+  /** The generator's own CPU-seconds. */
+  cpu: number;
+}
+
+const job = JSON.parse(process.argv[2]!) as Job;
+const origin = new URL(job.url).origin;
+const pool = new Pool(origin, { connections: job.clients, pipelining: 1 });
+const headers = { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` };
+
+const bodies: Buffer[] = [];
+if (job.kind === 'batched') {
+  for (let s = 0; s < job.total; s += BATCH) {
+    const parts: string[] = [];
+    for (let i = s; i < Math.min(job.total, s + BATCH); i++)
+      parts.push(eventJson(`${job.prefix}${i}`, i));
+    bodies.push(Buffer.from(`{"events":[${parts.join(',')}]}`));
+  }
+} else {
+  for (let i = 0; i < job.total; i++) bodies.push(Buffer.from(eventJson(`${job.prefix}${i}`, i)));
+}
+
+async function post(body: Buffer): Promise<void> {
+  const res = await pool.request({ path: '/api/v1/ai-usage', method: 'POST', headers, body });
+  const text = await res.body.text();
+  if (res.statusCode !== 200)
+    throw new Error(`ingest: HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
+}
+
+const latencies: number[] = [];
+const cpu0 = process.cpuUsage();
+const start = Date.now();
+if (job.kind === 'open') {
+  const interval = 1000 / job.rate!;
+  const t0 = performance.now() + 20;
+  let next = 0;
+  let done = 0;
+  let failed: Error | undefined;
+  await new Promise<void>((resolve, reject) => {
+    const fire = (i: number) => {
+      const scheduled = t0 + i * interval;
+      post(bodies[i]!).then(
+        () => {
+          latencies.push(performance.now() - scheduled);
+          if (++done === job.total) resolve();
+        },
+        (err: Error) => {
+          failed ??= err;
+          reject(err);
+        },
+      );
+    };
+    const tick = () => {
+      if (failed) return;
+      const now = performance.now();
+      while (next < job.total && t0 + next * interval <= now) fire(next++);
+      if (next < job.total) setTimeout(tick, Math.max(0, t0 + next * interval - performance.now()));
+    };
+    setTimeout(tick, 20);
+  });
+} else {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: job.clients }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        const t = performance.now();
+        await post(body);
+        if (job.kind === 'closed') latencies.push(performance.now() - t);
+      }
+    }),
+  );
+}
+const end = Date.now();
+const used = process.cpuUsage(cpu0);
+await pool.close();
+const result: Result = {
+  start,
+  end,
+  latencies,
+  requests: bodies.length,
+  cpu: (used.user + used.system) / 1e6,
+};
+process.stdout.write(JSON.stringify(result));
