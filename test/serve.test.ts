@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -183,6 +183,46 @@ describe('memory: what a refusal costs', () => {
         'internal/webstreams/readablestream',
       ])
         assert.ok(!loaded.includes(`NativeModule ${mod}`), `${mod} was loaded`);
+    } finally {
+      await lookout.stop();
+    }
+  });
+});
+
+describe('koa loaded only for the pages that need it', () => {
+  it('a lookout only scraped and health-checked never loads koa; the landing page loads it and is answered', async () => {
+    const list = join(await tempDir('lookout-modules-'), 'modules.txt');
+    const lookout = await startLookout('', [], {
+      NODE_OPTIONS: `--import ${join(REPO, 'test/fixtures/module-list.mjs')}`,
+      LOOKOUT_MODULE_LIST: list,
+    });
+    /** Whether koa's CommonJS code is among the files lookout has loaded now. */
+    const koaLoaded = async () => {
+      await rm(list, { force: true });
+      lookout.child.kill('SIGUSR2');
+      const loaded = await eventually(
+        async () => (await readFile(list, 'utf8')).split('\n'),
+        5000,
+        'the module list',
+      );
+      assert.ok(loaded.includes('NativeModule _http_server'), 'the list is the real one');
+      return loaded.some((l) => l.endsWith('/node_modules/koa/lib/application.js'));
+    };
+    try {
+      const health = await request(`${lookout.url}/healthz`);
+      assert.equal(health.statusCode, 200);
+      assert.equal(health.headers['content-type'], 'text/plain; charset=utf-8');
+      assert.equal(await health.body.text(), 'ok\n');
+      for (const accept of [undefined, 'application/openmetrics-text; version=1.0.0']) {
+        const res = await request(`${lookout.url}/metrics`, { headers: accept ? { accept } : {} });
+        await res.body.dump();
+        assert.equal(res.statusCode, 200);
+      }
+      assert.equal(await koaLoaded(), false, 'koa loaded by /metrics or /healthz');
+      const landing = await request(`${lookout.url}/`);
+      assert.equal(landing.statusCode, 200);
+      assert.match(await landing.body.text(), /<title>lookout<\/title>/);
+      assert.equal(await koaLoaded(), true, 'koa loaded for the landing page');
     } finally {
       await lookout.stop();
     }
