@@ -1,6 +1,6 @@
 import { statfs as fsStatfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import type { Logger } from '../lib/log.js';

@@ -3,7 +3,7 @@ import {
   createServer as createHttpServer,
   type Server as HttpServer,
 } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import {
   createServer as createNetServer,
   isIP,
@@ -268,6 +268,8 @@ export class Door {
     if (tls) {
       const { loadTls } = await webConfigCode();
       const { options, notAfter: until } = await loadTls(tls, web.source);
+      // Only behind TLS: a plain-HTTP lookout never loads node:https and node:tls.
+      const { createServer: createHttpsServer } = await import('node:https');
       const s = createHttpsServer(
         {
           ...httpOptions,
