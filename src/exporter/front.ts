@@ -3,7 +3,7 @@
  * scraper and a health check send, with koa's answer and headers. `serve` loads koa and
  * the rest of the app (src/exporter/app.ts: the landing page, the runbooks, collectors'
  * routes) only for the first request that needs it, so a lookout only ever scraped never
- * loads it: about 1.8 MB of heap and 2.4 MB of RSS (docs/performance.md).
+ * loads it: about 1.8 MB of heap and 2.5 MB of RSS (docs/performance.md).
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type Koa from 'koa';
