@@ -13,12 +13,6 @@ import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { render, type Rendered } from './openmetrics.js';
 
-/**
- * How long after an expected scrape a run's timer is set, when the scrape should run it
- * (Runner.schedule): above how far a regular scraper's requests drift from their rhythm.
- */
-const SCRAPE_MARGIN_MS = 50;
-
 export interface RunnerEntry {
   name: string;
   description: string;
@@ -380,13 +374,7 @@ export class Runner {
     const early = this.early(slot);
     const nextScrape = this.lastScrapeAt + (this.scrapeGap ?? Infinity);
     const scrapeNear = nextScrape >= now - early && Math.abs(nextScrape - due) <= early;
-    // Just after the expected scrape when that is within `late`: a timer the scrape then
-    // clears by running the refresh still wakes the loop at its time (Node never moves
-    // its libuv timer later), so it is set to fire while the pulled refresh runs or
-    // moments after, not on a cold process `late` later.
-    const at = scrapeNear
-      ? Math.min(Math.max(due, nextScrape) + SCRAPE_MARGIN_MS, due + this.late(slot))
-      : due;
+    const at = scrapeNear ? due + this.late(slot) : due;
     slot.timer = setTimeout(() => this.runNow(slot), Math.max(0, at - now));
   }
 
