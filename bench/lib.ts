@@ -122,6 +122,7 @@ const LAUNCHER = process.env.BENCH_LOOKOUT ?? join(REPO, 'bin/lookout');
 export async function startLookoutAsNpmStart(
   configYaml?: string,
   extraArgs: string[] = [],
+  launcher = LAUNCHER,
 ): Promise<Running> {
   const port = await freePort();
   const dir = await tempDir('lookout-bench-');
@@ -130,7 +131,7 @@ export async function startLookoutAsNpmStart(
     await writeFile(join(dir, 'lookout.yml'), configYaml);
     args.push('--config', join(dir, 'lookout.yml'));
   }
-  return startProcess(LAUNCHER, args, { readyPath: '/healthz', port, dir });
+  return startProcess(launcher, args, { readyPath: '/healthz', port, dir });
 }
 
 // undici's request() over a kept-alive connection: the lightest client in Node, so the

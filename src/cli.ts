@@ -6,12 +6,10 @@ import { VERSION } from './version.js';
 import { hungCalls } from './lib/fanout.js';
 import { resolveStoragePath, StorageError } from './lib/storage.js';
 import { helpText, USAGE } from './help.js';
-import { CostUsageError } from './cost.js';
+import { UsageError } from './usage.js';
 
 /** Exit codes, as the seed systems use them: 0 good, 1 bad input, 2 could not run. */
 export const EXIT = { ok: 0, invalid: 1, failed: 2 } as const;
-
-class UsageError extends Error {}
 
 /**
  * process.exit() joins libuv's I/O threads, and one stuck in a hung mount (an NFS statfs)
@@ -156,7 +154,6 @@ main(process.argv.slice(2)).then(
       process.exitCode = EXIT.failed;
     } else if (
       err instanceof UsageError ||
-      err instanceof CostUsageError ||
       (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     ) {
       process.stderr.write(`lookout: ${(err as Error).message}\n\n${USAGE}`);

@@ -4,6 +4,7 @@
  * enabled.
  */
 import type { Config } from './config/schema.js';
+import { UsageError } from './usage.js';
 import { loadPricing } from './aicost/pricing.js';
 import {
   costReport,
@@ -23,7 +24,7 @@ import {
 } from './aicost/report.js';
 
 /** Bad flags for `lookout cost`; cli.ts prints it with the usage, exit 1. */
-export class CostUsageError extends Error {}
+export class CostUsageError extends UsageError {}
 
 /** The aicost collector's settings, when the config has them (enabled, pricing_file). */
 export function aicostSettings(config: Config): { enabled: boolean; pricing_file?: string } {

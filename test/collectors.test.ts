@@ -911,6 +911,27 @@ describe(
         [],
       );
     });
+
+    test('a tmpfs mounted after the first refresh shows on the next, and goes once unmounted', async () => {
+      const late = join(dir, 'late');
+      await mkdir(late, { recursive: true });
+      const c = createFilesystemCollector(
+        filesystemSchema.parse({}),
+        { procfs: '/proc', sysfs: '/sys', rootfs: '/' },
+        quietLog(),
+      );
+      const labels = { mountpoint: late, device: 'lookout-test-late', fstype: 'tmpfs' };
+      const size = async () =>
+        sampleValue(await collect(c), 'lookout_filesystem_size_bytes', labels);
+      assert.equal(await size(), undefined);
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'lookout-test-late', late]);
+      try {
+        assert.equal(await size(), 2097152);
+      } finally {
+        await run('umount', [late]);
+      }
+      assert.equal(await size(), undefined);
+    });
   },
 );
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -11,6 +11,33 @@ import { findSamples, parseExposition, sampleValue } from './helpers/exposition.
 import { eventually, REPO, startLookout, tempDir, type Running } from './helpers/procs.js';
 
 const run = promisify(execFile);
+
+/**
+ * What a lookout started with test/fixtures/module-list.mjs has loaded now: Node's
+ * built-in modules, then `file <path>` for each CommonJS file.
+ */
+async function loadedModules(lookout: Running, list: string): Promise<string[]> {
+  await rm(list, { force: true });
+  lookout.child.kill('SIGUSR2');
+  return eventually(
+    async () => (await readFile(list, 'utf8')).split('\n'),
+    5000,
+    'the module list',
+  );
+}
+
+/**
+ * lookout with test/fixtures/module-list.mjs preloaded: loadedModules() then reads what
+ * it has loaded.
+ */
+async function startListing(config = ''): Promise<{ lookout: Running; list: string }> {
+  const list = join(await tempDir('lookout-modules-'), 'modules.txt');
+  const lookout = await startLookout(config, [], {
+    NODE_OPTIONS: `--import ${join(REPO, 'test/fixtures/module-list.mjs')}`,
+    LOOKOUT_MODULE_LIST: list,
+  });
+  return { lookout, list };
+}
 
 describe('lookout serve (built, real process)', () => {
   let lookout: Running & { configFile: string };
@@ -151,11 +178,7 @@ describe('lookout serve (built, real process)', () => {
 describe('memory: what a refusal costs', () => {
   // Loading them costs a bare Node process 12.8 MB of RSS (docs/performance.md#the-http-client).
   it("a refused body, a 404 and a 405 leave Node's bundled undici, HTTP/2 and web-streams ReadableStream unloaded; the 413 is still JSON with its reason", async () => {
-    const list = join(await tempDir('lookout-modules-'), 'modules.txt');
-    const lookout = await startLookout('', [], {
-      NODE_OPTIONS: `--import ${join(REPO, 'test/fixtures/module-list.mjs')}`,
-      LOOKOUT_MODULE_LIST: list,
-    });
+    const { lookout, list } = await startListing();
     try {
       const refused = await request(`${lookout.url}/metrics`, { method: 'POST', body: '{}' });
       assert.equal(refused.statusCode, 413);
@@ -169,12 +192,7 @@ describe('memory: what a refusal costs', () => {
         await res.body.dump();
         assert.equal(res.statusCode, status, `${method} ${path}`);
       }
-      lookout.child.kill('SIGUSR2');
-      const loaded = await eventually(
-        async () => (await readFile(list, 'utf8')).split('\n'),
-        5000,
-        'the module list',
-      );
+      const loaded = await loadedModules(lookout, list);
       // The list is the real one: the HTTP server lookout runs is in it.
       assert.ok(loaded.includes('NativeModule _http_server'), loaded.join(' '));
       for (const mod of [
@@ -183,6 +201,36 @@ describe('memory: what a refusal costs', () => {
         'internal/webstreams/readablestream',
       ])
         assert.ok(!loaded.includes(`NativeModule ${mod}`), `${mod} was loaded`);
+    } finally {
+      await lookout.stop();
+    }
+  });
+});
+
+describe('koa loaded only for the pages that need it', () => {
+  it('a lookout only scraped and health-checked never loads koa; the landing page loads it and is answered', async () => {
+    const { lookout, list } = await startListing();
+    /** Whether koa's CommonJS code is among the files lookout has loaded now. */
+    const koaLoaded = async () => {
+      const loaded = await loadedModules(lookout, list);
+      assert.ok(loaded.includes('NativeModule _http_server'), 'the list is the real one');
+      return loaded.some((l) => l.endsWith('/node_modules/koa/lib/application.js'));
+    };
+    try {
+      const health = await request(`${lookout.url}/healthz`);
+      assert.equal(health.statusCode, 200);
+      assert.equal(health.headers['content-type'], 'text/plain; charset=utf-8');
+      assert.equal(await health.body.text(), 'ok\n');
+      for (const accept of [undefined, 'application/openmetrics-text; version=1.0.0']) {
+        const res = await request(`${lookout.url}/metrics`, { headers: accept ? { accept } : {} });
+        await res.body.dump();
+        assert.equal(res.statusCode, 200);
+      }
+      assert.equal(await koaLoaded(), false, 'koa loaded by /metrics or /healthz');
+      const landing = await request(`${lookout.url}/`);
+      assert.equal(landing.statusCode, 200);
+      assert.match(await landing.body.text(), /<title>lookout<\/title>/);
+      assert.equal(await koaLoaded(), true, 'koa loaded for the landing page');
     } finally {
       await lookout.stop();
     }
@@ -198,14 +246,8 @@ describe('memory: what the HTTP client costs', () => {
     );
     await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
     const port = (stub.address() as AddressInfo).port;
-    const list = join(await tempDir('lookout-modules-'), 'modules.txt');
-    const lookout = await startLookout(
+    const { lookout, list } = await startListing(
       `collectors:\n  nginx:\n    enabled: true\n    interval: 1s\n    timeout: 1s\n    status_url: http://127.0.0.1:${port}/stub_status\n`,
-      [],
-      {
-        NODE_OPTIONS: `--import ${join(REPO, 'test/fixtures/module-list.mjs')}`,
-        LOOKOUT_MODULE_LIST: list,
-      },
     );
     try {
       await eventually(
@@ -215,12 +257,7 @@ describe('memory: what the HTTP client costs', () => {
         10_000,
         'lookout_nginx_up 1',
       );
-      lookout.child.kill('SIGUSR2');
-      const loaded = await eventually(
-        async () => (await readFile(list, 'utf8')).split('\n'),
-        5000,
-        'the module list',
-      );
+      const loaded = await loadedModules(lookout, list);
       // The list is the real one: the HTTP client lookout used is in it, and npm packages are.
       assert.ok(loaded.includes('NativeModule _http_client'), 'node:http client loaded');
       assert.ok(

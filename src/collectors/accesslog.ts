@@ -13,7 +13,7 @@
  */
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { regexSource } from '../config/regex.js';

@@ -11,16 +11,10 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
-import { checkEvent, problemText, totalTokens, type StoredEvent } from '../aicost/event.js';
-import {
-  Ledger,
-  LedgerError,
-  type IngestReply,
-  type SeedResult,
-  type TotalsRow,
-  type WriteRequest,
-} from '../aicost/ledger.js';
-import { loadPricing, type PricingTable } from '../aicost/pricing.js';
+import type { StoredEvent } from '../aicost/event.js';
+import type { Ledger, IngestReply, SeedResult, TotalsRow, WriteRequest } from '../aicost/ledger.js';
+import type { PricingTable } from '../aicost/pricing.js';
+import { totalTokens } from '../aicost/usage.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { forEachLine, Tail, type TailPosition } from '../lib/tail.js';
@@ -33,6 +27,25 @@ import {
   type ServiceContext,
 } from './collector.js';
 import { routeToken, routeTokenSchema } from './routetoken.js';
+
+/**
+ * The ingest's code (event checks, the store, the price table), imported when the service
+ * starts: off by default, and a lookout with it off never loads it.
+ */
+const ingestCode = async () => {
+  const [event, ledger, pricing] = await Promise.all([
+    import('../aicost/event.js'),
+    import('../aicost/ledger.js'),
+    import('../aicost/pricing.js'),
+  ]);
+  return {
+    checkEvent: event.checkEvent,
+    problemText: event.problemText,
+    Ledger: ledger.Ledger,
+    LedgerError: ledger.LedgerError,
+    loadPricing: pricing.loadPricing,
+  };
+};
 
 export const INGEST_PATH = '/api/v1/ai-usage';
 /** The label value a capped label's overflow is folded into. */
@@ -448,6 +461,8 @@ class AicostService {
   private readonly rate: RateLimitedLog;
   private readonly unpricedLogged = new Set<string>();
   private dir = '';
+  /** Set by start(), before anything that uses it. */
+  private code: Awaited<ReturnType<typeof ingestCode>> | undefined;
 
   constructor(
     private readonly cfg: AicostConfig,
@@ -464,7 +479,8 @@ class AicostService {
   async start(sctx: ServiceContext): Promise<void> {
     this.sctx = sctx;
     this.dir = await this.stateDirectory();
-    this.pricing = await loadPricing({ userFile: this.cfg.pricing_file });
+    this.code ??= await ingestCode();
+    this.pricing = await this.code.loadPricing({ userFile: this.cfg.pricing_file });
     await this.ledger?.close();
     this.ledger = await this.openLedger();
     let seed: SeedResult;
@@ -501,8 +517,9 @@ class AicostService {
     }
   }
 
-  private openLedger(): Promise<Ledger> {
-    return Ledger.open(
+  private async openLedger(): Promise<Ledger> {
+    this.code ??= await ingestCode();
+    return this.code.Ledger.open(
       this.dir,
       { retentionMs: this.cfg.retention, pricingFile: this.cfg.pricing_file },
       {
@@ -604,7 +621,10 @@ class AicostService {
 
   private async storeAndCount(req: WriteRequest): Promise<Uint8Array> {
     const ledger = this.ledger;
-    if (ledger === undefined) throw new LedgerError('the AI usage store is not open');
+    if (ledger === undefined) {
+      this.code ??= await ingestCode();
+      throw new this.code.LedgerError('the AI usage store is not open');
+    }
     let inserted: Uint8Array;
     try {
       inserted = await ledger.write(req);
@@ -695,6 +715,8 @@ class AicostService {
 
   private follow(path: string, from: TailPosition | undefined): Tail {
     const source = `jsonl:${path}`;
+    // Tails are made in start(), after the ingest's code is loaded.
+    const { checkEvent, problemText } = this.code!;
     return new Tail(path, {
       from: from ?? 'start',
       onLines: async (block, position) => {

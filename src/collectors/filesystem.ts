@@ -1,6 +1,6 @@
 import { statfs as fsStatfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import type { Logger } from '../lib/log.js';
@@ -62,6 +62,14 @@ export interface StatFsResult {
 }
 export type StatFsFn = (path: string) => Promise<StatFsResult>;
 
+/** A mount the collector reports, with what each refresh needs of it made once. */
+interface WatchedMount {
+  mount: Mount;
+  labels: { mountpoint: string; device: string; fstype: string };
+  /** Where statfs looks: the mount point under rootfs. */
+  path: string;
+}
+
 /** One mount as the last refresh saw it; `stats` missing when statfs failed or hung. */
 export interface MountSeen {
   mount: Mount;
@@ -110,25 +118,41 @@ export function createFilesystemCollector(
     'Whether statfs failed or did not return in time for this mount (1); then no size series.',
   );
   const all = [size, free, avail, files, filesFree, readonly, deviceError];
+  // What the mount table said last: it rarely changes, so a refresh that reads the same
+  // text reuses the mounts, their labels and their paths instead of parsing and filtering
+  // them anew. Read by path each time, not through a kept descriptor as ProcFiles does: a
+  // read at offset 0 of a kept /proc/<pid>/mounts repeats the table as it was, without
+  // mounts made since.
+  let table: { text: string; mounts: WatchedMount[] } | undefined;
+  const watchedMounts = (text: string): WatchedMount[] => {
+    if (table?.text === text) return table.mounts;
+    const byMountpoint = new Map<string, Mount>();
+    for (const m of parseMounts(text)) {
+      // The same mount point can be stacked (mounted twice); the last mount is the visible one.
+      byMountpoint.delete(m.mountpoint);
+      byMountpoint.set(m.mountpoint, m);
+    }
+    const mounts = [...byMountpoint.values()]
+      .filter((m) => !mountPointsExclude.test(m.mountpoint) && !fsTypesExclude.test(m.fstype))
+      .map((mount) => ({
+        mount,
+        labels: { mountpoint: mount.mountpoint, device: mount.device, fstype: mount.fstype },
+        path: join(paths.rootfs, mount.mountpoint),
+      }));
+    table = { text, mounts };
+    return mounts;
+  };
 
   return {
     stuck: () => fanout.hungKeys(),
     lastSeen: () => seen,
     async collect({ signal, deadline, log: ctxLog }) {
-      const byMountpoint = new Map<string, Mount>();
       // PID 1's mount table is the host's, even when lookout runs in a container.
-      for (const m of parseMounts(readHostProcFile(paths.procfs, 'mounts').text)) {
-        // The same mount point can be stacked (mounted twice); the last mount is the visible one.
-        byMountpoint.delete(m.mountpoint);
-        byMountpoint.set(m.mountpoint, m);
-      }
-      const mounts = [...byMountpoint.values()].filter(
-        (m) => !mountPointsExclude.test(m.mountpoint) && !fsTypesExclude.test(m.fstype),
-      );
+      const watched = watchedMounts(readHostProcFile(paths.procfs, 'mounts').text);
       const results = await fanout.run(
-        mounts,
-        (m) => m.mountpoint,
-        (m) => statfs(join(paths.rootfs, m.mountpoint)),
+        watched,
+        (w) => w.mount.mountpoint,
+        (w) => statfs(w.path),
         { signal, deadline },
       );
 
@@ -137,8 +161,7 @@ export function createFilesystemCollector(
       // Every label set is written anew, so an unmounted filesystem's series go, and the
       // order is the mount table's.
       for (const g of all) g.reset();
-      mounts.forEach((mount, i) => {
-        const labels = { mountpoint: mount.mountpoint, device: mount.device, fstype: mount.fstype };
+      watched.forEach(({ mount, labels }, i) => {
         const result = results[i]!;
         readonly.set(labels, mount.readonly ? 1 : 0);
         deviceError.set(labels, result.status === 'ok' ? 0 : 1);
@@ -156,7 +179,7 @@ export function createFilesystemCollector(
         files.set(labels, s.files);
         filesFree.set(labels, s.ffree);
       });
-      seen = mounts.map((mount, i) => {
+      seen = watched.map(({ mount }, i) => {
         const r = results[i]!;
         return r.status === 'ok' ? { mount, stats: r.value } : { mount };
       });

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { machine } from 'node:os';
 import { join } from 'node:path';
-import { Counter, Gauge, type Metric } from 'prom-client';
+import type { Metric } from 'prom-client';
+import { Counter, Gauge } from '../lib/prom.js';
 import { z } from 'zod';
 import {
   CPU_MODES,

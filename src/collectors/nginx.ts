@@ -1,4 +1,4 @@
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import { Fanout, whyNot, type TargetResult } from '../lib/fanout.js';

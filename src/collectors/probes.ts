@@ -8,7 +8,7 @@
  * alerts), whatever the kind.
  */
 import { setMaxListeners } from 'node:events';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { Fanout, timedOut, whyNot, type TargetResult } from '../lib/fanout.js';
 import { formatDuration } from '../lib/duration.js';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { setImmediate } from 'node:timers/promises';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import {
   COMMON_PROCESS_STATES,

@@ -1,5 +1,5 @@
 import { readdirSync, statSync } from 'node:fs';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from '../lib/prom.js';
 import { collectorSchema, registerCollector } from './collector.js';
 
 /**

@@ -1,4 +1,5 @@
-import { Registry, type Metric } from 'prom-client';
+import type { Metric } from 'prom-client';
+import { Registry } from '../lib/prom.js';
 
 /**
  * A collector's registry holding, in a fixed order, those of its long-lived metric

@@ -1,8 +1,8 @@
 import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { checkServerIdentity, connect, type DetailedPeerCertificate } from 'node:tls';
-import { Gauge, Registry } from 'prom-client';
+import type { DetailedPeerCertificate } from 'node:tls';
+import { Gauge, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import {
@@ -151,13 +151,15 @@ export type TlsSeen = { target: string; result: TargetResult<CertReport> }[];
  * still read), then judges it: OpenSSL's verdict on the chain against the CA list
  * (socket.authorized) and the name against the certificate (checkServerIdentity).
  */
-export function probeServer(
+export async function probeServer(
   target: { address: string; server_name?: string },
   anchors: TrustAnchors,
   signal: AbortSignal,
 ): Promise<CertReport> {
   const { host, port } = parseAddress(target.address)!;
   const name = target.server_name ?? host;
+  // Imported with the first server to probe: with none, lookout never loads node:tls.
+  const { checkServerIdentity, connect } = await import('node:tls');
   return new Promise((resolve, reject) => {
     signal.throwIfAborted();
     const socket = connect({

@@ -16,181 +16,19 @@ import {
   type RouteNote,
 } from './routes.js';
 import { runbooksHandler } from './runbooks.js';
-import { errorText, type Logger } from '../lib/log.js';
+import type { Logger } from '../lib/log.js';
 import { doorMiddleware, type DoorChecks } from './auth.js';
-import { Paced } from '../lib/paced.js';
+import {
+  byteLength,
+  Lifecycle,
+  metricsFastPath,
+  OPENMETRICS_TYPE,
+  PROMETHEUS_TYPE,
+  wantsOpenMetrics,
+  type Format,
+} from './front.js';
 
-const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
-const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
-
-/** Prometheus asks for OpenMetrics in its Accept header; anything else gets the classic format. */
-export function wantsOpenMetrics(accept: string | undefined): boolean {
-  return accept !== undefined && /application\/openmetrics-text/i.test(accept);
-}
-
-/**
- * Requests in flight, and whether lookout is stopping: then every answer closes its
- * connection (a kept-alive client cannot hold shutdown open) and collectors' routes
- * answer 503, so nothing new reaches a collector that is about to flush.
- */
-export class Lifecycle {
-  stopping = false;
-  private active = 0;
-  private waiters: (() => void)[] = [];
-
-  middleware(): Koa.Middleware {
-    return async (ctx, next) => {
-      this.active++;
-      try {
-        await next();
-      } finally {
-        if (this.stopping) ctx.set('Connection', 'close');
-        if (--this.active === 0) for (const wake of this.waiters.splice(0)) wake();
-      }
-    };
-  }
-
-  /** Counts a request served outside koa (the /metrics fast path) as in flight until `done`. */
-  async track(done: Promise<void>): Promise<void> {
-    this.active++;
-    try {
-      await done;
-    } finally {
-      if (--this.active === 0) for (const wake of this.waiters.splice(0)) wake();
-    }
-  }
-
-  /** Resolves when no request is in flight. */
-  idle(): Promise<void> {
-    return this.active === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
-  }
-}
-
-type Format = 'prometheus' | 'openmetrics';
-
-function byteLength(chunks: Buffer[]): number {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  return n;
-}
-
-/** Scrapes a second on one established connection answered at once; more are paced. */
-const FREQUENT_PER_SECOND = 2;
-/**
- * Frequent connections' scrapes answered per batch, a batch a millisecond: a flood is
- * held to about 2,000 scrapes a second, a fraction of the loop, whatever it sends.
- */
-const FREQUENT_PER_TURN = 2;
-const FREQUENT_GAP_MS = 1;
-
-/**
- * A plain GET /metrics without a body, whose door checks (if any) are done by knowing
- * its credentials: answered here, in front of koa. Under a flood of parallel scrapes
- * every request's own cost is what a well-behaved scraper waits behind, and koa's
- * context, router and response handling were most of it (bench/abuse.ts); the launcher's
- * interrupt budget keeps that code interpreted for long. Behind basic auth, credentials
- * verified before (BasicAuth's cache) pass here; anything to compare, refuse or rate-limit
- * goes through koa's door middleware, as does everything else. Returns whether it answered.
- */
-function metricsFastPath(
-  exposition: (format: Format) => Promise<Buffer[]>,
-  lifecycle: Lifecycle,
-  log: Logger,
-  door?: () => DoorChecks,
-): (req: IncomingMessage, res: ServerResponse) => boolean {
-  /**
-   * Per connection: its first scrape, when its current second began, its scrapes in it,
-   * and whether one of them is waiting in the paced queue.
-   */
-  const recent = new WeakMap<
-    object,
-    { first: number; since: number; n: number; waiting: boolean }
-  >();
-  const later = new Paced(FREQUENT_PER_TURN, FREQUENT_GAP_MS);
-  return (req, res) => {
-    const url = req.url ?? '';
-    if (req.method !== 'GET' || (url !== '/metrics' && !url.startsWith('/metrics?'))) return false;
-    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'])
-      return false;
-    if (lifecycle.stopping) return false;
-    // Read per request, as the door middleware: a reloaded web-config file applies at once.
-    const checks = door?.();
-    if (
-      checks &&
-      (checks.limiter || (checks.auth?.enabled && !checks.auth.verified(req.headers.authorization)))
-    )
-      return false;
-    const headers = checks?.headers ?? {};
-    const om = wantsOpenMetrics(req.headers.accept);
-    // Paced (two a millisecond) are a connection's scrapes past two a second, and all of a
-    // connection's first second (a flood that opens new connections sends their first
-    // scrapes together). A scraper on its kept-alive connection is answered within the
-    // turn that reads its request, instead of behind a whole poll's worth of a flood's;
-    // without a flood, paced costs one turn. `npm run bench:abuse` measures it
-    // (docs/performance.md).
-    const now = performance.now();
-    let seen = recent.get(req.socket);
-    if (!seen) recent.set(req.socket, (seen = { first: now, since: now, n: 0, waiting: false }));
-    if (now - seen.since > 1000) {
-      seen.since = now;
-      seen.n = 0;
-    }
-    // At most one paced scrape per connection: one pipelining many requests has the rest
-    // answered at once, queued by Node behind the paced one, which stops Node reading
-    // more from it until they are sent (otherwise every request it sent would wait in the
-    // queue, and everyone else behind them).
-    const paced = (++seen.n > FREQUENT_PER_SECOND || now - seen.first < 1000) && !seen.waiting;
-    const conn = seen;
-    const answered = paced
-      ? new Promise<void>((r) => {
-          conn.waiting = true;
-          later.run(r);
-        }).then(() => {
-          conn.waiting = false;
-          return answer(om, res, headers);
-        })
-      : answer(om, res, headers);
-    lifecycle.track(answered).catch((err: unknown) => {
-      log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
-    });
-    return true;
-  };
-  function answer(
-    om: boolean,
-    res: ServerResponse,
-    headers: Record<string, string>,
-  ): Promise<void> {
-    return exposition(om ? 'openmetrics' : 'prometheus').then(
-      (chunks) => {
-        res.writeHead(200, {
-          ...headers,
-          'Content-Type': om ? OPENMETRICS_TYPE : PROMETHEUS_TYPE,
-          'Content-Length': byteLength(chunks),
-          // Written here rather than by Node: its Date header is cached until the next
-          // second by a timer, which woke an idle lookout once more after every scrape.
-          Date: new Date().toUTCString(),
-          // As the Lifecycle middleware: stopping began while this one was in flight.
-          ...(lifecycle.stopping ? { Connection: 'close' } : {}),
-        });
-        // Corked: the chunks leave together, end() uncorks.
-        res.cork();
-        for (let i = 0; i < chunks.length - 1; i++) res.write(chunks[i]);
-        res.end(chunks[chunks.length - 1]);
-      },
-      (err: unknown) => {
-        // As errorHandler answers and logs a failure of ours.
-        log.error('request failed', { method: 'GET', path: '/metrics', err: errorText(err) });
-        const body = JSON.stringify({ error: 'internal error; the exporter log has the cause' });
-        res.writeHead(500, {
-          ...headers,
-          'Content-Type': 'application/json; charset=utf-8',
-          'Content-Length': Buffer.byteLength(body),
-        });
-        res.end(body);
-      },
-    );
-  }
-}
+export { Lifecycle, wantsOpenMetrics };
 
 /** koa, with the /metrics fast path in front of its request handler. */
 class LookoutApp extends Koa {

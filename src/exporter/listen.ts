@@ -3,7 +3,7 @@ import {
   createServer as createHttpServer,
   type Server as HttpServer,
 } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import {
   createServer as createNetServer,
   isIP,
@@ -17,7 +17,12 @@ import { errorText, type Logger } from '../lib/log.js';
 import { enforceDeadlines, NEVER_MS } from './deadlines.js';
 import { Paced } from '../lib/paced.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
-import { loadTls, loadWebConfig, type TlsServerConfig, type WebConfig } from './webconfig.js';
+// Types only: the web-config code (its YAML and certificate parsing) is loaded where a
+// web-config file is, never by a plain-HTTP lookout (webConfigCode()).
+import type { TlsServerConfig, WebConfig } from './webconfig.js';
+
+/** The web-config module, imported on first use. */
+const webConfigCode = () => import('./webconfig.js');
 
 /** Splits ":10142", "127.0.0.1:10142" or "[::1]:10142"; an empty host means every address. */
 export function splitListenAddress(address: string): { host: string | undefined; port: number } {
@@ -103,6 +108,7 @@ class WebConfigWatcher {
     const sig = await WebConfigWatcher.sign(this.current);
     if (sig === this.signature || sig === this.failed) return;
     try {
+      const { loadTls, loadWebConfig } = await webConfigCode();
       const next = await loadWebConfig(this.current.source);
       if ((next.tls === undefined) !== (this.current.tls === undefined)) {
         throw new Error('switching between TLS and plain HTTP needs a restart');
@@ -260,7 +266,10 @@ export class Door {
     let inner: HttpServer | HttpsServer;
     let watcher: WebConfigWatcher | undefined;
     if (tls) {
+      const { loadTls } = await webConfigCode();
       const { options, notAfter: until } = await loadTls(tls, web.source);
+      // Only behind TLS: a plain-HTTP lookout never loads node:https and node:tls.
+      const { createServer: createHttpsServer } = await import('node:https');
       const s = createHttpsServer(
         {
           ...httpOptions,

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../lib/prom.js';
 import {
   familiesOverlap,
   familyCovers,

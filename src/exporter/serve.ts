@@ -7,7 +7,7 @@ import { RateLimitedLog } from '../lib/ratelog.js';
 import { StorageError } from '../lib/storage.js';
 import { warmOptimizingCompiler } from '../lib/compiler.js';
 import { VERSION } from '../version.js';
-import { createApp, Lifecycle } from './app.js';
+import { lazyApp, Lifecycle, metricsFastPath } from './front.js';
 import { buildRunner } from './build.js';
 import {
   AUTH_FAILURES,
@@ -18,7 +18,7 @@ import {
   type DoorChecks,
 } from './auth.js';
 import { Door, type DoorEvents } from './listen.js';
-import { loadWebConfig, type WebConfig } from './webconfig.js';
+import type { WebConfig } from './webconfig.js';
 import { StartupError } from './runner.js';
 
 /** The native bcrypt addon: compares run in libuv's thread pool, not on the event loop. */
@@ -50,7 +50,10 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   const stopSignal = firstStopSignal();
   const lifecycle = new Lifecycle();
   // The web-config file first: a wrong one is the user's to fix (exit 1), before anything starts.
-  const web = config.web.config_file ? await loadWebConfig(config.web.config_file) : undefined;
+  // Its code is imported only when there is one: a plain-HTTP lookout never runs it.
+  const web = config.web.config_file
+    ? await (await import('./webconfig.js')).loadWebConfig(config.web.config_file)
+    : undefined;
   // The optimizing compiler's pages, which a long-running lookout takes on anyway, now.
   warmOptimizingCompiler();
   let built;
@@ -84,7 +87,23 @@ export async function serve(config: Config, log: Logger): Promise<number> {
       return () => (checks = c);
     };
     const door = web ? () => checks! : undefined;
-    app = createApp(built.runner, VERSION, log, lifecycle, door, { onFailure });
+    const runner = built.runner;
+    // koa and the pages behind it are loaded for the first request the fast path (GET
+    // /metrics, /healthz) leaves to them; at once when a collector has routes of its own,
+    // so a route that cannot be mounted stops the start, as before.
+    const build = async () => {
+      const { createApp } = await import('./app.js');
+      return createApp(runner, VERSION, log, lifecycle, door, { onFailure }).callback();
+    };
+    const hasRoutes = [...runner.collectors().values()].some((c) => c.routes !== undefined);
+    const koa = hasRoutes ? await build() : undefined;
+    const exposition = (format: 'prometheus' | 'openmetrics') => runner.expositionChunks(format);
+    app = lazyApp(
+      metricsFastPath(exposition, lifecycle, log, door),
+      koa ? () => Promise.resolve(koa) : build,
+      lifecycle,
+      log,
+    );
   } catch (err) {
     if (err instanceof StartupError || err instanceof StorageError) {
       process.stderr.write(`lookout: ${err.message}\n`);
@@ -98,7 +117,7 @@ export async function serve(config: Config, log: Logger): Promise<number> {
   const countFailure = failure!;
   let server: Door;
   try {
-    server = await Door.open(app.callback(), config.web.listen_address, config.web, web, log, {
+    server = await Door.open(app, config.web.listen_address, config.web, web, log, {
       onClientCertificateFailure: () => countFailure({ reason: 'client_certificate' }),
       prepare,
     });

@@ -5,12 +5,14 @@
  * handshake to let OpenSSL verify them).
  */
 import { X509Certificate } from 'node:crypto';
-import {
-  createSecureContext,
-  rootCertificates,
-  type DetailedPeerCertificate,
-  type SecureContext,
-} from 'node:tls';
+import { createRequire } from 'node:module';
+import type { DetailedPeerCertificate, SecureContext } from 'node:tls';
+
+/**
+ * node:tls, loaded when a CA list is first needed (a certificate file to check, a
+ * ca_file): the TLS collector with no targets, and a plain-HTTP lookout, never load it.
+ */
+const nodeTls = () => createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
 
 /** Longest subject or issuer label value: they come from the certificate, not from us. */
 export const NAME_LABEL_MAX = 256;
@@ -132,7 +134,7 @@ export class TrustAnchors {
 
   /** Every trusted certificate, for checking a chain read from a file. */
   get certs(): readonly X509Certificate[] {
-    TrustAnchors.defaults ??= rootCertificates.map((pem) => new X509Certificate(pem));
+    TrustAnchors.defaults ??= nodeTls().rootCertificates.map((pem) => new X509Certificate(pem));
     return [...TrustAnchors.defaults, ...this.extra];
   }
 
@@ -141,7 +143,9 @@ export class TrustAnchors {
     const extra = parsePemChain(extraPem, what);
     return new TrustAnchors(
       extra,
-      createSecureContext({ ca: [...rootCertificates, ...extra.map((c) => c.toString())] }),
+      nodeTls().createSecureContext({
+        ca: [...nodeTls().rootCertificates, ...extra.map((c) => c.toString())],
+      }),
     );
   }
 }

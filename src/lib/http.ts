@@ -4,7 +4,6 @@ import {
   type ClientRequest,
   type IncomingMessage,
 } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 
@@ -58,6 +57,15 @@ export type EndpointKind = 'tcp' | 'tls' | 'unix';
 
 const DEFAULT_MAX_BODY = 1 << 20;
 
+/**
+ * node:https (and node:tls under it), imported for the first https: endpoint: a lookout
+ * whose targets are all plain HTTP or unix sockets never loads them (see src/lib/prom.ts
+ * and docs/performance.md for what they cost).
+ */
+type Https = typeof import('node:https');
+const httpsFor = (kind: EndpointKind): Promise<Https> | undefined =>
+  kind === 'tls' ? import('node:https') : undefined;
+
 /** Connecting (TCP, and the TLS handshake after it) took longer than connectTimeoutMs. */
 export class ConnectTimeoutError extends Error {
   readonly code = 'LOOKOUT_CONNECT_TIMEOUT';
@@ -83,7 +91,7 @@ export class HttpClient {
     return [...this.agents.keys()];
   }
 
-  private agent(kind: EndpointKind): HttpAgent {
+  private agent(kind: EndpointKind, https: Https | undefined): HttpAgent {
     let agent = this.agents.get(kind);
     if (!agent) {
       const options = {
@@ -93,7 +101,7 @@ export class HttpClient {
         // (a server's shorter Keep-Alive timeout hint wins).
         timeout: 60_000,
       };
-      agent = kind === 'tls' ? new HttpsAgent(options) : new HttpAgent(options);
+      agent = https ? new https.Agent(options) : new HttpAgent(options);
       this.agents.set(kind, agent);
     }
     return agent;
@@ -108,7 +116,9 @@ export class HttpClient {
     req.signal.throwIfAborted();
     const method = req.method ?? 'GET';
     const target = targetOf(endpoint);
-    const agent = this.agent(target.kind);
+    const https = await httpsFor(target.kind);
+    req.signal.throwIfAborted();
+    const agent = this.agent(target.kind, https);
     const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
     const limit = req.maxBodyBytes ?? DEFAULT_MAX_BODY;
     return await new Promise<HttpResponse>((resolve, reject) => {
@@ -128,7 +138,7 @@ export class HttpClient {
         fail(reason);
         request.destroy(reason instanceof Error ? reason : undefined);
       };
-      const make = target.kind === 'tls' ? httpsRequest : httpRequest;
+      const make = https ? https.request : httpRequest;
       const request = make({
         ...target.options,
         method,
@@ -189,11 +199,13 @@ export class HttpClient {
   async stream(endpoint: Endpoint, req: HttpRequest): Promise<HttpStream> {
     req.signal.throwIfAborted();
     const target = targetOf(endpoint);
+    const https = await httpsFor(target.kind);
+    req.signal.throwIfAborted();
     const connectTimeoutMs = this.options.connectTimeoutMs ?? 10_000;
     return await new Promise<HttpStream>((resolve, reject) => {
       let settled = false;
       let connectTimer: NodeJS.Timeout | undefined;
-      const make = target.kind === 'tls' ? httpsRequest : httpRequest;
+      const make = https ? https.request : httpRequest;
       const request = make({
         ...target.options,
         method: req.method ?? 'GET',
