@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as index from 'prom-client';
@@ -51,5 +53,19 @@ describe('prom-client without its index', () => {
     );
     for (const f of ['pushgateway.js', 'summary.js', 'prom-client/index.js'])
       assert.ok(!files.some((g) => g.endsWith(f)), `${f} was loaded`);
+  });
+
+  it("no file under src/ but src/lib/prom.ts takes a value from 'prom-client' (one would load the index again)", async () => {
+    const files = (await readdir(join(REPO, 'src'), { recursive: true }))
+      .filter((f) => f.endsWith('.ts') && f !== join('lib', 'prom.ts'))
+      .map((f) => join(REPO, 'src', f));
+    assert.ok(files.length > 20, `read ${files.length} files`);
+    const offenders: string[] = [];
+    for (const file of files)
+      for (const m of (await readFile(file, 'utf8')).matchAll(
+        /^(import|export)\b[^;]*?from 'prom-client'/gm,
+      ))
+        if (!/^import type\b/.test(m[0])) offenders.push(`${file}: ${m[0]}`);
+    assert.deepEqual(offenders, []);
   });
 });

@@ -8,7 +8,7 @@
  * Label values (service, model, source) are capped: past the limit a new value is folded
  * into `other` (the store keeps the true one). Off by default.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import type { StoredEvent } from '../aicost/event.js';

@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
-import { Counter, Gauge, type LabelValues, type Metric, type Registry } from 'prom-client';
+import type { LabelValues, Metric } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../config/duration.js';
 import {

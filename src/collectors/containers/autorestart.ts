@@ -16,7 +16,8 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
+import type { Metric } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../lib/prom.js';
 import { z } from 'zod';
 import { duration } from '../../config/duration.js';
 import { errorText, type Logger } from '../../lib/log.js';

@@ -5,7 +5,7 @@
  * Docker's own RestartCount does not cover. After the stream ends (a daemon restart) it
  * is opened again from the last event's time, and events seen twice are counted once.
  */
-import { Counter, Registry } from 'prom-client';
+import { Counter, Registry } from '../../lib/prom.js';
 import {
   nanoTimestamp,
   type DockerClient,
