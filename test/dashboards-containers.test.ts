@@ -207,24 +207,50 @@ describe(`${FILE}: every panel query returns series from a live Prometheus scrap
   });
 
   it('the table shows the OOM-killed container and the finished job as not running, the service as running and healthy', async () => {
-    const running = await promQuery(
-      prom.url,
-      substitute('lookout_container_running{instance="$instance"}', instance),
-    );
     // flaky is left out: auto-restart restarts it while this runs.
     const steady = (r: { metric: Record<string, string> }) => r.metric.name !== 'flaky';
-    const state = Object.fromEntries(
-      running.filter(steady).map((r) => [r.metric.name, Number(r.value[1])]),
-    );
-    assert.deepEqual(state, { hog: 0, job: 0, web: 1 });
-    const health = await promQuery(
-      prom.url,
-      substitute('lookout_container_health_status{instance="$instance"} == 1', instance),
-    );
-    const status = Object.fromEntries(
-      health.filter(steady).map((r) => [r.metric.name, r.metric.status]),
-    );
-    assert.deepEqual(status, { hog: 'none', job: 'none', web: 'healthy' });
+    let state: Record<string, number> = {};
+    let status: Record<string, string> = {};
+    const want = {
+      state: { hog: 0, job: 0, web: 1 },
+      status: { hog: 'none', job: 'none', web: 'healthy' },
+    };
+    // Until the table shows it (a scrape or two), and with what the engine says of web if not.
+    await eventually(
+      async () => {
+        const running = await promQuery(
+          prom.url,
+          substitute('lookout_container_running{instance="$instance"}', instance),
+        );
+        state = Object.fromEntries(
+          running.filter(steady).map((r) => [r.metric.name, Number(r.value[1])]),
+        );
+        const health = await promQuery(
+          prom.url,
+          substitute('lookout_container_health_status{instance="$instance"} == 1', instance),
+        );
+        status = Object.fromEntries(
+          health.filter(steady).map((r) => [r.metric.name, r.metric.status]),
+        );
+        try {
+          assert.deepEqual(state, want.state);
+          assert.deepEqual(status, want.status);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      'the table as the engine has it',
+    ).catch(async (err: Error) => {
+      const web = await engine.docker(
+        'inspect',
+        '--format',
+        '{{json .State}} restarts={{.RestartCount}}',
+        'web',
+      );
+      throw new Error(`${JSON.stringify({ state, status })}; web: ${web.stdout}`, { cause: err });
+    });
   });
 
   for (const q of queries) {
