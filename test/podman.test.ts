@@ -296,21 +296,27 @@ describe('containers collector on a real Podman', { timeout: 180_000 }, () => {
       http,
       log,
       // Podman's replay, read until the event comes or 10 s pass (it answers nothing with
-      // `until`, and under load its file backend takes more than a second to replay).
-      replayed: async (since) => {
+      // `until`, and under load its file backend takes more than a second to replay). The
+      // last event is whichever the collector saw last, of any container.
+      replayed: async (since, last) => {
+        const seen: string[] = [];
         const stream = await collector.docker.events(
-          { sinceNano: since, actions: ['start'] },
+          { sinceNano: since, actions: EVENT_ACTIONS },
           AbortSignal.timeout(10_000),
         );
         const timer = setTimeout(() => stream.close(), 10_000);
         try {
-          for await (const e of stream) if (e.Actor.ID === id && e.timeNano === since) return true;
+          for await (const e of stream) {
+            seen.push(`${e.timeNano} ${e.Action} ${e.Actor.Attributes?.name}`);
+            if (e.timeNano === last) return true;
+          }
         } catch {
           // Closed by the timer.
         } finally {
           clearTimeout(timer);
           stream.close();
         }
+        console.log(`last event ${last}; Podman sent from ${since}: ${seen.join(', ')}`);
         return false;
       },
     });

@@ -1,7 +1,7 @@
 /**
  * The containers collector's event stream cut and opened again, on a real engine (dockerd
  * or Podman) behind a proxy: one API restart of a container counted, every connection
- * cut, the stream opened again from the last event's time (which the engine replays),
+ * cut, the stream opened again from just before the last event (which the engine replays),
  * `replayed` asked whether the engine did send that event again, one more restart. The
  * count of restarts lookout ends with is 2 when the replay was counted once.
  */
@@ -22,8 +22,11 @@ export async function restartsAcrossCut(opts: {
   id: string;
   http: HttpClient;
   log: Logger;
-  /** Whether the engine sends the event at `sinceNano` again (the replay lookout reopens with). */
-  replayed: (sinceNano: bigint) => Promise<boolean>;
+  /**
+   * Whether the engine, asked from `sinceNano` (where lookout re-opens), sends the event at
+   * `lastNano` (the last lookout counted) again.
+   */
+  replayed: (sinceNano: bigint, lastNano: bigint) => Promise<boolean>;
 }): Promise<number> {
   const dir = await tempDir('lkcut-');
   const proxy = await engineProxy(opts.socket, join(dir, 'p.sock'));
@@ -44,14 +47,14 @@ export async function restartsAcrossCut(opts: {
     });
     await restart();
     await eventually(async () => n() === 1, 20_000, 'the restart counted');
-    const since = c.events.streamState().sinceNano!;
+    const { sinceNano, lastNano } = c.events.streamState();
     proxy.cut();
     await eventually(
       async () => c.events.streamState().reopened >= 1 && c.events.streamState().connected,
       20_000,
       'the stream opened again',
     );
-    assert.ok(await opts.replayed(since), 'the engine replays the last event');
+    assert.ok(await opts.replayed(sinceNano!, lastNano!), 'the engine replays the last event');
     await restart();
     await eventually(async () => n() >= 2, 20_000, 'the next restart counted');
     await new Promise((r) => setTimeout(r, 500));

@@ -27,6 +27,13 @@ const RECENT_KEYS = 1024;
 const KEEP_DESTROYED_MS = 15 * 60_000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 30_000;
+/**
+ * How far before the last event a re-open starts. Podman reads `since` as a float64 (about
+ * 240 ns apart at today's Unix times), so opening at the last event's exact time may leave
+ * it, and any event in the same rounding step, out of the replay; starting 1 ms earlier
+ * makes the replay certain on both engines, and the recent keys drop what was counted.
+ */
+export const REOPEN_OVERLAP_NS = 1_000_000n;
 /** The deadline for an engine's answer to a re-open when the collector gave none. */
 const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 
@@ -85,8 +92,14 @@ export class ContainerEventService implements CollectorService {
   }
 
   /** Whether the stream is open now, and how often it was opened again after it ended. */
-  streamState(): { connected: boolean; reopened: number; sinceNano?: bigint } {
-    return { connected: this.connected, reopened: this.reopened, sinceNano: this.lastNano };
+  /** `lastNano` is the newest event's time; `sinceNano` the time a re-open starts from. */
+  streamState(): { connected: boolean; reopened: number; lastNano?: bigint; sinceNano?: bigint } {
+    return {
+      connected: this.connected,
+      reopened: this.reopened,
+      lastNano: this.lastNano,
+      sinceNano: this.reopenSince(),
+    };
   }
 
   async start(ctx: ServiceContext): Promise<void> {
@@ -151,7 +164,7 @@ export class ContainerEventService implements CollectorService {
         if (!stream) {
           stream = await this.opts.docker.events(
             {
-              sinceNano: this.lastNano,
+              sinceNano: this.reopenSince(),
               actions: EVENT_ACTIONS,
               headersTimeoutMs: this.opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
             },
@@ -162,7 +175,7 @@ export class ContainerEventService implements CollectorService {
           failures = 0;
           ctx.healthy();
           this.opts.log.info('docker event stream opened again', {
-            since: this.lastNano === undefined ? undefined : nanoTimestamp(this.lastNano),
+            since: this.lastNano === undefined ? undefined : nanoTimestamp(this.reopenSince()!),
           });
         }
         for await (const event of stream) this.handle(event);
@@ -182,6 +195,10 @@ export class ContainerEventService implements CollectorService {
     }
     stream?.close();
     this.connected = false;
+  }
+
+  private reopenSince(): bigint | undefined {
+    return this.lastNano === undefined ? undefined : this.lastNano - REOPEN_OVERLAP_NS;
   }
 
   /** One event: counted once, whatever number of times the engine sends it. */
