@@ -533,11 +533,19 @@ describe('the CPU culprit: HostCpuHigh names a real CPU hog', () => {
         c.record(t, 'CPU hog', 'slack', faultAt, yellow);
         const text = JSON.stringify(yellow.body);
         t.diagnostic(text);
-        assert.match(
-          text,
-          new RegExp(`Busiest processes \\(100% is one CPU\\): [^"]*\\b${HOG} \\d+(\\.\\d+)?%`),
-          'the message names the hog with its share of a CPU',
+        const named = new RegExp(
+          `Busiest processes \\(100% is one CPU\\): [^"]*\\b${HOG} \\d+(\\.\\d+)?%`,
         );
+        if (!named.test(text)) {
+          // What the template's query read, and whether the processes collector kept up.
+          for (const q of [
+            'topk(5, lookout_top_process_cpu_usage_ratio)',
+            'lookout_collector_success',
+            'lookout_collector_duration_seconds',
+          ])
+            t.diagnostic(`${q}: ${JSON.stringify(await promQuery(c.promUrl, q))}`);
+        }
+        assert.match(text, named, 'the message names the hog with its share of a CPU');
         assert.ok(text.includes(`${LINKS.lookout}/runbooks#hostcpuhigh`), 'runbook link');
         // Warnings go to Slack only (alertmanager.yml): a mail would be a routing fault.
         await new Promise((r) => setTimeout(r, QUIET_MS));
