@@ -24,7 +24,7 @@
  *    instance as rules/host.yml's header shows, at a line the hog alone crosses on this
  *    2-CPU machine (50 %): the Slack warning names the hog among the busiest processes
  *    (Prometheus's template `query` on lookout_top_process_cpu_usage_ratio); no email, as
- *    for every warning. On the same chain, a memory hog of a known name holding 1 GiB,
+ *    for every warning. On the same chain, a memory hog of a known name holding 2 GiB,
  *    with HostMemoryHigh's warning overridden for that instance at any use: its Slack
  *    warning names the hog among the largest processes
  *    (lookout_top_process_resident_memory_bytes).
@@ -70,7 +70,7 @@ const HOG = 'lookoutcpuhog';
 const HOG_MAX_MS = 240_000;
 /** The override's line for the hog's instance: one CPU of two busy crosses it. */
 const HOG_LINE = 0.5;
-/** The memory hog's name (a symlink to perl) and what it holds resident. */
+/** The memory hog's name (a symlink to perl) and the string it builds. */
 const MEMHOG = 'lookoutmemhog';
 const MEMHOG_BYTES = 1024 * 1024 * 1024;
 /** The public addresses links.tmpl puts in front of the rules' paths. */
@@ -532,8 +532,9 @@ describe('the culprits: HostCpuHigh names a real CPU hog, HostMemoryHigh a memor
     await writeFile(`/proc/${hog.pid}/autogroup`, '-10').catch((err: unknown) =>
       console.error(`autogroup nice not set: ${String(err)}`),
     );
-    // 1 GiB written once and held, under a name of its own (perl through a symlink: comm
-    // is the link's name); killed after HOG_MAX_MS whatever happens.
+    // A 1 GiB string written and held (perl keeps it twice: about 2 GiB resident), under
+    // a name of its own (perl through a symlink: comm is the link's name); killed after
+    // HOG_MAX_MS whatever happens.
     const membin = join(dir, MEMHOG);
     await symlink('/usr/bin/perl', membin);
     memFaultAt = Date.now();
