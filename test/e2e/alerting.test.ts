@@ -24,7 +24,10 @@
  *    instance as rules/host.yml's header shows, at a line the hog alone crosses on this
  *    2-CPU machine (50 %): the Slack warning names the hog among the busiest processes
  *    (Prometheus's template `query` on lookout_top_process_cpu_usage_ratio); no email, as
- *    for every warning.
+ *    for every warning. On the same chain, a memory hog of a known name holding 2 GiB,
+ *    with HostMemoryHigh's warning overridden for that instance at any use: its Slack
+ *    warning names the hog among the largest processes
+ *    (lookout_top_process_resident_memory_bytes).
  * The time from each fault (and each fix) to each message is printed as it arrives, as one
  * table at the end, and written as JSON to a file in the OS temp dir (the path is printed).
  *
@@ -67,6 +70,9 @@ const HOG = 'lookoutcpuhog';
 const HOG_MAX_MS = 240_000;
 /** The override's line for the hog's instance: one CPU of two busy crosses it. */
 const HOG_LINE = 0.5;
+/** The memory hog's name (a symlink to perl) and the string it builds. */
+const MEMHOG = 'lookoutmemhog';
+const MEMHOG_BYTES = 1024 * 1024 * 1024;
 /** The public addresses links.tmpl puts in front of the rules' paths. */
 const LINKS = await shippedLinkBases();
 
@@ -446,10 +452,12 @@ describe('alerting end to end: lookout → Prometheus → Alertmanager → email
   });
 });
 
-describe('the CPU culprit: HostCpuHigh names a real CPU hog', () => {
+describe('the culprits: HostCpuHigh names a real CPU hog, HostMemoryHigh a memory hog', () => {
   let chain: AlertChain | undefined;
   let hog: ChildProcess | undefined;
+  let memhog: ChildProcess | undefined;
   let faultAt = 0;
+  let memFaultAt = 0;
 
   before(async () => {
     assert.equal(process.getuid?.(), 0, 'the hog runs at nice -10, which needs root');
@@ -487,6 +495,19 @@ describe('the CPU culprit: HostCpuHigh names a real CPU hog', () => {
           if (severity === 'warning') warning++;
         }
         assert.equal(warning, 1, 'rules/host.yml has one HostCpuHigh warning');
+        // HostMemoryHigh's warning the same way, for that instance at any use: the hog
+        // below is what the message must name, not a line the machine must cross.
+        const memory = 'instance:lookout_memory_utilisation:ratio';
+        let memWarning = 0;
+        for (const r of doc.groups.flatMap((g) => g.rules)) {
+          if (r.alert !== 'HostMemoryHigh') continue;
+          if ((r.labels as Record<string, string> | undefined)?.severity !== 'warning') continue;
+          const expr = String(r.expr);
+          assert.ok(expr.startsWith(`${memory} >`), expr);
+          r.expr = `${expr.replace(memory, `${memory}{instance!="${instance}"}`)} or ${memory}{instance="${instance}"} > 0`;
+          memWarning++;
+        }
+        assert.equal(memWarning, 1, 'rules/host.yml has one HostMemoryHigh warning');
         await writeFile(file, JSON.stringify(doc, null, 2));
       },
     });
@@ -511,12 +532,53 @@ describe('the CPU culprit: HostCpuHigh names a real CPU hog', () => {
     await writeFile(`/proc/${hog.pid}/autogroup`, '-10').catch((err: unknown) =>
       console.error(`autogroup nice not set: ${String(err)}`),
     );
+    // A 1 GiB string written and held (perl keeps it twice: about 2 GiB resident), under
+    // a name of its own (perl through a symlink: comm is the link's name); killed after
+    // HOG_MAX_MS whatever happens.
+    const membin = join(dir, MEMHOG);
+    await symlink('/usr/bin/perl', membin);
+    memFaultAt = Date.now();
+    memhog = spawn(membin, ['-e', `my $x = "x" x ${MEMHOG_BYTES}; sleep 600`], {
+      stdio: 'ignore',
+      timeout: HOG_MAX_MS,
+      killSignal: 'SIGKILL',
+    });
+    assert.ok(memhog.pid, 'the memory hog started');
   });
 
   after(async () => {
-    if (hog && hog.exitCode === null && hog.signalCode === null) hog.kill('SIGKILL');
+    for (const p of [hog, memhog]) {
+      if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    }
     await chain?.stop();
   });
+
+  test(
+    'the HostMemoryHigh Slack warning names the memory hog among the largest processes',
+    { timeout: 180_000 },
+    async (t) => {
+      const c = chain!;
+      const summary = c.summaryOf('HostMemoryHigh', 'warning', {});
+      try {
+        const yellow = await c.slack.waitFor(
+          (m) => title(m) === `🟡 WARNING: HostMemoryHigh — ${summary}`,
+          DELIVERY_MS + 60_000,
+          'the HostMemoryHigh Slack warning',
+        );
+        c.record(t, 'memory hog', 'slack', memFaultAt, yellow);
+        const text = JSON.stringify(yellow.body);
+        t.diagnostic(text);
+        assert.match(
+          text,
+          new RegExp(`Largest processes: [^"]*\\b${MEMHOG} \\d+(\\.\\d+)?[KMGT]iB`),
+          'the message names the hog with its resident memory',
+        );
+        assert.ok(text.includes(`${LINKS.lookout}/runbooks#hostmemoryhigh`), 'runbook link');
+      } finally {
+        memhog?.kill('SIGKILL');
+      }
+    },
+  );
 
   test(
     'the HostCpuHigh Slack warning names the hog among the busiest processes, no email',
