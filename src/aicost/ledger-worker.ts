@@ -55,6 +55,15 @@ let pruning = false;
 const PRUNE_BATCH = 5000;
 /** Free pages given back to the filesystem per incremental_vacuum step. */
 const VACUUM_PAGES = 2000;
+/**
+ * Checkpoints (copying committed pages from the WAL into the database file, with an
+ * fsync of each) run between transactions, once the answers are sent and no write
+ * waits, at most this often: SQLite's own runs inside the COMMIT that fills the WAL to
+ * its threshold, and that commit's answers waited for it (docs/performance.md, "AI cost").
+ */
+const CHECKPOINT_EVERY_MS = 250;
+/** SQLite's own checkpoint, in WAL pages, left as the bound when writes never pause. */
+const AUTOCHECKPOINT_PAGES = 8000;
 
 function reply(r: LedgerReply): void {
   port.postMessage(r);
@@ -79,6 +88,7 @@ function open(o: OpenOptions): void {
     d.pragma('journal_mode = WAL');
     d.pragma('synchronous = FULL');
     d.pragma(`cache_size = -${o.cacheKiB}`);
+    d.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
     const version = fresh
       ? undefined
       : (d.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
@@ -419,6 +429,38 @@ function flush(): void {
       return { seq, ingested: ingested(req, checked, done) };
     }),
   );
+  walDirty = true;
+  scheduleCheckpoint();
+}
+
+let walDirty = false;
+let lastCheckpoint = 0;
+let checkpointTimer: NodeJS.Timeout | undefined;
+
+function scheduleCheckpoint(): void {
+  if (checkpointTimer !== undefined) return;
+  const wait = Math.max(0, lastCheckpoint + CHECKPOINT_EVERY_MS - Date.now());
+  checkpointTimer = setTimeout(() => {
+    // A turn later, after the messages that came meanwhile are taken in: a write waiting
+    // goes first, and its flush asks again.
+    setImmediate(() => {
+      checkpointTimer = undefined;
+      if (db === undefined || !walDirty) return;
+      if (pending.length > 0) return;
+      walDirty = false;
+      lastCheckpoint = Date.now();
+      try {
+        db.pragma('wal_checkpoint(PASSIVE)');
+      } catch (err) {
+        // SQLite's own checkpoint still runs when the WAL reaches its bound.
+        reply({
+          seq: -1,
+          log: `checkpointing the AI usage store failed: ${(err as Error).message}`,
+        });
+      }
+    });
+  }, wait);
+  checkpointTimer.unref();
 }
 
 /** The answers of one transaction: one message (each wakes the event loop and costs it). */
