@@ -67,6 +67,53 @@ describe('the ledger', () => {
     }
   });
 
+  it('tells which events of large writes were new when duplicates fall anywhere in them, and the store sums what was new', async () => {
+    // Large writes are inserted many rows to a statement: a duplicate inside one such
+    // run (stored before, or repeated in the same write) must still be told apart.
+    const dir = await tempDir('lookout-ledger-');
+    const ledger = await Ledger.open(dir, { retentionMs: 90 * DAY });
+    try {
+      const now = Date.now();
+      const first = await ledger.write({
+        events: Array.from({ length: 30 }, (_, i) => stored(`old${i * 7}`, now)),
+      });
+      assert.deepEqual([...first], new Array(30).fill(1));
+      // 260 events: new ones, ids stored above (every 7th of old0..old202), and repeats
+      // of this write's own ids, across runs of every length.
+      const ids: string[] = [];
+      for (let i = 0; i < 260; i++) {
+        if (i % 11 === 3) ids.push(`new${i - 1}`);
+        else if (i < 210 && i % 7 === 0) ids.push(`old${i}`);
+        else ids.push(`new${i}`);
+      }
+      ids.push('new259', 'new258');
+      const expected: number[] = [];
+      const seen = new Set<string>();
+      for (const id of ids) {
+        const fresh = !id.startsWith('old') && !seen.has(id);
+        seen.add(id);
+        expected.push(fresh ? 1 : 0);
+      }
+      const [big, small] = await Promise.all([
+        ledger.write({ events: ids.map((id) => stored(id, now)) }),
+        ledger.write({ events: [stored('old0', now), stored('lone', now), stored('lone', now)] }),
+      ]);
+      assert.deepEqual([...big], expected);
+      assert.deepEqual([...small], [0, 1, 0]);
+      const newCount = expected.filter((x) => x === 1).length + 1;
+      const seed = await ledger.seed();
+      assert.equal(seed.totals[0]!.requests, 30 + newCount);
+      const rows = readStore(join(dir, DATABASE_FILE), (d) => ({
+        events: (d.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n,
+        rolled: (d.prepare('SELECT sum(requests) AS n FROM rollups_hourly').get() as { n: number })
+          .n,
+      }));
+      assert.deepEqual(rows, { events: 30 + newCount, rolled: 30 + newCount });
+    } finally {
+      await ledger.close();
+    }
+  });
+
   it('prunes raw events past the retention, keeps rollups and totals, and gives the space back', async () => {
     const dir = await tempDir('lookout-ledger-');
     const ledger = await Ledger.open(dir, { retentionMs: 10 * DAY });

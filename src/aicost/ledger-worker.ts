@@ -10,7 +10,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { batchAnswer, type RouteItemResult } from '../collectors/collector.js';
+import type { RouteItemResult } from '../collectors/collector.js';
+import { ingestAnswer } from './answer.js';
 import { checkEvent, problemText, type StoredEvent } from './event.js';
 import { loadPricing, type PricingTable } from './pricing.js';
 import { DDL, SCHEMA_VERSION } from './schema.js';
@@ -34,11 +35,11 @@ const port = parentPort!;
 let db: Database.Database | undefined;
 let opts: OpenOptions | undefined;
 let statements: ReturnType<typeof prepare> | undefined;
-/** A body checked here: its per-item answers so far (rejected ones filled in), and where each stored event's answer goes. */
+/** A body checked here: its items, the answers of the ones refused, and which item each stored event is. */
 interface Checked {
-  results: RouteItemResult[];
+  items: number;
+  rejected: (RouteItemResult | undefined)[];
   at: number[];
-  ids: string[];
   rejectedBy: Record<string, number>;
 }
 const pending: { seq: number; req: WireWrite; checked?: Checked }[] = [];
@@ -54,6 +55,15 @@ let pruning = false;
 const PRUNE_BATCH = 5000;
 /** Free pages given back to the filesystem per incremental_vacuum step. */
 const VACUUM_PAGES = 2000;
+/**
+ * Checkpoints (copying committed pages from the WAL into the database file, with an
+ * fsync of each) run between transactions, once the answers are sent and no write
+ * waits, at most this often: SQLite's own runs inside the COMMIT that fills the WAL to
+ * its threshold, and that commit's answers waited for it (docs/performance.md, "AI cost").
+ */
+const CHECKPOINT_EVERY_MS = 250;
+/** SQLite's own checkpoint, in WAL pages, left as the bound when writes never pause. */
+const AUTOCHECKPOINT_PAGES = 8000;
 
 function reply(r: LedgerReply): void {
   port.postMessage(r);
@@ -78,6 +88,7 @@ function open(o: OpenOptions): void {
     d.pragma('journal_mode = WAL');
     d.pragma('synchronous = FULL');
     d.pragma(`cache_size = -${o.cacheKiB}`);
+    d.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
     const version = fresh
       ? undefined
       : (d.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
@@ -122,12 +133,32 @@ function addedUp(columns: readonly string[]): string {
   return columns.map((c) => `${c} = ${c} + excluded.${c}`).join(', ');
 }
 
+/**
+ * Rows per INSERT: each statement run has a fixed cost (binding, running the program,
+ * the result object), which a multi-row INSERT shares; 50 rows of 17 values stay well
+ * inside SQLite's limit on bound values (32,766).
+ */
+const CHUNK = 50;
+const ROW = `(${new Array(ROW_WIDTH).fill('?').join(',')})`;
+
 function prepare(d: Database.Database) {
+  const inserts = new Map<number, Database.Statement>();
   return {
-    insert:
-      d.prepare(`INSERT OR IGNORE INTO events (id, time_ms, received_ms, service, model, provider, operation, source,
-      input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-      cost_usd, cost_source, priced_as, raw_usage) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+    /** INSERT OR IGNORE of `n` events (1 to CHUNK), made on first use. */
+    insert(n: number): Database.Statement {
+      let st = inserts.get(n);
+      if (st === undefined) {
+        st =
+          d.prepare(`INSERT OR IGNORE INTO events (id, time_ms, received_ms, service, model, provider,
+          operation, source, input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,
+          cache_write_1h_tokens, cost_usd, cost_source, priced_as, raw_usage)
+          VALUES ${new Array(n).fill(ROW).join(',')}`);
+        inserts.set(n, st);
+      }
+      return st;
+    },
+    /** The ids of the rows added after rowid ?, in order. */
+    idsAfter: d.prepare('SELECT id FROM events WHERE rowid > ? ORDER BY rowid').pluck(),
     rollup:
       d.prepare(`INSERT INTO rollups_hourly (hour_ms, service, model, source, requests, unpriced_requests,
       input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
@@ -167,37 +198,23 @@ interface Sums {
   savings: number;
 }
 
-/**
- * Adds the event at `r[b]` (a row of a write message, see encodeRows) to the sums of
- * `k`, its key as one string; `key()` makes the key's values, once per key.
- */
-function add(
-  map: Map<string, { key: unknown[]; s: Sums }>,
-  k: string,
-  key: () => unknown[],
-  r: RowValue[],
-  b: number,
-) {
-  let entry = map.get(k);
-  if (entry === undefined) {
-    entry = {
-      key: key(),
-      s: {
-        requests: 0,
-        unpricedRequests: 0,
-        input: 0,
-        output: 0,
-        cacheRead: 0,
-        cacheWrite5m: 0,
-        cacheWrite1h: 0,
-        unpricedTokens: 0,
-        cost: 0,
-        savings: 0,
-      },
-    };
-    map.set(k, entry);
-  }
-  const s = entry.s;
+function zero(): Sums {
+  return {
+    requests: 0,
+    unpricedRequests: 0,
+    input: 0,
+    output: 0,
+    cacheRead: 0,
+    cacheWrite5m: 0,
+    cacheWrite1h: 0,
+    unpricedTokens: 0,
+    cost: 0,
+    savings: 0,
+  };
+}
+
+/** Adds the event at `r[b]` (a row of a write message, see encodeRows), whose cache reads saved `savings`, to `s`. */
+function addRow(s: Sums, r: RowValue[], b: number, savings: number): void {
   const input = r[b + 8] as number;
   const output = r[b + 9] as number;
   const cacheRead = r[b + 10] as number;
@@ -214,7 +231,20 @@ function add(
     s.unpricedRequests++;
     s.unpricedTokens += input + output + cacheRead + cacheWrite5m + cacheWrite1h;
   } else s.cost += cost;
-  s.savings += r[b + 17] as number;
+  s.savings += savings;
+}
+
+function addSums(to: Sums, from: Sums): void {
+  to.requests += from.requests;
+  to.unpricedRequests += from.unpricedRequests;
+  to.input += from.input;
+  to.output += from.output;
+  to.cacheRead += from.cacheRead;
+  to.cacheWrite5m += from.cacheWrite5m;
+  to.cacheWrite1h += from.cacheWrite1h;
+  to.unpricedTokens += from.unpricedTokens;
+  to.cost += from.cost;
+  to.savings += from.savings;
 }
 
 function sumsArgs(s: Sums): number[] {
@@ -231,18 +261,96 @@ function sumsArgs(s: Sums): number[] {
   ];
 }
 
+/** The events stored for one service, model and source: their sums, and by hour. */
+interface Group {
+  service: string;
+  model: string;
+  source: string;
+  s: Sums;
+  hours: Map<number, Sums>;
+}
+
+/**
+ * Groups by service, model and source, in the order first asked for (the order totals
+ * rows are made in, which is the order label caps admit values): found through a map per
+ * level, so an event costs three lookups and no key string.
+ */
+class Groups {
+  private readonly tree = new Map<string, Map<string, Map<string, Group>>>();
+  readonly list: Group[] = [];
+
+  get(service: string, model: string, source: string): Group {
+    let models = this.tree.get(service);
+    if (models === undefined) this.tree.set(service, (models = new Map()));
+    let sources = models.get(model);
+    if (sources === undefined) models.set(model, (sources = new Map()));
+    let g = sources.get(source);
+    if (g === undefined) {
+      g = { service, model, source, s: zero(), hours: new Map() };
+      sources.set(source, g);
+      this.list.push(g);
+    }
+    return g;
+  }
+
+  /** Adds what `g` (of another Groups) holds. */
+  merge(g: Group): void {
+    const to = this.get(g.service, g.model, g.source);
+    addSums(to.s, g.s);
+    for (const [hour, s] of g.hours) {
+      const h = to.hours.get(hour);
+      if (h === undefined) to.hours.set(hour, { ...s });
+      else addSums(h, s);
+    }
+  }
+}
+
+/**
+ * Inserts a write's `n` events, CHUNK to a statement, and marks in `inserted` the ones
+ * stored now; the others' ids were there already (or earlier in the same write).
+ */
+function insertAll(r: RowValue[], n: number, inserted: Uint8Array): void {
+  const st = statements!;
+  for (let from = 0; from < n; from += CHUNK) {
+    const k = Math.min(CHUNK, n - from);
+    const args = k === n ? r : r.slice(from * ROW_WIDTH, (from + k) * ROW_WIDTH);
+    const { changes, lastInsertRowid } = st.insert(k).run(args);
+    if (changes === k) {
+      inserted.fill(1, from, from + k);
+      continue;
+    }
+    if (changes === 0) continue;
+    // Some were duplicates. A new row takes the largest rowid + 1, so the rows this
+    // statement added are the `changes` rowids up to lastInsertRowid, and their ids say
+    // which: each at its first occurrence here (a later one is a duplicate of it).
+    const fresh = new Set(st.idsAfter.all(Number(lastInsertRowid) - changes) as string[]);
+    for (let i = from; i < from + k; i++) {
+      if (fresh.delete(r[i * ROW_WIDTH] as string)) inserted[i] = 1;
+    }
+  }
+}
+
+/** What one write request of a transaction stored. */
+interface Stored {
+  inserted: Uint8Array;
+  groups: Groups;
+  /** Duplicates by source, when there were any. */
+  duplicate: Map<string, number> | undefined;
+  /** provider and model of each distinct unpriced model stored now. */
+  unpriced: Map<string, [string, string]> | undefined;
+}
+
 /** One transaction for every write request waiting now. */
 function flush(): void {
   flushScheduled = false;
   if (pending.length === 0) return;
   const group = pending.splice(0, pending.length);
   const st = statements!;
-  const results: Uint8Array[] = [];
+  const results: Stored[] = [];
   try {
     db!
       .transaction(() => {
-        const hours = new Map<string, { key: unknown[]; s: Sums }>();
-        const totals = new Map<string, { key: unknown[]; s: Sums }>();
+        const all = new Groups();
         const counts = new Map<string, { key: string[]; n: number }>();
         const count = (kind: string, key: string, result: string, n: number) => {
           if (n === 0) return;
@@ -254,47 +362,39 @@ function flush(): void {
         for (const { req } of group) {
           const r = req.rows;
           const inserted = new Uint8Array(req.count);
+          insertAll(r, req.count, inserted);
+          const groups = new Groups();
           let stored = 0;
-          // Accepted and duplicate events of this request by source: counted once per source.
-          const accepted = new Map<string, number>();
-          const duplicate = new Map<string, number>();
+          let duplicate: Map<string, number> | undefined;
+          let unpriced: Map<string, [string, string]> | undefined;
           for (let i = 0; i < req.count; i++) {
             const b = i * ROW_WIDTH;
-            const changed = st.insert.run(
-              r[b],
-              r[b + 1],
-              r[b + 2],
-              r[b + 3],
-              r[b + 4],
-              r[b + 5],
-              r[b + 6],
-              r[b + 7],
-              r[b + 8],
-              r[b + 9],
-              r[b + 10],
-              r[b + 11],
-              r[b + 12],
-              r[b + 13],
-              r[b + 14],
-              r[b + 15],
-              r[b + 16],
-            ).changes;
-            const service = r[b + 3] as string;
-            const model = r[b + 4] as string;
             const source = r[b + 7] as string;
-            if (changed === 1) {
-              inserted[i] = 1;
-              stored++;
-              const time = r[b + 1] as number;
-              const hour = time - (time % 3_600_000);
-              const k = `${service}\u0000${model}\u0000${source}`;
-              add(hours, `${hour}\u0000${k}`, () => [hour, service, model, source], r, b);
-              add(totals, k, () => [service, model, source], r, b);
-              accepted.set(source, (accepted.get(source) ?? 0) + 1);
-            } else duplicate.set(source, (duplicate.get(source) ?? 0) + 1);
+            if (inserted[i] === 0) {
+              duplicate ??= new Map();
+              duplicate.set(source, (duplicate.get(source) ?? 0) + 1);
+              continue;
+            }
+            stored++;
+            const model = r[b + 4] as string;
+            const g = groups.get(r[b + 3] as string, model, source);
+            const time = r[b + 1] as number;
+            const hour = time - (time % 3_600_000);
+            let h = g.hours.get(hour);
+            if (h === undefined) g.hours.set(hour, (h = zero()));
+            addRow(h, r, b, req.savings[i]!);
+            if (r[b + 13] === null) {
+              const provider = r[b + 5] as string;
+              unpriced ??= new Map();
+              unpriced.set(`${provider}/${model}`, [provider, model]);
+            }
           }
-          for (const [source, n] of accepted) count('events', source, 'accepted', n);
-          for (const [source, n] of duplicate) count('events', source, 'duplicate', n);
+          for (const g of groups.list) {
+            for (const h of g.hours.values()) addSums(g.s, h);
+            all.merge(g);
+            count('events', g.source, 'accepted', g.s.requests);
+          }
+          for (const [source, n] of duplicate ?? []) count('events', source, 'duplicate', n);
           for (const [source, n] of Object.entries(req.rejected ?? {})) {
             count('events', source, 'rejected', n);
           }
@@ -306,10 +406,14 @@ function flush(): void {
             const p = j.position;
             st.tail.run(j.file, p.dev, p.ino, p.offset, JSON.stringify(p));
           }
-          results.push(inserted);
+          results.push({ inserted, groups, duplicate, unpriced });
         }
-        for (const { key, s } of hours.values()) st.rollup.run(...key, ...sumsArgs(s), s.savings);
-        for (const { key, s } of totals.values()) st.total.run(...key, ...sumsArgs(s));
+        for (const { service, model, source, s, hours } of all.list) {
+          for (const [hour, h] of hours) {
+            st.rollup.run(hour, service, model, source, ...sumsArgs(h), h.savings);
+          }
+          st.total.run(service, model, source, ...sumsArgs(s));
+        }
         for (const { key, n } of counts.values()) st.count.run(...key, n);
       })
       .immediate();
@@ -320,11 +424,43 @@ function flush(): void {
   }
   replyAll(
     group.map(({ seq, req, checked }, i): LedgerReply => {
-      const inserted = results[i]!;
-      if (checked === undefined) return { seq, inserted };
-      return { seq, ingested: ingested(req, checked, inserted) };
+      const done = results[i]!;
+      if (checked === undefined) return { seq, inserted: done.inserted };
+      return { seq, ingested: ingested(req, checked, done) };
     }),
   );
+  walDirty = true;
+  scheduleCheckpoint();
+}
+
+let walDirty = false;
+let lastCheckpoint = 0;
+let checkpointTimer: NodeJS.Timeout | undefined;
+
+function scheduleCheckpoint(): void {
+  if (checkpointTimer !== undefined) return;
+  const wait = Math.max(0, lastCheckpoint + CHECKPOINT_EVERY_MS - Date.now());
+  checkpointTimer = setTimeout(() => {
+    // A turn later, after the messages that came meanwhile are taken in: a write waiting
+    // goes first, and its flush asks again.
+    setImmediate(() => {
+      checkpointTimer = undefined;
+      if (db === undefined || !walDirty) return;
+      if (pending.length > 0) return;
+      walDirty = false;
+      lastCheckpoint = Date.now();
+      try {
+        db.pragma('wal_checkpoint(PASSIVE)');
+      } catch (err) {
+        // SQLite's own checkpoint still runs when the WAL reaches its bound.
+        reply({
+          seq: -1,
+          log: `checkpointing the AI usage store failed: ${(err as Error).message}`,
+        });
+      }
+    });
+  }, wait);
+  checkpointTimer.unref();
 }
 
 /** The answers of one transaction: one message (each wakes the event loop and costs it). */
@@ -412,7 +548,7 @@ function ingest(seq: number, req: IngestRequest): void {
     defaultSource: 'http',
     pricing: pricing!,
   };
-  const results: RouteItemResult[] = new Array(items.length);
+  const rejected: (RouteItemResult | undefined)[] = new Array(items.length);
   const events: StoredEvent[] = [];
   const at: number[] = [];
   const rejectedBy: Record<string, number> = {};
@@ -434,7 +570,7 @@ function ingest(seq: number, req: IngestRequest): void {
       return;
     }
     const id = (item as { id?: unknown } | null)?.id;
-    results[i] = {
+    rejected[i] = {
       ...(typeof id === 'string' ? { id } : {}),
       result: 'rejected',
       reason: problemText(c.problems),
@@ -444,55 +580,39 @@ function ingest(seq: number, req: IngestRequest): void {
     const source = knownSources.has(named) ? named : OTHER;
     rejectedBy[source] = (rejectedBy[source] ?? 0) + 1;
   }
-  const ids = events.map((e) => e.id);
   pending.push({
     seq,
-    req: { rows: encodeRows(events), count: events.length, rejected: rejectedBy },
-    checked: { results, at, ids, rejectedBy },
+    req: { ...encodeRows(events), count: events.length, rejected: rejectedBy },
+    checked: { items: items.length, rejected, at, rejectedBy },
   });
   scheduleFlush();
 }
 
 /** The answer and the counters' additions for a checked body, after its commit. */
-function ingested(req: WireWrite, c: Checked, inserted: Uint8Array): IngestReply {
+function ingested(req: WireWrite, c: Checked, done: Stored): IngestReply {
+  const counts: [string, 'accepted' | 'duplicate' | 'rejected', number][] = [];
+  const accepted = new Map<string, number>();
+  for (const g of done.groups.list)
+    accepted.set(g.source, (accepted.get(g.source) ?? 0) + g.s.requests);
+  for (const [source, n] of accepted) counts.push([source, 'accepted', n]);
+  for (const [source, n] of done.duplicate ?? []) counts.push([source, 'duplicate', n]);
+  for (const [source, n] of Object.entries(c.rejectedBy)) counts.push([source, 'rejected', n]);
   const r = req.rows;
-  const stored = new Map<string, { key: unknown[]; s: Sums }>();
-  const bySource = new Map<string, [string, 'accepted' | 'duplicate' | 'rejected', number]>();
-  const count = (source: string, result: 'accepted' | 'duplicate' | 'rejected', n: number) => {
-    const k = `${source}\u0000${result}`;
-    const e = bySource.get(k);
-    if (e) e[2] += n;
-    else bySource.set(k, [source, result, n]);
-  };
-  const unpriced = new Map<string, [string, string]>();
-  for (let i = 0; i < req.count; i++) {
-    const b = i * ROW_WIDTH;
-    const source = r[b + 7] as string;
-    c.results[c.at[i]!] = { id: c.ids[i]!, result: inserted[i] ? 'accepted' : 'duplicate' };
-    if (!inserted[i]) {
-      count(source, 'duplicate', 1);
-      continue;
-    }
-    count(source, 'accepted', 1);
-    const service = r[b + 3] as string;
-    const model = r[b + 4] as string;
-    add(stored, `${service}\u0000${model}\u0000${source}`, () => [service, model, source], r, b);
-    if (r[b + 13] === null) {
-      const provider = r[b + 5] as string;
-      unpriced.set(`${provider}/${model}`, [provider, model]);
-    }
-  }
-  for (const [source, n] of Object.entries(c.rejectedBy)) count(source, 'rejected', n);
   return {
-    answer: batchAnswer(c.results),
-    stored: [...stored.values()].map(({ key, s }): StoredSums => {
-      const [service, model, source] = key as [string, string, string];
+    answer: ingestAnswer(
+      c.items,
+      c.rejected,
+      c.at,
+      (k) => r[k * ROW_WIDTH] as string,
+      done.inserted,
+    ),
+    stored: done.groups.list.map(({ service, model, source, s }): StoredSums => {
       const { savings, ...sums } = s;
       void savings;
       return { service, model, source, ...sums };
     }),
-    counts: [...bySource.values()],
-    unpriced: [...unpriced.values()],
+    counts,
+    unpriced: [...(done.unpriced?.values() ?? [])],
   };
 }
 

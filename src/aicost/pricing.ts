@@ -123,7 +123,9 @@ interface Period {
   fromMs: number;
   from: string | undefined;
   base: Rates;
-  tiers: { above: number; rates: Rates }[];
+  tiers: { above: number; rates: Rates; pricedAs: string }[];
+  /** Price.pricedAs below the tiers, made once (one string for every event it prices). */
+  pricedAs: string;
 }
 
 interface Model {
@@ -174,14 +176,22 @@ function toModel(e: ModelEntry): Model {
   return {
     id: e.id,
     provider: e.provider.toLowerCase(),
-    periods: e.prices.map((p) => ({
-      fromMs: p.from === undefined ? -Infinity : Date.parse(`${p.from}T00:00:00Z`),
-      from: p.from,
-      base: toRates(p),
-      tiers: (p.tiers ?? [])
-        .map((t) => ({ above: t.above_input_tokens, rates: toRates(t) }))
-        .sort((a, b) => b.above - a.above),
-    })),
+    periods: e.prices.map((p) => {
+      const pricedAs = p.from === undefined ? e.id : `${e.id}@${p.from}`;
+      return {
+        fromMs: p.from === undefined ? -Infinity : Date.parse(`${p.from}T00:00:00Z`),
+        from: p.from,
+        base: toRates(p),
+        tiers: (p.tiers ?? [])
+          .map((t) => ({
+            above: t.above_input_tokens,
+            rates: toRates(t),
+            pricedAs: `${pricedAs}>${t.above_input_tokens}`,
+          }))
+          .sort((a, b) => b.above - a.above),
+        pricedAs,
+      };
+    }),
   };
 }
 
@@ -241,12 +251,30 @@ function cost(b: UsageBuckets, r: Rates): number {
 /** A table over `entries`, earlier entries winning a name over later ones. */
 export function pricingTable(entries: readonly ModelEntry[]): PricingTable {
   const candidates = entries.map(candidate);
-  const memo = new Map<string, Model | null>();
+  /**
+   * What find() answered, by provider and model as sent: every event asks, most the
+   * same; found through a map per level, without making a key string each time.
+   */
+  let seen = new Map<string, Map<string, Model | null>>();
+  let seenSize = 0;
 
   const find = (model: string, provider: string): Model | undefined => {
-    const key = `${family(provider)}\u0000${model}`;
-    const hit = memo.get(key);
-    if (hit !== undefined) return hit ?? undefined;
+    let models = seen.get(provider);
+    const known = models?.get(model);
+    if (known !== undefined) return known ?? undefined;
+    const answer = resolveModel(model, provider) ?? null;
+    if (seenSize >= 10_000) {
+      seen = new Map();
+      seenSize = 0;
+      models = undefined;
+    }
+    if (models === undefined) seen.set(provider, (models = new Map()));
+    models.set(model, answer);
+    seenSize++;
+    return answer ?? undefined;
+  };
+
+  const resolveModel = (model: string, provider: string): Model | undefined => {
     const lower = model.trim().toLowerCase();
     const bare = lower.slice(lower.lastIndexOf('/') + 1);
     const cleaned = cleanModelId(model);
@@ -263,8 +291,6 @@ export function pricingTable(entries: readonly ModelEntry[]): PricingTable {
       found = (matching.find((c) => family(c.model.provider) === fam) ?? matching[0])!.model;
       break;
     }
-    if (memo.size > 10_000) memo.clear();
-    memo.set(key, found ?? null);
     return found;
   };
 
@@ -280,12 +306,9 @@ export function pricingTable(entries: readonly ModelEntry[]): PricingTable {
       const wholeInput = b.input + b.cacheRead + b.cacheWrite5m + b.cacheWrite1h;
       const tier = period.tiers.find((t) => wholeInput > t.above);
       const r = tier?.rates ?? period.base;
-      let pricedAs = m.id;
-      if (period.from !== undefined) pricedAs += `@${period.from}`;
-      if (tier !== undefined) pricedAs += `>${tier.above}`;
       return {
         costUsd: cost(b, r),
-        pricedAs,
+        pricedAs: tier?.pricedAs ?? period.pricedAs,
         cacheSavingsUsd: Math.max(0, (b.cacheRead * (r.input - r.cacheRead)) / 1e6),
       };
     },
