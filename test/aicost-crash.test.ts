@@ -35,6 +35,8 @@ describe('the AI usage ledger killed with SIGKILL while it ingests', () => {
     ].join('\n');
     lookout = await startAiLookout({ dir, aicost });
     let done = false;
+    // Set when a restart fails: the clients stop retrying, so the test fails instead of hanging.
+    let abandoned = false;
     const acknowledged = new Set<string>();
     let sent = 0;
 
@@ -54,7 +56,7 @@ describe('the AI usage ledger killed with SIGKILL while it ingests', () => {
         }));
         sent += n;
         // The same batch until it is answered: what a client with idempotency keys does.
-        for (;;) {
+        while (!abandoned) {
           try {
             const res = await postUsage(lookout!.url, { events });
             if (res.status === 200) {
@@ -92,13 +94,19 @@ describe('the AI usage ledger killed with SIGKILL while it ingests', () => {
     };
     const work = [...Array.from({ length: CLIENTS }, (_, c) => client(c)), writer()];
 
-    for (let k = 0; k < KILLS; k++) {
-      await sleep(300 + Math.floor(Math.random() * 1200));
-      const child = lookout.child;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await exited;
-      lookout = await startAiLookout({ dir, aicost });
+    try {
+      for (let k = 0; k < KILLS; k++) {
+        await sleep(300 + Math.floor(Math.random() * 1200));
+        const child = lookout.child;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+        lookout = await startAiLookout({ dir, aicost });
+      }
+    } catch (err) {
+      abandoned = done = true;
+      await Promise.all(work);
+      throw err;
     }
     await sleep(500);
     done = true;
