@@ -178,7 +178,8 @@ async function main() {
           {
             name: 'before',
             scraped: true,
-            start: async () => lookout(launcher, undefined, BASELINE),
+            // With the Node flags of that build's own launcher.
+            start: async () => lookout((await launcherFlags(BASELINE)).flags, undefined, BASELINE),
           },
         ]
       : []),
