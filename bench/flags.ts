@@ -21,8 +21,8 @@ export interface Variant {
 }
 
 /** The flags on bin/lookout's exec line, and its UV_THREADPOOL_SIZE default. */
-export async function launcherFlags(): Promise<{ flags: string[]; threadpool: string }> {
-  const script = await readFile(join(REPO, 'bin/lookout'), 'utf8');
+export async function launcherFlags(root = REPO): Promise<{ flags: string[]; threadpool: string }> {
+  const script = await readFile(join(root, 'bin/lookout'), 'utf8');
   const exec = /^exec node((?: --[\w-]+(?:=\S+)?)*) /m.exec(script);
   if (!exec) throw new Error('bin/lookout: no `exec node --flags ...` line');
   const pool = /UV_THREADPOOL_SIZE:-(\d+)/.exec(script)?.[1] ?? '4';

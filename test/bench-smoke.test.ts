@@ -32,6 +32,7 @@ function benchScripts(): Array<{ script: string; file: string }> {
  */
 const COMPARES: Record<string, string[]> = {
   'bench/scrape.ts': ['node', 'prometheus-node'],
+  'bench/idle.ts': ['node', 'node', 'node', 'node', 'node', 'prometheus-node'],
   'bench/nginx.ts': ['nginx', 'prometheus-ngin', 'node', 'node'],
   'bench/accesslog.ts': ['node', 'mtail'],
   'bench/tls-scrape.ts': ['node', 'prometheus-node'],

@@ -749,6 +749,56 @@ lookout_filesystem_files_free{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 5
     }
   });
 
+  test('ext4, xfs and tmpfs are asked at once on the event loop, a network filesystem through the fan-out, in mount-table order', async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(
+        join(dir, 'mounts'),
+        [
+          '/dev/vda / ext4 rw 0 0',
+          'srv:/export /mnt/nfs nfs4 rw 0 0',
+          '/dev/vdc /srv/backup xfs ro 0 0',
+          'tmpfs /run tmpfs rw 0 0',
+          'fuse-thing /mnt/fuse fuse.sshfs rw 0 0',
+          '',
+        ].join('\n'),
+      );
+      const now: string[] = [];
+      const later: string[] = [];
+      const c = createFilesystemCollector(
+        filesystemSchema.parse({}),
+        { ...fixturePaths, procfs: dir, rootfs: '/' },
+        quietLog(),
+        async (path) => {
+          later.push(path);
+          return { ...fakeStats, blocks: 2000 };
+        },
+        (path) => {
+          now.push(path);
+          if (path === '/run') throw Object.assign(new Error('EIO'), { code: 'EIO' });
+          return fakeStats;
+        },
+      );
+      const text = await collect(c);
+      assert.deepEqual(now, ['/', '/srv/backup', '/run']);
+      assert.deepEqual(later.sort(), ['/mnt/fuse', '/mnt/nfs']);
+      assert.equal(
+        sampleLines(text, 'lookout_filesystem_size_bytes', 'lookout_filesystem_device_error'),
+        `lookout_filesystem_size_bytes{mountpoint="/",device="/dev/vda",fstype="ext4"} 4096000
+lookout_filesystem_size_bytes{mountpoint="/mnt/nfs",device="srv:/export",fstype="nfs4"} 8192000
+lookout_filesystem_size_bytes{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 4096000
+lookout_filesystem_size_bytes{mountpoint="/mnt/fuse",device="fuse-thing",fstype="fuse.sshfs"} 8192000
+lookout_filesystem_device_error{mountpoint="/",device="/dev/vda",fstype="ext4"} 0
+lookout_filesystem_device_error{mountpoint="/mnt/nfs",device="srv:/export",fstype="nfs4"} 0
+lookout_filesystem_device_error{mountpoint="/srv/backup",device="/dev/vdc",fstype="xfs"} 0
+lookout_filesystem_device_error{mountpoint="/run",device="tmpfs",fstype="tmpfs"} 1
+lookout_filesystem_device_error{mountpoint="/mnt/fuse",device="fuse-thing",fstype="fuse.sshfs"} 0`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('custom exclusions: keep /dev/shm, drop ext4', async () => {
     const config = filesystemSchema.parse({
       mount_points_exclude: '^/(proc|sys|dev/pts)($|/)',

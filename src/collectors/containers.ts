@@ -30,7 +30,7 @@ import {
   type TargetCheck,
 } from './collector.js';
 import { readCgroupStats } from './containers/cgroup.js';
-import { ContainerEventService } from './containers/events.js';
+import { ContainerEventService, noDefaultSocket } from './containers/events.js';
 import {
   AUTORESTART_METRICS,
   Autorestart,
@@ -325,6 +325,8 @@ export function createContainersCollector(
   });
 
   async function list(signal: AbortSignal): Promise<ContainerSummary[]> {
+    const absent = noDefaultSocket(docker, explicit);
+    if (absent !== undefined) throw new NothingToCollect(absent);
     try {
       return await docker.listContainers(signal);
     } catch (err) {

@@ -1,3 +1,4 @@
+import { statfsSync } from 'node:fs';
 import { statfs as fsStatfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Gauge, Registry } from '../lib/prom.js';
@@ -15,7 +16,7 @@ import {
 } from './collector.js';
 import { regexSource } from '../config/regex.js';
 import { readHostProcFile } from './procfile.js';
-import { Fanout } from '../lib/fanout.js';
+import { Fanout, type TargetResult } from '../lib/fanout.js';
 
 /** node_exporter's defaults, so the two agree out of the box (tmpfs stays in). */
 export const DEFAULT_MOUNT_POINTS_EXCLUDE =
@@ -61,6 +62,17 @@ export interface StatFsResult {
   ffree: number;
 }
 export type StatFsFn = (path: string) => Promise<StatFsResult>;
+export type StatFsSyncFn = (path: string) => StatFsResult;
+
+/**
+ * Filesystem types whose statfs(2) the kernel answers from memory (per-CPU counters in
+ * the superblock; no I/O, no server): asked on the event loop, at once, instead of
+ * through libuv's thread pool and the fan-out. On a host with only these, a refresh
+ * wakes no pool thread and arms no per-mount deadline; at a 15 s cadence those wake-ups
+ * were most of the collector's idle CPU (docs/performance.md). Every other type (NFS,
+ * CIFS, FUSE, Ceph, ZFS, ...) may hang and goes through the fan-out as before.
+ */
+export const STATFS_FROM_MEMORY = /^(ext[234]|xfs|tmpfs|ramfs)$/;
 
 /** A mount the collector reports, with what each refresh needs of it made once. */
 interface WatchedMount {
@@ -68,6 +80,8 @@ interface WatchedMount {
   labels: { mountpoint: string; device: string; fstype: string };
   /** Where statfs looks: the mount point under rootfs. */
   path: string;
+  /** Asked on the event loop: its type's statfs never waits (STATFS_FROM_MEMORY). */
+  now: boolean;
 }
 
 /** One mount as the last refresh saw it; `stats` missing when statfs failed or hung. */
@@ -80,8 +94,13 @@ export function createFilesystemCollector(
   config: FilesystemConfig,
   paths: HostPaths,
   log: Logger,
-  statfs: StatFsFn = (path) => fsStatfs(path),
+  statfs?: StatFsFn,
+  /** For the types in STATFS_FROM_MEMORY; by default statfsSync, unless `statfs` is given (tests). */
+  statfsNow: StatFsSyncFn | undefined = statfs === undefined
+    ? (path) => statfsSync(path)
+    : undefined,
 ): Collector & Observer<MountSeen[]> & { stuck: () => ReadonlySet<string> } {
+  const statfsLater = statfs ?? ((path: string) => fsStatfs(path));
   let seen: MountSeen[] | undefined;
   const mountPointsExclude = new RegExp(config.mount_points_exclude);
   const fsTypesExclude = new RegExp(config.fs_types_exclude);
@@ -123,9 +142,9 @@ export function createFilesystemCollector(
   // them anew. Read by path each time, not through a kept descriptor as ProcFiles does: a
   // read at offset 0 of a kept /proc/<pid>/mounts repeats the table as it was, without
   // mounts made since.
-  let table: { text: string; mounts: WatchedMount[] } | undefined;
-  const watchedMounts = (text: string): WatchedMount[] => {
-    if (table?.text === text) return table.mounts;
+  let table: { text: string; mounts: WatchedMount[]; later: WatchedMount[] } | undefined;
+  const watchedMounts = (text: string): { mounts: WatchedMount[]; later: WatchedMount[] } => {
+    if (table?.text === text) return table;
     const byMountpoint = new Map<string, Mount>();
     for (const m of parseMounts(text)) {
       // The same mount point can be stacked (mounted twice); the last mount is the visible one.
@@ -138,9 +157,10 @@ export function createFilesystemCollector(
         mount,
         labels: { mountpoint: mount.mountpoint, device: mount.device, fstype: mount.fstype },
         path: join(paths.rootfs, mount.mountpoint),
+        now: statfsNow !== undefined && STATFS_FROM_MEMORY.test(mount.fstype),
       }));
-    table = { text, mounts };
-    return mounts;
+    table = { text, mounts, later: mounts.filter((w) => !w.now) };
+    return table;
   };
 
   return {
@@ -148,13 +168,30 @@ export function createFilesystemCollector(
     lastSeen: () => seen,
     async collect({ signal, deadline, log: ctxLog }) {
       // PID 1's mount table is the host's, even when lookout runs in a container.
-      const watched = watchedMounts(readHostProcFile(paths.procfs, 'mounts').text);
-      const results = await fanout.run(
-        watched,
-        (w) => w.mount.mountpoint,
-        (w) => statfs(w.path),
-        { signal, deadline },
+      const { mounts: watched, later } = watchedMounts(
+        readHostProcFile(paths.procfs, 'mounts').text,
       );
+      const asked =
+        later.length === 0
+          ? []
+          : await fanout.run(
+              later,
+              (w) => w.mount.mountpoint,
+              (w) => statfsLater(w.path),
+              {
+                signal,
+                deadline,
+              },
+            );
+      let l = 0;
+      const results = watched.map((w): TargetResult<StatFsResult> => {
+        if (!w.now) return asked[l++]!;
+        try {
+          return { status: 'ok', value: statfsNow!(w.path), seconds: 0 };
+        } catch (error) {
+          return { status: 'failed', error, seconds: 0 };
+        }
+      });
 
       // A refresh the runner gave up on (timed out) must not overwrite a later one's values.
       signal.throwIfAborted();

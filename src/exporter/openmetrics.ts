@@ -25,6 +25,38 @@ function valueText(v: number): string {
   return `${v}`;
 }
 
+/** A family's `# HELP` and `# TYPE` lines in both formats. */
+interface Header {
+  help: string;
+  type: unknown;
+  prometheus: string;
+  openmetrics: string;
+}
+
+/**
+ * The header lines of each family name seen, made once: the same few hundred strings
+ * were escaped and joined anew on every refresh. A family whose help or type is not
+ * what was kept (another registry's family of the same name) gets its own made anew.
+ */
+const headers = new Map<string, Header>();
+
+function header(name: string, help: string, type: unknown): Header {
+  const kept = headers.get(name);
+  if (kept !== undefined && kept.help === help && kept.type === type) return kept;
+  // Typed as an enum by prom-client, a string ('counter') when it runs.
+  const t = String(type);
+  const helpText = escapeHelp(help);
+  const family = t === 'counter' ? name.replace(/_total$/, '') : name;
+  const made: Header = {
+    help,
+    type,
+    prometheus: `# HELP ${name} ${helpText}\n# TYPE ${name} ${t}`,
+    openmetrics: `# HELP ${family} ${helpText}\n# TYPE ${family} ${t}`,
+  };
+  headers.set(name, made);
+  return made;
+}
+
 /** A sample's own name (a histogram's `_bucket`, `_sum`, `_count`), when it has one. */
 function sampleName(v: object): string | undefined {
   return 'metricName' in v && typeof v.metricName === 'string' ? v.metricName : undefined;
@@ -54,10 +86,7 @@ export async function render(
   let openmetrics = '';
   for (let f = 0; f < data.length; f++) {
     const { name, help, values } = data[f]!;
-    // Typed as an enum by prom-client, a string ('counter') when it runs.
-    const type = String(data[f]!.type);
-    const helpText = escapeHelp(help);
-    const family = wantOpenMetrics && type === 'counter' ? name.replace(/_total$/, '') : name;
+    const head = header(name, help, data[f]!.type);
     let samples = '';
     // Indexed loops: without the optimizing compiler (lookout's code rarely tiers up) a
     // for-of allocates an iterator result per step.
@@ -69,10 +98,8 @@ export async function render(
         labels += `${labels === '' ? '' : ','}${k}="${labelValue(v.labels[k] ?? '')}"`;
       samples += `\n${sampleName(v) ?? name}${labels === '' ? '' : `{${labels}}`} ${valueText(v.value)}`;
     }
-    if (wantPrometheus)
-      prometheus += `${f === 0 ? '' : '\n\n'}# HELP ${name} ${helpText}\n# TYPE ${name} ${type}${samples}`;
-    if (wantOpenMetrics)
-      openmetrics += `# HELP ${family} ${helpText}\n# TYPE ${family} ${type}${samples}\n`;
+    if (wantPrometheus) prometheus += `${f === 0 ? '' : '\n\n'}${head.prometheus}${samples}`;
+    if (wantOpenMetrics) openmetrics += `${head.openmetrics}${samples}\n`;
   }
   if (format === 'prometheus') return `${prometheus}\n`;
   if (format === 'openmetrics') return openmetrics;

@@ -176,8 +176,9 @@ export class Runner {
   private readonly lastSuccess: Gauge;
   private readonly actionsTotal: Counter;
   private readonly actionLog: RateLimitedLog;
-  /** The polled part of the exposition, both formats, joined on the first scrape after a change. */
-  private polledText?: Promise<Rendered>;
+  /** The self metrics rendered, once per change. */
+  private selfText?: Promise<Rendered>;
+  /** The polled part of the exposition per format, joined on the first scrape after a change that asks for it. */
   private polledBodies: { prometheus?: Promise<Buffer>; openmetrics?: Promise<Buffer> } = {};
   private stopped = false;
   /** Timers run (start() has been called): scrapes may pull runs forward. */
@@ -499,9 +500,7 @@ export class Runner {
     }
     const parts = await Promise.all(services.map((r) => render(r, format)));
     const live = parts.filter((t) => t.trim().length > 0);
-    this.polledBodies[format] ??= this.polled().then((p) =>
-      Buffer.from(format === 'prometheus' ? p.prometheus : `${p.openmetrics}${EOF}`),
-    );
+    this.polledBodies[format] ??= this.polled(format);
     const polled = await this.polledBodies[format];
     if (live.length === 0) return [polled];
     if (format === 'prometheus') return [polled, Buffer.from(`\n${live.join('\n')}`)];
@@ -510,21 +509,24 @@ export class Runner {
     return [head, Buffer.from(`${live.join('')}${EOF}`)];
   }
 
-  private polled(): Promise<Rendered> {
-    this.polledText ??= (async () => {
-      const parts = this.slots.map((s) => s.text).filter((t) => t.openmetrics !== '');
-      parts.push(await render(this.self));
-      return {
-        prometheus: parts.map((p) => p.prometheus).join('\n'),
-        openmetrics: parts.map((p) => p.openmetrics).join(''),
-      };
-    })();
-    return this.polledText;
+  /**
+   * The polled part in one format, joined from each collector's text and the self
+   * metrics: only the format asked (a Prometheus asks for one), not both.
+   */
+  private async polled(format: 'prometheus' | 'openmetrics'): Promise<Buffer> {
+    this.selfText ??= render(this.self);
+    const self = await this.selfText;
+    const parts: string[] = [];
+    for (const s of this.slots) if (s.text.openmetrics !== '') parts.push(s.text[format]);
+    parts.push(self[format]);
+    if (format === 'prometheus') return Buffer.from(parts.join('\n'));
+    parts.push(EOF);
+    return Buffer.from(parts.join(''));
   }
 
   /** The next scrape renders anew: something it shows has changed. */
   private changed(): void {
-    this.polledText = undefined;
+    this.selfText = undefined;
     this.polledBodies = {};
   }
 

@@ -5,6 +5,7 @@
  * Docker's own RestartCount does not cover. After the stream ends (a daemon restart) it
  * is opened again from the last event's time, and events seen twice are counted once.
  */
+import { existsSync } from 'node:fs';
 import { Counter, Registry } from '../../lib/prom.js';
 import {
   nanoTimestamp,
@@ -36,6 +37,18 @@ const RETRY_MAX_MS = 30_000;
 export const REOPEN_OVERLAP_NS = 1_000_000n;
 /** The deadline for an engine's answer to a re-open when the collector gave none. */
 const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+
+/**
+ * The default socket is not there (no Docker on this host): nothing to collect, known
+ * from one access(2) instead of an HTTP request that fails to connect, on every refresh
+ * of a host without Docker (a configured endpoint is always asked, and its absence is a failure).
+ */
+export function noDefaultSocket(docker: DockerClient, explicit: boolean): string | undefined {
+  const path = docker.socketPath;
+  return !explicit && path !== undefined && !existsSync(path)
+    ? `no Docker socket at ${path}`
+    : undefined;
+}
 
 export interface EventCounts {
   oomKills: number;
@@ -106,6 +119,8 @@ export class ContainerEventService implements CollectorService {
     const { docker } = this.opts;
     // From now: events before the stream opens are replayed by the engine, and a start
     // the listing below already saw is told apart by its time.
+    const absent = noDefaultSocket(docker, this.opts.explicit);
+    if (absent !== undefined) throw new NothingToCollect(absent);
     const since = BigInt(Date.now()) * 1_000_000n;
     let listed;
     try {
