@@ -1,8 +1,9 @@
 #!/bin/sh
 # Writes the rule files vmalert 1.79 (Debian 12's, and the image the compose file pins)
 # can load: the shipped rules/*.yml without `keep_firing_for`, a field that release does
-# not know and refuses whole files for. Centrally, an alert that holds its state through
-# ALERTS then resolves on one failed evaluation instead of two minutes later.
+# not know and refuses whole files for. Centrally, the alerts that keep firing 2 minutes
+# past a failed scrape (the held criticals and the warnings) then resolve on one failed
+# evaluation, and fire again after their for:.
 #   deploy/ha/vmalert-rules.sh [SRC_DIR [DST_DIR]]   (defaults: rules, deploy/ha/vmalert-rules)
 set -eu
 here=$(dirname "$0")
