@@ -104,8 +104,10 @@ export class ContainerEventService implements CollectorService {
     return this.counts;
   }
 
-  /** Whether the stream is open now, and how often it was opened again after it ended. */
-  /** `lastNano` is the newest event's time; `sinceNano` the time a re-open starts from. */
+  /**
+   * Whether the stream is open now, how often it was opened again after it ended, the
+   * newest event's time (`lastNano`) and the time a re-open starts from (`sinceNano`).
+   */
   streamState(): { connected: boolean; reopened: number; lastNano?: bigint; sinceNano?: bigint } {
     return {
       connected: this.connected,
