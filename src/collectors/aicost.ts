@@ -15,6 +15,7 @@ import type { StoredEvent } from '../aicost/event.js';
 import type { Ledger, IngestReply, SeedResult, TotalsRow, WriteRequest } from '../aicost/ledger.js';
 import type { PricingTable } from '../aicost/pricing.js';
 import { totalTokens } from '../aicost/usage.js';
+import { BusyTiering } from '../lib/compiler.js';
 import { errorText, type Logger } from '../lib/log.js';
 import { RateLimitedLog } from '../lib/ratelog.js';
 import { forEachLine, Tail, type TailPosition } from '../lib/tail.js';
@@ -440,6 +441,9 @@ function aicostRegistry(t: Tallies, cfg: AicostConfig, storeUp: () => number): R
   return registry;
 }
 
+/** Events offered (stored, duplicate or rejected) after which V8 tiers up at its own pace (BusyTiering). */
+const BUSY_EVENTS = 1_000;
+
 /** The collector's long-lived state: the ledger, the tallies, the tails. */
 class AicostService {
   readonly tallies: Tallies;
@@ -463,6 +467,7 @@ class AicostService {
   private dir = '';
   /** Set by start(), before anything that uses it. */
   private code: Awaited<ReturnType<typeof ingestCode>> | undefined;
+  private readonly tiering: BusyTiering;
 
   constructor(
     private readonly cfg: AicostConfig,
@@ -474,6 +479,12 @@ class AicostService {
       this.ledger !== undefined && this.faulted === undefined ? 1 : 0,
     );
     this.rate = new RateLimitedLog(log, 60_000);
+    this.tiering = new BusyTiering(BUSY_EVENTS, () =>
+      log.info('AI usage ingest is busy: V8 now optimizes hot code at its own pace', {
+        events: BUSY_EVENTS,
+        why: 'bin/lookout delays optimizing to keep an idle lookout small; docs/performance.md',
+      }),
+    );
   }
 
   async start(sctx: ServiceContext): Promise<void> {
@@ -633,6 +644,7 @@ class AicostService {
       throw err;
     }
     const t = this.tallies;
+    this.tiering.add(req.events.length);
     req.events.forEach((e, i) => {
       if (inserted[i]) {
         t.stored(e);
@@ -708,6 +720,7 @@ class AicostService {
     for (const s of r.stored) t.add(s);
     for (const [source, result, n] of r.counts) {
       t.bump(t.ingest, `${t.sources.lookup(source)}\u0000${result}`, n);
+      this.tiering.add(n);
     }
     for (const [provider, model] of r.unpriced) this.unpriced(provider, model);
     return r.answer;

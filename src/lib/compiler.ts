@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+
 /**
  * Has V8 run its optimizing compiler (TurboFan) once, now.
  *
@@ -25,4 +27,40 @@ function spin(n: number, seed: number): number {
   let s = seed;
   for (let i = 0; i < n; i++) s = (s + i * 31) % 1_000_003;
   return s;
+}
+
+/** V8's own interrupt budget (`node --v8-options`), which bin/lookout multiplies by 64. */
+const V8_DEFAULT_INTERRUPT_BUDGET = 67_584;
+
+/**
+ * bin/lookout's interrupt budget keeps an idle lookout interpreted (docs/performance.md,
+ * "The Node flags"), and costs a busy one: code that runs thousands of times a second
+ * stays interpreted for minutes. Under AI usage ingest at 1,000 single events a second,
+ * the event loop spent 0.35 CPU-ms a request and the ledger's worker 0.30, against 0.22
+ * and 0.23 with V8's default budget. So once a host has shown it ingests at volume
+ * (`events` offered since start), hot code tiers up at V8's default pace from then on:
+ * the flag is process-wide, and V8 reads it each time a function's budget runs out.
+ */
+export class BusyTiering {
+  private seen = 0;
+  private done: boolean;
+
+  constructor(
+    private readonly events: number,
+    private readonly onSwitch: () => void,
+    execArgv: readonly string[] = process.execArgv,
+  ) {
+    // Nothing to undo when lookout runs without the launcher's budget (tsx, tests).
+    this.done = !execArgv.some((a) => a.startsWith('--interrupt-budget='));
+  }
+
+  /** Counts `n` events offered; at the threshold, restores V8's budget once. */
+  add(n: number): void {
+    if (this.done) return;
+    this.seen += n;
+    if (this.seen < this.events) return;
+    this.done = true;
+    v8.setFlagsFromString(`--interrupt-budget=${V8_DEFAULT_INTERRUPT_BUDGET}`);
+    this.onSwitch();
+  }
 }

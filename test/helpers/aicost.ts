@@ -30,6 +30,8 @@ export async function startAiLookout(
     readyPath?: string;
     /** Wait for the store to be open (default true): /healthz answers before services start. */
     waitOpen?: boolean;
+    /** Run through this launcher (bin/lookout, with its Node flags) instead of node dist/cli.js. */
+    launcher?: string;
   } = {},
 ): Promise<AiLookout> {
   const dir = opts.dir ?? (await tempDir('lookout-aicost-'));
@@ -43,9 +45,9 @@ export async function startAiLookout(
   );
   const port = opts.port ?? (await freePort());
   const running = await startProcess(
-    process.execPath,
+    opts.launcher ?? process.execPath,
     [
-      join(REPO, 'dist/cli.js'),
+      ...(opts.launcher ? [] : [join(REPO, 'dist/cli.js')]),
       'serve',
       '--config',
       configFile,
