@@ -12,7 +12,8 @@
  *   each client sends its next event when its last is answered);
  * - open: `total` single events scheduled at a fixed `rate` (events/s) over `clients`
  *   connections, whatever the answers; each latency runs from the event's scheduled send
- *   time, so time spent queued behind a slow answer counts.
+ *   time, so time spent queued behind a slow answer counts. The clock starts after a
+ *   warm-up (every connection open, then a second at the rate), as for a running app.
  */
 import { Pool } from 'undici';
 import { BATCH, eventJson, TOKEN } from './aicost-events.js';
@@ -33,6 +34,8 @@ export interface Result {
   /** Milliseconds per request, in the order answered (single-event kinds). */
   latencies: number[];
   requests: number;
+  /** Requests sent before the clock started (open): counted in lookout's CPU, not in the latencies. */
+  warmup: number;
   /** The generator's own CPU-seconds. */
   cpu: number;
 }
@@ -63,20 +66,23 @@ async function post(body: Buffer): Promise<void> {
 
 const latencies: number[] = [];
 const cpu0 = process.cpuUsage();
-const start = Date.now();
-if (job.kind === 'open') {
-  const interval = 1000 / job.rate!;
+let start = Date.now();
+let warmup = 0;
+
+/** Posts `list` at `rate` per second whatever the answers; resolves with each latency from its scheduled send time. */
+function openLoop(list: Buffer[], rate: number): Promise<number[]> {
+  const interval = 1000 / rate;
   const t0 = performance.now() + 20;
+  const times: number[] = [];
   let next = 0;
-  let done = 0;
   let failed: Error | undefined;
-  await new Promise<void>((resolve, reject) => {
+  return new Promise<number[]>((resolve, reject) => {
     const fire = (i: number) => {
       const scheduled = t0 + i * interval;
-      post(bodies[i]!).then(
+      post(list[i]!).then(
         () => {
-          latencies.push(performance.now() - scheduled);
-          if (++done === job.total) resolve();
+          times.push(performance.now() - scheduled);
+          if (times.length === list.length) resolve(times);
         },
         (err: Error) => {
           failed ??= err;
@@ -87,11 +93,25 @@ if (job.kind === 'open') {
     const tick = () => {
       if (failed) return;
       const now = performance.now();
-      while (next < job.total && t0 + next * interval <= now) fire(next++);
-      if (next < job.total) setTimeout(tick, Math.max(0, t0 + next * interval - performance.now()));
+      while (next < list.length && t0 + next * interval <= now) fire(next++);
+      if (next < list.length)
+        setTimeout(tick, Math.max(0, t0 + next * interval - performance.now()));
     };
     setTimeout(tick, 20);
   });
+}
+
+if (job.kind === 'open') {
+  // A client of a running app has its connections open and its code warm: the clock
+  // starts after every connection has posted and a second at the rate has run.
+  const warm = Array.from({ length: job.clients + job.rate! }, (_, i) =>
+    Buffer.from(eventJson(`${job.prefix}warm-${i}`, i)),
+  );
+  await Promise.all(warm.slice(0, job.clients).map(post));
+  await openLoop(warm.slice(job.clients), job.rate!);
+  warmup = warm.length;
+  start = Date.now();
+  latencies.push(...(await openLoop(bodies, job.rate!)));
 } else {
   let next = 0;
   await Promise.all(
@@ -113,6 +133,7 @@ const result: Result = {
   end,
   latencies,
   requests: bodies.length,
+  warmup,
   cpu: (used.user + used.system) / 1e6,
 };
 process.stdout.write(JSON.stringify(result));
