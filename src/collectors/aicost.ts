@@ -653,6 +653,7 @@ class AicostService {
     });
     for (const [source, n] of Object.entries(req.rejected ?? {})) {
       t.bump(t.ingest, `${source}\u0000rejected`, n);
+      this.tiering.add(n);
     }
     if (req.jsonl) {
       const { file, rejected } = req.jsonl;
