@@ -26,7 +26,7 @@ describe('the AI usage ingest under bin/lookout', () => {
     await lookout?.stop();
   });
 
-  it('restores V8’s interrupt budget at the 1,000th event offered, and logs it once', async () => {
+  it('switches to V8’s own budget at the 1,000th event offered, not before, as its one log line says', async () => {
     await post(lookout, 0, 500);
     await post(lookout, 500, 499);
     // A duplicate is offered too: the 1,000th event.
