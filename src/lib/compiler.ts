@@ -36,8 +36,8 @@ const V8_DEFAULT_INTERRUPT_BUDGET = 67_584;
  * bin/lookout's interrupt budget keeps an idle lookout interpreted (docs/performance.md,
  * "The Node flags"), and costs a busy one: code that runs thousands of times a second
  * stays interpreted for minutes. Under AI usage ingest at 1,000 single events a second,
- * the event loop spent 0.35 CPU-ms a request and the ledger's worker 0.30, against 0.22
- * and 0.23 with V8's default budget. So once a host has shown it ingests (`events`
+ * the event loop spent 0.311 CPU-ms a request, against 0.223 with V8's default budget
+ * (`npm run bench:aicost`, docs/performance.md). So once a host has shown it ingests (`events`
  * offered since start), hot code tiers up at V8's default pace from then on: the flag is
  * process-wide, and V8 reads it each time a function's budget runs out.
  */
