@@ -7,7 +7,8 @@
  *   stdout:  JSON Result; times are Unix ms (the caller's clock differs)
  *
  * Kinds:
- * - batched: `clients` connections post `total` events in bodies of BATCH, back to back;
+ * - batched: `clients` connections post `total` events in bodies of BATCH, back to back,
+ *   after a second of the same to warm up;
  * - closed: `clients` connections post `total` single events back to back (saturation:
  *   each client sends its next event when its last is answered);
  * - open: `total` single events scheduled at a fixed `rate` (events/s) over `clients`
@@ -30,11 +31,13 @@ export interface Job {
 
 export interface Result {
   start: number;
+  /** When the first request, warm-up included, was sent (batched: the rate from a fresh lookout). */
+  coldStart: number;
   end: number;
   /** Milliseconds per request, in the order answered (single-event kinds). */
   latencies: number[];
   requests: number;
-  /** Requests sent before the clock started (open): counted in lookout's CPU, not in the latencies. */
+  /** Requests sent before the clock started (open, batched): counted in lookout's CPU, not in the figures. */
   warmup: number;
   /** The generator's own CPU-seconds. */
   cpu: number;
@@ -67,6 +70,7 @@ async function post(body: Buffer): Promise<void> {
 const latencies: number[] = [];
 const cpu0 = process.cpuUsage();
 let start = Date.now();
+let coldStart = start;
 let warmup = 0;
 
 /** Posts `list` at `rate` per second whatever the answers; resolves with each latency from its scheduled send time. */
@@ -113,6 +117,26 @@ if (job.kind === 'open') {
   start = Date.now();
   latencies.push(...(await openLoop(bodies, job.rate!)));
 } else {
+  if (job.kind === 'batched') {
+    // As for the open loop, a running app's client: the clock starts after every
+    // connection has posted bodies back to back for a second. `coldStart` keeps when the
+    // first was sent, so the rate from a fresh lookout is reported too.
+    coldStart = Date.now();
+    let w = 0;
+    const until = performance.now() + 1000;
+    await Promise.all(
+      Array.from({ length: job.clients }, async () => {
+        while (performance.now() < until) {
+          const i = w++;
+          const parts: string[] = [];
+          for (let k = 0; k < BATCH; k++) parts.push(eventJson(`${job.prefix}warm-${i}-${k}`, k));
+          await post(Buffer.from(`{"events":[${parts.join(',')}]}`));
+        }
+      }),
+    );
+    warmup = w;
+    start = Date.now();
+  }
   let next = 0;
   await Promise.all(
     Array.from({ length: job.clients }, async () => {
@@ -130,6 +154,7 @@ const used = process.cpuUsage(cpu0);
 await pool.close();
 const result: Result = {
   start,
+  coldStart,
   end,
   latencies,
   requests: bodies.length,

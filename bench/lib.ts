@@ -13,7 +13,7 @@
  * `npm test` runs every bench so (test/bench-smoke.test.ts), so one that no longer starts
  * fails CI.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -30,6 +30,7 @@ import {
 } from '../test/helpers/procs.js';
 
 export { cpuSeconds, mb } from './flags.js';
+import { mb } from './flags.js';
 import { quantile } from './stats.js';
 export { quantile, residentBytes, rssBytes } from './stats.js';
 
@@ -256,4 +257,49 @@ export async function startNodeExporterWeb(
     throw err;
   }
   return { child, url, port, dir: '', output: () => out, stop };
+}
+
+/**
+ * /proc/PID/smaps summed by what is mapped: the node binary, every other file, malloc's
+ * [heap], [stack], and unnamed anonymous mappings (V8's heap pages, malloc's mmap'd
+ * arenas, threads' stacks), the largest first.
+ */
+export async function byMapping(pid: number, exe: string): Promise<string> {
+  const text = await readFile(`/proc/${pid}/smaps`, 'utf8');
+  const groups = new Map<string, { rss: number; anon: number; n: number }>();
+  let key = '';
+  for (const line of text.split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      const path = head[1]!;
+      key =
+        path === exe
+          ? `the node binary (${exe})`
+          : path === ''
+            ? 'anonymous, unnamed (V8 heap, malloc arenas, thread stacks)'
+            : path.startsWith('[')
+              ? path
+              : path.startsWith('/')
+                ? 'other files (libraries, locale)'
+                : path;
+      const g = groups.get(key) ?? { rss: 0, anon: 0, n: 0 };
+      g.n++;
+      groups.set(key, g);
+      continue;
+    }
+    const field = /^(Rss|Anonymous):\s+(\d+) kB/.exec(line);
+    if (field && key) {
+      const g = groups.get(key)!;
+      if (field[1] === 'Rss') g.rss += Number(field[2]) * 1024;
+      else g.anon += Number(field[2]) * 1024;
+    }
+  }
+  return [...groups]
+    .filter(([, g]) => g.rss > 0)
+    .sort((a, b) => b[1].rss - a[1].rss)
+    .map(
+      ([k, g]) =>
+        `  ${mb(g.rss).padStart(6)} MB resident (${mb(g.anon)} anonymous) in ${g.n} mappings: ${k}`,
+    )
+    .join('\n');
 }

@@ -33,6 +33,7 @@ import { startNginx } from '../test/helpers/nginx.js';
 import { freePort, REPO } from '../test/helpers/procs.js';
 import { startRedis } from '../test/helpers/redis.js';
 import {
+  byMapping,
   mb,
   residentBytes,
   setting,
@@ -272,51 +273,6 @@ async function rollup(pid: number): Promise<string> {
     `  smaps_rollup: Rss ${mb(kb('Rss'))} MB = Anonymous ${mb(kb('Anonymous'))} + file-backed ${mb(kb('Rss') - kb('Anonymous'))}` +
     ` (Pss_File ${mb(kb('Pss_File'))}: shared with other node processes); Private_Dirty ${mb(kb('Private_Dirty'))} MB, Swap ${mb(kb('Swap'))} MB`
   );
-}
-
-/**
- * /proc/PID/smaps summed by what is mapped: the node binary, every other file, malloc's
- * [heap], [stack], and unnamed anonymous mappings (V8's heap pages, malloc's mmap'd
- * arenas, threads' stacks), the largest first.
- */
-async function byMapping(pid: number, exe: string): Promise<string> {
-  const text = await readFile(`/proc/${pid}/smaps`, 'utf8');
-  const groups = new Map<string, { rss: number; anon: number; n: number }>();
-  let key = '';
-  for (const line of text.split('\n')) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
-    if (head) {
-      const path = head[1]!;
-      key =
-        path === exe
-          ? `the node binary (${exe})`
-          : path === ''
-            ? 'anonymous, unnamed (V8 heap, malloc arenas, thread stacks)'
-            : path.startsWith('[')
-              ? path
-              : path.startsWith('/')
-                ? 'other files (libraries, locale)'
-                : path;
-      const g = groups.get(key) ?? { rss: 0, anon: 0, n: 0 };
-      g.n++;
-      groups.set(key, g);
-      continue;
-    }
-    const field = /^(Rss|Anonymous):\s+(\d+) kB/.exec(line);
-    if (field && key) {
-      const g = groups.get(key)!;
-      if (field[1] === 'Rss') g.rss += Number(field[2]) * 1024;
-      else g.anon += Number(field[2]) * 1024;
-    }
-  }
-  return [...groups]
-    .filter(([, g]) => g.rss > 0)
-    .sort((a, b) => b[1].rss - a[1].rss)
-    .map(
-      ([k, g]) =>
-        `  ${mb(g.rss).padStart(6)} MB resident (${mb(g.anon)} anonymous) in ${g.n} mappings: ${k}`,
-    )
-    .join('\n');
 }
 
 if (!(await main())) process.exitCode = 1;
