@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Worker } from 'node:worker_threads';
 import type { StoredEvent } from '../src/aicost/event.js';
 import { Ledger, type SeedResult } from '../src/aicost/ledger.js';
 import { Tallies } from '../src/collectors/aicost.js';
@@ -38,6 +39,48 @@ function stored(id: string, timeMs: number, over: Partial<StoredEvent> = {}): St
 }
 
 describe('the ledger', () => {
+  it('starts a transaction once 1,000 events wait: four bodies of 500 sent together are answered two by two, each in full', async () => {
+    const dir = await tempDir('lookout-ledger-');
+    const ledger = await Ledger.open(dir, { retentionMs: 90 * DAY });
+    try {
+      // The worker's answers, a message per transaction: how many requests each answers.
+      const worker = (ledger as unknown as { worker: Worker }).worker;
+      const perTransaction: number[] = [];
+      worker.on('message', (m: { seq: number; replies?: unknown[] }) => {
+        if (m.seq !== -1) perTransaction.push(m.replies?.length ?? 1);
+      });
+      const now = Date.now();
+      const body = (b: number) =>
+        new TextEncoder().encode(
+          JSON.stringify({
+            events: Array.from({ length: 500 }, (_, i) => ({
+              id: `b${b}-${i}`,
+              service: 'svc',
+              model: 'm',
+              provider: 'p',
+              input_tokens: 10,
+              output_tokens: 5,
+              cost_usd: 0.001,
+            })),
+          }),
+        );
+      // One turn: the four travel to the worker in one message.
+      const answers = await Promise.all(
+        [0, 1, 2, 3].map((b) => ledger.ingest({ raw: body(b), now, maxBatch: 1000 })),
+      );
+      assert.deepEqual(perTransaction, [2, 2]);
+      for (const a of answers) {
+        assert.ok('answer' in a, JSON.stringify(a));
+        assert.equal(a.answer.status, 200);
+        assert.deepEqual(a.counts, [['http', 'accepted', 500]]);
+      }
+      const seed = await ledger.seed();
+      assert.equal(seed.totals[0]!.requests, 2000);
+    } finally {
+      await ledger.close();
+    }
+  });
+
   it('answers concurrent writes each with which of its events were new, duplicates within one transaction too', async () => {
     const dir = await tempDir('lookout-ledger-');
     const ledger = await Ledger.open(dir, { retentionMs: 90 * DAY });

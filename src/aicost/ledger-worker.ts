@@ -48,9 +48,19 @@ let pricing: PricingTable | undefined;
 let knownSources = new Set<string>();
 const OTHER = 'other';
 let flushScheduled = false;
+/** Events in `pending`: at FLUSH_AT, the transaction runs without waiting for the turn's end. */
+let pendingEvents = 0;
 let pruneTimer: NodeJS.Timeout | undefined;
 let pruning = false;
 
+/**
+ * A transaction starts once this many events wait, before the rest of the messages
+ * already queued are parsed: their senders' answers then leave while those are parsed
+ * and stored, and their next bodies arrive meanwhile. Taking every queued body into one
+ * transaction answered all the clients at once, and the worker then waited for all of
+ * them (docs/performance.md, "AI cost"). Single events still share a transaction per turn.
+ */
+const FLUSH_AT = 1000;
 /** Raw events deleted per transaction while pruning: writes get a turn between batches. */
 const PRUNE_BATCH = 5000;
 /** Free pages given back to the filesystem per incremental_vacuum step. */
@@ -345,6 +355,7 @@ function flush(): void {
   flushScheduled = false;
   if (pending.length === 0) return;
   const group = pending.splice(0, pending.length);
+  pendingEvents = 0;
   const st = statements!;
   const results: Stored[] = [];
   try {
@@ -580,12 +591,19 @@ function ingest(seq: number, req: IngestRequest): void {
     const source = knownSources.has(named) ? named : OTHER;
     rejectedBy[source] = (rejectedBy[source] ?? 0) + 1;
   }
-  pending.push({
+  queue({
     seq,
     req: { ...encodeRows(events), count: events.length, rejected: rejectedBy },
     checked: { items: items.length, rejected, at, rejectedBy },
   });
-  scheduleFlush();
+}
+
+/** Queues a write for the next transaction, which runs now once FLUSH_AT events wait. */
+function queue(entry: (typeof pending)[number]): void {
+  pending.push(entry);
+  pendingEvents += entry.req.count;
+  if (pendingEvents >= FLUSH_AT) flush();
+  else scheduleFlush();
 }
 
 /** The answer and the counters' additions for a checked body, after its commit. */
@@ -703,8 +721,7 @@ port.on('message', (m: LedgerRequest) => {
         return;
       }
       case 'write':
-        pending.push({ seq: m.seq, req: m.req });
-        scheduleFlush();
+        queue({ seq: m.seq, req: m.req });
         return;
       case 'ingest':
         ingest(m.seq, m.req);
