@@ -59,7 +59,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/native/timex/build/Release/timex.node ./native/timex/build/Release/timex.node
 COPY --from=build /src/dist ./dist
 COPY package.json ./
-# bin/lookout holds the node flags (and UV_THREADPOOL_SIZE) for every way lookout runs.
+# bin/lookout holds the node flags (and UV_THREADPOOL_SIZE, glibc's malloc settings) for every way lookout runs.
 COPY bin ./bin
 # Served by lookout as its runbooks page.
 COPY docs/runbooks.md ./docs/runbooks.md

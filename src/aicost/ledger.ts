@@ -188,13 +188,13 @@ export interface LedgerEvents {
 }
 
 /**
- * The worker's young generation (4 MB semi-spaces): a body of 500 events, parsed and
- * checked, outlived bin/lookout's 1 MB semi-space, so each was copied, promoted and
- * collected again in the old generation. With this, batched ingest went from 100,000 to
- * 121,000 events/s and the worker's CPU per 100k events from 0.97 to 0.67 s
- * (docs/performance.md, "AI cost").
+ * The worker's young generation (2 MB semi-spaces; the launcher gives every other isolate
+ * 1 MB): a body of 500 events, parsed and checked, outlived a 1 MB semi-space, so each was
+ * copied, promoted and collected again in the old generation. It costs RSS: its own pages,
+ * and more in glibc's malloc unless bin/lookout's MALLOC_ARENA_MAX and
+ * MALLOC_MMAP_THRESHOLD_ are set (docs/performance.md, "AI cost", has the figures).
  */
-const WORKER_YOUNG_GENERATION_MB = 12;
+const WORKER_YOUNG_GENERATION_MB = 6;
 
 /** The worker's module: its .ts source under tsx (tests, `npm run` scripts), its build otherwise. */
 function workerScript(): { source: string | URL; eval: boolean } {
