@@ -26,7 +26,8 @@
  * npm run bench:aicost; BENCH_SMOKE=1 for the short run. Settings: BENCH_AICOST_BATCHED
  * (events in phase 1), BENCH_AICOST_SINGLES (requests in phase 2a), BENCH_AICOST_OPEN_SECONDS
  * (each rate of phase 2b), BENCH_AICOST_STORED (phase 3), BENCH_AICOST_PER_DAY and
- * BENCH_AICOST_DAYS (phase 4). BENCH_LOOKOUT runs another build's launcher.
+ * BENCH_AICOST_DAYS (phase 4). BENCH_LOOKOUT runs another build's launcher; BENCH_AICOST_SPLIT=1
+ * splits lookout's scrapes at its request handler (bench/server-times.mjs).
  */
 import { spawn } from 'node:child_process';
 import { readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
@@ -62,6 +63,15 @@ const SCRAPERS = 8;
 const SCRAPE_EVERY_MS = 1000;
 const LAUNCHER = process.env.BENCH_LOOKOUT ?? join(import.meta.dirname, '..', 'bin/lookout');
 const CLIENT = fileURLToPath(new URL('./aicost-client.ts', import.meta.url));
+/**
+ * BENCH_AICOST_SPLIT=1: lookout runs with bench/server-times.mjs loaded, and each open-loop
+ * phase splits lookout's scrapes into the time before its request handler ran, the
+ * handler until the answer went to the kernel, and the time after, until the scraper had
+ * it all.
+ */
+const SPLIT = process.env.BENCH_AICOST_SPLIT === '1';
+/** CLOCK_MONOTONIC in ms: one clock for every process here (each's timeOrigin is its own). */
+const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 async function startLookout(dir: string, aicost: boolean) {
   const port = await freePort();
@@ -74,7 +84,18 @@ async function startLookout(dir: string, aicost: boolean) {
   const proc = await startProcess(
     LAUNCHER,
     ['serve', '--config', join(dir, 'lookout.yml'), '--web.listen-address', `127.0.0.1:${port}`],
-    { readyPath: '/healthz', port, dir, timeoutMs: 60_000 },
+    {
+      readyPath: '/healthz',
+      port,
+      dir,
+      timeoutMs: 60_000,
+      env: SPLIT
+        ? {
+            NODE_OPTIONS: `--import=${new URL('./server-times.mjs', import.meta.url).href}`,
+            BENCH_SERVER_TIMES: join(dir, 'server-times.json'),
+          }
+        : {},
+    },
   );
   return { proc, t0 };
 }
@@ -214,10 +235,17 @@ async function load(job: Job, pid: number) {
   };
 }
 
-/** A scrape: when it began (Unix ms, the generator's clock) and how long it took. */
+/** Scrapes tagged so far (BENCH_AICOST_SPLIT): each tag once in the run. */
+let tags = 0;
+
+/** A scrape: when it began (Unix ms, as the generator's times) and how long it took. */
 interface Scrape {
   at: number;
+  /** The same, on the system-wide monotonic clock (in ms), which lookout's times share. */
+  mono: number;
   ms: number;
+  /** Its path: /metrics, with a tag of its own under BENCH_AICOST_SPLIT. */
+  path: string;
 }
 
 /**
@@ -228,10 +256,10 @@ interface Scrape {
  */
 async function scraping(urls: string[]) {
   const clients = urls.map((u) => Array.from({ length: SCRAPERS }, () => new Client(u)));
-  const once = async (c: Client) => {
+  const once = async (c: Client, path = '/metrics') => {
     const t0 = performance.now();
     const res = await c.request({
-      path: '/metrics',
+      path,
       method: 'GET',
       headers: { 'accept-encoding': 'identity' },
     });
@@ -240,7 +268,7 @@ async function scraping(urls: string[]) {
     return performance.now() - t0;
   };
   // Each connection open and past its first second before the figures start.
-  await Promise.all(clients.flat().map(once));
+  await Promise.all(clients.flat().map((c) => once(c)));
   await sleep(1100);
   let on = true;
   const times = urls.map((): Scrape[] => []);
@@ -250,7 +278,9 @@ async function scraping(urls: string[]) {
       while (on) {
         const t = performance.now();
         const at = Date.now();
-        times[k]!.push({ at, ms: await once(c) });
+        const mono = monotonicMs();
+        const path = SPLIT ? `/metrics?scrape=${++tags}` : '/metrics';
+        times[k]!.push({ at, mono, path, ms: await once(c, path) });
         await sleep(Math.max(0, SCRAPE_EVERY_MS - (performance.now() - t)));
       }
     }),
@@ -261,10 +291,10 @@ async function scraping(urls: string[]) {
     await Promise.all(loops);
     await Promise.all(clients.flat().map((c) => c.close()));
     const sorted = (l: Scrape[]) => l.map((s) => s.ms).sort((a, b) => a - b);
-    return times.map((t) => ({
-      all: sorted(t),
-      clocked: sorted(t.filter((s) => s.at >= from && s.at <= to)),
-    }));
+    return times.map((t) => {
+      const clocked = t.filter((s) => s.at >= from && s.at <= to);
+      return { all: sorted(t), clocked: sorted(clocked), scrapes: clocked };
+    });
   };
 }
 
@@ -359,7 +389,43 @@ async function singles(job: Job, title: string) {
   line(
     `   /metrics meanwhile: lookout ${mine!.length} scrapes p50 ${ms(quantile(mine!, 0.5))} p99 ${ms(lp99)} max ${ms(mine!.at(-1)!)}; node_exporter ${theirs!.length} scrapes p50 ${ms(np50)} p99 ${ms(quantile(theirs!, 0.99))}; lookout p99 / node_exporter p50 = ${(lp99 / np50).toFixed(2)}; with the ${mineAll!.length - mine!.length} scrapes outside the clock too: lookout p99 ${ms(quantile(mineAll!, 0.99))}, node_exporter p50 ${ms(quantile(theirsAll!, 0.5))}`,
   );
+  if (SPLIT) line(await split(scrapes[0]!.scrapes));
   return { p99, lp99, np50, got };
+}
+
+/**
+ * Splits lookout's scrapes by bench/server-times.mjs's record of each (BENCH_AICOST_SPLIT):
+ * before lookout's handler ran (the request's way in, and the event loop busy or waiting
+ * for a core), the handler until the answer went to the kernel, and after, until the
+ * scraper had read it all (its own wait for a core among them).
+ */
+async function split(scrapes: Scrape[]): Promise<string> {
+  await sleep(1500); // the module writes its file every half second, later when busy
+  const records = JSON.parse(await readFile(join(dir1, 'server-times.json'), 'utf8')) as [
+    string,
+    number,
+    number,
+  ][];
+  const server = new Map(records.map(([path, t, d]) => [path, { t, d }]));
+  const parts: { ms: number; before: number; inside: number; after: number }[] = [];
+  for (const { mono, ms, path } of scrapes) {
+    const s = server.get(path);
+    if (s) parts.push({ ms, before: s.t - mono, inside: s.d, after: ms - (s.t - mono) - s.d });
+  }
+  if (parts.length === 0)
+    return `   lookout's scrapes split: none of ${scrapes.length} found among lookout's ${records.length} records (last ${records.at(-1)?.[0]}; first asked ${scrapes[0]?.path})`;
+  const q = (pick: (p: (typeof parts)[number]) => number, at: number) =>
+    ms(
+      quantile(
+        parts.map(pick).sort((a, b) => a - b),
+        at,
+      ),
+    );
+  const slowest = parts
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 3)
+    .map((p) => `${ms(p.ms)} = ${ms(p.before)} + ${ms(p.inside)} + ${ms(p.after)}`);
+  return `   lookout's ${parts.length} scrapes split: before its handler p50 ${q((p) => p.before, 0.5)} p99 ${q((p) => p.before, 0.99)}; the handler until the answer went to the kernel p50 ${q((p) => p.inside, 0.5)} p99 ${q((p) => p.inside, 0.99)}; after, until the scraper had it, p50 ${q((p) => p.after, 0.5)} p99 ${q((p) => p.after, 0.99)}; the slowest three (before + handler + after): ${slowest.join('; ')}`;
 }
 
 const closed = await singles(
