@@ -412,8 +412,7 @@ async function split(scrapes: Scrape[]): Promise<string> {
     const s = server.get(path);
     if (s) parts.push({ ms, before: s.t - mono, inside: s.d, after: ms - (s.t - mono) - s.d });
   }
-  if (parts.length === 0)
-    return `   lookout's scrapes split: none of ${scrapes.length} found among lookout's ${records.length} records (last ${records.at(-1)?.[0]}; first asked ${scrapes[0]?.path})`;
+  if (parts.length === 0) return `   lookout's scrapes split: none begun while the clock ran`;
   const q = (pick: (p: (typeof parts)[number]) => number, at: number) =>
     ms(
       quantile(

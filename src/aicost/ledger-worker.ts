@@ -56,9 +56,9 @@ let pruning = false;
 /**
  * A transaction starts once this many events wait, before the rest of the messages
  * already queued are parsed: their senders' answers then leave while those are parsed
- * and stored, and their next bodies arrive meanwhile. Taking every queued body into one
- * transaction answered all the clients at once, and the worker then waited for all of
- * them (docs/performance.md, "AI cost"). Single events still share a transaction per turn.
+ * and stored, and their next bodies arrive meanwhile. One transaction for every queued
+ * body would answer all the clients at once and leave the worker waiting for all of them
+ * (docs/performance.md, "AI cost"). Single events still share a transaction per turn.
  */
 const FLUSH_AT = 1000;
 /** Raw events deleted per transaction while pruning: writes get a turn between batches. */
