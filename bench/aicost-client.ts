@@ -115,7 +115,7 @@ if (job.kind === 'open') {
   await openLoop(warm.slice(job.clients), job.rate!);
   warmup = warm.length;
   start = Date.now();
-  latencies.push(...(await openLoop(bodies, job.rate!)));
+  for (const l of await openLoop(bodies, job.rate!)) latencies.push(l);
 } else {
   if (job.kind === 'batched') {
     // As for the open loop, a running app's client: the clock starts after every

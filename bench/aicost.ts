@@ -11,8 +11,12 @@
  *       each latency from the event's scheduled send time, so queueing counts; the clock
  *       starts once each connection is open and a second at the rate has run.
  *    Target p99 <= 10 ms; meanwhile /metrics of lookout and of node_exporter are scraped
- *    as Prometheus does (SCRAPERS connections each, each once a second): target lookout's p99 <= 0.5 x node_exporter's
- *    p50 in the same phase (and a commit never blocks a scrape);
+ *    as Prometheus does (SCRAPERS connections each, each once a second): target lookout's
+ *    p99 <= 0.5 x node_exporter's p50 in the same phase (and a commit never blocks a
+ *    scrape), judged as the exporter's /metrics target is everywhere (bench/abuse.ts):
+ *    over MIN_SCRAPES scrapes or more, so that a p99 is not the second-slowest of a
+ *    handful. A second lookout, aicost off and taking no ingest, is scraped the same way
+ *    beside them: what its scrapes share with the first's is the machine;
  * 3. start on a store of 1,000,000 events and 90 days of rollups: time until /metrics
  *    serves the seeded counters (target <= 5 s), RSS (budget 128 MiB), and RSS of the
  *    same lookout with aicost off (what the worker and the open store cost);
@@ -53,14 +57,21 @@ import {
 
 const BATCHED = setting('BENCH_AICOST_BATCHED', 500_000, 5_000);
 const SINGLES = setting('BENCH_AICOST_SINGLES', 20_000, 200);
-const OPEN_SECONDS = setting('BENCH_AICOST_OPEN_SECONDS', 20, 0.5);
+/** A p99 of fewer scrapes is not judged: of 160, it is the second-slowest. */
+const MIN_SCRAPES = 500;
+const CLIENTS = 50;
+const SCRAPERS = 8;
+const SCRAPE_EVERY_MS = 1000;
+// Each rate long enough for MIN_SCRAPES of each exporter's scrapes inside the clock.
+const OPEN_SECONDS = setting(
+  'BENCH_AICOST_OPEN_SECONDS',
+  Math.ceil((MIN_SCRAPES * SCRAPE_EVERY_MS) / 1000 / SCRAPERS) + 2,
+  0.5,
+);
 const OPEN_RATES = [1000, 2000];
 const STORED = setting('BENCH_AICOST_STORED', 1_000_000, 10_000);
 const PER_DAY = setting('BENCH_AICOST_PER_DAY', 1_000_000, 2_000);
 const DAYS = setting('BENCH_AICOST_DAYS', 7, 2);
-const CLIENTS = 50;
-const SCRAPERS = 8;
-const SCRAPE_EVERY_MS = 1000;
 const LAUNCHER = process.env.BENCH_LOOKOUT ?? join(import.meta.dirname, '..', 'bin/lookout');
 const CLIENT = fileURLToPath(new URL('./aicost-client.ts', import.meta.url));
 /**
@@ -330,6 +341,9 @@ const loadavg = async () =>
 const dir1 = await tempDir('lookout-bench-aicost-');
 const { proc: lookout } = await startLookout(dir1, true);
 const nodeExporter = await startNodeExporter();
+// Scraped beside lookout in phase 2: the same build with aicost off, taking no ingest, on
+// the same machine at the same time. What its scrapes share with lookout's is the machine.
+const { proc: bystander } = await startLookout(await tempDir('lookout-bench-aicost-off-'), false);
 await storeOpen(lookout.url);
 await startedAll();
 const pid = lookout.child.pid!;
@@ -367,14 +381,14 @@ line(
 
 /** One single-event phase with the scrapes beside it; judged unless it is the closed loop. */
 async function singles(job: Job, title: string) {
-  const stop = await scraping([lookout.url, nodeExporter.url]);
+  const stop = await scraping([lookout.url, bystander.url, nodeExporter.url]);
   const r = await load(job, pid);
   // Judged: the scrapes begun while the clock ran, as the latencies are. The others fell
   // in the generator's start (a node process compiling its TypeScript and serializing
   // every body) and its warm-up: reported apart.
   const scrapes = await stop(r.start, r.end);
-  const [mine, theirs] = scrapes.map((s) => s.clocked);
-  const [mineAll, theirsAll] = scrapes.map((s) => s.all);
+  const [mine, aside, theirs] = scrapes.map((s) => s.clocked);
+  const [mineAll, , theirsAll] = scrapes.map((s) => s.all);
   const t = r.latencies.sort((a, b) => a - b);
   const p99 = quantile(t, 0.99);
   const got = r.requests / r.seconds;
@@ -387,10 +401,22 @@ async function singles(job: Job, title: string) {
   const lp99 = quantile(mine!, 0.99);
   const np50 = quantile(theirs!, 0.5);
   line(
-    `   /metrics meanwhile: lookout ${mine!.length} scrapes p50 ${ms(quantile(mine!, 0.5))} p99 ${ms(lp99)} max ${ms(mine!.at(-1)!)}; node_exporter ${theirs!.length} scrapes p50 ${ms(np50)} p99 ${ms(quantile(theirs!, 0.99))}; lookout p99 / node_exporter p50 = ${(lp99 / np50).toFixed(2)}; with the ${mineAll!.length - mine!.length} scrapes outside the clock too: lookout p99 ${ms(quantile(mineAll!, 0.99))}, node_exporter p50 ${ms(quantile(theirsAll!, 0.5))}`,
+    `   /metrics meanwhile: lookout ${mine!.length} scrapes p50 ${ms(quantile(mine!, 0.5))} p99 ${ms(lp99)}, the slowest five ${mine!
+      .slice(-5)
+      .map((v) => v.toFixed(1))
+      .join(
+        ', ',
+      )} ms; node_exporter ${theirs!.length} scrapes p50 ${ms(np50)} p99 ${ms(quantile(theirs!, 0.99))}; lookout p99 / node_exporter p50 = ${(lp99 / np50).toFixed(2)}; with the ${mineAll!.length - mine!.length} scrapes outside the clock too: lookout p99 ${ms(quantile(mineAll!, 0.99))}, node_exporter p50 ${ms(quantile(theirsAll!, 0.5))}`,
+  );
+  const ap99 = quantile(aside!, 0.99);
+  line(
+    `   a lookout without aicost beside it, scraped the same way: ${aside!.length} scrapes p50 ${ms(quantile(aside!, 0.5))} p99 ${ms(ap99)}, the slowest five ${aside!
+      .slice(-5)
+      .map((v) => v.toFixed(1))
+      .join(', ')} ms; its p99 / node_exporter p50 = ${(ap99 / np50).toFixed(2)}`,
   );
   if (SPLIT) line(await split(scrapes[0]!.scrapes));
-  return { p99, lp99, np50, got };
+  return { p99, lp99, ap99, np50, got, scrapes: mine!.length, theirScrapes: theirs!.length };
 }
 
 /**
@@ -447,21 +473,21 @@ for (const r of OPEN_RATES) {
     `2b. open loop at ${r} events/s over ${CLIENTS} connections`,
   );
   judge(`single-event POSTs at ${r}/s, p99`, '<= 10 ms', ms(o.p99), o.p99 <= 10);
+  const enough = Math.min(o.scrapes, o.theirScrapes) >= MIN_SCRAPES;
   judge(
     `/metrics p99 during ${r}/s, over node_exporter's p50 then`,
-    '<= 0.5',
-    `${ms(o.lp99)} / ${ms(o.np50)} = ${(o.lp99 / o.np50).toFixed(2)}`,
-    o.lp99 <= 0.5 * o.np50,
+    `<= 0.5, over >= ${MIN_SCRAPES} scrapes`,
+    `${ms(o.lp99)} / ${ms(o.np50)} = ${(o.lp99 / o.np50).toFixed(2)}, over ${o.scrapes} and ${o.theirScrapes}${enough ? '' : ' (too few to judge)'}; without aicost beside it ${(o.ap99 / o.np50).toFixed(2)}`,
+    enough && o.lp99 <= 0.5 * o.np50,
   );
 }
-judge(
-  'single-event POSTs, closed loop (saturation), p99',
-  '<= 10 ms',
-  ms(closed.p99),
-  closed.p99 <= 10,
+// Saturation, not a latency a client sees below it (Little's law): reported, not judged.
+judged.push(
+  `| single-event POSTs, closed loop (saturation), p99 | not judged | ${ms(closed.p99)} at ${Math.round(closed.got)} events/s | |`,
 );
 line(`lookout RSS after phases 1-2: ${mb(await rssBytes(pid))} MB`);
 await nodeExporter.stop();
+await bystander.stop();
 
 // --------------------------------------------------- 4: a million a day, for DAYS days
 const dayMs = 86_400_000;
