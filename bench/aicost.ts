@@ -379,6 +379,13 @@ line(
   `the disk: a one-row commit (WAL, synchronous=FULL) beside the store: p50 ${ms(quantile(floor, 0.5))}, p99 ${ms(quantile(floor, 0.99))}, max ${ms(floor.at(-1)!)} (a durable answer waits for one commit, or for two when it arrives during one)`,
 );
 
+/** The slowest five of sorted latencies, in ms. */
+const slowestFive = (sorted: number[]) =>
+  sorted
+    .slice(-5)
+    .map((v) => v.toFixed(1))
+    .join(', ');
+
 /** One single-event phase with the scrapes beside it; judged unless it is the closed loop. */
 async function singles(job: Job, title: string) {
   const stop = await scraping([lookout.url, bystander.url, nodeExporter.url]);
@@ -401,19 +408,11 @@ async function singles(job: Job, title: string) {
   const lp99 = quantile(mine!, 0.99);
   const np50 = quantile(theirs!, 0.5);
   line(
-    `   /metrics meanwhile: lookout ${mine!.length} scrapes p50 ${ms(quantile(mine!, 0.5))} p99 ${ms(lp99)}, the slowest five ${mine!
-      .slice(-5)
-      .map((v) => v.toFixed(1))
-      .join(
-        ', ',
-      )} ms; node_exporter ${theirs!.length} scrapes p50 ${ms(np50)} p99 ${ms(quantile(theirs!, 0.99))}; lookout p99 / node_exporter p50 = ${(lp99 / np50).toFixed(2)}; with the ${mineAll!.length - mine!.length} scrapes outside the clock too: lookout p99 ${ms(quantile(mineAll!, 0.99))}, node_exporter p50 ${ms(quantile(theirsAll!, 0.5))}`,
+    `   /metrics meanwhile: lookout ${mine!.length} scrapes p50 ${ms(quantile(mine!, 0.5))} p99 ${ms(lp99)}, the slowest five ${slowestFive(mine!)} ms; node_exporter ${theirs!.length} scrapes p50 ${ms(np50)} p99 ${ms(quantile(theirs!, 0.99))}; lookout p99 / node_exporter p50 = ${(lp99 / np50).toFixed(2)}; with the ${mineAll!.length - mine!.length} scrapes outside the clock too: lookout p99 ${ms(quantile(mineAll!, 0.99))}, node_exporter p50 ${ms(quantile(theirsAll!, 0.5))}`,
   );
   const ap99 = quantile(aside!, 0.99);
   line(
-    `   a lookout without aicost beside it, scraped the same way: ${aside!.length} scrapes p50 ${ms(quantile(aside!, 0.5))} p99 ${ms(ap99)}, the slowest five ${aside!
-      .slice(-5)
-      .map((v) => v.toFixed(1))
-      .join(', ')} ms; its p99 / node_exporter p50 = ${(ap99 / np50).toFixed(2)}`,
+    `   a lookout without aicost beside it, scraped the same way: ${aside!.length} scrapes p50 ${ms(quantile(aside!, 0.5))} p99 ${ms(ap99)}, the slowest five ${slowestFive(aside!)} ms; its p99 / node_exporter p50 = ${(ap99 / np50).toFixed(2)}`,
   );
   if (SPLIT) line(await split(scrapes[0]!.scrapes));
   return { p99, lp99, ap99, np50, got, scrapes: mine!.length, theirScrapes: theirs!.length };
