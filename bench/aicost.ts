@@ -57,7 +57,7 @@ import {
 
 const BATCHED = setting('BENCH_AICOST_BATCHED', 500_000, 5_000);
 const SINGLES = setting('BENCH_AICOST_SINGLES', 20_000, 200);
-/** A p99 of fewer scrapes is not judged: of 160, it is the second-slowest. */
+/** A p99 of fewer scrapes is not judged: of 160 scrapes, a p99 is the second-slowest one. */
 const MIN_SCRAPES = 500;
 const CLIENTS = 50;
 const SCRAPERS = 8;
