@@ -11,11 +11,11 @@
  *       each latency from the event's scheduled send time, so queueing counts; the clock
  *       starts once each connection is open and a second at the rate has run.
  *    Target p99 <= 10 ms; meanwhile /metrics of lookout and of node_exporter are scraped
- *    as Prometheus does (SCRAPERS connections each, each once a second): target lookout's
- *    p99 <= 0.5 x node_exporter's p50 in the same phase (and a commit never blocks a
- *    scrape), judged as the exporter's /metrics target is everywhere (bench/abuse.ts):
- *    over MIN_SCRAPES scrapes or more, so that a p99 is not the second-slowest of a
- *    handful. A second lookout, aicost off and taking no ingest, is scraped the same way
+ *    as Prometheus does (SCRAPERS connections each, each once a second, each target at
+ *    an offset of its own): target lookout's p99 <= 0.5 x node_exporter's p50 in the
+ *    same phase (and a commit never blocks a scrape), judged as the exporter's /metrics
+ *    target is everywhere (bench/abuse.ts): over MIN_SCRAPES scrapes or more, so that a
+ *    p99 is not the second-slowest of a handful. A second lookout, aicost off and taking no ingest, is scraped the same way
  *    beside them: what its scrapes share with the first's is the machine;
  * 3. start on a store of 1,000,000 events and 90 days of rollups: time until /metrics
  *    serves the seeded counters (target <= 5 s), RSS (budget 128 MiB), and RSS of the
@@ -263,7 +263,11 @@ interface Scrape {
  * Scrapes each url's /metrics as Prometheus does, each connection once every
  * SCRAPE_EVERY_MS (lookout paces a connection's scrapes past two a second and in its first
  * second, src/exporter/app.ts), over SCRAPERS connections a url, staggered: the times of
- * each url, from the call on.
+ * each url, from the call on. Each url's scrapes start at an offset of their own in the
+ * slot between two connections', as Prometheus offsets each target in its interval (a hash
+ * of its labels and URL): scraped at the same moments, every one of lookout's scrapes met
+ * node_exporter's, whose collectors run in parallel for 10-20 ms (docs/performance.md
+ * has both).
  */
 async function scraping(urls: string[]) {
   const clients = urls.map((u) => Array.from({ length: SCRAPERS }, () => new Client(u)));
@@ -285,7 +289,7 @@ async function scraping(urls: string[]) {
   const times = urls.map((): Scrape[] => []);
   const loops = clients.flatMap((cs, k) =>
     cs.map(async (c, j) => {
-      await sleep((j * SCRAPE_EVERY_MS) / SCRAPERS);
+      await sleep(((j + k / urls.length) * SCRAPE_EVERY_MS) / SCRAPERS);
       while (on) {
         const t = performance.now();
         const at = Date.now();
